@@ -1,0 +1,82 @@
+"""The public functions: enable, disable, is_enabled, check, dump, watching."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+from ._config import Config, unknown_env
+from ._detector import DETECTOR
+from ._model import Finding
+
+_warned_env = False
+
+
+def _warn_unknown_env() -> None:
+    global _warned_env
+    if _warned_env:
+        return
+    _warned_env = True
+    for name in unknown_env(os.environ):
+        sys.stderr.write(
+            f"deadlockwatch: warning: unknown environment variable {name} is ignored"
+            " (see the options table in README)\n"
+        )
+
+
+def configure(**options: Any) -> Config:
+    """The configuration ``enable(**options)`` would use: defaults, then the
+    ``DEADLOCKWATCH_*`` environment, then ``options``.  Raises `ConfigError`."""
+    return Config().with_environ(os.environ).with_options(options, "enable({name}=...)")
+
+
+def enable(**options: Any) -> None:
+    """Track threading's locks from now on and start the watcher.
+
+    Options (each also settable by environment variable, see README):
+    ``interval``, ``threshold``, ``on_deadlock`` and ``report``.  A bad value
+    raises `ConfigError` before anything is patched.  Enabling again only
+    applies the new options.
+    """
+    config = configure(**options)
+    _warn_unknown_env()
+    DETECTOR.start(config)
+
+
+def disable() -> None:
+    """Stop the watcher and restore threading's original factories.
+
+    Tracked primitives made meanwhile keep working exactly as before.
+    """
+    DETECTOR.stop()
+
+
+def is_enabled() -> bool:
+    return DETECTOR.enabled
+
+
+def check() -> list[Finding]:
+    """Analyse the current waits now and return every finding (reported or not)."""
+    return DETECTOR.check()
+
+
+def dump(file: IO[str] | None = None) -> None:
+    """Write every thread, what it holds and waits for, and its stack (default: stderr)."""
+    DETECTOR.dump(file)
+
+
+@contextmanager
+def watching(**options: Any) -> Iterator[None]:
+    """Enable the detector for a block; on exit, put back the state found on entry."""
+    was_enabled, old = DETECTOR.enabled, DETECTOR.config
+    enable(**options)
+    try:
+        yield
+    finally:
+        if was_enabled:
+            DETECTOR.config = old
+        else:
+            disable()

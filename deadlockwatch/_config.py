@@ -1,0 +1,153 @@
+"""Settings: declared once, validated the same way from every source.
+
+A `Config` is built from the defaults, then the environment, then explicit
+arguments; every value is checked by its option's parser, and a bad one
+raises `ConfigError` naming the source, the value and what is accepted.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+ENV_PREFIX = "DEADLOCKWATCH"
+ACTIONS = ("report", "raise", "abort")
+#: Exit status of a process stopped by ``on_deadlock="abort"``.
+ABORT_EXIT_STATUS = 86
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+class ConfigError(ValueError):
+    """A setting has a value deadlockwatch cannot accept."""
+
+
+def _bad(source: str, value: object, accepted: str) -> ConfigError:
+    return ConfigError(f"deadlockwatch: invalid value {value!r} for {source}: expected {accepted}")
+
+
+def parse_bool(value: object, source: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise _bad(source, value, "one of 1, 0, true, false, yes, no, on, off")
+
+
+def _seconds(minimum: float, inclusive: bool) -> Callable[[object, str], float]:
+    relation = ">=" if inclusive else ">"
+    accepted = f"a number of seconds {relation} {minimum:g} and at most 3600"
+
+    def parse(value: object, source: str) -> float:
+        if isinstance(value, bool):
+            raise _bad(source, value, accepted)
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise _bad(source, value, accepted) from None
+        ok = number >= minimum if inclusive else number > minimum
+        if not ok or not math.isfinite(number) or number > 3600:
+            raise _bad(source, value, accepted)
+        return number
+
+    return parse
+
+
+def parse_action(value: object, source: str) -> str | Callable[[Any], object]:
+    if callable(value) and not isinstance(value, str):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ACTIONS:
+        return value.strip().lower()
+    accepted = "one of " + ", ".join(ACTIONS)
+    if not source.startswith("environment"):
+        accepted += ", or a callable that takes the finding"
+    raise _bad(source, value, accepted)
+
+
+def parse_path(value: object, source: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise _bad(source, value, "a file path")
+    if value == "":
+        return None
+    directory = os.path.dirname(os.path.abspath(value))
+    if not os.path.isdir(directory):
+        raise _bad(source, value, f"a file path in an existing directory ({directory} does not exist)")
+    if os.path.isdir(value):
+        raise _bad(source, value, "a file path, not a directory")
+    return value
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    env: str
+    parse: Callable[[object, str], Any]
+    help: str
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("interval", "DEADLOCKWATCH_INTERVAL", _seconds(0.001, True),
+           "seconds between two looks of the watcher"),
+    Option("threshold", "DEADLOCKWATCH_THRESHOLD", _seconds(0.0, True),
+           "seconds a thread must have been blocked before the watcher analyses"),
+    Option("on_deadlock", "DEADLOCKWATCH_ACTION", parse_action,
+           "what to do on a deadlock: report, raise (DeadlockError in one thread of the cycle), "
+           "abort (report, then exit with status 86), or a callable (enable() only)"),
+    Option("report", "DEADLOCKWATCH_REPORT", parse_path,
+           "also append each finding as one JSON line to this file"),
+)
+_BY_NAME = {o.name: o for o in OPTIONS}
+ENABLE_VAR = ENV_PREFIX
+KNOWN_ENV = frozenset({ENABLE_VAR, *(o.env for o in OPTIONS)})
+
+
+@dataclass(frozen=True)
+class Config:
+    """The detector's settings; see `OPTIONS` for each one's meaning."""
+
+    interval: float = 0.1
+    threshold: float = 0.1
+    on_deadlock: str | Callable[[Any], object] = "report"
+    report: str | None = None
+
+    def with_options(self, options: Mapping[str, object], source: str) -> Config:
+        """A copy with ``options`` applied; ``source`` names where they come from,
+        e.g. ``"enable({name}=...)"`` (``{name}`` is filled per option)."""
+        changes: dict[str, Any] = {}
+        for name, value in options.items():
+            option = _BY_NAME.get(name)
+            if option is None:
+                known = ", ".join(o.name for o in OPTIONS)
+                raise TypeError(f"deadlockwatch: unknown option {name!r} for {source.format(name=name)}; accepted: {known}")
+            changes[name] = option.parse(value, source.format(name=name))
+        return replace(self, **changes)
+
+    def with_environ(self, environ: Mapping[str, str]) -> Config:
+        changes = {
+            o.name: environ[o.env] for o in OPTIONS if environ.get(o.env, "") != ""
+        }
+        cfg = self
+        for name, value in changes.items():
+            cfg = cfg.with_options({name: value}, f"environment variable {_BY_NAME[name].env}")
+        return cfg
+
+
+def env_enabled(environ: Mapping[str, str]) -> bool:
+    return parse_bool(environ.get(ENABLE_VAR, ""), f"environment variable {ENABLE_VAR}")
+
+
+def unknown_env(environ: Mapping[str, str]) -> list[str]:
+    """``DEADLOCKWATCH_*`` variables nobody reads (most likely typos)."""
+    return sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in KNOWN_ENV)
+
+
+def option_names() -> list[str]:
+    return [f.name for f in fields(Config)]

@@ -1,0 +1,314 @@
+"""The running detector: enable/disable, the watcher thread, reports and actions.
+
+The watcher is a bare ``_thread`` thread (invisible to ``threading.enumerate``)
+that sleeps on an untracked lock.  Each tick costs one dict copy while nothing
+is blocked.  When some wait is older than the threshold it captures a
+snapshot, analyses it, and if that finds something new, takes a second
+capture shortly after: only a finding whose waits are the very same in both
+(a thread's wait record is new for every wait) is real, since a thread that
+stayed in one wait across both captures was blocked all along.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import Any
+
+from . import _native, _patch, _primitives, _state
+from ._analysis import analyze
+from ._capture import capture, capture_all, with_stacks
+from ._config import ABORT_EXIT_STATUS, Config
+from ._errors import DeadlockError
+from ._model import DEADLOCK, Finding
+from ._report import format_dump, format_text, to_json_line
+from ._state import WaitRecord
+
+_CONFIRM_DELAY = 0.02
+
+
+class _Detector:
+    """Module-level singleton holding the enabled state (see `_api`)."""
+
+    def __init__(self) -> None:
+        self.config = Config()
+        self.enabled = False
+        self.watcher_ident: int | None = None
+        self._stop = False
+        self._wake = _native.allocate_lock()
+        self._done = _native.allocate_lock()
+        self._emit_lock = _native.allocate_lock()
+        self._errors_seen: set[str] = set()
+        self.findings: list[Finding] = []
+
+    # -- life cycle ---------------------------------------------------------
+    def start(self, config: Config) -> None:
+        self.config = config
+        if self.enabled:
+            return
+        _patch.patch()
+        _primitives.self_wait_hook[:] = [self.on_self_wait]
+        self.enabled = True
+        self._start_watcher()
+
+    def _start_watcher(self) -> None:
+        self._stop = False
+        if not self._wake.locked():
+            self._wake.acquire()
+        self._done.acquire()
+        _native.start_new_thread(self._run, ())
+
+    def stop(self) -> None:
+        if not self.enabled:
+            return
+        self.enabled = False
+        _patch.unpatch()
+        _primitives.self_wait_hook[:] = []
+        self._stop_watcher()
+
+    def _stop_watcher(self) -> None:
+        self._stop = True
+        if self._wake.locked():
+            self._wake.release()
+        if self.watcher_ident != _native.get_ident():
+            # The watcher exits within a tick; never wait on it for long.
+            if self._done.acquire(True, 2.0):
+                self._done.release()
+
+    def after_fork_in_child(self) -> None:
+        """Only the forking thread survives a fork: start a new watcher."""
+        self._wake = _native.allocate_lock()
+        self._done = _native.allocate_lock()
+        self._emit_lock = _native.allocate_lock()
+        self.watcher_ident = None
+        me = _native.get_ident()
+        for rec in list(_state.blocked):
+            if rec.ident != me:
+                _state.blocked.pop(rec, None)
+        for rec in list(_state.records.values()):
+            if rec.ident != me:
+                rec.alive = False
+        if self.enabled:
+            self._start_watcher()
+
+    # -- the watcher ----------------------------------------------------------
+    def _run(self) -> None:
+        self.watcher_ident = _native.get_ident()
+        try:
+            # Import the analysis' dependency now, in the background, so that
+            # the first detection does not pay for it.
+            import networkx  # noqa: F401
+        except Exception as exc:
+            self._internal_error(exc)
+        try:
+            while not self._stop:
+                if self._wake.acquire(True, self.config.interval):
+                    self._wake.release()
+                    break
+                try:
+                    self.tick()
+                except Exception as exc:  # the watcher must outlive its own bugs
+                    self._internal_error(exc)
+        except BaseException:  # interpreter shutdown tearing things down
+            pass
+        finally:
+            self.watcher_ident = None
+            try:
+                self._done.release()
+            except Exception:
+                pass
+
+    def tick(self) -> None:
+        waits = list(_state.blocked.copy().values())
+        if not waits:
+            return
+        now = _native.monotonic()
+        if not any(now - w.since >= self.config.threshold for w in waits):
+            return
+        first = self._analyse(waits)
+        new = {f.key for f in first if f.key and not self._reported(f.key, waits)}
+        if not new:
+            return
+        if self._wake.acquire(True, min(_CONFIRM_DELAY, self.config.interval)):
+            self._wake.release()
+            return
+        waits2 = list(_state.blocked.copy().values())
+        snap, frames = capture(waits2, self._exclude())
+        by_token = {id(w): w for w in waits2}
+        for f in analyze(snap):
+            if f.key in new and not self._reported(f.key, waits2):
+                self.handle(self.complete(f, frames), by_token)
+
+    def _analyse(self, waits: list[WaitRecord]) -> list[Finding]:
+        snap, _ = capture(waits, self._exclude())
+        return analyze(snap)
+
+    def _exclude(self) -> list[int]:
+        return [self.watcher_ident] if self.watcher_ident is not None else []
+
+    @staticmethod
+    def _reported(key: frozenset[int], waits: Iterable[WaitRecord]) -> bool:
+        return all(w.reported for w in waits if id(w) in key)
+
+    def _internal_error(self, exc: BaseException) -> None:
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        if text in self._errors_seen:
+            return
+        self._errors_seen.add(text)
+        self.write_text(
+            "deadlockwatch: internal error in the watcher (it keeps running):\n" + text
+        )
+
+    # -- findings -------------------------------------------------------------
+    @staticmethod
+    def complete(finding: Finding, frames: dict[int, Any]) -> Finding:
+        return replace(
+            finding,
+            threads=with_stacks(finding.threads, frames),
+            pid=os.getpid(),
+            time=time.time(),
+        )
+
+    def check(self) -> list[Finding]:
+        """Analyse now (with the confirming second capture) and return every finding."""
+        waits = list(_state.blocked.copy().values())
+        if not waits:
+            return []
+        first = {f.key for f in self._analyse(waits)}
+        if not first:
+            return []
+        snap, frames = capture(list(_state.blocked.copy().values()), self._exclude())
+        return [self.complete(f, frames) for f in analyze(snap) if f.key in first]
+
+    def handle(self, finding: Finding, waits: dict[int, WaitRecord]) -> None:
+        for token in finding.key:
+            w = waits.get(token)
+            if w is not None:
+                w.reported = True
+        self.findings.append(finding)
+        self.emit(finding)
+        if finding.kind != DEADLOCK:
+            return
+        action = self.config.on_deadlock
+        if action == "raise":
+            victim = _victim(finding, waits)
+            if victim is not None:
+                victim.interrupt = DeadlockError(finding)
+        elif action == "abort":
+            self.abort()
+        elif callable(action):
+            _native.start_new_thread(self._call, (action, finding))
+
+    def _call(self, action: Callable[[Finding], object], finding: Finding) -> None:
+        try:
+            action(finding)
+        except BaseException as exc:
+            self.write_text(
+                "deadlockwatch: the on_deadlock callable raised:\n"
+                + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            )
+
+    @staticmethod
+    def abort() -> None:
+        os._exit(ABORT_EXIT_STATUS)
+
+    def on_self_wait(self, wait: WaitRecord, ctx: bool) -> None:
+        """A thread blocks on a Lock it holds: report at once when that is certain.
+
+        It is certain when the Lock was taken in a ``with`` block (only this
+        thread's ``__exit__`` releases it) or when no other thread exists that
+        could release it.  Otherwise it may be a latch; the watcher decides.
+        """
+        if not self.enabled:
+            return
+        others = set(_native.current_frames()) - {_native.get_ident(), *self._exclude()}
+        if not ctx and others:
+            return
+        snap, frames = capture([wait], self._exclude())
+        for f in analyze(snap):
+            if id(wait) in f.key:
+                finding = self.complete(f, frames)
+                wait.reported = True
+                self.findings.append(finding)
+                self.emit(finding)
+                action = self.config.on_deadlock
+                if action == "raise":
+                    raise DeadlockError(finding)
+                if action == "abort":
+                    self.abort()
+                if callable(action):
+                    _native.start_new_thread(self._call, (action, finding))
+                return
+
+    # -- output ---------------------------------------------------------------
+    def emit(self, finding: Finding) -> None:
+        """Write the text report to stderr and the JSON line to the report file."""
+        text = format_text(finding)
+        path = self.config.report
+        with self._emit_lock:
+            self.write_text(text)
+            if path:
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                    try:
+                        os.write(fd, to_json_line(finding).encode())
+                    finally:
+                        os.close(fd)
+                except OSError as exc:
+                    self.write_text(f"deadlockwatch: cannot write report {path}: {exc}\n")
+
+    @staticmethod
+    def write_text(text: str, file: Any = None) -> None:
+        """Write without any lock a deadlocked thread might hold: straight to
+        the file descriptor when there is one."""
+        stream = file if file is not None else sys.stderr
+        if stream is None:
+            return
+        data = text if text.endswith("\n") else text + "\n"
+        try:
+            fd = stream.fileno()
+        except Exception:
+            fd = None
+        if fd is not None and file is None:
+            try:
+                os.write(fd, data.encode("utf-8", "replace"))
+                return
+            except OSError:
+                pass
+        stream.write(data)
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+    def dump(self, file: Any = None) -> None:
+        snap, frames = capture_all(self._exclude())
+        threads = with_stacks(snap.threads.values(), frames)
+        self.write_text(format_dump(threads, snap.resources), file)
+
+
+def _victim(finding: Finding, waits: dict[int, WaitRecord]) -> WaitRecord | None:
+    """The thread that closed the cycle (the most recent wait) gets the error."""
+    keys = [s.thread for s in finding.cycle] or [t.key for t in finding.threads]
+    candidates = [
+        t.wait for t in finding.threads if t.key in keys and t.wait is not None
+    ]
+    if not candidates:
+        return None
+    newest = min(candidates, key=lambda w: w.blocked_for)
+    return waits.get(newest.token)
+
+
+DETECTOR = _Detector()
+
+
+def _at_fork_child() -> None:
+    DETECTOR.after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_at_fork_child)

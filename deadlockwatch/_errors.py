@@ -1,0 +1,32 @@
+"""The exception deadlockwatch raises in a deadlocked thread."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._model import Finding
+
+
+def summary(finding: Finding) -> str:
+    """One line: the kind, the cause and the cycle."""
+    steps = "; ".join(
+        f"{finding.thread_label(s.thread)!r} waits for {finding.resource_label(s.waits_for)}"
+        f" held by {finding.thread_label(s.held_by)!r}"
+        for s in finding.cycle
+    )
+    return f"{finding.kind}: {finding.cause}" + (f" ({steps})" if steps else "")
+
+
+class DeadlockError(RuntimeError):
+    """Raised inside one blocked thread of a deadlock (``on_deadlock="raise"``).
+
+    The wait it interrupts did not acquire anything; ``finding`` says what the
+    deadlock was.  Releasing what this thread holds lets the others proceed.
+    """
+
+    def __init__(self, finding: Finding) -> None:
+        super().__init__(summary(finding))
+        self.finding = finding
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.finding,))

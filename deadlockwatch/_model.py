@@ -1,0 +1,202 @@
+"""Plain value objects: what the analysis reads (a snapshot) and what it returns (findings).
+
+Nothing here touches a live lock or thread, so the analysis can be tested on
+snapshots built by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+DEADLOCK = "deadlock"
+TIMED_CYCLE = "timed-cycle"
+
+
+@dataclass(frozen=True)
+class Site:
+    """A place in the source: where a lock was made, taken or waited for."""
+
+    file: str
+    line: int
+    function: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line} in {self.function}"
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame of a thread's stack: location and source line, never local values."""
+
+    file: str
+    line: int
+    function: str
+    code: str
+
+
+@dataclass(frozen=True)
+class ResourceInfo:
+    """A tracked primitive as seen in one snapshot.
+
+    ``key`` identifies it inside the snapshot; ``id`` is the printable identity
+    (the object's address, as in its repr).  ``holders`` pairs thread keys with
+    the units each holds.  ``owner_bound`` is true when only its holders can
+    release it (false for a Lock seen released by another thread, or a
+    semaphore used as a signal).
+    """
+
+    key: int
+    id: str
+    type: str
+    created_at: Site | None
+    holders: tuple[tuple[int, int], ...] = ()
+    free: int = 0
+    owner_bound: bool = True
+
+    @property
+    def label(self) -> str:
+        """``Lock(created app.py:12)``: how reports name it."""
+        where = f"created {self.created_at.file}:{self.created_at.line}" if self.created_at else self.id
+        return f"{self.type}({where})"
+
+    @property
+    def long_label(self) -> str:
+        """The label with the address, for when two share a creation site."""
+        where = f"created {self.created_at.file}:{self.created_at.line}, " if self.created_at else ""
+        return f"{self.type}({where}{self.id})"
+
+
+def resource_labels(resources: Iterable[ResourceInfo]) -> dict[int, str]:
+    """Each resource's label, made unique with its address where two would read alike."""
+    resources = list(resources)
+    counts: dict[str, int] = {}
+    for r in resources:
+        counts[r.label] = counts.get(r.label, 0) + 1
+    return {r.key: r.label if counts[r.label] == 1 else r.long_label for r in resources}
+
+
+@dataclass(frozen=True)
+class WaitInfo:
+    """A blocked wait: on which resource, for how long, with which timeout."""
+
+    resource: int
+    blocked_for: float
+    timeout: float | None = None
+    site: Site | None = None
+    token: int = 0
+
+
+@dataclass(frozen=True)
+class HeldInfo:
+    """A resource a thread holds, how many units, and where it took it."""
+
+    resource: int
+    count: int = 1
+    acquired_at: Site | None = None
+
+
+@dataclass(frozen=True)
+class ThreadInfo:
+    """A thread as seen in one snapshot."""
+
+    key: int
+    ident: int
+    name: str
+    daemon: bool = False
+    alive: bool = True
+    wait: WaitInfo | None = None
+    held: tuple[HeldInfo, ...] = ()
+    stack: tuple[Frame, ...] = ()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The threads blocked in tracked waits, the holders of what they wait for,
+    and whether some other live thread (not in the snapshot) can still run."""
+
+    threads: Mapping[int, ThreadInfo]
+    resources: Mapping[int, ResourceInfo]
+    others_running: bool = False
+
+
+@dataclass(frozen=True)
+class Check:
+    """One Coffman condition and the one-line reason for its verdict."""
+
+    holds: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """The four Coffman conditions for one finding."""
+
+    mutual_exclusion: Check
+    hold_and_wait: Check
+    no_preemption: Check
+    circular_wait: Check
+
+    def all_hold(self) -> bool:
+        return all(c.holds for c in self.items().values())
+
+    def items(self) -> dict[str, Check]:
+        return {
+            "mutual_exclusion": self.mutual_exclusion,
+            "hold_and_wait": self.hold_and_wait,
+            "no_preemption": self.no_preemption,
+            "circular_wait": self.circular_wait,
+        }
+
+
+@dataclass(frozen=True)
+class CycleStep:
+    """``thread`` waits for ``waits_for``, which is held by ``held_by`` (the next
+    thread of the cycle; ``holders`` lists every holder of a multi-unit resource)."""
+
+    thread: int
+    waits_for: int
+    held_by: int
+    holders: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem found: its kind, the cycle, every thread involved and why.
+
+    ``threads`` lists the cycle's threads first, then any other thread stuck
+    behind them.  ``key`` identifies the finding across snapshots (the waits of
+    the cycle's threads), so that it is reported once.
+    """
+
+    kind: str
+    cycle: tuple[CycleStep, ...]
+    threads: tuple[ThreadInfo, ...]
+    resources: tuple[ResourceInfo, ...]
+    conditions: Conditions
+    cause: str
+    key: frozenset[int] = field(default=frozenset(), compare=False)
+    pid: int = 0
+    time: float = 0.0
+
+    def thread(self, key: int) -> ThreadInfo:
+        for t in self.threads:
+            if t.key == key:
+                return t
+        raise KeyError(key)
+
+    def resource(self, key: int) -> ResourceInfo:
+        for r in self.resources:
+            if r.key == key:
+                return r
+        raise KeyError(key)
+
+    def resource_label(self, key: int) -> str:
+        return resource_labels(self.resources)[key]
+
+    def thread_label(self, key: int) -> str:
+        """The thread's name, made unique with its ident when two share it."""
+        t = self.thread(key)
+        if sum(1 for o in self.threads if o.name == t.name) > 1:
+            return f"{t.name} ({t.ident})"
+        return t.name

@@ -1,0 +1,487 @@
+"""The tracked primitives: drop-in replacements for threading's locks.
+
+Each one wraps the untracked original and behaves exactly like it (same
+return values, argument checks, errors and messages); it only adds
+bookkeeping.  The uncontended path of Lock and RLock is written out inline:
+one non-blocking attempt on the raw lock, one append to the calling thread's
+held list, three attribute stores.  Only an acquire that would block goes to
+the slow path, which registers a wait the watcher can see.
+
+Ownership: an RLock and a semaphore unit belong to the thread that took them.
+A Lock may legally be released by any thread; when that is seen, the Lock is
+marked as handed off and is never again treated as owned by its acquirer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import CodeType
+from typing import Any
+
+from . import _native, _state
+from ._model import Site
+from ._state import (
+    INTERNAL_FILES,
+    ThreadRecord,
+    WaitRecord,
+    creation_site,
+    current_record,
+    frame_site,
+    remove_held,
+    tls,
+    user_frame,
+    wait_until,
+)
+
+_getframe = _native.getframe
+_allocate_lock = _native.allocate_lock
+_RawRLock = _native.RawRLock
+_OrigSemaphore: Any = _native.ORIGINAL_SEMAPHORE
+_OrigBoundedSemaphore: Any = _native.ORIGINAL_BOUNDED_SEMAPHORE
+_OrigCondition: Any = _native.ORIGINAL_CONDITION
+
+#: Called (in the acquiring thread) when a thread blocks on a Lock it holds
+#: itself; set by the detector while enabled.
+SelfWaitHook = Callable[[WaitRecord, bool], None]
+self_wait_hook: list[SelfWaitHook] = []
+
+
+def _caller_site(depth: int) -> tuple[CodeType, int] | None:
+    frame = user_frame(_getframe(depth + 1))
+    if frame is None:
+        return None
+    return frame.f_code, frame.f_lineno
+
+
+def _site_of(pair: tuple[CodeType, int] | None) -> Site | None:
+    return None if pair is None else _state.raw_site(pair[0], pair[1])
+
+
+def _validate_lock_args(rec: ThreadRecord, blocking: Any, timeout: Any) -> None:
+    """Raise exactly what the raw lock raises for these arguments, if anything."""
+    probe = rec.probe
+    if probe is None:
+        probe = rec.probe = _allocate_lock()
+    if probe.acquire(blocking, timeout):
+        probe.release()
+
+
+def _timeout_or_none(timeout: float) -> float | None:
+    return None if timeout == -1 else timeout
+
+
+def _holder_text(rec: ThreadRecord | None) -> str:
+    if rec is None:
+        return ""
+    return f" by {_state.thread_name(rec.ident, rec.name)!r} (ident {rec.ident})"
+
+
+class TrackedLock:
+    """A tracked ``threading.Lock``."""
+
+    __slots__ = ("__weakref__", "_acq", "_created", "_ctx", "_handoff", "_owner", "_raw", "_site")
+
+    def __init__(self) -> None:
+        raw = _allocate_lock()
+        self._raw = raw
+        self._acq = raw.acquire
+        self._owner: ThreadRecord | None = None
+        self._site: tuple[CodeType, int] | None = None
+        self._handoff = False
+        self._ctx = False
+        self._created = creation_site()
+
+    # -- hot path ---------------------------------------------------------
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if blocking is True and timeout == -1 and self._acq(False):
+            try:
+                rec = tls.rec
+            except AttributeError:
+                rec = _state.new_record()
+            rec.held.append(self)
+            self._owner = rec
+            self._ctx = False
+            f = _getframe(1)
+            if f.f_code.co_filename in INTERNAL_FILES:
+                f = user_frame(f) or f
+            self._site = (f.f_code, f.f_lineno)
+            return True
+        return self._acquire_slow(blocking, timeout, False)
+
+    def __enter__(self) -> bool:
+        if self._acq(False):
+            try:
+                rec = tls.rec
+            except AttributeError:
+                rec = _state.new_record()
+            rec.held.append(self)
+            self._owner = rec
+            self._ctx = True
+            f = _getframe(1)
+            if f.f_code.co_filename in INTERNAL_FILES:
+                f = user_frame(f) or f
+            self._site = (f.f_code, f.f_lineno)
+            return True
+        return self._acquire_slow(True, -1, True)
+
+    def release(self) -> None:
+        owner = self._owner
+        if owner is not None:
+            self._owner = None
+            try:
+                me = tls.rec
+            except AttributeError:
+                me = None
+            if owner is me:
+                held = owner.held
+                if held and held[-1] is self:
+                    held.pop()
+                else:
+                    remove_held(owner, self)
+            else:
+                self._handoff = True
+                remove_held(owner, self)
+        self._raw.release()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    # -- slow path --------------------------------------------------------
+    def _acquire_slow(self, blocking: Any, timeout: Any, ctx: bool) -> bool:
+        rec = current_record()
+        _validate_lock_args(rec, blocking, timeout)
+        if not blocking or timeout == 0:
+            got: bool = self._acq(blocking, timeout)
+        elif self._acq(False):
+            got = True
+        else:
+            site = _site_of(_caller_site(2))
+            wait = WaitRecord(rec, self, _timeout_or_none(timeout), site)
+            if self._owner is rec and timeout == -1 and not self._handoff:
+                wait.self_wait = True
+                for hook in self_wait_hook:
+                    hook(wait, self._ctx)
+            got = wait_until(wait, self._attempt, _timeout_or_none(timeout))
+        if got:
+            rec.held.append(self)
+            self._owner = rec
+            self._ctx = ctx
+            self._site = _caller_site(2)
+        return got
+
+    def _attempt(self, seconds: float) -> bool:
+        return bool(self._acq(True, seconds))
+
+    # -- the rest of the Lock API -----------------------------------------
+    def locked(self) -> bool:
+        return bool(self._raw.locked())
+
+    acquire_lock = acquire
+    release_lock = release
+    locked_lock = locked
+
+    def _at_fork_reinit(self) -> None:
+        self._raw._at_fork_reinit()
+        self._owner = None
+        self._handoff = False
+
+    def __repr__(self) -> str:
+        state = "locked" if self._raw.locked() else "unlocked"
+        holder = _holder_text(self._owner) if state == "locked" else ""
+        at = _site_of(self._site) if holder else None
+        taken = f" at {at}" if at else ""
+        created = f", created at {self._created}" if self._created else ""
+        return (
+            f"<{state} deadlockwatch.TrackedLock{holder}{taken}{created}"
+            f" at {hex(id(self))}>"
+        )
+
+    # -- introspection for the watcher --------------------------------------
+    _dw_type = "Lock"
+
+    def _dw_holders(self) -> list[tuple[ThreadRecord, int, Site | None]]:
+        owner = self._owner
+        if owner is None or not self._raw.locked():
+            return []
+        return [(owner, 1, _site_of(self._site))]
+
+    def _dw_free(self) -> int:
+        return 0 if self._raw.locked() else 1
+
+    def _dw_owner_bound(self) -> bool:
+        return not self._handoff
+
+
+class TrackedRLock:
+    """A tracked ``threading.RLock``."""
+
+    __slots__ = ("__weakref__", "_acq", "_count", "_created", "_owner", "_raw", "_site")
+
+    def __init__(self) -> None:
+        raw = _RawRLock()
+        self._raw = raw
+        self._acq = raw.acquire
+        self._owner: ThreadRecord | None = None
+        self._count = 0
+        self._site: tuple[CodeType, int] | None = None
+        self._created = creation_site()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if blocking is True and timeout == -1:
+            try:
+                rec = tls.rec
+            except AttributeError:
+                rec = _state.new_record()
+            if self._owner is rec:
+                # Only this thread sets _owner to its own record, so this is re-entry.
+                self._acq()
+                self._count += 1
+                return True
+            if self._acq(False):
+                rec.held.append(self)
+                self._owner = rec
+                self._count = 1
+                f = _getframe(1)
+                if f.f_code.co_filename in INTERNAL_FILES:
+                    f = user_frame(f) or f
+                self._site = (f.f_code, f.f_lineno)
+                return True
+        return self._acquire_slow(blocking, timeout)
+
+    __enter__ = acquire
+
+    def release(self) -> None:
+        try:
+            rec = tls.rec
+        except AttributeError:
+            rec = None
+        if rec is None or self._owner is not rec:
+            self._raw.release()  # raises "cannot release un-acquired lock"
+            return
+        count = self._count - 1
+        self._count = count
+        if count == 0:
+            self._owner = None
+            held = rec.held
+            if held and held[-1] is self:
+                held.pop()
+            else:
+                remove_held(rec, self)
+        self._raw.release()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def _acquire_slow(self, blocking: Any, timeout: Any) -> bool:
+        rec = current_record()
+        _validate_lock_args(rec, blocking, timeout)
+        if self._owner is rec:
+            got: bool = self._acq(blocking, timeout)
+            if got:
+                self._count += 1
+            return got
+        if not blocking or timeout == 0:
+            got = self._acq(blocking, timeout)
+        elif self._acq(False):
+            got = True
+        else:
+            wait = WaitRecord(rec, self, _timeout_or_none(timeout), _site_of(_caller_site(2)))
+            got = wait_until(wait, self._attempt, _timeout_or_none(timeout))
+        if got:
+            self._taken(rec, 1, _caller_site(2))
+        return got
+
+    def _taken(self, rec: ThreadRecord, count: int, site: tuple[CodeType, int] | None) -> None:
+        rec.held.append(self)
+        self._owner = rec
+        self._count = count
+        self._site = site
+
+    def _attempt(self, seconds: float) -> bool:
+        return bool(self._acq(True, seconds))
+
+    # -- the Condition protocol: a waiting thread does not hold the lock ------
+    def _is_owned(self) -> bool:
+        return bool(self._raw._is_owned())
+
+    def _release_save(self) -> tuple[int, int]:
+        try:
+            rec = tls.rec
+        except AttributeError:
+            rec = None
+        if rec is None or self._owner is not rec:
+            self._raw._release_save()  # raises "cannot release un-acquired lock"
+            raise RuntimeError("cannot release un-acquired lock")
+        count = self._count
+        self._count = 0
+        self._owner = None
+        remove_held(rec, self)
+        self._raw._release_save()
+        return count, rec.ident
+
+    def _acquire_restore(self, state: tuple[int, int]) -> None:
+        count = state[0]
+        rec = current_record()
+        if not self._acq(False):
+            wait = WaitRecord(rec, self, None, _site_of(_caller_site(2)))
+            wait_until(wait, self._attempt, None)
+        for _ in range(count - 1):
+            self._acq()
+        self._taken(rec, count, _caller_site(2))
+
+    def _recursion_count(self) -> int:
+        try:
+            rec = tls.rec
+        except AttributeError:
+            return 0
+        return self._count if self._owner is rec else 0
+
+    def _at_fork_reinit(self) -> None:
+        self._raw._at_fork_reinit()
+        self._owner = None
+        self._count = 0
+
+    def __repr__(self) -> str:
+        owner = self._owner
+        state = "locked" if owner is not None else "unlocked"
+        holder = f"{_holder_text(owner)} count={self._count}" if owner is not None else ""
+        at = _site_of(self._site) if owner is not None else None
+        taken = f" at {at}" if at else ""
+        created = f", created at {self._created}" if self._created else ""
+        return (
+            f"<{state} deadlockwatch.TrackedRLock{holder}{taken}{created}"
+            f" at {hex(id(self))}>"
+        )
+
+    _dw_type = "RLock"
+
+    def _dw_holders(self) -> list[tuple[ThreadRecord, int, Site | None]]:
+        owner = self._owner
+        if owner is None:
+            return []
+        return [(owner, max(self._count, 1), _site_of(self._site))]
+
+    def _dw_free(self) -> int:
+        return 1 if self._owner is None else 0
+
+    def _dw_owner_bound(self) -> bool:
+        return True
+
+
+class _TrackedSemaphoreMixin:
+    """Tracking for ``threading.Semaphore`` and ``BoundedSemaphore``.
+
+    The counting itself is the original class's code, run on an untracked
+    internal Condition; this adds who holds how many units.  A release by a
+    thread holding no unit marks the semaphore as a signal: from then on any
+    running thread may release it, so waits on it are not owner-bound.
+    """
+
+    _cond: Any
+    _value: int
+    _dw_type = "Semaphore"
+
+    def __init__(self, value: int = 1) -> None:
+        if value < 0:
+            raise ValueError("semaphore initial value must be >= 0")
+        self._cond = _OrigCondition(_allocate_lock())
+        self._value = value
+        self._dw_units: dict[ThreadRecord, int] = {}
+        self._dw_sites: dict[ThreadRecord, Site | None] = {}
+        self._dw_signal = False
+        self._dw_created = creation_site()
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        orig_acquire = super().acquire  # type: ignore[misc]
+        if blocking is True and timeout is None and orig_acquire(False):
+            self._taken(current_record(), 2)
+            return True
+        if not blocking:
+            got: bool = orig_acquire(blocking, timeout)
+        elif orig_acquire(False):
+            got = True
+        elif not isinstance(timeout, (int, float)) and timeout is not None:
+            got = orig_acquire(blocking, timeout)  # the original's own error
+        elif timeout is not None and timeout <= 0:
+            got = orig_acquire(blocking, timeout)
+        else:
+            rec = current_record()
+            wait = WaitRecord(rec, self, timeout, frame_site(_getframe(1)))
+
+            def attempt(seconds: float) -> bool:
+                return bool(orig_acquire(True, seconds))
+
+            got = wait_until(wait, attempt, timeout)
+        if got:
+            self._taken(current_record(), 2)
+        return got
+
+    __enter__ = acquire
+
+    def _taken(self, rec: ThreadRecord, depth: int) -> None:
+        rec.held.append(self)
+        units = self._dw_units
+        units[rec] = units.get(rec, 0) + 1
+        self._dw_sites[rec] = frame_site(_getframe(depth))
+
+    def release(self, n: int = 1) -> None:
+        super().release(n)  # type: ignore[misc]
+        try:
+            rec = tls.rec
+        except AttributeError:
+            rec = None
+        units = self._dw_units
+        mine = units.get(rec, 0) if rec is not None else 0
+        take = min(n, mine)
+        if take and rec is not None:
+            if take == mine:
+                units.pop(rec, None)
+                self._dw_sites.pop(rec, None)
+            else:
+                units[rec] = mine - take
+            remove_held(rec, self, take)
+        if n > take:
+            self._dw_signal = True
+
+    def __repr__(self) -> str:
+        holders = ", ".join(
+            f"{_state.thread_name(r.ident, r.name)!r}x{n}" for r, n in self._dw_units.copy().items()
+        )
+        held = f" held by {holders}" if holders else ""
+        created = f", created at {self._dw_created}" if self._dw_created else ""
+        return (
+            f"<deadlockwatch.Tracked{self._dw_type} value={self._value}{held}{created}"
+            f" at {hex(id(self))}>"
+        )
+
+    def _dw_holders(self) -> list[tuple[ThreadRecord, int, Site | None]]:
+        sites = self._dw_sites.copy()
+        return [(r, n, sites.get(r)) for r, n in self._dw_units.copy().items() if n > 0]
+
+    def _dw_free(self) -> int:
+        return max(int(self._value), 0)
+
+    def _dw_owner_bound(self) -> bool:
+        return not self._dw_signal
+
+
+class TrackedSemaphore(_TrackedSemaphoreMixin, _OrigSemaphore):  # type: ignore[misc]
+    """A tracked ``threading.Semaphore``."""
+
+
+class TrackedBoundedSemaphore(_TrackedSemaphoreMixin, _OrigBoundedSemaphore):  # type: ignore[misc]
+    """A tracked ``threading.BoundedSemaphore``."""
+
+    _dw_type = "BoundedSemaphore"
+
+    def __init__(self, value: int = 1) -> None:
+        super().__init__(value)
+        self._initial_value = value
+
+
+TRACKED_TYPES: tuple[type, ...] = (
+    TrackedLock,
+    TrackedRLock,
+    TrackedSemaphore,
+    TrackedBoundedSemaphore,
+)

@@ -1,0 +1,196 @@
+"""Renderers for findings: the text report and the JSON Lines record.
+
+They take value objects and return strings or plain dicts; writing them out
+is the detector's job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ._model import Finding, HeldInfo, ResourceInfo, Site, ThreadInfo
+
+_TITLES = {
+    "deadlock": "DEADLOCK",
+    "timed-cycle": "TIMED CYCLE (will break when a timeout expires)",
+}
+
+
+def _site(site: Site | None) -> str:
+    return str(site) if site is not None else "an unknown place"
+
+
+def _held_line(f: Finding, h: HeldInfo) -> str:
+    units = f" x{h.count}" if h.count > 1 else ""
+    return f"{f.resource_label(h.resource)}{units}, acquired at {_site(h.acquired_at)}"
+
+
+def _resource_line(r: ResourceInfo) -> str:
+    return r.long_label
+
+
+def format_text(f: Finding) -> str:
+    """The human report, as written to stderr."""
+    lines: list[str] = []
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(f.time)) if f.time else ""
+    lines.append(f"deadlockwatch: {_TITLES.get(f.kind, f.kind.upper())} (pid {f.pid}{', ' + when if when else ''})")
+    lines.append(f"  {f.cause}")
+    if f.cycle:
+        lines.append("")
+        lines.append("  Cycle:")
+        for step in f.cycle:
+            others = [f.thread_label(h) for h in step.holders if h != step.held_by]
+            also = f" (and {', '.join(repr(o) for o in others)})" if others else ""
+            lines.append(
+                f"    {f.thread_label(step.thread)!r} waits for {f.resource_label(step.waits_for)} "
+                f"held by {f.thread_label(step.held_by)!r}{also}"
+            )
+    lines.append("")
+    lines.append("  Coffman conditions:")
+    for name, check in f.conditions.items().items():
+        verdict = "yes" if check.holds else "no "
+        lines.append(f"    {name.replace('_', ' '):<17} {verdict}  {check.reason}")
+    for t in f.threads:
+        lines.append("")
+        lines.extend(_thread_lines(f, t))
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _thread_lines(f: Finding, t: ThreadInfo) -> list[str]:
+    flags = ["daemon" if t.daemon else "non-daemon"]
+    if not t.alive:
+        flags.append("exited")
+    out = [f"  Thread {f.thread_label(t.key)!r} (ident {t.ident}, {', '.join(flags)})"]
+    if t.wait is not None:
+        r = f.resource(t.wait.resource)
+        timeout = f", timeout {t.wait.timeout:g} s" if t.wait.timeout is not None else ""
+        out.append(
+            f"    waiting {t.wait.blocked_for:.2f} s for {_resource_line(r)}{timeout}"
+            f" at {_site(t.wait.site)}"
+        )
+    if t.held:
+        out.append("    holds:")
+        out.extend(f"      {_held_line(f, h)}" for h in t.held)
+    else:
+        out.append("    holds nothing")
+    if t.stack:
+        out.append("    stack (most recent call last):")
+        for fr in t.stack:
+            out.append(f'      File "{fr.file}", line {fr.line}, in {fr.function}')
+            if fr.code:
+                out.append(f"        {fr.code}")
+    return out
+
+
+def _site_json(site: Site | None) -> dict[str, Any] | None:
+    if site is None:
+        return None
+    return {"file": site.file, "line": site.line, "function": site.function}
+
+
+def to_json(f: Finding) -> dict[str, Any]:
+    """The JSON Lines record of a finding (documented in README)."""
+    name = f.thread_label
+    return {
+        "kind": f.kind,
+        "cause": f.cause,
+        "pid": f.pid,
+        "time": f.time,
+        "threads": [name(t.key) for t in f.threads],
+        "cycle": [
+            {
+                "thread": name(s.thread),
+                "waits_for": f.resource(s.waits_for).id,
+                "held_by": name(s.held_by),
+                "holders": [name(h) for h in s.holders],
+            }
+            for s in f.cycle
+        ],
+        "conditions": {k: c.holds for k, c in f.conditions.items().items()},
+        "reasons": {k: c.reason for k, c in f.conditions.items().items()},
+        "resources": [
+            {
+                "id": r.id,
+                "type": r.type,
+                "created_at": _site_json(r.created_at),
+                "holders": {name(h): n for h, n in r.holders if _known(f, h)},
+                "free": r.free,
+                "owner_bound": r.owner_bound,
+            }
+            for r in f.resources
+        ],
+        "thread_details": [
+            {
+                "name": name(t.key),
+                "ident": t.ident,
+                "daemon": t.daemon,
+                "alive": t.alive,
+                "waits_for": None
+                if t.wait is None
+                else {
+                    "resource": f.resource(t.wait.resource).id,
+                    "blocked_for": round(t.wait.blocked_for, 6),
+                    "timeout": t.wait.timeout,
+                    "at": _site_json(t.wait.site),
+                },
+                "holds": [
+                    {
+                        "resource": f.resource(h.resource).id,
+                        "count": h.count,
+                        "acquired_at": _site_json(h.acquired_at),
+                    }
+                    for h in t.held
+                ],
+            }
+            for t in f.threads
+        ],
+        "stacks": {
+            name(t.key): [
+                {"file": fr.file, "line": fr.line, "function": fr.function, "code": fr.code}
+                for fr in t.stack
+            ]
+            for t in f.threads
+        },
+    }
+
+
+def _known(f: Finding, key: int) -> bool:
+    return any(t.key == key for t in f.threads)
+
+
+def to_json_line(f: Finding) -> str:
+    return json.dumps(to_json(f), sort_keys=False) + "\n"
+
+
+def format_dump(threads: Iterable[ThreadInfo], resources: Mapping[int, ResourceInfo]) -> str:
+    """Every thread with what it holds and waits for, and its stack (like jstack)."""
+    threads = list(threads)
+    names = {t.key: t.name for t in threads}
+    lines = [f"deadlockwatch: {len(threads)} thread(s) (pid {os.getpid()})"]
+    for t in sorted(threads, key=lambda t: t.ident):
+        lines.append("")
+        daemon = "daemon" if t.daemon else "non-daemon"
+        lines.append(f"Thread {t.name!r} (ident {t.ident}, {daemon})")
+        if t.wait is not None:
+            r = resources[t.wait.resource]
+            holders = ", ".join(repr(names.get(h, "?")) for h, _ in r.holders) or "nobody"
+            timeout = f", timeout {t.wait.timeout:g} s" if t.wait.timeout is not None else ""
+            lines.append(
+                f"  waiting {t.wait.blocked_for:.2f} s for {_resource_line(r)} held by {holders}"
+                f"{timeout} at {_site(t.wait.site)}"
+            )
+        for h in t.held:
+            r = resources[h.resource]
+            units = f" x{h.count}" if h.count > 1 else ""
+            lines.append(f"  holds {r.label}{units}, acquired at {_site(h.acquired_at)}")
+        for fr in t.stack:
+            lines.append(f'    File "{fr.file}", line {fr.line}, in {fr.function}')
+            if fr.code:
+                lines.append(f"      {fr.code}")
+    lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,202 @@
+"""Per-thread bookkeeping shared by the tracked primitives and the watcher.
+
+The hot path only ever touches the calling thread's own record (found through
+a C-level thread-local) and the primitive itself: no global lock, no graph.
+A thread that is about to block registers one `WaitRecord` in `blocked`, the
+only global structure it writes, and removes it when the wait ends; that dict
+is all the watcher reads when nothing is blocked.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from types import CodeType, FrameType
+from typing import Any
+
+from . import _native
+from ._model import Site
+
+#: Source files whose frames are never named as a creation or acquisition site.
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+INTERNAL_FILES: frozenset[str] = frozenset(
+    {threading.__file__, os.path.abspath(threading.__file__)}
+)
+
+#: How long a tracked blocking wait sleeps before it looks for a pending
+#: interruption (``on_deadlock="raise"``); a wait is woken at once when the
+#: resource comes free, so this only bounds how quickly a victim reacts.
+WAIT_SLICE = 0.05
+
+
+def _is_internal(filename: str) -> bool:
+    return filename in INTERNAL_FILES or filename.startswith(_PACKAGE_DIR)
+
+
+class ThreadRecord:
+    """What one thread holds (in acquisition order) and what it waits for."""
+
+    __slots__ = ("__weakref__", "_gone", "alive", "held", "ident", "name", "probe", "wait")
+
+    def __init__(self, ident: int, name: str) -> None:
+        self.ident = ident
+        self.name = name
+        self.held: list[Any] = []
+        self.wait: WaitRecord | None = None
+        self.alive = True
+        self.probe: Any = None
+        self._gone: Any = None
+
+    def __repr__(self) -> str:
+        return f"<ThreadRecord {self.name!r} ident={self.ident}>"
+
+
+class WaitRecord:
+    """One blocking wait, from just before the thread blocks until it returns.
+
+    Its identity is the wait's token: a thread continuously blocked in one
+    wait shows the same record in every snapshot taken meanwhile.
+    """
+
+    __slots__ = ("interrupt", "rec", "reported", "resource", "self_wait", "since", "site", "timeout")
+
+    def __init__(
+        self, rec: ThreadRecord, resource: Any, timeout: float | None, site: Site | None
+    ) -> None:
+        self.rec = rec
+        self.resource = resource
+        self.timeout = timeout
+        self.site = site
+        self.since = _native.monotonic()
+        self.interrupt: BaseException | None = None
+        self.reported = False
+        self.self_wait = False
+
+
+#: Every thread that has used a tracked primitive, by ident.
+records: dict[int, ThreadRecord] = {}
+#: The waits in progress, by thread record.
+blocked: dict[ThreadRecord, WaitRecord] = {}
+
+tls = _native.ThreadLocal()
+
+
+class _Guard:
+    """Lives in a thread's locals only, so it dies when the thread ends."""
+
+    __slots__ = ("__weakref__",)
+
+
+def _thread_gone(rec: ThreadRecord, _ref: object) -> None:
+    # Runs while the thread's state is torn down, possibly at interpreter
+    # shutdown when module globals are already gone: never raise.
+    try:
+        rec.alive = False
+        if records.get(rec.ident) is rec:
+            del records[rec.ident]
+    except Exception:
+        pass
+
+
+def new_record() -> ThreadRecord:
+    """Create the calling thread's record (once per thread)."""
+    ident = _native.get_ident()
+    thread = threading._active.get(ident)  # type: ignore[attr-defined]
+    rec = ThreadRecord(ident, thread.name if thread is not None else f"thread-{ident}")
+    guard = _Guard()
+    rec._gone = weakref.ref(guard, functools.partial(_thread_gone, rec))
+    tls.guard = guard
+    tls.rec = rec
+    records[ident] = rec
+    return rec
+
+
+def current_record() -> ThreadRecord:
+    try:
+        rec: ThreadRecord = tls.rec
+    except AttributeError:
+        rec = new_record()
+    return rec
+
+
+def user_frame(frame: FrameType | None) -> FrameType | None:
+    """The nearest frame, from ``frame`` outwards, that is not threading's or ours."""
+    while frame is not None and _is_internal(frame.f_code.co_filename):
+        frame = frame.f_back
+    return frame
+
+
+def frame_site(frame: FrameType | None) -> Site | None:
+    frame = user_frame(frame)
+    if frame is None:
+        return None
+    return Site(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+
+
+def creation_site() -> Site | None:
+    """Where the primitive being constructed was asked for (cheap: a few frames)."""
+    return frame_site(_native.getframe(2))
+
+
+def raw_site(code: CodeType | None, line: int) -> Site | None:
+    if code is None:
+        return None
+    return Site(code.co_filename, line, code.co_name)
+
+
+def wait_until(wait: WaitRecord, attempt: Callable[[float], bool], timeout: float | None) -> bool:
+    """Block in ``attempt`` (which waits at most its argument, in seconds) until it
+    succeeds or ``timeout`` passes, registering ``wait`` meanwhile.
+
+    The wait is sliced so that the detector can interrupt it: a pending
+    ``wait.interrupt`` is raised in this thread between slices.
+    """
+    rec = wait.rec
+    rec.wait = wait
+    blocked[rec] = wait
+    try:
+        if timeout is None:
+            while True:
+                if attempt(WAIT_SLICE):
+                    return True
+                if wait.interrupt is not None:
+                    raise wait.interrupt
+        deadline = wait.since + timeout
+        while True:
+            remaining = deadline - _native.monotonic()
+            if attempt(min(WAIT_SLICE, max(remaining, 0.0))):
+                return True
+            if wait.interrupt is not None:
+                raise wait.interrupt
+            if remaining <= WAIT_SLICE:
+                return False
+    finally:
+        rec.wait = None
+        blocked.pop(rec, None)
+
+
+def remove_held(rec: ThreadRecord, resource: object, count: int = 1) -> None:
+    """Remove ``count`` entries of ``resource`` from ``rec.held``.
+
+    ``list.remove`` is a single atomic operation, so this is safe even when the
+    caller is not ``rec``'s thread (a Lock released by another thread).
+    """
+    held = rec.held
+    for _ in range(count):
+        try:
+            held.remove(resource)
+        except ValueError:
+            return
+
+
+def thread_name(ident: int, fallback: str) -> str:
+    thread = threading._active.get(ident)  # type: ignore[attr-defined]
+    return thread.name if thread is not None else fallback
+
+
+def thread_daemon(ident: int) -> bool:
+    thread = threading._active.get(ident)  # type: ignore[attr-defined]
+    return bool(thread.daemon) if thread is not None else True
