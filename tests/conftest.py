@@ -14,6 +14,7 @@ import pytest
 
 import deadlockwatch
 from deadlockwatch import _state
+from deadlockwatch._detector import DETECTOR
 
 #: Upper bound for any wait in a test: a broken detector fails, never hangs.
 BOUND = 10.0
@@ -47,19 +48,24 @@ def start(target: Any, *args: Any, name: str | None = None) -> threading.Thread:
     return t
 
 
-@pytest.fixture
-def detector() -> Iterator[list[deadlockwatch.Finding]]:
-    """The detector enabled with ``on_deadlock="raise"`` and a fast watcher;
-    yields the list its findings are appended to."""
-    findings: list[deadlockwatch.Finding] = []
-    deadlockwatch.enable(interval=0.02, threshold=0.02, on_deadlock="raise")
-    from deadlockwatch._detector import DETECTOR
+class Watch:
+    """The findings the detector reported since the fixture started."""
 
-    start_len = len(DETECTOR.findings)
+    def __init__(self) -> None:
+        self._start = len(DETECTOR.findings)
+
+    @property
+    def findings(self) -> list[deadlockwatch.Finding]:
+        return DETECTOR.findings[self._start :]
+
+
+@pytest.fixture
+def detector(capfd: pytest.CaptureFixture[str]) -> Iterator[Watch]:
+    """The detector enabled with ``on_deadlock="raise"`` and a fast watcher."""
+    deadlockwatch.enable(interval=0.02, threshold=0.02, on_deadlock="raise")
     try:
-        yield findings
+        yield Watch()
     finally:
-        findings.extend(DETECTOR.findings[start_len:])
         deadlockwatch.disable()
 
 
