@@ -10,7 +10,6 @@ watcher confirms a finding on a second capture before believing it.
 from __future__ import annotations
 
 import linecache
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from types import FrameType
@@ -20,7 +19,8 @@ from . import _native, _state
 from ._model import Frame, HeldInfo, ResourceInfo, Site, Snapshot, ThreadInfo, WaitInfo
 from ._state import ThreadRecord, WaitRecord
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_state.internal_file(__file__)
+
 MAX_STACK = 64
 
 
@@ -149,10 +149,15 @@ def stack_of(frame: FrameType | None) -> tuple[Frame, ...]:
         code = f.f_code
         line = f.f_lineno or 0
         out.append(
-            Frame(code.co_filename, line, code.co_name, linecache.getline(code.co_filename, line).strip())
+            Frame(
+                code.co_filename,
+                line,
+                code.co_name,
+                linecache.getline(code.co_filename, line).strip(),
+            )
         )
         f = f.f_back
-    while out and out[0].file.startswith(_PACKAGE_DIR):
+    while out and out[0].file in _state.INTERNAL_FILES:
         out.pop(0)
     out.reverse()
     return tuple(out)
@@ -161,6 +166,4 @@ def stack_of(frame: FrameType | None) -> tuple[Frame, ...]:
 def with_stacks(
     threads: Iterable[ThreadInfo], frames: Mapping[int, FrameType]
 ) -> tuple[ThreadInfo, ...]:
-    return tuple(
-        replace(t, stack=stack_of(frames.get(t.ident))) if t.alive else t for t in threads
-    )
+    return tuple(replace(t, stack=stack_of(frames.get(t.ident))) if t.alive else t for t in threads)

@@ -79,7 +79,9 @@ def parse_path(value: object, source: str) -> str | None:
         return None
     directory = os.path.dirname(os.path.abspath(value))
     if not os.path.isdir(directory):
-        raise _bad(source, value, f"a file path in an existing directory ({directory} does not exist)")
+        raise _bad(
+            source, value, f"a file path in an existing directory ({directory} does not exist)"
+        )
     if os.path.isdir(value):
         raise _bad(source, value, "a file path, not a directory")
     return value
@@ -94,15 +96,31 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("interval", "DEADLOCKWATCH_INTERVAL", _seconds(0.001, True),
-           "seconds between two looks of the watcher"),
-    Option("threshold", "DEADLOCKWATCH_THRESHOLD", _seconds(0.0, True),
-           "seconds a thread must have been blocked before the watcher analyses"),
-    Option("on_deadlock", "DEADLOCKWATCH_ACTION", parse_action,
-           "what to do on a deadlock: report, raise (DeadlockError in one thread of the cycle), "
-           "abort (report, then exit with status 86), or a callable (enable() only)"),
-    Option("report", "DEADLOCKWATCH_REPORT", parse_path,
-           "also append each finding as one JSON line to this file"),
+    Option(
+        "interval",
+        "DEADLOCKWATCH_INTERVAL",
+        _seconds(0.001, True),
+        "seconds between two looks of the watcher",
+    ),
+    Option(
+        "threshold",
+        "DEADLOCKWATCH_THRESHOLD",
+        _seconds(0.0, True),
+        "seconds a thread must have been blocked before the watcher analyses",
+    ),
+    Option(
+        "on_deadlock",
+        "DEADLOCKWATCH_ACTION",
+        parse_action,
+        "what to do on a deadlock: report, raise (DeadlockError in one thread of the cycle), "
+        "abort (report, then exit with status 86), or a callable (enable() only)",
+    ),
+    Option(
+        "report",
+        "DEADLOCKWATCH_REPORT",
+        parse_path,
+        "also append each finding as one JSON line to this file",
+    ),
 )
 _BY_NAME = {o.name: o for o in OPTIONS}
 ENABLE_VAR = ENV_PREFIX
@@ -126,14 +144,15 @@ class Config:
             option = _BY_NAME.get(name)
             if option is None:
                 known = ", ".join(o.name for o in OPTIONS)
-                raise TypeError(f"deadlockwatch: unknown option {name!r} for {source.format(name=name)}; accepted: {known}")
+                where = source.format(name=name)
+                raise TypeError(
+                    f"deadlockwatch: unknown option {name!r} for {where}; accepted: {known}"
+                )
             changes[name] = option.parse(value, source.format(name=name))
         return replace(self, **changes)
 
     def with_environ(self, environ: Mapping[str, str]) -> Config:
-        changes = {
-            o.name: environ[o.env] for o in OPTIONS if environ.get(o.env, "") != ""
-        }
+        changes = {o.name: environ[o.env] for o in OPTIONS if environ.get(o.env, "") != ""}
         cfg = self
         for name, value in changes.items():
             cfg = cfg.with_options({name: value}, f"environment variable {_BY_NAME[name].env}")

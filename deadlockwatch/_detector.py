@@ -11,6 +11,7 @@ stayed in one wait across both captures was blocked all along.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -27,6 +28,8 @@ from ._errors import DeadlockError
 from ._model import DEADLOCK, Finding
 from ._report import format_dump, format_text, to_json_line
 from ._state import WaitRecord
+
+_state.internal_file(__file__)
 
 _CONFIRM_DELAY = 0.02
 
@@ -74,10 +77,9 @@ class _Detector:
         self._stop = True
         if self._wake.locked():
             self._wake.release()
-        if self.watcher_ident != _native.get_ident():
-            # The watcher exits within a tick; never wait on it for long.
-            if self._done.acquire(True, 2.0):
-                self._done.release()
+        # The watcher exits within a tick; never wait on it for long.
+        if self.watcher_ident != _native.get_ident() and self._done.acquire(True, 2.0):
+            self._done.release()
 
     def after_fork_in_child(self) -> None:
         """Only the forking thread survives a fork: start a new watcher."""
@@ -117,10 +119,8 @@ class _Detector:
             pass
         finally:
             self.watcher_ident = None
-            try:
+            with contextlib.suppress(Exception):
                 self._done.release()
-            except Exception:
-                pass
 
     def tick(self) -> None:
         waits = list(_state.blocked.copy().values())
@@ -159,9 +159,7 @@ class _Detector:
         if text in self._errors_seen:
             return
         self._errors_seen.add(text)
-        self.write_text(
-            "deadlockwatch: internal error in the watcher (it keeps running):\n" + text
-        )
+        self.write_text("deadlockwatch: internal error in the watcher (it keeps running):\n" + text)
 
     # -- findings -------------------------------------------------------------
     @staticmethod
@@ -228,7 +226,11 @@ class _Detector:
         others = set(_native.current_frames()) - {_native.get_ident(), *self._exclude()}
         if not ctx and others:
             return
-        snap, frames = capture([wait], self._exclude())
+        wait.rec.wait = wait
+        try:
+            snap, frames = capture([wait], self._exclude())
+        finally:
+            wait.rec.wait = None
         for f in analyze(snap):
             if id(wait) in f.key:
                 finding = self.complete(f, frames)
@@ -280,10 +282,8 @@ class _Detector:
             except OSError:
                 pass
         stream.write(data)
-        try:
+        with contextlib.suppress(Exception):
             stream.flush()
-        except Exception:
-            pass
 
     def dump(self, file: Any = None) -> None:
         snap, frames = capture_all(self._exclude())
@@ -294,9 +294,7 @@ class _Detector:
 def _victim(finding: Finding, waits: dict[int, WaitRecord]) -> WaitRecord | None:
     """The thread that closed the cycle (the most recent wait) gets the error."""
     keys = [s.thread for s in finding.cycle] or [t.key for t in finding.threads]
-    candidates = [
-        t.wait for t in finding.threads if t.key in keys and t.wait is not None
-    ]
+    candidates = [t.wait for t in finding.threads if t.key in keys and t.wait is not None]
     if not candidates:
         return None
     newest = min(candidates, key=lambda w: w.blocked_for)

@@ -6,6 +6,7 @@ snapshots built by hand.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -21,8 +22,22 @@ class Site:
     line: int
     function: str
 
+    @property
+    def short_file(self) -> str:
+        """The file relative to the current directory when it lies below it."""
+        return short_path(self.file)
+
     def __str__(self) -> str:
-        return f"{self.file}:{self.line} in {self.function}"
+        return f"{self.short_file}:{self.line} in {self.function}"
+
+
+def short_path(path: str) -> str:
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        return path
+    prefix = cwd.rstrip(os.sep) + os.sep
+    return path[len(prefix) :] if path.startswith(prefix) else path
 
 
 @dataclass(frozen=True)
@@ -57,13 +72,21 @@ class ResourceInfo:
     @property
     def label(self) -> str:
         """``Lock(created app.py:12)``: how reports name it."""
-        where = f"created {self.created_at.file}:{self.created_at.line}" if self.created_at else self.id
+        where = (
+            f"created {self.created_at.short_file}:{self.created_at.line}"
+            if self.created_at
+            else self.id
+        )
         return f"{self.type}({where})"
 
     @property
     def long_label(self) -> str:
         """The label with the address, for when two share a creation site."""
-        where = f"created {self.created_at.file}:{self.created_at.line}, " if self.created_at else ""
+        where = (
+            f"created {self.created_at.short_file}:{self.created_at.line}, "
+            if self.created_at
+            else ""
+        )
         return f"{self.type}({where}{self.id})"
 
 

@@ -17,6 +17,9 @@ import wrapt
 
 from . import _native
 from ._primitives import TrackedBoundedSemaphore, TrackedLock, TrackedRLock, TrackedSemaphore
+from ._state import internal_file
+
+internal_file(__file__)
 
 _TARGETS: tuple[tuple[str, Callable[..., Any], Any], ...] = (
     ("Lock", TrackedLock, _native.ORIGINAL_LOCK),
@@ -29,8 +32,9 @@ _installed: dict[str, Any] = {}
 
 
 def _factory(tracked: Callable[..., Any]) -> Callable[..., Any]:
-    def make(wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...],
-             kwargs: dict[str, Any]) -> Any:
+    def make(
+        wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         try:
             return tracked(*args, **kwargs)
         except TypeError:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ._model import Finding, HeldInfo, ResourceInfo, Site, ThreadInfo
+from ._model import Finding, HeldInfo, ResourceInfo, Site, ThreadInfo, short_path
 
 _TITLES = {
     "deadlock": "DEADLOCK",
@@ -36,8 +36,8 @@ def _resource_line(r: ResourceInfo) -> str:
 def format_text(f: Finding) -> str:
     """The human report, as written to stderr."""
     lines: list[str] = []
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(f.time)) if f.time else ""
-    lines.append(f"deadlockwatch: {_TITLES.get(f.kind, f.kind.upper())} (pid {f.pid}{', ' + when if when else ''})")
+    when = time.strftime(", %Y-%m-%d %H:%M:%S", time.localtime(f.time)) if f.time else ""
+    lines.append(f"deadlockwatch: {_TITLES.get(f.kind, f.kind.upper())} (pid {f.pid}{when})")
     lines.append(f"  {f.cause}")
     if f.cycle:
         lines.append("")
@@ -81,7 +81,7 @@ def _thread_lines(f: Finding, t: ThreadInfo) -> list[str]:
     if t.stack:
         out.append("    stack (most recent call last):")
         for fr in t.stack:
-            out.append(f'      File "{fr.file}", line {fr.line}, in {fr.function}')
+            out.append(f'      File "{short_path(fr.file)}", line {fr.line}, in {fr.function}')
             if fr.code:
                 out.append(f"        {fr.code}")
     return out
@@ -189,7 +189,7 @@ def format_dump(threads: Iterable[ThreadInfo], resources: Mapping[int, ResourceI
             units = f" x{h.count}" if h.count > 1 else ""
             lines.append(f"  holds {r.label}{units}, acquired at {_site(h.acquired_at)}")
         for fr in t.stack:
-            lines.append(f'    File "{fr.file}", line {fr.line}, in {fr.function}')
+            lines.append(f'    File "{short_path(fr.file)}", line {fr.line}, in {fr.function}')
             if fr.code:
                 lines.append(f"      {fr.code}")
     lines.append("")

@@ -20,20 +20,23 @@ from typing import Any
 from . import _native
 from ._model import Site
 
-#: Source files whose frames are never named as a creation or acquisition site.
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-INTERNAL_FILES: frozenset[str] = frozenset(
-    {threading.__file__, os.path.abspath(threading.__file__)}
-)
+#: Source files whose frames are never named as a creation or acquisition
+#: site: threading's own, and deadlockwatch's modules that stand between the
+#: application and the raw lock (each adds itself with `internal_file`).
+INTERNAL_FILES: set[str] = {threading.__file__, os.path.abspath(threading.__file__)}
+
+
+def internal_file(path: str) -> None:
+    INTERNAL_FILES.add(path)
+    INTERNAL_FILES.add(os.path.abspath(path))
+
+
+internal_file(__file__)
 
 #: How long a tracked blocking wait sleeps before it looks for a pending
 #: interruption (``on_deadlock="raise"``); a wait is woken at once when the
 #: resource comes free, so this only bounds how quickly a victim reacts.
 WAIT_SLICE = 0.05
-
-
-def _is_internal(filename: str) -> bool:
-    return filename in INTERNAL_FILES or filename.startswith(_PACKAGE_DIR)
 
 
 class ThreadRecord:
@@ -61,7 +64,16 @@ class WaitRecord:
     wait shows the same record in every snapshot taken meanwhile.
     """
 
-    __slots__ = ("interrupt", "rec", "reported", "resource", "self_wait", "since", "site", "timeout")
+    __slots__ = (
+        "interrupt",
+        "rec",
+        "reported",
+        "resource",
+        "self_wait",
+        "since",
+        "site",
+        "timeout",
+    )
 
     def __init__(
         self, rec: ThreadRecord, resource: Any, timeout: float | None, site: Site | None
@@ -124,7 +136,7 @@ def current_record() -> ThreadRecord:
 
 def user_frame(frame: FrameType | None) -> FrameType | None:
     """The nearest frame, from ``frame`` outwards, that is not threading's or ours."""
-    while frame is not None and _is_internal(frame.f_code.co_filename):
+    while frame is not None and frame.f_code.co_filename in INTERNAL_FILES:
         frame = frame.f_back
     return frame
 

@@ -1,0 +1,112 @@
+"""Built-in scenarios that really deadlock, for ``python -m deadlockwatch demo``.
+
+Each runs with ``on_deadlock="raise"``: the detector reports the deadlock and
+breaks it with DeadlockError in one thread, and the scenario ends cleanly.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from ._errors import DeadlockError
+
+_BOUND = 10.0
+
+
+def _run_threads(targets: list[tuple[str, Callable[[], None]]]) -> list[str]:
+    outcome: list[str] = []
+
+    def wrap(name: str, fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                fn()
+                outcome.append(f"{name}: finished")
+            except DeadlockError:
+                outcome.append(f"{name}: got DeadlockError, released its locks")
+
+        return run
+
+    threads = [threading.Thread(target=wrap(n, f), name=n, daemon=True) for n, f in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(_BOUND)
+    if any(t.is_alive() for t in threads):
+        raise RuntimeError("the scenario did not recover from its deadlock")
+    return sorted(outcome)
+
+
+def abba() -> list[str]:
+    """Two threads take two locks in opposite orders."""
+    accounts = threading.Lock()
+    audit_log = threading.Lock()
+    both_hold_one = threading.Barrier(2)
+
+    def transfer() -> None:
+        with accounts:
+            both_hold_one.wait(_BOUND)
+            with audit_log:
+                pass
+
+    def audit() -> None:
+        with audit_log:
+            both_hold_one.wait(_BOUND)
+            with accounts:
+                pass
+
+    return _run_threads([("transfer", transfer), ("audit", audit)])
+
+
+def philosophers(n: int = 5) -> list[str]:
+    """Dining philosophers: each takes the left fork, then the right one."""
+    forks = [threading.Lock() for _ in range(n)]
+    all_seated = threading.Barrier(n)
+
+    def dine(i: int) -> Callable[[], None]:
+        def run() -> None:
+            with forks[i]:
+                all_seated.wait(_BOUND)
+                with forks[(i + 1) % n]:
+                    pass
+
+        return run
+
+    return _run_threads([(f"philosopher-{i}", dine(i)) for i in range(n)])
+
+
+def self_deadlock() -> list[str]:
+    """A method that holds a Lock calls another that takes it again."""
+    lock = threading.Lock()
+
+    def deposit() -> None:
+        with lock:
+            pass
+
+    def transfer() -> None:
+        with lock:
+            deposit()
+
+    return _run_threads([("transfer", transfer)])
+
+
+def pool_exhaustion(size: int = 3) -> list[str]:
+    """Each of N workers holds one of N connections and waits for a second."""
+    pool = threading.BoundedSemaphore(size)
+    all_connected = threading.Barrier(size)
+
+    def work() -> None:
+        with pool:
+            all_connected.wait(_BOUND)
+            with pool:
+                pass
+
+    return _run_threads([(f"worker-{i}", work) for i in range(size)])
+
+
+SCENARIOS: dict[str, Callable[[], list[str]]] = {
+    "abba": abba,
+    "philosophers": philosophers,
+    "self-deadlock": self_deadlock,
+    "pool-exhaustion": pool_exhaustion,
+}

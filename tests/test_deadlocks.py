@@ -1,0 +1,331 @@
+"""Real deadlocks between live threads, detected and broken (``on_deadlock="raise"``).
+
+Every interleaving is forced with a Barrier; every thread is a daemon; every
+join is bounded.  A thread that gets DeadlockError leaves its ``with`` blocks,
+which releases what it holds and lets the others finish.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from conftest import BOUND, Watch, start
+
+import deadlockwatch
+from deadlockwatch import DeadlockError
+
+
+def _cycle(n: int, kind: str = "Lock") -> tuple[dict[str, str], list[Any]]:
+    """n threads; thread i holds lock i and then wants lock i+1 (mod n)."""
+    locks = [getattr(threading, kind)() for _ in range(n)]
+    barrier = threading.Barrier(n)
+    outcome: dict[str, str] = {}
+
+    def worker(i: int) -> None:
+        name = threading.current_thread().name
+        try:
+            with locks[i]:
+                barrier.wait(BOUND)
+                with locks[(i + 1) % n]:
+                    outcome[name] = "done"
+        except DeadlockError:
+            outcome[name] = "DeadlockError"
+
+    threads = [start(worker, i, name=f"worker-{i}") for i in range(n)]
+    for t in threads:
+        t.join(BOUND)
+    assert not any(t.is_alive() for t in threads), "deadlock was not broken"
+    return outcome, locks
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_lock_cycle_is_found_and_broken(detector: Watch, n: int) -> None:
+    outcome, _locks = _cycle(n)
+    assert sorted(outcome.values()) == ["DeadlockError"] + ["done"] * (n - 1)
+    deadlocks = [f for f in detector.findings if f.kind == "deadlock"]
+    assert len(deadlocks) == 1
+    f = deadlocks[0]
+    assert len(f.cycle) == n
+    assert {f.thread_label(s.thread) for s in f.cycle} == {f"worker-{i}" for i in range(n)}
+    for i, step in enumerate(f.cycle):
+        assert step.held_by == f.cycle[(i + 1) % n].thread
+    assert f.conditions.all_hold()
+    # Each thread holds one lock and waits for the next one; stacks end in this file.
+    for t in f.threads:
+        assert t.wait is not None and len(t.held) == 1
+        assert t.stack and t.stack[-1].file == __file__
+        assert t.stack[-1].code == "with locks[(i + 1) % n]:"
+    assert all(r.created_at and r.created_at.file == __file__ for r in f.resources)
+
+
+def test_rlock_cycle(detector: Watch) -> None:
+    outcome, _ = _cycle(2, "RLock")
+    assert sorted(outcome.values()) == ["DeadlockError", "done"]
+    (f,) = detector.findings
+    assert {r.type for r in f.resources} == {"RLock"}
+
+
+def test_rlock_reentry_is_not_a_deadlock(detector: Watch) -> None:
+    r = threading.RLock()
+    with r, r, r:
+        assert r._is_owned()  # type: ignore[attr-defined]
+    assert deadlockwatch.check() == []
+    assert detector.findings == []
+
+
+def test_self_deadlock_in_with_block_is_reported_at_the_acquire() -> None:
+    # A watcher that never ticks: only the acquire itself can report this.
+    deadlockwatch.enable(interval=3600, on_deadlock="raise")
+    try:
+        lock = threading.Lock()
+        with lock, pytest.raises(DeadlockError) as info:
+            lock.acquire()
+        f = info.value.finding
+        assert f.kind == "deadlock"
+        assert len(f.cycle) == 1 and f.cycle[0].held_by == f.cycle[0].thread
+        assert "which it holds itself" in f.cause
+        assert f.conditions.all_hold()
+        assert not lock.locked()
+    finally:
+        deadlockwatch.disable()
+
+
+def test_non_blocking_and_timed_self_acquire_are_not_reported(detector: Watch) -> None:
+    lock = threading.Lock()
+    with lock:
+        assert lock.acquire(False) is False
+        assert lock.acquire(timeout=0.05) is False
+    assert detector.findings == []
+
+
+def test_latch_released_by_another_thread_is_not_a_deadlock(detector: Watch) -> None:
+    """acquire(); another thread releases; acquire() again: a legal latch."""
+    latch = threading.Lock()
+    latch.acquire()
+    ready = threading.Event()
+
+    def opener() -> None:
+        ready.wait(BOUND)
+        time.sleep(0.2)  # well past the threshold: the waiter is long blocked
+        latch.release()
+
+    t = start(opener)
+    ready.set()
+    assert latch.acquire(timeout=BOUND)
+    latch.release()
+    t.join(BOUND)
+    assert detector.findings == []
+
+
+def test_semaphore_pool_exhaustion(detector: Watch) -> None:
+    pool = threading.Semaphore(2)
+    barrier = threading.Barrier(2)
+    outcome: dict[str, str] = {}
+
+    def worker() -> None:
+        name = threading.current_thread().name
+        try:
+            with pool:
+                barrier.wait(BOUND)
+                with pool:
+                    outcome[name] = "done"
+        except DeadlockError:
+            outcome[name] = "DeadlockError"
+
+    threads = [start(worker, name=f"client-{i}") for i in range(2)]
+    for t in threads:
+        t.join(BOUND)
+    assert sorted(outcome.values()) == ["DeadlockError", "done"]
+    (f,) = detector.findings
+    assert f.kind == "deadlock"
+    assert "every unit" in f.cause and "'client-0'" in f.cause and "'client-1'" in f.cause
+    assert {r.type for r in f.resources} == {"Semaphore"}
+    assert all(len(s.holders) == 2 for s in f.cycle)
+
+
+def test_semaphore_with_a_running_holder_is_not_a_deadlock(detector: Watch) -> None:
+    pool = threading.BoundedSemaphore(1)
+    taken = threading.Event()
+    go = threading.Event()
+
+    def holder() -> None:
+        with pool:
+            taken.set()
+            go.wait(BOUND)
+
+    t = start(holder)
+    taken.wait(BOUND)
+    waiter = start(lambda: pool.acquire(timeout=BOUND) and pool.release())
+    time.sleep(0.2)
+    assert deadlockwatch.check() == []
+    go.set()
+    t.join(BOUND)
+    waiter.join(BOUND)
+    assert detector.findings == []
+
+
+def test_timed_cycle_is_a_warning_not_a_deadlock(detector: Watch) -> None:
+    a, b = threading.Lock(), threading.Lock()
+    barrier = threading.Barrier(2)
+    results: dict[str, Any] = {}
+
+    def untimed() -> None:
+        with a:
+            barrier.wait(BOUND)
+            with b:
+                results["untimed"] = "done"
+
+    def timed() -> None:
+        with b:
+            barrier.wait(BOUND)
+            results["timed"] = a.acquire(timeout=0.5)
+
+    threads = [start(untimed, name="untimed"), start(timed, name="timed")]
+    for t in threads:
+        t.join(BOUND)
+    assert results == {"timed": False, "untimed": "done"}
+    assert [f.kind for f in detector.findings] == ["timed-cycle"]
+    f = detector.findings[0]
+    assert not f.conditions.no_preemption.holds
+    assert "timeout" in f.conditions.no_preemption.reason
+
+
+def test_long_held_lock_is_not_reported(detector: Watch) -> None:
+    lock = threading.Lock()
+    taken = threading.Event()
+
+    def slow_holder() -> None:
+        with lock:
+            taken.set()
+            time.sleep(0.3)
+
+    t = start(slow_holder)
+    taken.wait(BOUND)
+    assert lock.acquire(timeout=BOUND)
+    lock.release()
+    t.join(BOUND)
+    assert detector.findings == []
+
+
+def test_handed_off_lock_is_not_owned_by_its_acquirer(detector: Watch) -> None:
+    """T1 takes `token` and hands it to the main thread, which releases it later.
+
+    Meanwhile T1 waits for `guard`, held by T2, which waits for `token`: a cycle
+    only if `token` were owned by T1.  Since a thread that runs (main) may
+    release it, nothing is reported, and it all ends well."""
+    token, guard = threading.Lock(), threading.Lock()
+    handed = threading.Event()
+    # Teach the detector that token is handed between threads.
+    token.acquire()
+    start(token.release).join(BOUND)
+    assert token._handoff  # type: ignore[attr-defined]
+
+    def t1() -> None:
+        token.acquire()
+        handed.set()
+        with guard:
+            pass
+
+    def t2() -> None:
+        with guard:
+            handed.wait(BOUND)
+            time.sleep(0.05)
+            token.acquire(timeout=BOUND)
+
+    g = start(t2)
+    time.sleep(0.05)
+    f = start(t1)
+    handed.wait(BOUND)
+    time.sleep(0.3)  # both blocked for a while; main still runs
+    token.release()  # main releases what t1 took
+    for t in (f, g):
+        t.join(BOUND)
+    assert not f.is_alive() and not g.is_alive()
+    assert detector.findings == []
+    token.release()
+
+
+def test_cross_thread_release_keeps_state_correct(detector: Watch) -> None:
+    lock = threading.Lock()
+    lock.acquire()
+    from deadlockwatch import _state
+
+    me = _state.current_record()
+    assert lock in me.held
+    start(lock.release).join(BOUND)
+    assert lock not in me.held
+    assert not lock.locked()
+    assert lock.acquire(timeout=BOUND)
+    lock.release()
+
+
+def test_check_and_dump_show_the_state(detector: Watch) -> None:
+    lock = threading.Lock()
+    taken = threading.Event()
+    done = threading.Event()
+
+    def holder() -> None:
+        with lock:
+            taken.set()
+            done.wait(BOUND)
+
+    t = start(holder, name="the-holder")
+    taken.wait(BOUND)
+    waiter = start(lambda: lock.acquire(timeout=BOUND) and lock.release(), name="the-waiter")
+    time.sleep(0.1)
+    import io
+
+    out = io.StringIO()
+    deadlockwatch.dump(out)
+    text = out.getvalue()
+    assert "Thread 'the-holder'" in text and "Thread 'the-waiter'" in text
+    assert "holds Lock(created" in text
+    assert "held by 'the-holder'" in text
+    done.set()
+    t.join(BOUND)
+    waiter.join(BOUND)
+
+
+def test_watcher_is_invisible_to_threading(detector: Watch) -> None:
+    names = {t.name for t in threading.enumerate()}
+    assert not any("deadlockwatch" in n for n in names)
+    assert threading.active_count() == len(threading.enumerate())
+
+
+def test_disable_restores_the_originals() -> None:
+    from deadlockwatch import _native
+
+    deadlockwatch.enable()
+    lock = threading.Lock()
+    deadlockwatch.disable()
+    assert threading.Lock is _native.ORIGINAL_LOCK
+    assert threading.RLock is _native.ORIGINAL_RLOCK
+    assert threading.Semaphore is _native.ORIGINAL_SEMAPHORE
+    assert threading.BoundedSemaphore is _native.ORIGINAL_BOUNDED_SEMAPHORE
+    assert type(threading.Lock()) is not type(lock)
+    with lock:
+        assert lock.locked()
+    assert not lock.locked()
+
+
+def test_enable_twice_is_harmless() -> None:
+    deadlockwatch.enable(interval=0.5)
+    try:
+        deadlockwatch.enable(interval=0.2)
+        from deadlockwatch._detector import DETECTOR
+
+        assert DETECTOR.config.interval == 0.2
+        assert deadlockwatch.is_enabled()
+    finally:
+        deadlockwatch.disable()
+    assert not deadlockwatch.is_enabled()
+    deadlockwatch.disable()  # disabling twice too
+
+
+def test_watching_context_manager() -> None:
+    with deadlockwatch.watching(interval=0.5):
+        assert deadlockwatch.is_enabled()
+    assert not deadlockwatch.is_enabled()

@@ -1,0 +1,239 @@
+"""Switching the detector on from the environment, its settings, reports and
+actions: each case in a fresh interpreter, killed if it ever hangs."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from conftest import run_python
+
+#: A program that really deadlocks (daemon threads, so the process can still end).
+ABBA = """
+import sys, threading, time
+a = threading.Lock()
+b = threading.Lock()
+barrier = threading.Barrier(2)
+def worker(x, y):
+    with x:
+        barrier.wait(10)
+        with y:
+            pass
+t1 = threading.Thread(target=worker, args=(a, b), name="worker-1", daemon=True)
+t2 = threading.Thread(target=worker, args=(b, a), name="worker-2", daemon=True)
+t1.start(); t2.start()
+t1.join(float(sys.argv[1]) if len(sys.argv) > 1 else 3)
+print("main done", flush=True)
+"""
+
+
+def test_env_var_enables_and_reports_on_stderr() -> None:
+    r = run_python(ABBA, env={"DEADLOCKWATCH": "1"})
+    assert r.returncode == 0, r.stderr
+    assert "main done" in r.stdout
+    assert "deadlockwatch: DEADLOCK" in r.stderr
+    assert "'worker-1' waits for Lock(created <string>:4) held by 'worker-2'" in r.stderr
+    assert "'worker-2' waits for Lock(created <string>:3) held by 'worker-1'" in r.stderr
+    assert r.stderr.count("deadlockwatch: DEADLOCK") == 1
+    for condition in (
+        "mutual exclusion  yes",
+        "hold and wait     yes",
+        "no preemption     yes",
+        "circular wait     yes",
+    ):
+        assert condition in r.stderr
+
+
+def test_unset_env_var_loads_nothing() -> None:
+    r = run_python("import sys; print('deadlockwatch' in sys.modules, 'threading' in sys.modules)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False", "False"]
+    assert r.stderr == ""
+
+
+@pytest.mark.parametrize("value", ["0", "false", "off", "no"])
+def test_env_var_false_leaves_threading_alone(value: str) -> None:
+    r = run_python(
+        "import threading, _thread; print(threading.Lock is _thread.allocate_lock"
+        " or threading.Lock is getattr(_thread, 'lock', None))",
+        env={"DEADLOCKWATCH": value},
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "accepted"),
+    [
+        ("DEADLOCKWATCH", "maybe", "one of 1, 0, true, false"),
+        ("DEADLOCKWATCH_INTERVAL", "fast", "a number of seconds"),
+        ("DEADLOCKWATCH_INTERVAL", "-1", "a number of seconds"),
+        ("DEADLOCKWATCH_INTERVAL", "nan", "a number of seconds"),
+        ("DEADLOCKWATCH_THRESHOLD", "-0.5", "a number of seconds >= 0"),
+        ("DEADLOCKWATCH_ACTION", "explode", "one of report, raise, abort"),
+        ("DEADLOCKWATCH_REPORT", "/no/such/dir/r.jsonl", "existing directory"),
+    ],
+)
+def test_bad_env_value_stops_startup_with_one_line(var: str, value: str, accepted: str) -> None:
+    env = {"DEADLOCKWATCH": "1", var: value}
+    r = run_python("print('program ran')", env=env)
+    assert r.returncode == 2
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert var in lines[0] and repr(value) in lines[0] and accepted in lines[0]
+
+
+def test_unknown_variable_gets_a_warning() -> None:
+    r = run_python("print('ok')", env={"DEADLOCKWATCH": "1", "DEADLOCKWATCH_INTERVL": "1"})
+    assert r.returncode == 0
+    assert "unknown environment variable DEADLOCKWATCH_INTERVL" in r.stderr
+
+
+def test_json_lines_report(tmp_path: Path) -> None:
+    report = tmp_path / "findings.jsonl"
+    r = run_python(ABBA, env={"DEADLOCKWATCH": "1", "DEADLOCKWATCH_REPORT": str(report)})
+    assert r.returncode == 0, r.stderr
+    assert stat.S_IMODE(os.stat(report).st_mode) == 0o600
+    (line,) = report.read_text().splitlines()
+    record = json.loads(line)
+    assert record["kind"] == "deadlock"
+    assert sorted(record["threads"]) == ["worker-1", "worker-2"]
+    assert record["conditions"] == {
+        "mutual_exclusion": True,
+        "hold_and_wait": True,
+        "no_preemption": True,
+        "circular_wait": True,
+    }
+    assert [set(step) >= {"thread", "waits_for", "held_by"} for step in record["cycle"]] == [
+        True
+    ] * 2
+    ids = {res["id"] for res in record["resources"]}
+    assert {step["waits_for"] for step in record["cycle"]} == ids
+    assert all(
+        res["type"] == "Lock" and res["created_at"]["file"] == "<string>"
+        for res in record["resources"]
+    )
+    assert set(record["stacks"]) == {"worker-1", "worker-2"}
+    top = record["stacks"]["worker-1"][-1]
+    assert set(top) == {"file", "line", "function", "code"} and top["function"] == "worker"
+    assert record["pid"] > 0 and record["time"] > 0
+
+
+def test_abort_exits_with_documented_status() -> None:
+    import deadlockwatch
+
+    r = run_python(ABBA, env={"DEADLOCKWATCH": "1", "DEADLOCKWATCH_ACTION": "abort"}, args=["30"])
+    assert r.returncode == deadlockwatch.ABORT_EXIT_STATUS
+    assert "deadlockwatch: DEADLOCK" in r.stderr
+    assert "main done" not in r.stdout
+
+
+def test_raise_lets_the_program_recover() -> None:
+    code = """
+    import threading, deadlockwatch
+    deadlockwatch.enable(on_deadlock="raise")
+    a, b = threading.Lock(), threading.Lock()
+    barrier = threading.Barrier(2)
+    out = []
+    def worker(x, y):
+        try:
+            with x:
+                barrier.wait(10)
+                with y:
+                    out.append("done")
+        except deadlockwatch.DeadlockError as e:
+            out.append(type(e).__name__ + ": " + str(e).split(":")[0])
+    ts = [threading.Thread(target=worker, args=p, daemon=True) for p in [(a, b), (b, a)]]
+    [t.start() for t in ts]; [t.join(10) for t in ts]
+    print(sorted(out))
+    """
+    r = run_python(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "['DeadlockError: deadlock', 'done']"
+
+
+def test_callable_action_receives_the_finding() -> None:
+    code = """
+    import threading, deadlockwatch
+    got = threading.Event()
+    def on_deadlock(finding):
+        print(finding.kind, len(finding.cycle), sorted(t.name for t in finding.threads), flush=True)
+        got.set()
+    deadlockwatch.enable(on_deadlock=on_deadlock)
+    a, b = threading.Lock(), threading.Lock()
+    barrier = threading.Barrier(2)
+    def worker(x, y):
+        with x:
+            barrier.wait(10)
+            with y:
+                pass
+    for i, p in enumerate([(a, b), (b, a)]):
+        threading.Thread(target=worker, args=p, daemon=True, name=f"w{i}").start()
+    print("callback ran", got.wait(10), flush=True)
+    """
+    r = run_python(code)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "deadlock 2 ['w0', 'w1']"
+    assert lines[1] == "callback ran True"
+
+
+def test_check_returns_the_finding_in_report_mode() -> None:
+    code = (
+        ABBA.replace("t1.join(", "import time; time.sleep(0.5); t1.join(")
+        + """
+import deadlockwatch
+(f,) = deadlockwatch.check()
+print(f.kind, len(f.cycle), f.conditions.all_hold())
+"""
+    )
+    r = run_python(code, env={"DEADLOCKWATCH": "1"}, args=["0.1"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == "deadlock 2 True"
+
+
+def test_single_thread_bare_self_acquire_is_reported_at_once() -> None:
+    code = """
+    import threading, deadlockwatch
+    deadlockwatch.enable(on_deadlock="raise", interval=3600)
+    lock = threading.Lock()
+    lock.acquire()
+    try:
+        lock.acquire()
+    except deadlockwatch.DeadlockError as e:
+        print("raised:", e.finding.cause)
+    """
+    r = run_python(code)
+    assert r.returncode == 0, r.stderr
+    assert "raised:" in r.stdout and "which it holds itself" in r.stdout
+
+
+def test_self_deadlock_in_report_mode_prints_and_keeps_blocking() -> None:
+    code = """
+    import threading, deadlockwatch
+    deadlockwatch.enable()
+    lock = threading.Lock()
+    def f():
+        with lock:
+            with lock:
+                pass
+    t = threading.Thread(target=f, daemon=True, name="selfish")
+    t.start(); t.join(1.0)
+    print("still blocked:", t.is_alive())
+    """
+    r = run_python(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "still blocked: True"
+    assert r.stderr.count("deadlockwatch: DEADLOCK") == 1
+    assert "'selfish' waits for Lock(created <string>:4), which it holds itself" in r.stderr
+
+
+def test_stacks_never_contain_local_values() -> None:
+    code = ABBA.replace("    with x:\n", "    secret = 'hunter2-SECRET'\n    with x:\n")
+    r = run_python(code, env={"DEADLOCKWATCH": "1"})
+    assert "deadlockwatch: DEADLOCK" in r.stderr
+    assert "hunter2" not in r.stderr
