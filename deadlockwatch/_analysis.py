@@ -58,7 +58,7 @@ def stuck_threads(snap: Snapshot, timed_waits_progress: bool = True) -> set[int]
 def _can_progress(snap: Snapshot, t: ThreadInfo, progress: set[int]) -> bool:
     assert t.wait is not None
     r = snap.resources.get(t.wait.resource)
-    if r is None or r.free > 0 or not r.holders and r.owner_bound:
+    if r is None or r.free > 0 or (not r.holders and r.owner_bound):
         return True
     if r.owner_bound:
         return any(h in progress or h not in snap.threads for h, _ in r.holders)
@@ -99,31 +99,42 @@ def _findings(snap: Snapshot, stuck: set[int], kind: str) -> list[Finding]:
     import networkx as nx
 
     g = _thread_graph(snap, stuck)
+    # A cycle is reported as such only when it is closed: no thread of it
+    # waits for a resource that a stuck thread outside it also holds (a unit of
+    # a semaphore, say).  Otherwise the cycle is stuck only because of what
+    # lies beyond it, and its threads are reported as stuck behind that.
     sccs = [
         s
         for s in nx.strongly_connected_components(g)
-        if len(s) > 1 or any(g.has_edge(n, n) for n in s)
+        if (len(s) > 1 or any(g.has_edge(n, n) for n in s))
+        and all(v in s or v not in stuck for u in s for v in g.successors(u))
     ]
     sccs.sort(key=lambda s: min(snap.threads[k].ident for k in s))
+    in_cycles = {n for s in sccs for n in s}
     claimed: set[int] = set()
     findings: list[Finding] = []
     for scc in sccs:
         cycle = _cycle_steps(snap, g, scc)
         # Threads stuck behind this cycle (they reach it in the graph).
-        behind = {n for n in nx.ancestors(g, next(iter(scc))) if n not in scc} - claimed
-        behind -= {n for s in sccs for n in s}
+        behind = set(nx.ancestors(g, next(iter(scc)))) - scc - claimed - in_cycles
         claimed |= scc | behind
-        findings.append(_finding(snap, kind, cycle, [*scc, *sorted(behind)]))
+        findings.append(
+            _finding(snap, kind, cycle, [*_by_ident(snap, scc), *_by_ident(snap, behind)])
+        )
     if kind == DEADLOCK:
         rest = stuck - claimed
         for comp in sorted(
             nx.weakly_connected_components(g.subgraph(rest | _dead_nodes(snap, g))),
             key=lambda c: min(snap.threads[k].ident for k in c),
         ):
-            members = [k for k in comp if k in rest]
+            members = _by_ident(snap, (k for k in comp if k in rest))
             if members:
                 findings.append(_finding(snap, kind, (), members))
     return findings
+
+
+def _by_ident(snap: Snapshot, keys: Iterable[int]) -> list[int]:
+    return sorted(keys, key=lambda k: (snap.threads[k].ident, k))
 
 
 def _dead_nodes(snap: Snapshot, g: nx.DiGraph) -> set[int]:
@@ -155,7 +166,7 @@ def _cycle_steps(snap: Snapshot, g: nx.DiGraph, scc: set[int]) -> tuple[CycleSte
     for i, key in enumerate(order):
         nxt = order[(i + 1) % len(order)]
         res = g.edges[key, nxt]["resource"]
-        holders = tuple(h for h, _ in snap.resources[res].holders)
+        holders = tuple(h for h, _ in snap.resources[res].holders if h in snap.threads)
         steps.append(CycleStep(thread=key, waits_for=res, held_by=nxt, holders=holders))
     return tuple(steps)
 
@@ -175,9 +186,13 @@ def _finding(
         w = snap.threads[k].wait
         r = snap.resources.get(w.resource) if w is not None else None
         for h, _ in r.holders if r is not None else ():
-            if h not in keys and h not in extra_threads and h in snap.threads:
-                if not snap.threads[h].alive:
-                    extra_threads.append(h)
+            if (
+                h not in keys
+                and h not in extra_threads
+                and h in snap.threads
+                and not snap.threads[h].alive
+            ):
+                extra_threads.append(h)
     involved_resources: dict[int, ResourceInfo] = {}
     for k in [*keys, *extra_threads]:
         t = snap.threads[k]
@@ -212,7 +227,11 @@ def coffman(snap: Snapshot, cycle: tuple[CycleStep, ...], members: list[int]) ->
     """The four Coffman conditions over the cycle (or, without one, over ``members``)."""
     keys = [s.thread for s in cycle] or members
     waits = [snap.threads[k].wait for k in keys]
-    res = [snap.resources[w.resource] for w in waits if w is not None and w.resource in snap.resources]
+    res = [
+        snap.resources[w.resource]
+        for w in waits
+        if w is not None and w.resource in snap.resources
+    ]
 
     free = [r for r in res if r.free > 0]
     mutual = Check(
@@ -228,16 +247,20 @@ def coffman(snap: Snapshot, cycle: tuple[CycleStep, ...], members: list[int]) ->
         if not empty
         else f"{_name(snap, empty[0])} holds nothing while it waits",
     )
-    timed = [k for k, w in zip(keys, waits) if w is not None and w.timeout is not None]
+    timed = [k for k, w in zip(keys, waits, strict=True) if w is not None and w.timeout is not None]
     shared = [r for r in res if not r.owner_bound]
     if timed:
         w = snap.threads[timed[0]].wait
         assert w is not None
         preempt = Check(False, f"{_name(snap, timed[0])} waits with a timeout of {w.timeout:g} s")
     elif shared:
-        preempt = Check(False, f"{shared[0].label} may be released by a thread that does not hold it")
+        preempt = Check(
+            False, f"{shared[0].label} may be released by a thread that does not hold it"
+        )
     else:
-        preempt = Check(True, "no wait has a timeout, and only their holders can release these resources")
+        preempt = Check(
+            True, "no wait has a timeout, and only their holders can release these resources"
+        )
     if cycle:
         path = " -> ".join(_name(snap, s.thread) for s in cycle)
         circular = Check(True, f"{path} -> {_name(snap, cycle[0].thread)}")
@@ -246,27 +269,60 @@ def coffman(snap: Snapshot, cycle: tuple[CycleStep, ...], members: list[int]) ->
     return Conditions(mutual, hold, preempt, circular)
 
 
+def _names(snap: Snapshot, keys: Iterable[int]) -> str:
+    names = [_name(snap, k) for k in keys]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _exited_holders(snap: Snapshot, r: ResourceInfo | None) -> list[int]:
+    return [
+        h
+        for h, _ in (r.holders if r is not None else ())
+        if h in snap.threads and not snap.threads[h].alive
+    ]
+
+
 def _cause(snap: Snapshot, kind: str, cycle: tuple[CycleStep, ...], keys: list[int]) -> str:
     if cycle:
-        resources = {s.waits_for for s in cycle}
-        if len(cycle) == 1 and len(cycle[0].holders) == 1:
-            r = snap.resources[cycle[0].waits_for]
-            text = f"{_name(snap, cycle[0].thread)} waits for {r.label}, which it holds itself"
-        elif len(resources) == 1 and len(cycle[0].holders) > 1:
-            r = snap.resources[cycle[0].waits_for]
-            text = f"every holder of {r.label} waits for another unit of it"
+        in_cycle = [s.thread for s in cycle]
+        resources = list(dict.fromkeys(s.waits_for for s in cycle))
+        exited = list(
+            dict.fromkeys(h for rk in resources for h in _exited_holders(snap, snap.resources[rk]))
+        )
+        if len(resources) == 1:
+            r = snap.resources[resources[0]]
+            holders = [h for h, _ in r.holders if h in snap.threads]
+            if len(in_cycle) == 1 and [h for h, _ in r.holders] == in_cycle:
+                text = f"{_name(snap, in_cycle[0])} waits for {r.label}, which it holds itself"
+            elif not exited and [h for h, _ in r.holders] == holders:
+                text = (
+                    f"every unit of {r.label} is held by {_names(snap, holders)}, "
+                    "and each waits for another"
+                )
+            else:
+                text = (
+                    f"{_names(snap, in_cycle)} wait(s) for another unit of {r.label}, "
+                    f"held by {_names(snap, holders)}"
+                )
         else:
             text = f"{len(cycle)} threads each wait for a resource held by the next"
+        if exited:
+            text += f"; {_names(snap, exited)} exited holding a unit"
         if kind == TIMED_CYCLE:
             text += "; a timeout will break the cycle"
         return text
+    # Name an exited holder if one is why these threads are stuck.
+    for k in keys:
+        w = snap.threads[k].wait
+        waited = snap.resources.get(w.resource) if w is not None else None
+        dead = _exited_holders(snap, waited)
+        if waited is not None and dead:
+            name = snap.threads[dead[0]].name
+            return f"{waited.label} is held by thread {name!r}, which exited"
     t = snap.threads[keys[0]]
     assert t.wait is not None
-    r = snap.resources.get(t.wait.resource)
-    label = r.label if r is not None else "a resource"
-    dead = [snap.threads[h] for h, _ in (r.holders if r else ()) if h in snap.threads and not snap.threads[h].alive]
-    if dead:
-        return f"{label} is held by thread {dead[0].name!r}, which exited"
+    first = snap.resources.get(t.wait.resource)
+    label = first.label if first is not None else "a resource"
     return f"no thread that can run will ever release {label}"
 
 

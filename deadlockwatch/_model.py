@@ -175,7 +175,8 @@ class Conditions:
 @dataclass(frozen=True)
 class CycleStep:
     """``thread`` waits for ``waits_for``, which is held by ``held_by`` (the next
-    thread of the cycle; ``holders`` lists every holder of a multi-unit resource)."""
+    thread of the cycle; ``holders`` lists every holder of a multi-unit resource
+    that the snapshot describes)."""
 
     thread: int
     waits_for: int

@@ -237,3 +237,57 @@ def test_stacks_never_contain_local_values() -> None:
     r = run_python(code, env={"DEADLOCKWATCH": "1"})
     assert "deadlockwatch: DEADLOCK" in r.stderr
     assert "hunter2" not in r.stderr
+
+
+def test_import_auto_enables_with_environment_options() -> None:
+    code = """
+    import deadlockwatch.auto, deadlockwatch, threading
+    from deadlockwatch._detector import DETECTOR
+    print(deadlockwatch.is_enabled(), DETECTOR.config.interval, type(threading.Lock()).__name__)
+    """
+    r = run_python(code, env={"DEADLOCKWATCH_INTERVAL": "0.25"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "0.25", "TrackedLock"]
+    off = run_python(code, env={"DEADLOCKWATCH": "0"})
+    assert off.stdout.split()[0] == "False"
+
+
+def test_enable_rejects_bad_arguments_before_patching() -> None:
+    code = """
+    import threading, deadlockwatch
+    original = threading.Lock
+    for kwargs in ({"interval": 0}, {"on_deadlock": "explode"}, {"report": 5}, {"intervall": 1}):
+        try:
+            deadlockwatch.enable(**kwargs)
+        except (ValueError, TypeError) as e:
+            print(type(e).__name__, "|", e)
+        assert threading.Lock is original and not deadlockwatch.is_enabled()
+    """
+    r = run_python(code)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == (
+        "ConfigError | deadlockwatch: invalid value 0 for enable(interval=...): "
+        "expected a number of seconds >= 0.001 and at most 3600"
+    )
+    assert "enable(on_deadlock=...)" in lines[1] and "or a callable" in lines[1]
+    assert "enable(report=...)" in lines[2] and "a file path" in lines[2]
+    assert lines[3].startswith("TypeError | deadlockwatch: unknown option 'intervall'")
+
+
+def test_clean_exit_prints_nothing() -> None:
+    code = """
+    import threading, queue
+    from concurrent.futures import ThreadPoolExecutor
+    q = queue.Queue()
+    with ThreadPoolExecutor(4) as ex:
+        total = sum(ex.map(lambda x: x * 2, range(200)))
+    workers = [threading.Thread(target=lambda: [q.put(i) for i in range(50)]) for _ in range(4)]
+    [t.start() for t in workers]
+    [t.join() for t in workers]
+    print(total, q.qsize())
+    """
+    r = run_python(code, env={"DEADLOCKWATCH": "1"})
+    assert r.returncode == 0
+    assert r.stdout.strip() == "39800 200"
+    assert r.stderr == ""
