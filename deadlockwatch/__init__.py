@@ -2,48 +2,72 @@
 
 Switch it on with ``deadlockwatch.enable()``, ``import deadlockwatch.auto``,
 or ``DEADLOCKWATCH=1`` in the environment (no code change).
+
+The names below are loaded on first use, so that ``import deadlockwatch`` (and
+the pytest plugin, when it is not asked for) costs next to nothing.
 """
 
-from ._api import check as check
-from ._api import disable as disable
-from ._api import dump as dump
-from ._api import enable as enable
-from ._api import is_enabled as is_enabled
-from ._api import watching as watching
-from ._config import ABORT_EXIT_STATUS as ABORT_EXIT_STATUS
-from ._config import ConfigError as ConfigError
-from ._errors import DeadlockError as DeadlockError
-from ._model import Check as Check
-from ._model import Conditions as Conditions
-from ._model import CycleStep as CycleStep
-from ._model import Finding as Finding
-from ._model import Frame as Frame
-from ._model import HeldInfo as HeldInfo
-from ._model import ResourceInfo as ResourceInfo
-from ._model import Site as Site
-from ._model import ThreadInfo as ThreadInfo
-from ._model import WaitInfo as WaitInfo
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._api import check as check
+    from ._api import disable as disable
+    from ._api import dump as dump
+    from ._api import enable as enable
+    from ._api import is_enabled as is_enabled
+    from ._api import watching as watching
+    from ._config import ABORT_EXIT_STATUS as ABORT_EXIT_STATUS
+    from ._config import ConfigError as ConfigError
+    from ._errors import DeadlockError as DeadlockError
+    from ._model import Check as Check
+    from ._model import Conditions as Conditions
+    from ._model import CycleStep as CycleStep
+    from ._model import Finding as Finding
+    from ._model import Frame as Frame
+    from ._model import HeldInfo as HeldInfo
+    from ._model import ResourceInfo as ResourceInfo
+    from ._model import Site as Site
+    from ._model import ThreadInfo as ThreadInfo
+    from ._model import WaitInfo as WaitInfo
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ABORT_EXIT_STATUS",
-    "Check",
-    "Conditions",
-    "ConfigError",
-    "CycleStep",
-    "DeadlockError",
-    "Finding",
-    "Frame",
-    "HeldInfo",
-    "ResourceInfo",
-    "Site",
-    "ThreadInfo",
-    "WaitInfo",
-    "check",
-    "disable",
-    "dump",
-    "enable",
-    "is_enabled",
-    "watching",
-]
+_WHERE = {
+    "check": "_api",
+    "disable": "_api",
+    "dump": "_api",
+    "enable": "_api",
+    "is_enabled": "_api",
+    "watching": "_api",
+    "ABORT_EXIT_STATUS": "_config",
+    "ConfigError": "_config",
+    "DeadlockError": "_errors",
+    "Check": "_model",
+    "Conditions": "_model",
+    "CycleStep": "_model",
+    "Finding": "_model",
+    "Frame": "_model",
+    "HeldInfo": "_model",
+    "ResourceInfo": "_model",
+    "Site": "_model",
+    "ThreadInfo": "_model",
+    "WaitInfo": "_model",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'deadlockwatch' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 ENV_PREFIX = "DEADLOCKWATCH"
-ACTIONS = ("report", "raise", "abort")
+ACTIONS = ("report", "raise", "raise-all", "abort")
 #: Exit status of a process stopped by ``on_deadlock="abort"``.
 ABORT_EXIT_STATUS = 86
 
@@ -89,10 +89,34 @@ def parse_path(value: object, source: str) -> str | None:
 
 @dataclass(frozen=True)
 class Option:
+    """One setting: its `enable()` name, environment variable, parser and help.
+
+    The runner's flag is ``--NAME`` and pytest's ``--deadlockwatch-NAME`` (with
+    ``-`` for ``_``); pytest's ini key is ``deadlockwatch_NAME``.
+    """
+
     name: str
     env: str
     parse: Callable[[object, str], Any]
     help: str
+    #: The name on the command line and in ini files, when not ``name``.
+    alias: str = ""
+
+    @property
+    def _cli(self) -> str:
+        return self.alias or self.name
+
+    @property
+    def flag(self) -> str:
+        return "--" + self._cli.replace("_", "-")
+
+    @property
+    def pytest_flag(self) -> str:
+        return "--deadlockwatch-" + self._cli.replace("_", "-")
+
+    @property
+    def ini(self) -> str:
+        return "deadlockwatch_" + self._cli
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -112,14 +136,22 @@ OPTIONS: tuple[Option, ...] = (
         "on_deadlock",
         "DEADLOCKWATCH_ACTION",
         parse_action,
-        "what to do on a deadlock: report, raise (DeadlockError in one thread of the cycle), "
-        "abort (report, then exit with status 86), or a callable (enable() only)",
+        "what to do on a deadlock: report; raise (DeadlockError in the thread that closed "
+        "the cycle); raise-all (DeadlockError in every deadlocked thread); abort (report, "
+        "then exit with status 86); or a callable taking the finding (enable() only)",
+        alias="action",
     ),
     Option(
         "report",
         "DEADLOCKWATCH_REPORT",
         parse_path,
         "also append each finding as one JSON line to this file",
+    ),
+    Option(
+        "text",
+        "DEADLOCKWATCH_TEXT",
+        parse_bool,
+        "write the text report of each finding to standard error",
     ),
 )
 _BY_NAME = {o.name: o for o in OPTIONS}
@@ -135,6 +167,7 @@ class Config:
     threshold: float = 0.1
     on_deadlock: str | Callable[[Any], object] = "report"
     report: str | None = None
+    text: bool = True
 
     def with_options(self, options: Mapping[str, object], source: str) -> Config:
         """A copy with ``options`` applied; ``source`` names where they come from,

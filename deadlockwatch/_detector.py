@@ -46,6 +46,9 @@ class _Detector:
         self._done = _native.allocate_lock()
         self._emit_lock = _native.allocate_lock()
         self._errors_seen: set[str] = set()
+        #: Send findings to the ``deadlockwatch`` logger too (the pytest plugin
+        #: attaches them to the test report instead).
+        self.log = True
         self.findings: list[Finding] = []
 
     # -- life cycle ---------------------------------------------------------
@@ -182,7 +185,14 @@ class _Detector:
         snap, frames = capture(list(_state.blocked.copy().values()), self._exclude())
         return [self.complete(f, frames) for f in analyze(snap) if f.key in first]
 
-    def handle(self, finding: Finding, waits: dict[int, WaitRecord]) -> None:
+    def handle(
+        self, finding: Finding, waits: dict[int, WaitRecord], current: WaitRecord | None = None
+    ) -> None:
+        """Record, report and act on a confirmed finding.
+
+        ``current`` is the calling thread's own wait when the finding is made
+        at an acquire (self-deadlock): an error meant for it is raised here.
+        """
         for token in finding.key:
             w = waits.get(token)
             if w is not None:
@@ -192,10 +202,14 @@ class _Detector:
         if finding.kind != DEADLOCK:
             return
         action = self.config.on_deadlock
-        if action == "raise":
-            victim = _victim(finding, waits)
-            if victim is not None:
-                victim.interrupt = DeadlockError(finding)
+        if action in ("raise", "raise-all"):
+            victims = _victims(finding, waits, every=action == "raise-all")
+            error = DeadlockError(finding)
+            for victim in victims:
+                if victim is not current:
+                    victim.interrupt = error
+            if current is not None and current in victims:
+                raise error
         elif action == "abort":
             self.abort()
         elif callable(action):
@@ -233,17 +247,7 @@ class _Detector:
             wait.rec.wait = None
         for f in analyze(snap):
             if id(wait) in f.key:
-                finding = self.complete(f, frames)
-                wait.reported = True
-                self.findings.append(finding)
-                self.emit(finding)
-                action = self.config.on_deadlock
-                if action == "raise":
-                    raise DeadlockError(finding)
-                if action == "abort":
-                    self.abort()
-                if callable(action):
-                    _native.start_new_thread(self._call, (action, finding))
+                self.handle(self.complete(f, frames), {id(wait): wait}, current=wait)
                 return
 
     # -- output ---------------------------------------------------------------
@@ -252,7 +256,8 @@ class _Detector:
         text = format_text(finding)
         path = self.config.report
         with self._emit_lock:
-            self.write_text(text)
+            if self.config.text:
+                self.write_text(text)
             if path:
                 try:
                     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -262,6 +267,10 @@ class _Detector:
                         os.close(fd)
                 except OSError as exc:
                     self.write_text(f"deadlockwatch: cannot write report {path}: {exc}\n")
+        # A logging handler's lock may be part of the deadlock: log from a
+        # thread of its own, after the report is out.
+        if self.log:
+            _native.start_new_thread(_log, (finding, text))
 
     @staticmethod
     def write_text(text: str, file: Any = None) -> None:
@@ -291,14 +300,32 @@ class _Detector:
         self.write_text(format_dump(threads, snap.resources), file)
 
 
-def _victim(finding: Finding, waits: dict[int, WaitRecord]) -> WaitRecord | None:
-    """The thread that closed the cycle (the most recent wait) gets the error."""
-    keys = [s.thread for s in finding.cycle] or [t.key for t in finding.threads]
-    candidates = [t.wait for t in finding.threads if t.key in keys and t.wait is not None]
-    if not candidates:
-        return None
-    newest = min(candidates, key=lambda w: w.blocked_for)
-    return waits.get(newest.token)
+def _victims(finding: Finding, waits: dict[int, WaitRecord], every: bool) -> list[WaitRecord]:
+    """Who gets DeadlockError: every stuck thread of the finding, or only the
+    thread that closed the cycle (its most recent wait)."""
+    if every:
+        candidates = [t.wait for t in finding.threads if t.wait is not None]
+    else:
+        keys = [s.thread for s in finding.cycle] or [t.key for t in finding.threads]
+        candidates = [t.wait for t in finding.threads if t.key in keys and t.wait is not None]
+        candidates = sorted(candidates, key=lambda w: w.blocked_for)[:1]
+    found = [waits.get(w.token) for w in candidates]
+    return [w for w in found if w is not None]
+
+
+def _log(finding: Finding, text: str) -> None:
+    """Send the finding to the ``deadlockwatch`` logger (ERROR for a deadlock,
+    WARNING otherwise), if the application configured logging at all."""
+    logging = sys.modules.get("logging")
+    if logging is None:
+        return
+    try:
+        logger = logging.getLogger("deadlockwatch")
+        if logger.hasHandlers():
+            level = logging.ERROR if finding.kind == DEADLOCK else logging.WARNING
+            logger.log(level, "%s", text.rstrip("\n"), extra={"deadlockwatch_finding": finding})
+    except Exception:
+        pass
 
 
 DETECTOR = _Detector()

@@ -13,8 +13,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import wrapt
-
 from . import _native
 from ._primitives import TrackedBoundedSemaphore, TrackedLock, TrackedRLock, TrackedSemaphore
 from ._state import internal_file
@@ -48,6 +46,9 @@ def _factory(tracked: Callable[..., Any]) -> Callable[..., Any]:
 
 def patch() -> None:
     """Make ``threading``'s lock factories create tracked primitives (idempotent)."""
+    # Imported here: wrapt 2 imports asyncio, too slow for `import deadlockwatch`.
+    from wrapt import FunctionWrapper
+
     for name, tracked, original in _TARGETS:
         if name in _installed:
             continue
@@ -55,7 +56,7 @@ def patch() -> None:
         if current is not original:
             # Someone else's wrapper: wrap it, and put it back on unpatch.
             original = current
-        wrapper = wrapt.FunctionWrapper(original, _factory(tracked))
+        wrapper = FunctionWrapper(original, _factory(tracked))
         setattr(threading, name, wrapper)
         _installed[name] = (wrapper, original)
 

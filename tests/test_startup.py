@@ -73,7 +73,7 @@ def test_env_var_false_leaves_threading_alone(value: str) -> None:
         ("DEADLOCKWATCH_INTERVAL", "-1", "a number of seconds"),
         ("DEADLOCKWATCH_INTERVAL", "nan", "a number of seconds"),
         ("DEADLOCKWATCH_THRESHOLD", "-0.5", "a number of seconds >= 0"),
-        ("DEADLOCKWATCH_ACTION", "explode", "one of report, raise, abort"),
+        ("DEADLOCKWATCH_ACTION", "explode", "one of report, raise, raise-all, abort"),
         ("DEADLOCKWATCH_REPORT", "/no/such/dir/r.jsonl", "existing directory"),
     ],
 )

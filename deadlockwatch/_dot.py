@@ -1,0 +1,108 @@
+"""The wait-for graph of findings as Graphviz DOT (and SVG through ``dot``).
+
+Threads are ellipses, resources boxes; ``waits for`` edges go from a thread
+to a resource, ``held by`` edges from a resource to its holders; the cycle is
+drawn red and bold.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterable
+
+from ._model import Finding, short_path
+
+_CYCLE = 'color="#c0392b", fontcolor="#c0392b", penwidth=2.2'
+
+
+def _q(text: str) -> str:
+    # Control characters and lone surrogates (possible in thread names) are shown
+    # escaped, so the output is always valid UTF-8 that Graphviz reads.
+    text = "".join(
+        c if c == "\n" or (c >= " " and c != "\x7f") else f"\\x{ord(c):02x}" for c in text
+    )
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def to_dot(findings: Iterable[Finding]) -> str:
+    out = [
+        "digraph deadlockwatch {",
+        "  rankdir=LR;",
+        '  node [fontname="Helvetica", fontsize=11];',
+        '  edge [fontname="Helvetica", fontsize=10];',
+    ]
+    for i, f in enumerate(findings):
+        out.append(f"  subgraph cluster_{i} {{")
+        out.append(f"    label={_q(f'{f.kind}: {f.cause}')};")
+        out.append('    labeljust="l";')
+        in_cycle_threads = {s.thread for s in f.cycle}
+        # Thread and resource keys may coincide: tag each edge with its kind.
+        cycle_edges: set[tuple[str, int, int]] = set()
+        for s in f.cycle:
+            cycle_edges.add(("waits", s.thread, s.waits_for))
+            cycle_edges.add(("held", s.waits_for, s.held_by))
+        for t in f.threads:
+            state = "" if t.alive else "\n(exited)"
+            style = f", {_CYCLE}" if t.key in in_cycle_threads else ""
+            label = f"{f.thread_label(t.key)}\nident {t.ident}{state}"
+            out.append(f"    f{i}_t{t.key} [shape=ellipse, label={_q(label)}{style}];")
+        cycle_resources = {s.waits_for for s in f.cycle}
+        for r in f.resources:
+            where = (
+                f"\ncreated {short_path(r.created_at.file)}:{r.created_at.line}"
+                if r.created_at
+                else ""
+            )
+            style = f", {_CYCLE}" if r.key in cycle_resources else ""
+            label = f"{r.type} {r.id}{where}"
+            out.append(f"    f{i}_r{r.key} [shape=box, style=rounded, label={_q(label)}{style}];")
+        known = {t.key for t in f.threads}
+        for t in f.threads:
+            if t.wait is not None:
+                style = f", {_CYCLE}" if ("waits", t.key, t.wait.resource) in cycle_edges else ""
+                out.append(
+                    f'    f{i}_t{t.key} -> f{i}_r{t.wait.resource} [label="waits for"{style}];'
+                )
+        for r in f.resources:
+            for h, n in r.holders:
+                if h not in known:
+                    continue
+                units = f" x{n}" if n > 1 else ""
+                style = f", {_CYCLE}" if ("held", r.key, h) in cycle_edges else ""
+                out.append(
+                    f'    f{i}_r{r.key} -> f{i}_t{h} [label="held by{units}", style=dashed{style}];'
+                )
+        out.append("  }")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+class GraphvizMissing(RuntimeError):
+    """Graphviz's ``dot`` is not installed."""
+
+
+def to_svg(dot_source: str) -> str:
+    exe = shutil.which("dot")
+    if exe is None:
+        raise GraphvizMissing(
+            "SVG needs Graphviz's 'dot' command, which is not installed: install Graphviz "
+            "(e.g. 'apt-get install graphviz' or 'brew install graphviz'), "
+            "or use --format dot and render it elsewhere"
+        )
+    try:
+        done = subprocess.run(
+            [exe, "-Tsvg"],
+            input=dot_source.encode("utf-8", "backslashreplace"),
+            capture_output=True,
+            timeout=60,
+        )
+    except subprocess.TimeoutExpired:
+        raise GraphvizMissing("Graphviz's dot did not finish within 60 s") from None
+    except OSError as exc:
+        raise GraphvizMissing(f"cannot run Graphviz's dot ({exe}): {exc}") from None
+    if done.returncode != 0:
+        problem = " ".join(done.stderr.decode("utf-8", "replace").split())
+        raise GraphvizMissing(f"Graphviz's dot failed (status {done.returncode}): {problem}")
+    return done.stdout.decode("utf-8", "replace")

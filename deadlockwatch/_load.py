@@ -1,0 +1,241 @@
+"""Reading saved findings back: JSON Lines records to `Finding` objects.
+
+Every record is checked against the schema `_report.to_json` writes; what does
+not fit raises `ReportError` with the line number and what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from ._model import (
+    Check,
+    Conditions,
+    CycleStep,
+    Finding,
+    Frame,
+    HeldInfo,
+    ResourceInfo,
+    Site,
+    ThreadInfo,
+    WaitInfo,
+)
+
+_CONDITIONS = ("mutual_exclusion", "hold_and_wait", "no_preemption", "circular_wait")
+
+
+class ReportError(ValueError):
+    """A report file that cannot be read as deadlockwatch findings."""
+
+
+def _need(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise ReportError(f"{where}: missing key {key!r}")
+    value = obj[key]
+    if isinstance(value, bool) and kind in (int, float, (int, float)):
+        raise ReportError(f"{where}: {key!r} must be a number, not {value!r}")
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ReportError(f"{where}: {key!r} must be {names}, not {type(value).__name__}")
+    return value
+
+
+def _text(obj: dict[str, Any], key: str, where: str) -> str:
+    """An optional text field: a string, or missing / null for none."""
+    value = obj.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ReportError(f"{where}: {key!r} must be str, not {type(value).__name__}")
+    return value
+
+
+def _site(obj: Any, where: str) -> Site | None:
+    if obj is None:
+        return None
+    return Site(
+        _need(obj, "file", str, where),
+        _need(obj, "line", int, where),
+        _need(obj, "function", str, where),
+    )
+
+
+def finding_from_json(record: Any, where: str = "record") -> Finding:
+    """Rebuild a finding from its JSON record (as written by the detector)."""
+    try:
+        return _finding_from_json(record, where)
+    except ReportError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError, RecursionError) as exc:
+        raise ReportError(f"{where}: malformed finding ({type(exc).__name__}: {exc})") from None
+
+
+def _finding_from_json(record: Any, where: str) -> Finding:
+    if not isinstance(record, dict):
+        raise ReportError(f"{where}: a finding must be a JSON object, not {type(record).__name__}")
+    kind = _need(record, "kind", str, where)
+    names = _need(record, "threads", list, where)
+    if not all(isinstance(n, str) for n in names):
+        raise ReportError(f"{where}: 'threads' must be a list of names")
+    key_of = {name: i + 1 for i, name in enumerate(names)}
+
+    resources: dict[str, ResourceInfo] = {}
+    for i, r in enumerate(_need(record, "resources", list, where)):
+        rw = f"{where}, resources[{i}]"
+        rid = _need(r, "id", str, rw)
+        holders = r.get("holders", {}) if isinstance(r, dict) else {}
+        if not isinstance(holders, dict):
+            raise ReportError(f"{rw}: 'holders' must be an object")
+        resources[rid] = ResourceInfo(
+            key=1000 + i,
+            id=rid,
+            type=_need(r, "type", str, rw),
+            created_at=_site(r.get("created_at"), rw),
+            holders=tuple((key_of[h], int(n)) for h, n in holders.items() if h in key_of),
+            free=int(r.get("free", 0)),
+            owner_bound=bool(r.get("owner_bound", True)),
+        )
+
+    def res_key(rid: Any, w: str) -> int:
+        if rid not in resources:
+            raise ReportError(f"{w}: unknown resource {rid!r}")
+        return resources[rid].key
+
+    def thread_key(name: Any, w: str) -> int:
+        if name not in key_of:
+            raise ReportError(f"{w}: unknown thread {name!r}")
+        return key_of[name]
+
+    stacks = record.get("stacks", {})
+    if not isinstance(stacks, dict):
+        raise ReportError(f"{where}: 'stacks' must be an object")
+    details = {d.get("name"): d for d in record.get("thread_details", []) if isinstance(d, dict)}
+    threads = []
+    for name in names:
+        d = details.get(name, {})
+        tw = f"{where}, thread {name!r}"
+        wait = None
+        wf = d.get("waits_for")
+        if isinstance(wf, dict):
+            timeout = wf.get("timeout")
+            wait = WaitInfo(
+                resource=res_key(wf.get("resource"), tw),
+                blocked_for=float(wf.get("blocked_for", 0.0)),
+                timeout=None if timeout is None else float(timeout),
+                site=_site(wf.get("at"), tw),
+            )
+        held = tuple(
+            HeldInfo(
+                resource=res_key(h.get("resource"), tw),
+                count=int(h.get("count", 1)),
+                acquired_at=_site(h.get("acquired_at"), tw),
+            )
+            for h in d.get("holds", [])
+            if isinstance(h, dict)
+        )
+        frames = stacks.get(name, [])
+        if not isinstance(frames, list):
+            raise ReportError(f"{tw}: its stack must be a list")
+        stack = tuple(
+            Frame(
+                _need(fr, "file", str, tw),
+                _need(fr, "line", int, tw),
+                _need(fr, "function", str, tw),
+                _text(fr, "code", tw),
+            )
+            for fr in frames
+        )
+        threads.append(
+            ThreadInfo(
+                key=key_of[name],
+                ident=int(d.get("ident", 0)),
+                name=name,
+                daemon=bool(d.get("daemon", False)),
+                alive=bool(d.get("alive", True)),
+                wait=wait,
+                held=held,
+                stack=stack,
+            )
+        )
+
+    cycle = []
+    for i, step in enumerate(_need(record, "cycle", list, where)):
+        sw = f"{where}, cycle[{i}]"
+        cycle.append(
+            CycleStep(
+                thread=thread_key(_need(step, "thread", str, sw), sw),
+                waits_for=res_key(_need(step, "waits_for", str, sw), sw),
+                held_by=thread_key(_need(step, "held_by", str, sw), sw),
+                holders=tuple(thread_key(h, sw) for h in step.get("holders", []) if h in key_of),
+            )
+        )
+
+    verdicts = _need(record, "conditions", dict, where)
+    reasons = record.get("reasons", {})
+    checks = []
+    for name in _CONDITIONS:
+        holds = _need(verdicts, name, bool, f"{where}, conditions")
+        if not isinstance(reasons, dict):
+            raise ReportError(f"{where}: 'reasons' must be an object")
+        checks.append(Check(holds, _text(reasons, name, f"{where}, reasons")))
+    return Finding(
+        kind=kind,
+        cycle=tuple(cycle),
+        threads=tuple(threads),
+        resources=tuple(resources.values()),
+        conditions=Conditions(*checks),
+        cause=_text(record, "cause", where),
+        pid=int(_need(record, "pid", int, where)),
+        time=_unix_time(_need(record, "time", (int, float), where), where),
+    )
+
+
+def _unix_time(value: float, where: str) -> float:
+    """A time the text report can print (finite, within the platform's range)."""
+    try:
+        seconds = float(value)
+        time.localtime(seconds)
+    except (OverflowError, OSError, ValueError):
+        raise ReportError(f"{where}: 'time' must be a Unix time, not {value!r}") from None
+    return seconds
+
+
+def load_findings(path: str) -> list[Finding]:
+    """Every finding in a JSON Lines report file; `ReportError` on any problem."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise ReportError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ReportError(f"{path}: is a directory, not a report file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{path}: cannot read it ({exc})") from None
+    # Records are separated by "\n" only, as the detector writes them: a name may
+    # hold any other line break.
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    findings = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path}, line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            truncated = ""
+            if number == len(lines) and not text.endswith("\n"):
+                truncated = "; the last line looks cut short (was the program killed?)"
+            raise ReportError(
+                f"{where}: not JSON ({exc.msg} at column {exc.colno}){truncated}"
+            ) from None
+        except (ValueError, RecursionError) as exc:
+            # e.g. an integer too long to convert, or nesting too deep to decode
+            raise ReportError(f"{where}: not a readable JSON record ({exc})") from None
+        findings.append(finding_from_json(record, where))
+    if not findings:
+        raise ReportError(f"{path}: holds no findings (the file is empty)")
+    return findings

@@ -1,0 +1,233 @@
+"""The pytest plugin (entry point ``pytest11: deadlockwatch``).
+
+``pytest --deadlockwatch`` (or ini ``deadlockwatch = true``) enables the
+detector for the session, from configuration time on, so that locks made
+while test modules are imported are tracked too.  A deadlock breaks at once:
+by default every deadlocked thread gets `DeadlockError` (``raise-all``), so the
+test's threads end, later tests run and the session never hangs at exit.  A
+finding is charged to the test phase during which it was reported: that phase
+fails, with the report attached as a section of its own.
+
+Without the flag, the ini key or a marker the plugin does nothing: no patching,
+no thread, and no import beyond the option table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping
+from typing import Any
+
+import pytest
+
+from ._config import OPTIONS, Config, ConfigError, parse_bool
+
+ENABLE_HELP = "detect deadlocks between threads; a deadlocked test fails at once with a report"
+TIMED_HELP = (
+    "what a timed-cycle finding (a cycle that a timeout will break) does to its test: "
+    "warn (default: report only) or fail"
+)
+_TIMED_CHOICES = ("warn", "fail")
+#: pytest's defaults differ from a program's: break every deadlocked thread, and
+#: put the report in the test's report rather than on stderr.
+PYTEST_DEFAULTS: Mapping[str, object] = {"on_deadlock": "raise-all", "text": False}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("deadlockwatch", "deadlock detection (deadlockwatch)")
+    group.addoption("--deadlockwatch", action="store_true", default=None, help=ENABLE_HELP)
+    parser.addini("deadlockwatch", ENABLE_HELP, default=None)
+    for option in OPTIONS:
+        dest = option.ini
+        group.addoption(option.pytest_flag, dest=dest, default=None, help=option.help)
+        parser.addini(option.ini, option.help, default=None)
+    group.addoption(
+        "--deadlockwatch-timed-cycles", dest="deadlockwatch_timed_cycles", default=None,
+        help=TIMED_HELP,
+    )
+    parser.addini("deadlockwatch_timed_cycles", TIMED_HELP, default=None)
+
+
+def _setting(config: pytest.Config, ini: str, dest: str, flag: str) -> tuple[Any, str] | None:
+    """The command line wins over the ini file; returns the value and its source."""
+    value = config.getoption(dest)
+    if value is not None:
+        return value, f"command-line option {flag}"
+    value = config.getini(ini)
+    if value not in (None, ""):
+        return value, f"ini option {ini}"
+    return None
+
+
+def _parse_timed(value: object, source: str) -> str:
+    if isinstance(value, str) and value.strip().lower() in _TIMED_CHOICES:
+        return value.strip().lower()
+    raise ConfigError(
+        f"deadlockwatch: invalid value {value!r} for {source}: expected one of "
+        + ", ".join(_TIMED_CHOICES)
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "deadlockwatch(**options): detect deadlocks in this test (with these enable() options)",
+    )
+    config.addinivalue_line("markers", "no_deadlockwatch: no deadlock detection in this test")
+    try:
+        plugin = _Plugin.from_config(config)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.pluginmanager.register(plugin, "deadlockwatch-session")
+
+
+class _Plugin:
+    def __init__(self, base: Config, session_enabled: bool, timed_fail: bool) -> None:
+        self.base = base
+        self.session_enabled = session_enabled
+        self.timed_fail = timed_fail
+        self.cursor = 0
+        self.counts: dict[str, int] = {}
+        self.per_test: bool = False
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> _Plugin:
+        base = Config().with_options(PYTEST_DEFAULTS, "deadlockwatch's pytest defaults")
+        import os
+
+        base = base.with_environ(os.environ)
+        for option in OPTIONS:
+            found = _setting(config, option.ini, option.ini, option.pytest_flag)
+            if found is not None:
+                base = base.with_options({option.name: found[0]}, found[1])
+        enabled = False
+        flag = config.getoption("deadlockwatch")
+        if flag:
+            enabled = True
+        else:
+            ini = config.getini("deadlockwatch")
+            if ini not in (None, ""):
+                enabled = parse_bool(ini, "ini option deadlockwatch")
+        timed = _setting(
+            config, "deadlockwatch_timed_cycles", "deadlockwatch_timed_cycles",
+            "--deadlockwatch-timed-cycles",
+        )
+        timed_fail = timed is not None and _parse_timed(*timed) == "fail"
+        plugin = cls(base, enabled, timed_fail)
+        if enabled:
+            plugin._enable(base)
+        return plugin
+
+    # -- switching --------------------------------------------------------------
+    @staticmethod
+    def _enable(config: Config) -> None:
+        from ._detector import DETECTOR
+
+        DETECTOR.log = False
+        DETECTOR.start(config)
+
+    @staticmethod
+    def _findings() -> list[Any]:
+        from ._detector import DETECTOR
+
+        return DETECTOR.findings
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.session_enabled:
+            from ._detector import DETECTOR
+
+            DETECTOR.stop()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if not self.session_enabled and not _has_markers(item):
+            return
+        from ._detector import DETECTOR
+
+        self.cursor = len(DETECTOR.findings)
+        if item.get_closest_marker("no_deadlockwatch") is not None:
+            if DETECTOR.enabled:
+                DETECTOR.stop()
+                self.per_test = True
+            return
+        marker = item.get_closest_marker("deadlockwatch")
+        if marker is None:
+            return
+        if marker.args:
+            pytest.fail(
+                "deadlockwatch: @pytest.mark.deadlockwatch takes keyword options only, "
+                f"got {marker.args!r}",
+                pytrace=False,
+            )
+        try:
+            config = self.base.with_options(
+                marker.kwargs, "marker @pytest.mark.deadlockwatch({name}=...)"
+            )
+        except (ConfigError, TypeError) as exc:
+            pytest.fail(str(exc), pytrace=False)
+        was_enabled = DETECTOR.enabled
+        DETECTOR.log = False
+        DETECTOR.start(config)
+        self.per_test = True
+        item.stash[_RESTORE] = was_enabled
+
+    @pytest.hookimpl(hookwrapper=True, trylast=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        yield
+        if not self.per_test:
+            return
+        self.per_test = False
+        from ._detector import DETECTOR
+
+        if self.session_enabled:
+            DETECTOR.start(self.base)
+            DETECTOR.config = self.base
+        elif not item.stash.get(_RESTORE, False):
+            DETECTOR.stop()
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, Any, None]:
+        outcome = yield
+        if not (self.session_enabled or self.per_test):
+            return  # not asked for: findings of a test that enables it itself are its own
+        report: pytest.TestReport = outcome.get_result()
+        findings = self._findings()
+        new = findings[self.cursor :]
+        self.cursor = len(findings)
+        if not new:
+            return
+        from ._errors import summary
+        from ._report import format_text
+
+        failing = []
+        for finding in new:
+            self.counts[finding.kind] = self.counts.get(finding.kind, 0) + 1
+            report.sections.append((f"deadlockwatch {finding.kind}", format_text(finding)))
+            if finding.kind == "deadlock" or self.timed_fail:
+                failing.append(finding)
+        if failing and report.outcome != "failed":
+            report.outcome = "failed"
+            report.longrepr = "\n".join(
+                f"deadlockwatch: {summary(f)}" for f in failing
+            ) + "\n(see the 'deadlockwatch' section below for threads, locks and stacks)"
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        counts: dict[str, int] = {}
+        for reports in terminalreporter.stats.values():
+            for report in reports:
+                for name, _ in getattr(report, "sections", ()):
+                    if name.startswith("deadlockwatch "):
+                        kind = name.split(" ", 1)[1]
+                        counts[kind] = counts.get(kind, 0) + 1
+        if not counts and not self.session_enabled:
+            return
+        text = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "no findings"
+        terminalreporter.write_sep("-", f"deadlockwatch: {text}")
+
+
+_RESTORE = pytest.StashKey[bool]()
+
+
+def _has_markers(item: pytest.Item) -> bool:
+    return any(item.iter_markers("deadlockwatch")) or any(item.iter_markers("no_deadlockwatch"))

@@ -1,0 +1,273 @@
+"""The pytest plugin, run in pytest subprocesses (so this session is never patched)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+ABBA_TEST = """
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+def abba(executor=False):
+    a, b = threading.Lock(), threading.Lock()
+    barrier = threading.Barrier(2)
+    def worker(x, y):
+        with x:
+            barrier.wait(10)
+            with y:
+                pass
+    if executor:
+        with ThreadPoolExecutor(2) as ex:
+            futures = [ex.submit(worker, a, b), ex.submit(worker, b, a)]
+            return [f.exception(30) for f in futures]
+    threads = [threading.Thread(target=worker, args=p, daemon=True) for p in [(a, b), (b, a)]]
+    [t.start() for t in threads]
+    [t.join(30) for t in threads]
+    return [t.is_alive() for t in threads]
+
+def test_deadlocks_in_executor():
+    abba(executor=True)
+
+def test_after_the_deadlock_runs():
+    lock = threading.Lock()
+    with lock:
+        pass
+"""
+
+
+def test_deadlocked_test_fails_fast_with_report_and_session_goes_on(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_abba=ABBA_TEST)
+    result = pytester.runpytest_subprocess("--deadlockwatch", "-p", "no:cacheprovider", timeout=60)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*deadlockwatch deadlock*",
+            "*DEADLOCK*",
+            "*'ThreadPoolExecutor-*' waits for Lock(created test_abba.py:*) held by*",
+            "*deadlockwatch: 1 deadlock*",
+            "*FAILED test_abba.py::test_deadlocks_in_executor - deadlockwatch: deadlock*",
+        ]
+    )
+    # Found by the detector, not by a timeout: the report went to the test, not the log.
+    result.stdout.no_fnmatch_line("*Captured log*")
+    # "within about a second": the whole session, deadlock included, well under the joins.
+    assert result.duration < 20
+
+
+def test_test_thread_in_the_cycle_gets_deadlock_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import threading
+
+        def test_main_thread_in_cycle():
+            a, b = threading.Lock(), threading.Lock()
+            barrier = threading.Barrier(2)
+            def other():
+                with b:
+                    barrier.wait(10)
+                    try:
+                        with a:
+                            pass
+                    except Exception:
+                        pass
+            t = threading.Thread(target=other, daemon=True)
+            t.start()
+            with a:
+                barrier.wait(10)
+                with b:
+                    pass
+        """
+    )
+    result = pytester.runpytest_subprocess("--deadlockwatch", "-p", "no:cacheprovider", timeout=60)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*DeadlockError: deadlock*", "*deadlockwatch deadlock*"])
+
+
+def test_without_the_flag_nothing_is_patched(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import threading, _thread, sys
+
+        def test_untouched():
+            assert type(threading.Lock()).__name__ == "lock"
+            assert "deadlockwatch._detector" not in sys.modules
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=60)
+    result.assert_outcomes(passed=1)
+    result.stdout.no_fnmatch_line("*deadlockwatch:*")
+
+
+def test_ini_key_and_options(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        """
+        [pytest]
+        deadlockwatch = true
+        deadlockwatch_interval = 0.05
+        """
+    )
+    pytester.makepyfile(
+        """
+        import threading
+        from deadlockwatch._detector import DETECTOR
+
+        def test_enabled():
+            assert DETECTOR.enabled
+            assert DETECTOR.config.interval == 0.05
+            assert DETECTOR.config.on_deadlock == "raise-all"
+            assert type(threading.Lock()).__name__ == "TrackedLock"
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=60)
+    result.assert_outcomes(passed=1)
+    # The command line wins over the ini file.
+    pytester.makepyfile(
+        test_cli_wins="""
+        from deadlockwatch._detector import DETECTOR
+
+        def test_interval():
+            assert DETECTOR.config.interval == 0.2
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "test_cli_wins.py", "--deadlockwatch-interval=0.2", "-p", "no:cacheprovider", timeout=60
+    )
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("args", "ini", "expected"),
+    [
+        (["--deadlockwatch", "--deadlockwatch-interval=fast"], "",
+         "*invalid value 'fast' for command-line option --deadlockwatch-interval*"),
+        (["--deadlockwatch", "--deadlockwatch-action=explode"], "",
+         "*invalid value 'explode' for command-line option --deadlockwatch-action*"),
+        ([], "deadlockwatch = perhaps",
+         "*invalid value 'perhaps' for ini option deadlockwatch: expected one of 1, 0*"),
+        ([], "deadlockwatch_threshold = -1",
+         "*invalid value '-1' for ini option deadlockwatch_threshold*"),
+        (["--deadlockwatch-timed-cycles=sometimes"], "",
+         "*invalid value 'sometimes' for command-line option --deadlockwatch-timed-cycles:"
+         " expected one of warn, fail*"),
+    ],
+)
+def test_bad_settings_are_usage_errors(
+    pytester: pytest.Pytester, args: list[str], ini: str, expected: str
+) -> None:
+    if ini:
+        pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest_subprocess(*args, "-p", "no:cacheprovider", timeout=60)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([expected])
+
+
+def test_markers(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import threading, pytest
+        from deadlockwatch._detector import DETECTOR
+
+        @pytest.mark.deadlockwatch(interval=0.03)
+        def test_marker_enables_for_this_test_only():
+            assert DETECTOR.enabled and DETECTOR.config.interval == 0.03
+            assert type(threading.Lock()).__name__ == "TrackedLock"
+
+        def test_then_off_again():
+            assert not DETECTOR.enabled
+
+        @pytest.mark.deadlockwatch(interval="soon")
+        def test_bad_marker_value():
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=60)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*invalid value 'soon' for marker @pytest.mark.deadlockwatch(interval=...)*"]
+    )
+
+
+def test_no_deadlockwatch_marker(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        from deadlockwatch._detector import DETECTOR
+
+        @pytest.mark.no_deadlockwatch
+        def test_off():
+            assert not DETECTOR.enabled
+
+        def test_on_again():
+            assert DETECTOR.enabled
+        """
+    )
+    result = pytester.runpytest_subprocess("--deadlockwatch", "-p", "no:cacheprovider", timeout=60)
+    result.assert_outcomes(passed=2)
+
+
+def test_timed_cycle_warns_unless_asked_to_fail(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import threading
+
+        def test_timed_cycle():
+            a, b = threading.Lock(), threading.Lock()
+            barrier = threading.Barrier(2)
+            def untimed():
+                with a:
+                    barrier.wait(10)
+                    with b:
+                        pass
+            t = threading.Thread(target=untimed, daemon=True)
+            t.start()
+            with b:
+                barrier.wait(10)
+                assert a.acquire(timeout=0.6) is False
+            t.join(10)
+        """
+    )
+    result = pytester.runpytest_subprocess("--deadlockwatch", "-p", "no:cacheprovider", timeout=60)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*deadlockwatch: 1 timed-cycle*"])
+    result = pytester.runpytest_subprocess(
+        "--deadlockwatch", "--deadlockwatch-timed-cycles=fail", "-p", "no:cacheprovider",
+        timeout=60,
+    )
+    result.assert_outcomes(failed=1)
+
+
+def test_disabled_with_p_no(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:deadlockwatch", "-p", "no:cacheprovider", timeout=60
+    )
+    result.assert_outcomes(passed=1)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:deadlockwatch", "--deadlockwatch", "-p", "no:cacheprovider", timeout=60
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # the flag is unknown without the plugin
+
+
+@pytest.mark.skipif(importlib.util.find_spec("xdist") is None, reason="needs pytest-xdist")
+def test_with_xdist(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_abba=ABBA_TEST)
+    result = pytester.runpytest_subprocess(
+        "--deadlockwatch", "-n", "2", "-p", "no:cacheprovider", timeout=120
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*deadlockwatch: 1 deadlock*"])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pytest_timeout") is None, reason="needs pytest-timeout")
+def test_beside_pytest_timeout(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_abba=ABBA_TEST)
+    result = pytester.runpytest_subprocess(
+        "--deadlockwatch", "--timeout=30", "-p", "no:cacheprovider", timeout=60
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.no_fnmatch_line("*Timeout*")
