@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from ._api import disable as disable
     from ._api import dump as dump
     from ._api import enable as enable
+    from ._api import forget as forget
+    from ._api import suppressed as suppressed
     from ._api import is_enabled as is_enabled
     from ._api import watching as watching
     from ._config import ABORT_EXIT_STATUS as ABORT_EXIT_STATUS
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from ._model import CycleStep as CycleStep
     from ._model import Finding as Finding
     from ._model import Frame as Frame
+    from ._model import OrderEdge as OrderEdge
     from ._model import HeldInfo as HeldInfo
     from ._model import ResourceInfo as ResourceInfo
     from ._model import Site as Site
@@ -40,6 +43,8 @@ _WHERE = {
     "disable": "_api",
     "dump": "_api",
     "enable": "_api",
+    "forget": "_api",
+    "suppressed": "_api",
     "is_enabled": "_api",
     "watching": "_api",
     "ABORT_EXIT_STATUS": "_config",
@@ -50,6 +55,7 @@ _WHERE = {
     "CycleStep": "_model",
     "Finding": "_model",
     "Frame": "_model",
+    "OrderEdge": "_model",
     "HeldInfo": "_model",
     "ResourceInfo": "_model",
     "Site": "_model",

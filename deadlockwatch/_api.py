@@ -68,6 +68,21 @@ def dump(file: IO[str] | None = None) -> None:
     DETECTOR.dump(file)
 
 
+def forget() -> None:
+    """Forget every learned lock order (and which inversions were reported)."""
+    from ._order import ORDER
+
+    ORDER.forget()
+
+
+def suppressed() -> list[Finding]:
+    """Lock-order inversions that were found but not reported: cycles guarded
+    by a common gate lock, and those matching the ``suppress`` option."""
+    from ._order import ORDER
+
+    return list(ORDER.suppressed_cycles)
+
+
 @contextmanager
 def watching(**options: Any) -> Iterator[None]:
     """Enable the detector for a block; on exit, put back the state found on entry."""

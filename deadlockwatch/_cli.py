@@ -12,6 +12,7 @@ exit with status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import os
 import sys
@@ -98,8 +99,9 @@ def _parse_run(args: list[str]) -> tuple[Config, dict[str, str], str | None, lis
                 )
             config = config.with_options({option.name: value}, source)
             if option.name == "report" and value:
-                # Child processes may run in another directory.
+                # The program or its children may change directory.
                 value = os.path.abspath(value)
+                config = dataclasses.replace(config, report=value)
             env[option.env] = value
             i += 1
             continue
@@ -172,6 +174,9 @@ def _print_program_error(exc: BaseException) -> None:
 
 
 # -- demo ------------------------------------------------------------------------
+LOCK_ORDER_DEMOS = frozenset({"inversion"})
+
+
 def _demo(args: list[str]) -> int:
     from . import _api
     from ._demo import SCENARIOS
@@ -183,6 +188,10 @@ def _demo(args: list[str]) -> int:
     with _api.watching(on_deadlock="raise", text=True):
         for n in names:
             scenario = SCENARIOS[n]
+            # One report per scenario: lock order only where it is the point
+            # (a real ABBA is also an inversion, reported as it forms).
+            _api.enable(on_deadlock="raise", text=True, lock_order=n in LOCK_ORDER_DEMOS)
+            _api.forget()
             print(f"=== {n}: {(scenario.__doc__ or '').strip()}", flush=True)
             try:
                 outcome = scenario()
@@ -221,7 +230,8 @@ def _report(args: list[str]) -> int:
     except ReportError as exc:
         raise UsageError(f"report: {exc}") from None
     if ns.format == "text":
-        out = "\n".join(format_text(f) for f in findings)
+        # One after the other, exactly as the detector printed them.
+        out = "".join(format_text(f) for f in findings)
     elif ns.format == "json":
         out = "".join(to_json_line(f) for f in findings)
     else:

@@ -87,6 +87,24 @@ def parse_path(value: object, source: str) -> str | None:
     return value
 
 
+def parse_suppress(value: object, source: str) -> tuple[str, ...]:
+    accepted = (
+        "entries of the form 'path/to/file.py:LINE' or 'package.module:function' "
+        "(a list, or comma-separated text)"
+    )
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",") if v.strip()]
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        items = [v.strip() for v in value]
+    else:
+        raise _bad(source, value, accepted)
+    for item in items:
+        left, colon, right = item.rpartition(":")
+        if not colon or not left or not right or not (right.isdigit() or right.isidentifier()):
+            raise _bad(source, value, accepted)
+    return tuple(items)
+
+
 @dataclass(frozen=True)
 class Option:
     """One setting: its `enable()` name, environment variable, parser and help.
@@ -148,6 +166,19 @@ OPTIONS: tuple[Option, ...] = (
         "also append each finding as one JSON line to this file",
     ),
     Option(
+        "lock_order",
+        "DEADLOCKWATCH_LOCK_ORDER",
+        parse_bool,
+        "detect potential deadlocks: locks taken in inconsistent orders (lock-order inversions)",
+    ),
+    Option(
+        "suppress",
+        "DEADLOCKWATCH_SUPPRESS",
+        parse_suppress,
+        "lock-order findings to ignore, by creation or acquisition site ('pkg/mod.py:42') "
+        "or function ('pkg.mod:func'); comma-separated in the environment and ini",
+    ),
+    Option(
         "text",
         "DEADLOCKWATCH_TEXT",
         parse_bool,
@@ -168,6 +199,8 @@ class Config:
     on_deadlock: str | Callable[[Any], object] = "report"
     report: str | None = None
     text: bool = True
+    lock_order: bool = True
+    suppress: tuple[str, ...] = ()
 
     def with_options(self, options: Mapping[str, object], source: str) -> Config:
         """A copy with ``options`` applied; ``source`` names where they come from,

@@ -104,9 +104,28 @@ def pool_exhaustion(size: int = 3) -> list[str]:
     return _run_threads([(f"worker-{i}", work) for i in range(size)])
 
 
+def inversion() -> list[str]:
+    """Two code paths take two locks in opposite orders, one after the other:
+    no hang this time, but a potential deadlock, reported at the second acquire."""
+    cache = threading.Lock()
+    index = threading.Lock()
+
+    def update() -> None:
+        with cache, index:
+            pass
+
+    def rebuild() -> None:
+        with index, cache:
+            pass
+
+    first = _run_threads([("update", update)])
+    return first + _run_threads([("rebuild", rebuild)])
+
+
 SCENARIOS: dict[str, Callable[[], list[str]]] = {
     "abba": abba,
     "philosophers": philosophers,
     "self-deadlock": self_deadlock,
     "pool-exhaustion": pool_exhaustion,
+    "inversion": inversion,
 }

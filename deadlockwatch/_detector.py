@@ -26,6 +26,7 @@ from ._capture import capture, capture_all, with_stacks
 from ._config import ABORT_EXIT_STATUS, Config
 from ._errors import DeadlockError
 from ._model import DEADLOCK, Finding
+from ._order import ORDER
 from ._report import format_dump, format_text, to_json_line
 from ._state import WaitRecord
 
@@ -54,6 +55,8 @@ class _Detector:
     # -- life cycle ---------------------------------------------------------
     def start(self, config: Config) -> None:
         self.config = config
+        ORDER.suppress = config.suppress
+        _primitives.learn_order = self.learn_order if config.lock_order else None
         if self.enabled:
             return
         _patch.patch()
@@ -74,6 +77,7 @@ class _Detector:
         self.enabled = False
         _patch.unpatch()
         _primitives.self_wait_hook[:] = []
+        _primitives.learn_order = None
         self._stop_watcher()
 
     def _stop_watcher(self) -> None:
@@ -249,6 +253,19 @@ class _Detector:
             if id(wait) in f.key:
                 self.handle(self.complete(f, frames), {id(wait): wait}, current=wait)
                 return
+
+    def learn_order(self, held: Any, lock: Any, rec: _state.ThreadRecord) -> None:
+        """A blocking acquire of ``lock`` right after ``held``, in an order not
+        known yet: learn it, and report the inversion it closes, if any."""
+        try:
+            name = _state.thread_name(rec.ident, rec.name)
+            finding = ORDER.learn(held, lock, list(rec.held), name, rec.ident, rec.serial)
+        except Exception as exc:
+            self._internal_error(exc)
+            return
+        if finding is not None and self.enabled:
+            self.findings.append(finding)
+            self.emit(finding)
 
     # -- output ---------------------------------------------------------------
     def emit(self, finding: Finding) -> None:

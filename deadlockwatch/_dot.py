@@ -48,7 +48,7 @@ def to_dot(findings: Iterable[Finding]) -> str:
             style = f", {_CYCLE}" if t.key in in_cycle_threads else ""
             label = f"{f.thread_label(t.key)}\nident {t.ident}{state}"
             out.append(f"    f{i}_t{t.key} [shape=ellipse, label={_q(label)}{style}];")
-        cycle_resources = {s.waits_for for s in f.cycle}
+        cycle_resources = {s.waits_for for s in f.cycle} | {e.held for e in f.order}
         for r in f.resources:
             where = (
                 f"\ncreated {short_path(r.created_at.file)}:{r.created_at.line}"
@@ -58,6 +58,12 @@ def to_dot(findings: Iterable[Finding]) -> str:
             style = f", {_CYCLE}" if r.key in cycle_resources else ""
             label = f"{r.type} {r.id}{where}"
             out.append(f"    f{i}_r{r.key} [shape=box, style=rounded, label={_q(label)}{style}];")
+        for e in f.order:
+            where = f"\nat {short_path(e.site.file)}:{e.site.line}" if e.site else ""
+            out.append(
+                f"    f{i}_r{e.held} -> f{i}_r{e.acquired} "
+                f"[label={_q(f'then, in {e.thread!r}{where}')}, {_CYCLE}];"
+            )
         known = {t.key for t in f.threads}
         for t in f.threads:
             if t.wait is not None:

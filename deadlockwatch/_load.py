@@ -17,6 +17,7 @@ from ._model import (
     Finding,
     Frame,
     HeldInfo,
+    OrderEdge,
     ResourceInfo,
     Site,
     ThreadInfo,
@@ -180,12 +181,41 @@ def _finding_from_json(record: Any, where: str) -> Finding:
         if not isinstance(reasons, dict):
             raise ReportError(f"{where}: 'reasons' must be an object")
         checks.append(Check(holds, _text(reasons, name, f"{where}, reasons")))
+    order = []
+    raw_order = record.get("order", [])
+    if not isinstance(raw_order, list):
+        raise ReportError(f"{where}: 'order' must be a list")
+    for i, e in enumerate(raw_order):
+        ew = f"{where}, order[{i}]"
+        frames = e.get("stack", []) if isinstance(e, dict) else None
+        if not isinstance(frames, list):
+            raise ReportError(f"{ew}: 'stack' must be a list")
+        order.append(
+            OrderEdge(
+                held=res_key(_need(e, "held", str, ew), ew),
+                acquired=res_key(_need(e, "acquired", str, ew), ew),
+                thread=_need(e, "thread", str, ew),
+                thread_ident=int(e.get("thread_ident", 0)),
+                site=_site(e.get("at"), ew),
+                stack=tuple(
+                    Frame(
+                        _need(fr, "file", str, ew),
+                        _need(fr, "line", int, ew),
+                        _need(fr, "function", str, ew),
+                        str(fr.get("code", "")),
+                    )
+                    for fr in frames
+                ),
+            )
+        )
     return Finding(
         kind=kind,
         cycle=tuple(cycle),
         threads=tuple(threads),
         resources=tuple(resources.values()),
         conditions=Conditions(*checks),
+        order=tuple(order),
+        single_thread=bool(record.get("single_thread", False)),
         cause=_text(record, "cause", where),
         pid=int(_need(record, "pid", int, where)),
         time=_unix_time(_need(record, "time", (int, float), where), where),

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 DEADLOCK = "deadlock"
 TIMED_CYCLE = "timed-cycle"
+LOCK_ORDER_INVERSION = "lock-order-inversion"
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,19 @@ class CycleStep:
 
 
 @dataclass(frozen=True)
+class OrderEdge:
+    """A learned lock order: ``thread`` took ``acquired`` while holding ``held``,
+    at ``site``, with ``stack`` (resource keys index `Finding.resources`)."""
+
+    held: int
+    acquired: int
+    thread: str
+    thread_ident: int = 0
+    site: Site | None = None
+    stack: tuple[Frame, ...] = ()
+
+
+@dataclass(frozen=True)
 class Finding:
     """One problem found: its kind, the cycle, every thread involved and why.
 
@@ -202,6 +216,10 @@ class Finding:
     key: frozenset[int] = field(default=frozenset(), compare=False)
     pid: int = 0
     time: float = 0.0
+    #: For a lock-order inversion: the cycle of learned orders, in order.
+    order: tuple[OrderEdge, ...] = ()
+    #: For a lock-order inversion: every order of the cycle was learned by one thread.
+    single_thread: bool = False
 
     def thread(self, key: int) -> ThreadInfo:
         for t in self.threads:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import CodeType
-from typing import Any
+from typing import Any, SupportsIndex
 
 from . import _native, _state
 from ._model import Site
@@ -27,11 +27,14 @@ from ._state import (
     creation_site,
     current_record,
     frame_site,
+    internal_file,
     remove_held,
     tls,
     user_frame,
     wait_until,
 )
+
+internal_file(__file__)
 
 _getframe = _native.getframe
 _allocate_lock = _native.allocate_lock
@@ -39,6 +42,20 @@ _RawRLock = _native.RawRLock
 _OrigSemaphore: Any = _native.ORIGINAL_SEMAPHORE
 _OrigBoundedSemaphore: Any = _native.ORIGINAL_BOUNDED_SEMAPHORE
 _OrigCondition: Any = _native.ORIGINAL_CONDITION
+
+#: ``learn_order(held_lock, lock, rec)``: called on a blocking acquire of
+#: ``lock`` whose order after ``held_lock`` is not yet known (set by the
+#: detector while lock-order detection is on; None otherwise).
+learn_order: Callable[[Any, Any, ThreadRecord], None] | None = None
+#: What a lock with no learned order has as its known successors.
+_NO_ORDERS: frozenset[int] = frozenset()
+
+
+class _AllOrders:
+    """Known successors of a primitive outside the lock order: everything."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
 
 #: Called (in the acquiring thread) when a thread blocks on a Lock it holds
 #: itself; set by the detector while enabled.
@@ -79,12 +96,16 @@ def _holder_text(rec: ThreadRecord | None) -> str:
 class TrackedLock:
     """A tracked ``threading.Lock``."""
 
-    __slots__ = ("__weakref__", "_acq", "_created", "_ctx", "_handoff", "_owner", "_raw", "_site")
+    __slots__ = (
+        "__weakref__", "_acq", "_created", "_ctx", "_dw_after", "_handoff", "_owner", "_raw",
+        "_site",
+    )
 
     def __init__(self) -> None:
         raw = _allocate_lock()
-        self._raw = raw
+        self._raw: Any = raw
         self._acq = raw.acquire
+        self._dw_after: frozenset[int] | set[int] = _NO_ORDERS
         self._owner: ThreadRecord | None = None
         self._site: tuple[CodeType, int] | None = None
         self._handoff = False
@@ -93,19 +114,29 @@ class TrackedLock:
 
     # -- hot path ---------------------------------------------------------
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if blocking is True and timeout == -1 and self._acq(False):
-            try:
-                rec = tls.rec
-            except AttributeError:
-                rec = _state.new_record()
-            rec.held.append(self)
-            self._owner = rec
-            self._ctx = False
-            f = _getframe(1)
-            if f.f_code.co_filename in INTERNAL_FILES:
-                f = user_frame(f) or f
-            self._site = (f.f_code, f.f_lineno)
-            return True
+        if timeout == -1 and (blocking is True or blocking is False):
+            if self._acq(False):
+                try:
+                    rec = tls.rec
+                except AttributeError:
+                    rec = _state.new_record()
+                held = rec.held
+                # A blocking acquire while holding another lock teaches an order
+                # (a non-blocking one cannot deadlock, so it teaches none).
+                if blocking and held and learn_order is not None:
+                    last = held[-1]
+                    if id(self) not in last._dw_after:
+                        learn_order(last, self, rec)
+                held.append(self)
+                self._owner = rec
+                self._ctx = False
+                f = _getframe(1)
+                if f.f_code.co_filename in INTERNAL_FILES:
+                    f = user_frame(f) or f
+                self._site = (f.f_code, f.f_lineno)
+                return True
+            if blocking is False:
+                return False
         return self._acquire_slow(blocking, timeout, False)
 
     def __enter__(self) -> bool:
@@ -114,7 +145,12 @@ class TrackedLock:
                 rec = tls.rec
             except AttributeError:
                 rec = _state.new_record()
-            rec.held.append(self)
+            held = rec.held
+            if held and learn_order is not None:
+                last = held[-1]
+                if id(self) not in last._dw_after:
+                    learn_order(last, self, rec)
+            held.append(self)
             self._owner = rec
             self._ctx = True
             f = _getframe(1)
@@ -155,12 +191,18 @@ class TrackedLock:
         elif self._acq(False):
             got = True
         else:
+            held = rec.held
+            if timeout == -1 and held and learn_order is not None and held[-1] is not self:
+                last = held[-1]
+                if id(self) not in last._dw_after:
+                    learn_order(last, self, rec)
             site = _site_of(_caller_site(2))
             wait = WaitRecord(rec, self, _timeout_or_none(timeout), site)
-            if self._owner is rec and timeout == -1 and not self._handoff:
+            if self._owner is rec and not self._handoff:
                 wait.self_wait = True
-                for hook in self_wait_hook:
-                    hook(wait, self._ctx)
+                if timeout == -1:
+                    for hook in self_wait_hook:
+                        hook(wait, self._ctx)
             got = wait_until(wait, self._attempt, _timeout_or_none(timeout))
         if got:
             rec.held.append(self)
@@ -182,8 +224,16 @@ class TrackedLock:
 
     def _at_fork_reinit(self) -> None:
         self._raw._at_fork_reinit()
+        owner = self._owner
         self._owner = None
         self._handoff = False
+        if owner is not None:
+            remove_held(owner, self)
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> str | tuple[Any, ...]:
+        # copy.copy, deepcopy and pickle fail exactly as for the raw lock.
+        reduced: str | tuple[Any, ...] = self._raw.__reduce_ex__(protocol)
+        return reduced
 
     def __repr__(self) -> str:
         state = "locked" if self._raw.locked() else "unlocked"
@@ -215,12 +265,15 @@ class TrackedLock:
 class TrackedRLock:
     """A tracked ``threading.RLock``."""
 
-    __slots__ = ("__weakref__", "_acq", "_count", "_created", "_owner", "_raw", "_site")
+    __slots__ = (
+        "__weakref__", "_acq", "_count", "_created", "_dw_after", "_owner", "_raw", "_site",
+    )
 
     def __init__(self) -> None:
         raw = _RawRLock()
-        self._raw = raw
+        self._raw: Any = raw
         self._acq = raw.acquire
+        self._dw_after: frozenset[int] | set[int] = _NO_ORDERS
         self._owner: ThreadRecord | None = None
         self._count = 0
         self._site: tuple[CodeType, int] | None = None
@@ -238,7 +291,12 @@ class TrackedRLock:
                 self._count += 1
                 return True
             if self._acq(False):
-                rec.held.append(self)
+                held = rec.held
+                if held and learn_order is not None:
+                    last = held[-1]
+                    if id(self) not in last._dw_after:
+                        learn_order(last, self, rec)
+                held.append(self)
                 self._owner = rec
                 self._count = 1
                 f = _getframe(1)
@@ -255,7 +313,7 @@ class TrackedRLock:
             rec = tls.rec
         except AttributeError:
             rec = None
-        if rec is None or self._owner is not rec:
+        if self._owner is not rec or rec is None:
             self._raw.release()  # raises "cannot release un-acquired lock"
             return
         count = self._count - 1
@@ -282,9 +340,14 @@ class TrackedRLock:
             return got
         if not blocking or timeout == 0:
             got = self._acq(blocking, timeout)
-        elif self._acq(False):
-            got = True
         else:
+            held = rec.held
+            if timeout == -1 and held and learn_order is not None:
+                last = held[-1]
+                if id(self) not in last._dw_after:
+                    learn_order(last, self, rec)
+            got = self._acq(False)
+        if not got and blocking and timeout != 0:
             wait = WaitRecord(rec, self, _timeout_or_none(timeout), _site_of(_caller_site(2)))
             got = wait_until(wait, self._attempt, _timeout_or_none(timeout))
         if got:
@@ -304,22 +367,22 @@ class TrackedRLock:
     def _is_owned(self) -> bool:
         return bool(self._raw._is_owned())
 
-    def _release_save(self) -> tuple[int, int]:
-        try:
-            rec = tls.rec
-        except AttributeError:
-            rec = None
-        if rec is None or self._owner is not rec:
-            self._raw._release_save()  # raises "cannot release un-acquired lock"
-            raise RuntimeError("cannot release un-acquired lock")
-        count = self._count
-        self._count = 0
-        self._owner = None
-        remove_held(rec, self)
-        self._raw._release_save()
-        return count, rec.ident
+    def _release_save(self) -> Any:
+        # Like the raw RLock's, this does not check which thread calls it: it
+        # releases every level of a held lock, or raises "cannot release
+        # un-acquired lock".  The bookkeeping goes first, so that a thread
+        # taking the lock at once is not overwritten.
+        owner = self._owner
+        if owner is not None:
+            self._count = 0
+            self._owner = None
+            remove_held(owner, self)
+        return self._raw._release_save()
 
-    def _acquire_restore(self, state: tuple[int, int]) -> None:
+    def _acquire_restore(self, state: Any) -> None:
+        # The raw RLock's own argument checks and errors, on a fresh probe.
+        probe: Any = _RawRLock()
+        probe._acquire_restore(state)
         count = state[0]
         rec = current_record()
         if not self._acq(False):
@@ -336,10 +399,20 @@ class TrackedRLock:
             return 0
         return self._count if self._owner is rec else 0
 
+    if not hasattr(_RawRLock, "_recursion_count"):  # Python 3.10
+        del _recursion_count
+
     def _at_fork_reinit(self) -> None:
         self._raw._at_fork_reinit()
+        owner = self._owner
         self._owner = None
         self._count = 0
+        if owner is not None:
+            remove_held(owner, self)
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> str | tuple[Any, ...]:
+        reduced: str | tuple[Any, ...] = self._raw.__reduce_ex__(protocol)
+        return reduced
 
     def __repr__(self) -> str:
         owner = self._owner
@@ -380,6 +453,8 @@ class _TrackedSemaphoreMixin:
     _cond: Any
     _value: int
     _dw_type = "Semaphore"
+    #: Semaphores take no part in lock order (they are counters and signals).
+    _dw_after: Any = _AllOrders()
 
     def __init__(self, value: int = 1) -> None:
         if value < 0:
@@ -406,6 +481,11 @@ class _TrackedSemaphoreMixin:
             got = orig_acquire(blocking, timeout)
         else:
             rec = current_record()
+            if timeout is not None:
+                # The original computes a deadline, then waits on a raw lock
+                # with this timeout: raise what those raise (OverflowError).
+                _native.monotonic() + timeout
+                _validate_lock_args(rec, True, timeout)
             wait = WaitRecord(rec, self, timeout, frame_site(_getframe(1)))
 
             def attempt(seconds: float) -> bool:

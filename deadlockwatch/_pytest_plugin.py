@@ -27,6 +27,15 @@ TIMED_HELP = (
     "warn (default: report only) or fail"
 )
 _TIMED_CHOICES = ("warn", "fail")
+INVERSIONS_HELP = (
+    "what a lock-order inversion (a potential deadlock) does to its test: "
+    "fail (default) or warn"
+)
+HISTORY_HELP = (
+    "how long learned lock orders are kept: test (default: each test starts afresh, so "
+    "orders of different tests never combine) or session"
+)
+_HISTORY_CHOICES = ("test", "session")
 #: pytest's defaults differ from a program's: break every deadlocked thread, and
 #: put the report in the test's report rather than on stderr.
 PYTEST_DEFAULTS: Mapping[str, object] = {"on_deadlock": "raise-all", "text": False}
@@ -45,6 +54,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=TIMED_HELP,
     )
     parser.addini("deadlockwatch_timed_cycles", TIMED_HELP, default=None)
+    group.addoption(
+        "--deadlockwatch-inversions", dest="deadlockwatch_inversions", default=None,
+        help=INVERSIONS_HELP,
+    )
+    parser.addini("deadlockwatch_inversions", INVERSIONS_HELP, default=None)
+    group.addoption(
+        "--deadlockwatch-lock-order-history", dest="deadlockwatch_lock_order_history",
+        default=None, help=HISTORY_HELP,
+    )
+    parser.addini("deadlockwatch_lock_order_history", HISTORY_HELP, default=None)
 
 
 def _setting(config: pytest.Config, ini: str, dest: str, flag: str) -> tuple[Any, str] | None:
@@ -58,13 +77,21 @@ def _setting(config: pytest.Config, ini: str, dest: str, flag: str) -> tuple[Any
     return None
 
 
-def _parse_timed(value: object, source: str) -> str:
-    if isinstance(value, str) and value.strip().lower() in _TIMED_CHOICES:
+def _choice(choices: tuple[str, ...], value: object, source: str) -> str:
+    if isinstance(value, str) and value.strip().lower() in choices:
         return value.strip().lower()
     raise ConfigError(
         f"deadlockwatch: invalid value {value!r} for {source}: expected one of "
-        + ", ".join(_TIMED_CHOICES)
+        + ", ".join(choices)
     )
+
+
+def _plugin_choice(config: pytest.Config, name: str, choices: tuple[str, ...]) -> str:
+    """A plugin-only setting (command line over ini), validated; the first choice
+    is the default."""
+    ini = "deadlockwatch_" + name
+    found = _setting(config, ini, ini, "--deadlockwatch-" + name.replace("_", "-"))
+    return choices[0] if found is None else _choice(choices, *found)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -81,10 +108,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 class _Plugin:
-    def __init__(self, base: Config, session_enabled: bool, timed_fail: bool) -> None:
+    def __init__(
+        self,
+        base: Config,
+        session_enabled: bool,
+        failing_kinds: frozenset[str],
+        history_per_test: bool,
+    ) -> None:
         self.base = base
         self.session_enabled = session_enabled
-        self.timed_fail = timed_fail
+        self.failing_kinds = failing_kinds
+        self.history_per_test = history_per_test
         self.cursor = 0
         self.counts: dict[str, int] = {}
         self.per_test: bool = False
@@ -107,12 +141,13 @@ class _Plugin:
             ini = config.getini("deadlockwatch")
             if ini not in (None, ""):
                 enabled = parse_bool(ini, "ini option deadlockwatch")
-        timed = _setting(
-            config, "deadlockwatch_timed_cycles", "deadlockwatch_timed_cycles",
-            "--deadlockwatch-timed-cycles",
-        )
-        timed_fail = timed is not None and _parse_timed(*timed) == "fail"
-        plugin = cls(base, enabled, timed_fail)
+        failing = {"deadlock"}
+        if _plugin_choice(config, "timed_cycles", _TIMED_CHOICES) == "fail":
+            failing.add("timed-cycle")
+        if _plugin_choice(config, "inversions", ("fail", "warn")) == "fail":
+            failing.add("lock-order-inversion")
+        history = _plugin_choice(config, "lock_order_history", _HISTORY_CHOICES)
+        plugin = cls(base, enabled, frozenset(failing), history == "test")
         if enabled:
             plugin._enable(base)
         return plugin
@@ -144,6 +179,10 @@ class _Plugin:
         from ._detector import DETECTOR
 
         self.cursor = len(DETECTOR.findings)
+        if self.history_per_test:
+            from ._order import ORDER
+
+            ORDER.forget()
         if item.get_closest_marker("no_deadlockwatch") is not None:
             if DETECTOR.enabled:
                 DETECTOR.stop()
@@ -204,7 +243,7 @@ class _Plugin:
         for finding in new:
             self.counts[finding.kind] = self.counts.get(finding.kind, 0) + 1
             report.sections.append((f"deadlockwatch {finding.kind}", format_text(finding)))
-            if finding.kind == "deadlock" or self.timed_fail:
+            if finding.kind in self.failing_kinds:
                 failing.append(finding)
         if failing and report.outcome != "failed":
             report.outcome = "failed"

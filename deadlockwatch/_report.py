@@ -12,11 +12,12 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ._model import Finding, HeldInfo, ResourceInfo, Site, ThreadInfo, short_path
+from ._model import Finding, Frame, HeldInfo, ResourceInfo, Site, ThreadInfo, short_path
 
 _TITLES = {
     "deadlock": "DEADLOCK",
     "timed-cycle": "TIMED CYCLE (will break when a timeout expires)",
+    "lock-order-inversion": "POTENTIAL DEADLOCK: lock-order inversion",
 }
 
 
@@ -49,6 +50,8 @@ def format_text(f: Finding) -> str:
                 f"    {f.thread_label(step.thread)!r} waits for {f.resource_label(step.waits_for)} "
                 f"held by {f.thread_label(step.held_by)!r}{also}"
             )
+    if f.order:
+        lines.extend(_order_lines(f))
     lines.append("")
     lines.append("  Coffman conditions:")
     for name, check in f.conditions.items().items():
@@ -59,6 +62,27 @@ def format_text(f: Finding) -> str:
         lines.extend(_thread_lines(f, t))
     lines.append("")
     return "\n".join(lines)
+
+
+def _order_lines(f: Finding) -> list[str]:
+    out = ["", "  Lock order cycle:"]
+    for e in f.order:
+        where = f" at {_site(e.site)}" if e.site else ""
+        out.append(
+            f"    {f.resource_label(e.held)} then {f.resource_label(e.acquired)}: "
+            f"taken by {e.thread!r}{where}"
+        )
+    for e in f.order:
+        out.append("")
+        out.append(
+            f"  {f.resource_label(e.acquired)} taken while holding {f.resource_label(e.held)}"
+            f" by {e.thread!r} (ident {e.thread_ident}):"
+        )
+        for fr in e.stack:
+            out.append(f'      File "{short_path(fr.file)}", line {fr.line}, in {fr.function}')
+            if fr.code:
+                out.append(f"        {fr.code}")
+    return out
 
 
 def _thread_lines(f: Finding, t: ThreadInfo) -> list[str]:
@@ -149,14 +173,27 @@ def to_json(f: Finding) -> dict[str, Any]:
             }
             for t in f.threads
         ],
-        "stacks": {
-            name(t.key): [
-                {"file": fr.file, "line": fr.line, "function": fr.function, "code": fr.code}
-                for fr in t.stack
-            ]
-            for t in f.threads
-        },
+        "stacks": {name(t.key): _frames_json(t.stack) for t in f.threads},
+        "order": [
+            {
+                "held": f.resource(e.held).id,
+                "acquired": f.resource(e.acquired).id,
+                "thread": e.thread,
+                "thread_ident": e.thread_ident,
+                "at": _site_json(e.site),
+                "stack": _frames_json(e.stack),
+            }
+            for e in f.order
+        ],
+        "single_thread": f.single_thread,
     }
+
+
+def _frames_json(stack: Iterable[Frame]) -> list[dict[str, Any]]:
+    return [
+        {"file": fr.file, "line": fr.line, "function": fr.function, "code": fr.code}
+        for fr in stack
+    ]
 
 
 def _known(f: Finding, key: int) -> bool:

@@ -10,6 +10,7 @@ is all the watcher reads when nothing is blocked.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import threading
 import weakref
@@ -39,12 +40,20 @@ internal_file(__file__)
 WAIT_SLICE = 0.05
 
 
+_serials = itertools.count(1)
+_serial_lock = _native.allocate_lock()
+
+
 class ThreadRecord:
     """What one thread holds (in acquisition order) and what it waits for."""
 
-    __slots__ = ("__weakref__", "_gone", "alive", "held", "ident", "name", "probe", "wait")
+    __slots__ = (
+        "__weakref__", "_gone", "alive", "held", "ident", "name", "probe", "serial", "wait",
+    )
 
     def __init__(self, ident: int, name: str) -> None:
+        with _serial_lock:
+            self.serial = next(_serials)
         self.ident = ident
         self.name = name
         self.held: list[Any] = []

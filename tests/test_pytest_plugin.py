@@ -48,8 +48,8 @@ def test_deadlocked_test_fails_fast_with_report_and_session_goes_on(
             "*deadlockwatch deadlock*",
             "*DEADLOCK*",
             "*'ThreadPoolExecutor-*' waits for Lock(created test_abba.py:*) held by*",
-            "*deadlockwatch: 1 deadlock*",
-            "*FAILED test_abba.py::test_deadlocks_in_executor - deadlockwatch: deadlock*",
+            "*deadlockwatch: 1 deadlock, 1 lock-order-inversion*",
+            "*FAILED test_abba.py::test_deadlocks_in_executor - deadlockwatch: *",
         ]
     )
     # Found by the detector, not by a timeout: the report went to the test, not the log.

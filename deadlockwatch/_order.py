@@ -1,0 +1,353 @@
+"""Potential deadlocks: the lock-order graph and its inversions.
+
+When a thread makes a blocking, untimed acquire of lock B while its most
+recently taken lock is A, the order A -> B is learned (lockdep's rule:
+earlier holds reach B through A, so one edge per acquire suffices).  A known
+order costs the acquiring thread one set lookup on A (done inline in the
+tracked primitives); only a new order comes here, under this module's own
+untracked lock.
+
+The graph keeps a topological order (Pearce and Kelly's dynamic algorithm,
+as Abseil's deadlock detector does), so a new edge that agrees with the order
+is O(1), and only an edge against it searches the region between its ends.
+An edge that would close a cycle is not added to the order: the cycle is a
+``lock-order-inversion`` finding, made at once in the acquiring thread before
+it blocks, with the smallest cycle through the new edge.
+
+Fewer false alarms: a cycle whose edges were all learned while holding one
+common other lock (a gate lock) cannot deadlock and is suppressed (counted,
+kept for `suppressed()`); cycles through a Lock seen handed between threads
+(a latch, not a mutex) are ignored; suppressions by creation site or function
+are honoured.  A cycle learned by one thread alone is still reported, and says
+so.  Locks that are garbage-collected leave the graph; node and edge counts
+are capped, with one warning.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import weakref
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from . import _native, _state
+from ._capture import stack_of
+from ._model import (
+    LOCK_ORDER_INVERSION,
+    Check,
+    Conditions,
+    Finding,
+    Frame,
+    OrderEdge,
+    ResourceInfo,
+    Site,
+    resource_labels,
+)
+
+_state.internal_file(__file__)
+
+MAX_NODES = 100_000
+MAX_EDGES = 1_000_000
+
+
+@dataclass
+class _Edge:
+    src: int
+    dst: int
+    thread: str
+    thread_ident: int
+    thread_serial: int
+    site: Site | None
+    stack: tuple[Frame, ...]
+    gates: frozenset[int]
+
+
+class _Node:
+    __slots__ = ("created", "inn", "key", "order", "out", "ref", "type")
+
+    def __init__(self, key: int, ref: Any, type_: str, created: Site | None, order: int) -> None:
+        self.key = key
+        self.ref = ref
+        self.type = type_
+        self.created = created
+        self.order = order
+        self.out: dict[int, _Edge] = {}
+        self.inn: set[int] = set()
+
+
+def _matches(site: Site | None, patterns: Iterable[str]) -> bool:
+    if site is None:
+        return False
+    for p in patterns:
+        if ":" not in p:
+            continue
+        left, right = p.rsplit(":", 1)
+        if right.isdigit():
+            if site.line == int(right) and site.file.replace(os.sep, "/").endswith(left):
+                return True
+        elif site.function == right and (
+            left == "" or _module_of(site.file).endswith(left) or site.file.endswith(left)
+        ):
+            return True
+    return False
+
+
+def _module_of(path: str) -> str:
+    stem = path[:-3] if path.endswith(".py") else path
+    return stem.replace(os.sep, ".").replace("/", ".")
+
+
+class LockOrder:
+    """The lock-order graph of one process."""
+
+    def __init__(self) -> None:
+        self._lock = _native.RawRLock()
+        self.nodes: dict[int, _Node] = {}
+        self.edge_count = 0
+        self._next_order = 0
+        self._reported: set[frozenset[tuple[int, int]]] = set()
+        self.suppressed_cycles: list[Finding] = []
+        self.suppress: tuple[str, ...] = ()
+        self.full_warned = False
+
+    # -- maintenance ------------------------------------------------------------
+    def forget(self) -> None:
+        """Clear every learned order (and what was reported or suppressed)."""
+        with self._lock:
+            for node in self.nodes.values():
+                lock = node.ref()
+                if lock is not None:
+                    lock._dw_after = frozenset()
+            self.nodes.clear()
+            self.edge_count = 0
+            self._reported.clear()
+            self.suppressed_cycles.clear()
+
+    def _gone(self, key: int, _ref: object) -> None:
+        """A lock was garbage-collected: drop its node and edges."""
+        try:
+            with self._lock:
+                node = self.nodes.pop(key, None)
+                if node is None:
+                    return
+                for src in node.inn:
+                    pred = self.nodes.get(src)
+                    if pred is not None:
+                        pred.out.pop(key, None)
+                        self.edge_count -= 1
+                        lock = pred.ref()
+                        if lock is not None:
+                            lock._dw_after.discard(key)
+                for dst in node.out:
+                    succ = self.nodes.get(dst)
+                    if succ is not None:
+                        succ.inn.discard(key)
+                    self.edge_count -= 1
+        except Exception:
+            pass  # at interpreter shutdown
+
+    def _node(self, lock: Any) -> _Node | None:
+        key = id(lock)
+        node = self.nodes.get(key)
+        if node is not None:
+            return node
+        if len(self.nodes) >= MAX_NODES:
+            return None
+        ref = weakref.ref(lock, lambda r, key=key, gone=self._gone: gone(key, r))
+        created = getattr(lock, "_created", None)
+        node = _Node(key, ref, lock._dw_type, created, self._next_order)
+        self._next_order += 1
+        self.nodes[key] = node
+        return node
+
+    # -- learning an order ------------------------------------------------------
+    def learn(
+        self, src: Any, dst: Any, held: list[Any], thread: str, ident: int, serial: int
+    ) -> Finding | None:
+        """Learn ``src -> dst``; return a finding if it closes a new cycle."""
+        with self._lock:
+            if type(src._dw_after) is frozenset:
+                src._dw_after = set()
+            src._dw_after.add(id(dst))  # known from now on, whatever happens below
+            if self.edge_count >= MAX_EDGES or len(self.nodes) >= MAX_NODES:
+                self._warn_full()
+                return None
+            a, b = self._node(src), self._node(dst)
+            if a is None or b is None:
+                self._warn_full()
+                return None
+            if b.key in a.out:
+                return None
+            stack = stack_of(_native.getframe())
+            site = None
+            if stack:
+                top = stack[-1]
+                site = Site(top.file, top.line, top.function)
+            gates = frozenset(id(h) for h in held if h is not src and h is not dst)
+            edge = _Edge(a.key, b.key, thread, ident, serial, site, stack, gates)
+            path = self._path_if_cycle(a, b)
+            if path is None:
+                a.out[b.key] = edge
+                b.inn.add(a.key)
+                self.edge_count += 1
+                return None
+            return self._inversion(edge, path, dst)
+
+    def _warn_full(self) -> None:
+        if not self.full_warned:
+            self.full_warned = True
+            _write(
+                "deadlockwatch: warning: the lock-order graph is full "
+                f"({MAX_NODES} locks or {MAX_EDGES} orders); new orders are not checked\n"
+            )
+
+    def _path_if_cycle(self, a: _Node, b: _Node) -> list[int] | None:
+        """Pearce-Kelly insertion of a -> b: None if the order stays acyclic
+        (the topological order is updated), else the shortest path b ... a."""
+        if a.order < b.order:
+            return None
+        upper = a.order
+        forward: list[_Node] = []
+        seen = {b.key}
+        stack = [b]
+        while stack:
+            n = stack.pop()
+            if n.key == a.key:
+                return self._shortest_path(b.key, a.key)
+            forward.append(n)
+            for k in n.out:
+                m = self.nodes.get(k)
+                if m is not None and k not in seen and m.order <= upper:
+                    seen.add(k)
+                    stack.append(m)
+        lower = b.order
+        backward: list[_Node] = []
+        seen_b = {a.key}
+        stack = [a]
+        while stack:
+            n = stack.pop()
+            backward.append(n)
+            for k in n.inn:
+                m = self.nodes.get(k)
+                if m is not None and k not in seen_b and m.order >= lower:
+                    seen_b.add(k)
+                    stack.append(m)
+        backward.sort(key=lambda n: n.order)
+        forward.sort(key=lambda n: n.order)
+        slots = sorted(n.order for n in backward + forward)
+        for n, order in zip(backward + forward, slots, strict=True):
+            n.order = order
+        return None
+
+    def _shortest_path(self, start: int, goal: int) -> list[int]:
+        parent: dict[int, int] = {start: start}
+        queue = deque([start])
+        while queue:
+            k = queue.popleft()
+            if k == goal:
+                break
+            node = self.nodes.get(k)
+            for nxt in node.out if node is not None else ():
+                if nxt not in parent:
+                    parent[nxt] = k
+                    queue.append(nxt)
+        path = [goal]
+        while path[-1] != start:
+            path.append(parent[path[-1]])
+        path.reverse()
+        return path
+
+    # -- reporting ----------------------------------------------------------------
+    def _inversion(self, new: _Edge, path: list[int], dst: Any) -> Finding | None:
+        """``path`` runs from the new edge's destination back to its source."""
+        edges = [new] + [self.nodes[u].out[v] for u, v in zip(path, path[1:], strict=False)]
+        key = frozenset((e.src, e.dst) for e in edges)
+        if key in self._reported:
+            return None
+        self._reported.add(key)
+        locks = [self.nodes[e.src].ref() for e in edges]
+        if any(lock is None or getattr(lock, "_handoff", False) for lock in locks):
+            return None  # a Lock handed between threads is a latch, not a mutex
+        finding = _finding(self, edges)
+        members = {e.src for e in edges}
+        gates = frozenset.intersection(*(e.gates for e in edges)) - members
+        if gates:
+            self.suppressed_cycles.append(finding)
+            return None
+        if self.suppress and (
+            any(_matches(self.nodes[e.src].created, self.suppress) for e in edges)
+            or any(_matches(e.site, self.suppress) for e in edges)
+        ):
+            self.suppressed_cycles.append(finding)
+            return None
+        return finding
+
+
+def _finding(graph: LockOrder, edges: list[_Edge]) -> Finding:
+    nodes = graph.nodes
+    resources = tuple(
+        ResourceInfo(
+            key=e.src,
+            id=hex(e.src),
+            type=nodes[e.src].type,
+            created_at=nodes[e.src].created,
+        )
+        for e in edges
+    )
+    order = tuple(
+        OrderEdge(
+            held=e.src,
+            acquired=e.dst,
+            thread=e.thread,
+            thread_ident=e.thread_ident,
+            site=e.site,
+            stack=e.stack,
+        )
+        for e in edges
+    )
+    threads = {e.thread_serial for e in edges}
+    one = len(threads) == 1
+    by_key = resource_labels(resources)
+    labels = [by_key[e.src] for e in edges]
+    cause = (
+        f"{len(edges)} locks are taken in a cyclic order "
+        + ("(seen in one thread only; other threads running the same code can deadlock)"
+           if one else f"by {len(threads)} threads")
+        + ": "
+        + " -> ".join([*labels, labels[0]])
+    )
+    conditions = Conditions(
+        Check(True, "the locks are mutually exclusive"),
+        Check(True, "each order was learned while the first lock was held"),
+        Check(True, "each order was learned from an untimed, blocking acquire"),
+        Check(
+            False,
+            "not now: no thread is waiting, but threads taking these locks concurrently "
+            "in these orders deadlock",
+        ),
+    )
+    return Finding(
+        kind=LOCK_ORDER_INVERSION,
+        cycle=(),
+        threads=(),
+        resources=resources,
+        conditions=conditions,
+        cause=cause,
+        order=order,
+        single_thread=one,
+        pid=os.getpid(),
+        time=time.time(),
+    )
+
+
+def _write(text: str) -> None:
+    try:
+        os.write(2, text.encode())
+    except OSError:
+        pass
+
+
+ORDER = LockOrder()

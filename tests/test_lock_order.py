@@ -1,0 +1,375 @@
+"""Potential deadlocks: lock orders learned from acquires, inversions reported at once.
+
+No test here deadlocks: the opposite orders are run one after the other
+(serialized by join), which is exactly when a lock-order detector earns its
+keep.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import BOUND, run_python
+
+import deadlockwatch
+from deadlockwatch import _primitives
+from deadlockwatch._detector import DETECTOR
+from deadlockwatch._order import ORDER
+
+
+@pytest.fixture
+def order() -> Iterator[list[deadlockwatch.Finding]]:
+    """Detector on (lock order on), history cleared; yields the inversions found."""
+    deadlockwatch.enable(interval=1.0)
+    deadlockwatch.forget()
+    start = len(DETECTOR.findings)
+    found: list[deadlockwatch.Finding] = []
+    try:
+        yield found
+    finally:
+        found.extend(DETECTOR.findings[start:])
+        deadlockwatch.disable()
+        deadlockwatch.forget()
+
+
+_MARK = [0]
+
+
+@pytest.fixture(autouse=True)
+def _mark_findings() -> None:
+    _MARK[0] = len(DETECTOR.findings)
+
+
+def inversions() -> list[deadlockwatch.Finding]:
+    """The inversions reported since this test started."""
+    return [f for f in DETECTOR.findings[_MARK[0] :] if f.kind == "lock-order-inversion"]
+
+
+def run_in_thread(fn: Callable[[], None], name: str | None = None) -> None:
+    t = threading.Thread(target=fn, name=name, daemon=True)
+    t.start()
+    t.join(BOUND)
+    assert not t.is_alive()
+
+
+def nested(*locks: object) -> Callable[[], None]:
+    def take(i: int = 0) -> None:
+        if i < len(locks):
+            with locks[i]:  # type: ignore[attr-defined]
+                take(i + 1)
+
+    return take
+
+
+def test_ab_ba_serialized_is_reported_and_the_program_is_unchanged(
+    order: list[deadlockwatch.Finding],
+) -> None:
+    a, b = threading.Lock(), threading.Lock()
+    done: list[str] = []
+    run_in_thread(lambda: (nested(a, b)(), done.append("first")), "first")
+    assert inversions() == []
+    run_in_thread(lambda: (nested(b, a)(), done.append("second")), "second")
+    assert done == ["first", "second"]
+    (f,) = inversions()
+    assert f.kind == "lock-order-inversion"
+    assert not f.single_thread
+    assert len(f.order) == 2
+    assert {e.thread for e in f.order} == {"first", "second"}
+    # The new edge first, each edge's end is the next one's start.
+    assert f.order[0].thread == "second"
+    for i, e in enumerate(f.order):
+        assert e.acquired == f.order[(i + 1) % len(f.order)].held
+        assert e.stack and e.stack[-1].file == __file__
+    assert all(r.created_at and r.created_at.file == __file__ for r in f.resources)
+    assert all(r.type == "Lock" for r in f.resources)
+    assert "2 locks are taken in a cyclic order by 2 threads" in f.cause
+
+
+def test_three_lock_cycle_over_three_threads(order: list[deadlockwatch.Finding]) -> None:
+    a, b, c = threading.Lock(), threading.RLock(), threading.Lock()
+    run_in_thread(nested(a, b), "t1")
+    run_in_thread(nested(b, c), "t2")
+    assert inversions() == []
+    run_in_thread(nested(c, a), "t3")
+    (f,) = inversions()
+    assert len(f.order) == 3
+    assert [e.thread for e in f.order] == ["t3", "t1", "t2"]
+    assert {r.type for r in f.resources} == {"Lock", "RLock"}
+
+
+def test_same_order_repeated_is_quiet(order: list[deadlockwatch.Finding]) -> None:
+    a, b, c = threading.Lock(), threading.Lock(), threading.Lock()
+    for _ in range(3):
+        run_in_thread(nested(a, b, c))
+        run_in_thread(nested(a, c))
+        run_in_thread(nested(b, c))
+    assert inversions() == []
+
+
+def test_known_order_does_not_reach_the_graph(
+    order: list[deadlockwatch.Finding], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = threading.Lock(), threading.Lock()
+    nested(a, b)()
+    calls: list[object] = []
+    learn = _primitives.learn_order
+    assert learn is not None
+
+    def counting(*args: object) -> None:
+        calls.append(args)
+        learn(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_primitives, "learn_order", counting)
+    for _ in range(100):
+        nested(a, b)()
+    assert calls == []
+    c = threading.Lock()
+    nested(a, c)()
+    assert len(calls) == 1
+
+
+def test_gate_lock_makes_the_inversion_harmless(order: list[deadlockwatch.Finding]) -> None:
+    gate, a, b = threading.Lock(), threading.Lock(), threading.Lock()
+    run_in_thread(nested(gate, a, b))
+    run_in_thread(nested(gate, b, a))
+    assert inversions() == []
+    (quiet,) = deadlockwatch.suppressed()
+    assert quiet.kind == "lock-order-inversion"
+    assert len(quiet.order) == 2
+
+
+def test_single_thread_inversion_is_reported_and_says_so(
+    order: list[deadlockwatch.Finding],
+) -> None:
+    a, b = threading.Lock(), threading.Lock()
+    nested(a, b)()
+    nested(b, a)()
+    (f,) = inversions()
+    assert f.single_thread
+    assert "seen in one thread only" in f.cause
+
+
+def test_rlock_reentry_is_not_an_order(order: list[deadlockwatch.Finding]) -> None:
+    r, a = threading.RLock(), threading.Lock()
+    run_in_thread(nested(r, a, r))  # r again while holding a: re-entry, no a -> r
+    run_in_thread(nested(r, a))
+    assert inversions() == []
+
+
+def test_non_blocking_and_timed_acquires_teach_no_order(
+    order: list[deadlockwatch.Finding],
+) -> None:
+    a, b = threading.Lock(), threading.Lock()
+
+    def trylock() -> None:
+        with a:
+            assert b.acquire(False)
+            b.release()
+            assert b.acquire(timeout=BOUND)
+            b.release()
+
+    run_in_thread(trylock)
+    run_in_thread(nested(b, a))
+    assert inversions() == []
+
+
+def test_lock_held_by_try_acquire_still_orders_what_follows(
+    order: list[deadlockwatch.Finding],
+) -> None:
+    a, b = threading.Lock(), threading.Lock()
+
+    def try_then_block() -> None:
+        assert a.acquire(False)
+        try:
+            with b:
+                pass
+        finally:
+            a.release()
+
+    run_in_thread(try_then_block)
+    run_in_thread(nested(b, a))
+    assert len(inversions()) == 1
+
+
+def test_handed_off_lock_is_not_in_the_order(order: list[deadlockwatch.Finding]) -> None:
+    latch, a = threading.Lock(), threading.Lock()
+    latch.acquire()
+    run_in_thread(latch.release)  # a latch: released by another thread
+    run_in_thread(nested(latch, a))
+    run_in_thread(nested(a, latch))
+    assert inversions() == []
+
+
+def test_each_cycle_is_reported_once(order: list[deadlockwatch.Finding]) -> None:
+    a, b = threading.Lock(), threading.Lock()
+    for _ in range(3):
+        run_in_thread(nested(a, b))
+        run_in_thread(nested(b, a))
+    assert len(inversions()) == 1
+
+
+def _make_a() -> object:
+    return threading.Lock()
+
+
+_LINE_A = _make_a.__code__.co_firstlineno + 1
+
+
+def inner_b_then_a(a: object, b: object) -> None:
+    with b, a:  # type: ignore[attr-defined]
+        pass
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["test_lock_order:inner_b_then_a", f"tests/test_lock_order.py:{_LINE_A}"],
+    ids=["function", "creation-site"],
+)
+def test_suppressions(pattern: str) -> None:
+    deadlockwatch.enable(suppress=[pattern])
+    deadlockwatch.forget()
+    try:
+        a, b = _make_a(), threading.Lock()
+        nested(a, b)()
+        inner_b_then_a(a, b)
+        assert inversions() == []
+        assert len(deadlockwatch.suppressed()) == 1
+    finally:
+        deadlockwatch.disable()
+        deadlockwatch.forget()
+
+
+def test_unsuppressed_control_case() -> None:
+    deadlockwatch.enable(suppress=["elsewhere.py:1", "other.module:func"])
+    deadlockwatch.forget()
+    try:
+        a, b = _make_a(), threading.Lock()
+        nested(a, b)()
+        inner_b_then_a(a, b)
+        assert len(inversions()) == 1
+    finally:
+        deadlockwatch.disable()
+        deadlockwatch.forget()
+
+
+def test_forget_clears_the_history(order: list[deadlockwatch.Finding]) -> None:
+    a, b = threading.Lock(), threading.Lock()
+    nested(a, b)()
+    deadlockwatch.forget()
+    nested(b, a)()
+    assert inversions() == []
+    assert ORDER.nodes
+
+
+def test_collected_locks_leave_the_graph(order: list[deadlockwatch.Finding]) -> None:
+    keep = threading.Lock()
+    for _ in range(200):
+        other = threading.Lock()
+        nested(keep, other)()
+    del other
+    gc.collect()
+    assert len(ORDER.nodes) <= 2
+    assert len(keep._dw_after) <= 1  # type: ignore[attr-defined]
+
+
+def test_lock_order_can_be_switched_off() -> None:
+    deadlockwatch.enable(lock_order=False)
+    deadlockwatch.forget()
+    try:
+        a, b = threading.Lock(), threading.Lock()
+        nested(a, b)()
+        nested(b, a)()
+        assert inversions() == [] and not ORDER.nodes
+    finally:
+        deadlockwatch.disable()
+
+
+def test_report_file_and_reader_support_inversions(tmp_path: Path) -> None:
+    report = tmp_path / "r.jsonl"
+    code = """
+    import threading
+    a = threading.Lock(); b = threading.Lock()
+    def one():
+        with a:
+            with b:
+                pass
+    def two():
+        with b:
+            with a:
+                pass
+    for f in (one, two):
+        t = threading.Thread(target=f, name=f.__name__); t.start(); t.join()
+    print("finished")
+    """
+    env = {"DEADLOCKWATCH": "1", "DEADLOCKWATCH_REPORT": str(report)}
+    r = run_python(code, env=env)
+    assert r.returncode == 0 and r.stdout.strip() == "finished"
+    assert "POTENTIAL DEADLOCK: lock-order inversion" in r.stderr
+    (line,) = report.read_text().splitlines()
+    record = json.loads(line)
+    assert record["kind"] == "lock-order-inversion"
+    assert [e["thread"] for e in record["order"]] == ["two", "one"]
+    assert record["single_thread"] is False
+    assert record["order"][0]["stack"][-1]["function"] == "two"
+    import subprocess
+    import sys
+
+    text = subprocess.run(
+        [sys.executable, "-m", "deadlockwatch", "report", str(report)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert text.returncode == 0
+    assert "Lock order cycle:" in text.stdout
+    dot = subprocess.run(
+        [sys.executable, "-m", "deadlockwatch", "report", str(report), "--format", "dot"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert dot.returncode == 0 and "then, in 'two'" in dot.stdout
+    off = run_python(code, env={"DEADLOCKWATCH": "1", "DEADLOCKWATCH_LOCK_ORDER": "0"})
+    assert off.stderr == ""
+
+
+def test_pytest_fails_the_test_and_keeps_history_per_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import threading
+        A = None
+        B = None
+
+        def setup_module():
+            global A, B
+            A, B = threading.Lock(), threading.Lock()
+
+        def test_a_then_b():
+            with A:
+                with B:
+                    pass
+
+        def test_b_then_a():
+            with B:
+                with A:
+                    pass
+
+        def test_both_orders():
+            with A:
+                with B:
+                    pass
+            with B:
+                with A:
+                    pass
+        """
+    )
+    result = pytester.runpytest_subprocess("--deadlockwatch", "-p", "no:cacheprovider", timeout=60)
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*deadlockwatch lock-order-inversion*", "*FAILED*test_both_orders*"])
+    result = pytester.runpytest_subprocess(
+        "--deadlockwatch", "--deadlockwatch-lock-order-history=session",
+        "--deadlockwatch-inversions=warn", "-p", "no:cacheprovider", timeout=60,
+    )
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*deadlockwatch: 1 lock-order-inversion*"])
