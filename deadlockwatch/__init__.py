@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from ._api import dump as dump
     from ._api import enable as enable
     from ._api import forget as forget
-    from ._api import suppressed as suppressed
     from ._api import is_enabled as is_enabled
+    from ._api import suppressed as suppressed
     from ._api import watching as watching
     from ._config import ABORT_EXIT_STATUS as ABORT_EXIT_STATUS
     from ._config import ConfigError as ConfigError
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from ._model import CycleStep as CycleStep
     from ._model import Finding as Finding
     from ._model import Frame as Frame
-    from ._model import OrderEdge as OrderEdge
     from ._model import HeldInfo as HeldInfo
+    from ._model import OrderEdge as OrderEdge
     from ._model import ResourceInfo as ResourceInfo
     from ._model import Site as Site
     from ._model import ThreadInfo as ThreadInfo

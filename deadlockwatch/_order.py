@@ -25,6 +25,9 @@ are capped, with one warning.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import itertools
 import os
 import time
 import weakref
@@ -156,7 +159,7 @@ class LockOrder:
             return node
         if len(self.nodes) >= MAX_NODES:
             return None
-        ref = weakref.ref(lock, lambda r, key=key, gone=self._gone: gone(key, r))
+        ref = weakref.ref(lock, functools.partial(self._gone, key))
         created = getattr(lock, "_created", None)
         node = _Node(key, ref, lock._dw_type, created, self._next_order)
         self._next_order += 1
@@ -263,7 +266,7 @@ class LockOrder:
     # -- reporting ----------------------------------------------------------------
     def _inversion(self, new: _Edge, path: list[int], dst: Any) -> Finding | None:
         """``path`` runs from the new edge's destination back to its source."""
-        edges = [new] + [self.nodes[u].out[v] for u, v in zip(path, path[1:], strict=False)]
+        edges = [new] + [self.nodes[u].out[v] for u, v in itertools.pairwise(path)]
         key = frozenset((e.src, e.dst) for e in edges)
         if key in self._reported:
             return None
@@ -314,8 +317,11 @@ def _finding(graph: LockOrder, edges: list[_Edge]) -> Finding:
     labels = [by_key[e.src] for e in edges]
     cause = (
         f"{len(edges)} locks are taken in a cyclic order "
-        + ("(seen in one thread only; other threads running the same code can deadlock)"
-           if one else f"by {len(threads)} threads")
+        + (
+            "(seen in one thread only; other threads running the same code can deadlock)"
+            if one
+            else f"by {len(threads)} threads"
+        )
         + ": "
         + " -> ".join([*labels, labels[0]])
     )
@@ -344,10 +350,8 @@ def _finding(graph: LockOrder, edges: list[_Edge]) -> Finding:
 
 
 def _write(text: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.write(2, text.encode())
-    except OSError:
-        pass
 
 
 ORDER = LockOrder()

@@ -67,11 +67,21 @@ def _caller_site(depth: int) -> tuple[CodeType, int] | None:
     frame = user_frame(_getframe(depth + 1))
     if frame is None:
         return None
-    return frame.f_code, frame.f_lineno
+    return frame.f_code, frame.f_lasti
 
 
 def _site_of(pair: tuple[CodeType, int] | None) -> Site | None:
-    return None if pair is None else _state.raw_site(pair[0], pair[1])
+    """A site from ``(code, f_lasti)``: the hot path stores the instruction
+    offset, which is free, and the line is looked up only when reported."""
+    if pair is None:
+        return None
+    code, lasti = pair
+    line = 0
+    for start, end, number in code.co_lines():
+        if start <= lasti < end:
+            line = number or 0
+            break
+    return _state.raw_site(code, line)
 
 
 def _validate_lock_args(rec: ThreadRecord, blocking: Any, timeout: Any) -> None:
@@ -133,7 +143,7 @@ class TrackedLock:
                 f = _getframe(1)
                 if f.f_code.co_filename in INTERNAL_FILES:
                     f = user_frame(f) or f
-                self._site = (f.f_code, f.f_lineno)
+                self._site = (f.f_code, f.f_lasti)
                 return True
             if blocking is False:
                 return False
@@ -156,7 +166,7 @@ class TrackedLock:
             f = _getframe(1)
             if f.f_code.co_filename in INTERNAL_FILES:
                 f = user_frame(f) or f
-            self._site = (f.f_code, f.f_lineno)
+            self._site = (f.f_code, f.f_lasti)
             return True
         return self._acquire_slow(True, -1, True)
 
@@ -302,7 +312,7 @@ class TrackedRLock:
                 f = _getframe(1)
                 if f.f_code.co_filename in INTERNAL_FILES:
                     f = user_frame(f) or f
-                self._site = (f.f_code, f.f_lineno)
+                self._site = (f.f_code, f.f_lasti)
                 return True
         return self._acquire_slow(blocking, timeout)
 

@@ -28,8 +28,7 @@ TIMED_HELP = (
 )
 _TIMED_CHOICES = ("warn", "fail")
 INVERSIONS_HELP = (
-    "what a lock-order inversion (a potential deadlock) does to its test: "
-    "fail (default) or warn"
+    "what a lock-order inversion (a potential deadlock) does to its test: fail (default) or warn"
 )
 HISTORY_HELP = (
     "how long learned lock orders are kept: test (default: each test starts afresh, so "
@@ -50,18 +49,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(option.pytest_flag, dest=dest, default=None, help=option.help)
         parser.addini(option.ini, option.help, default=None)
     group.addoption(
-        "--deadlockwatch-timed-cycles", dest="deadlockwatch_timed_cycles", default=None,
+        "--deadlockwatch-timed-cycles",
+        dest="deadlockwatch_timed_cycles",
+        default=None,
         help=TIMED_HELP,
     )
     parser.addini("deadlockwatch_timed_cycles", TIMED_HELP, default=None)
     group.addoption(
-        "--deadlockwatch-inversions", dest="deadlockwatch_inversions", default=None,
+        "--deadlockwatch-inversions",
+        dest="deadlockwatch_inversions",
+        default=None,
         help=INVERSIONS_HELP,
     )
     parser.addini("deadlockwatch_inversions", INVERSIONS_HELP, default=None)
     group.addoption(
-        "--deadlockwatch-lock-order-history", dest="deadlockwatch_lock_order_history",
-        default=None, help=HISTORY_HELP,
+        "--deadlockwatch-lock-order-history",
+        dest="deadlockwatch_lock_order_history",
+        default=None,
+        help=HISTORY_HELP,
     )
     parser.addini("deadlockwatch_lock_order_history", HISTORY_HELP, default=None)
 
@@ -247,9 +252,10 @@ class _Plugin:
                 failing.append(finding)
         if failing and report.outcome != "failed":
             report.outcome = "failed"
-            report.longrepr = "\n".join(
-                f"deadlockwatch: {summary(f)}" for f in failing
-            ) + "\n(see the 'deadlockwatch' section below for threads, locks and stacks)"
+            report.longrepr = (
+                "\n".join(f"deadlockwatch: {summary(f)}" for f in failing)
+                + "\n(see the 'deadlockwatch' section below for threads, locks and stacks)"
+            )
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         counts: dict[str, int] = {}

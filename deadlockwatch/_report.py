@@ -191,8 +191,7 @@ def to_json(f: Finding) -> dict[str, Any]:
 
 def _frames_json(stack: Iterable[Frame]) -> list[dict[str, Any]]:
     return [
-        {"file": fr.file, "line": fr.line, "function": fr.function, "code": fr.code}
-        for fr in stack
+        {"file": fr.file, "line": fr.line, "function": fr.function, "code": fr.code} for fr in stack
     ]
 
 

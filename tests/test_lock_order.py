@@ -321,13 +321,17 @@ def test_report_file_and_reader_support_inversions(tmp_path: Path) -> None:
 
     text = subprocess.run(
         [sys.executable, "-m", "deadlockwatch", "report", str(report)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert text.returncode == 0
     assert "Lock order cycle:" in text.stdout
     dot = subprocess.run(
         [sys.executable, "-m", "deadlockwatch", "report", str(report), "--format", "dot"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert dot.returncode == 0 and "then, in 'two'" in dot.stdout
     off = run_python(code, env={"DEADLOCKWATCH": "1", "DEADLOCKWATCH_LOCK_ORDER": "0"})
@@ -366,10 +370,16 @@ def test_pytest_fails_the_test_and_keeps_history_per_test(pytester: pytest.Pytes
     )
     result = pytester.runpytest_subprocess("--deadlockwatch", "-p", "no:cacheprovider", timeout=60)
     result.assert_outcomes(passed=2, failed=1)
-    result.stdout.fnmatch_lines(["*deadlockwatch lock-order-inversion*", "*FAILED*test_both_orders*"])
+    result.stdout.fnmatch_lines(
+        ["*deadlockwatch lock-order-inversion*", "*FAILED*test_both_orders*"]
+    )
     result = pytester.runpytest_subprocess(
-        "--deadlockwatch", "--deadlockwatch-lock-order-history=session",
-        "--deadlockwatch-inversions=warn", "-p", "no:cacheprovider", timeout=60,
+        "--deadlockwatch",
+        "--deadlockwatch-lock-order-history=session",
+        "--deadlockwatch-inversions=warn",
+        "-p",
+        "no:cacheprovider",
+        timeout=60,
     )
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["*deadlockwatch: 1 lock-order-inversion*"])

@@ -142,17 +142,32 @@ def test_ini_key_and_options(pytester: pytest.Pytester) -> None:
 @pytest.mark.parametrize(
     ("args", "ini", "expected"),
     [
-        (["--deadlockwatch", "--deadlockwatch-interval=fast"], "",
-         "*invalid value 'fast' for command-line option --deadlockwatch-interval*"),
-        (["--deadlockwatch", "--deadlockwatch-action=explode"], "",
-         "*invalid value 'explode' for command-line option --deadlockwatch-action*"),
-        ([], "deadlockwatch = perhaps",
-         "*invalid value 'perhaps' for ini option deadlockwatch: expected one of 1, 0*"),
-        ([], "deadlockwatch_threshold = -1",
-         "*invalid value '-1' for ini option deadlockwatch_threshold*"),
-        (["--deadlockwatch-timed-cycles=sometimes"], "",
-         "*invalid value 'sometimes' for command-line option --deadlockwatch-timed-cycles:"
-         " expected one of warn, fail*"),
+        (
+            ["--deadlockwatch", "--deadlockwatch-interval=fast"],
+            "",
+            "*invalid value 'fast' for command-line option --deadlockwatch-interval*",
+        ),
+        (
+            ["--deadlockwatch", "--deadlockwatch-action=explode"],
+            "",
+            "*invalid value 'explode' for command-line option --deadlockwatch-action*",
+        ),
+        (
+            [],
+            "deadlockwatch = perhaps",
+            "*invalid value 'perhaps' for ini option deadlockwatch: expected one of 1, 0*",
+        ),
+        (
+            [],
+            "deadlockwatch_threshold = -1",
+            "*invalid value '-1' for ini option deadlockwatch_threshold*",
+        ),
+        (
+            ["--deadlockwatch-timed-cycles=sometimes"],
+            "",
+            "*invalid value 'sometimes' for command-line option --deadlockwatch-timed-cycles:"
+            " expected one of warn, fail*",
+        ),
     ],
 )
 def test_bad_settings_are_usage_errors(
@@ -235,7 +250,10 @@ def test_timed_cycle_warns_unless_asked_to_fail(pytester: pytest.Pytester) -> No
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*deadlockwatch: 1 timed-cycle*"])
     result = pytester.runpytest_subprocess(
-        "--deadlockwatch", "--deadlockwatch-timed-cycles=fail", "-p", "no:cacheprovider",
+        "--deadlockwatch",
+        "--deadlockwatch-timed-cycles=fail",
+        "-p",
+        "no:cacheprovider",
         timeout=60,
     )
     result.assert_outcomes(failed=1)
@@ -263,7 +281,9 @@ def test_with_xdist(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*deadlockwatch: 1 deadlock*"])
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pytest_timeout") is None, reason="needs pytest-timeout")
+@pytest.mark.skipif(
+    importlib.util.find_spec("pytest_timeout") is None, reason="needs pytest-timeout"
+)
 def test_beside_pytest_timeout(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_abba=ABBA_TEST)
     result = pytester.runpytest_subprocess(
