@@ -19,11 +19,65 @@ from ._state import internal_file
 
 internal_file(__file__)
 
-_TARGETS: tuple[tuple[str, Callable[..., Any], Any], ...] = (
+#: Lock and RLock are factory functions (a class on 3.13): wrapped with wrapt.
+_FACTORIES: tuple[tuple[str, Callable[..., Any], Any], ...] = (
     ("Lock", TrackedLock, _native.ORIGINAL_LOCK),
     ("RLock", TrackedRLock, _native.ORIGINAL_RLOCK),
-    ("Semaphore", TrackedSemaphore, _native.ORIGINAL_SEMAPHORE),
-    ("BoundedSemaphore", TrackedBoundedSemaphore, _native.ORIGINAL_BOUNDED_SEMAPHORE),
+)
+
+
+#: Semaphore and BoundedSemaphore are classes that threading's own code calls
+#: by name (``Semaphore.__init__(self, value)`` in BoundedSemaphore on
+#: 3.10/3.11), so a function wrapper cannot stand in for them: the tracked
+#: classes themselves do (their metaclass keeps ``isinstance`` working).
+class _StandIn(type):
+    """The metaclass of what stands in ``threading`` for Semaphore and
+    BoundedSemaphore while enabled: instances and subclasses of the original
+    (made before enabling, say) still pass ``isinstance``/``issubclass``."""
+
+    _dw_stands_for: type
+
+    def __instancecheck__(cls, obj: object) -> bool:
+        return type.__instancecheck__(cls, obj) or isinstance(obj, cls._dw_stands_for)
+
+    def __subclasscheck__(cls, sub: type) -> bool:
+        return type.__subclasscheck__(cls, sub) or issubclass(sub, cls._dw_stands_for)
+
+
+def _stand_in(tracked: type, original: type) -> type:
+    tracked_init: Any = tracked.__dict__.get("__init__") or vars(tracked.__mro__[1])["__init__"]
+    original_init: Any = vars(original)["__init__"]
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        if len(args) + len(kwargs) <= 1 and set(kwargs) <= {"value"}:
+            tracked_init(self, *args, **kwargs)
+        else:
+            original_init(self, *args, **kwargs)  # its own TypeError, message and all
+
+    return _StandIn(
+        tracked.__name__,
+        (tracked,),
+        {
+            "_dw_stands_for": original,
+            "__init__": __init__,
+            "__module__": tracked.__module__,
+            "__qualname__": tracked.__qualname__,
+            "__doc__": tracked.__doc__,
+        },
+    )
+
+
+_CLASSES: tuple[tuple[str, type, Any], ...] = (
+    (
+        "Semaphore",
+        _stand_in(TrackedSemaphore, _native.ORIGINAL_SEMAPHORE),
+        _native.ORIGINAL_SEMAPHORE,
+    ),
+    (
+        "BoundedSemaphore",
+        _stand_in(TrackedBoundedSemaphore, _native.ORIGINAL_BOUNDED_SEMAPHORE),
+        _native.ORIGINAL_BOUNDED_SEMAPHORE,
+    ),
 )
 
 _installed: dict[str, Any] = {}
@@ -33,13 +87,10 @@ def _factory(tracked: Callable[..., Any]) -> Callable[..., Any]:
     def make(
         wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        try:
-            return tracked(*args, **kwargs)
-        except TypeError:
-            pass
-        # Arguments the tracked type does not take: the original's own answer
-        # (its error, with its message).
-        return wrapped(*args, **kwargs)
+        if args or kwargs:
+            # The original's own answer to arguments (its error and message).
+            return wrapped(*args, **kwargs)
+        return tracked()
 
     return make
 
@@ -49,16 +100,31 @@ def patch() -> None:
     # Imported here: wrapt 2 imports asyncio, too slow for `import deadlockwatch`.
     from wrapt import FunctionWrapper
 
-    for name, tracked, original in _TARGETS:
+    class TrackedFactory(FunctionWrapper):  # type: ignore[type-arg]
+        """``isinstance(x, threading.Lock)`` (a class on 3.13) holds for tracked locks."""
+
+        def __instancecheck__(self, obj: object) -> bool:
+            wrapped: Any = self.__wrapped__
+            tracked: Any = self._self_tracked
+            if isinstance(wrapped, type) and isinstance(obj, tracked):
+                return True
+            return isinstance(obj, wrapped)
+
+    for name, tracked, original in _FACTORIES:
         if name in _installed:
             continue
         current = getattr(threading, name)
         if current is not original:
             # Someone else's wrapper: wrap it, and put it back on unpatch.
             original = current
-        wrapper = FunctionWrapper(original, _factory(tracked))
+        wrapper = TrackedFactory(original, _factory(tracked))
+        wrapper._self_tracked = tracked  # type: ignore[attr-defined]
         setattr(threading, name, wrapper)
         _installed[name] = (wrapper, original)
+    for name, cls, _original in _CLASSES:
+        if name not in _installed:
+            _installed[name] = (cls, getattr(threading, name))
+            setattr(threading, name, cls)
 
 
 def unpatch() -> None:

@@ -292,3 +292,23 @@ def test_clean_exit_prints_nothing() -> None:
     assert r.returncode == 0
     assert r.stdout.strip() == "39800 200"
     assert r.stderr == ""
+
+
+def test_findings_go_to_the_logging_logger_off_the_watcher() -> None:
+    code = (
+        ABBA.replace(
+            "import sys, threading, time",
+            "import sys, threading, time, logging\n"
+            "records = []\n"
+            "class Keep(logging.Handler):\n"
+            "    def emit(self, record):\n"
+            "        records.append((record.name, record.levelname, record.getMessage().splitlines()[0]))\n"
+            "logging.getLogger().addHandler(Keep())",
+        )
+        + "\nimport time as _t\n_t.sleep(0.5)\nprint(records)\n"
+    )
+    r = run_python(code, env={"DEADLOCKWATCH": "1", "DEADLOCKWATCH_LOCK_ORDER": "0"}, args=["1"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1].startswith(
+        "[('deadlockwatch', 'ERROR', 'deadlockwatch: DEADLOCK (pid"
+    )
