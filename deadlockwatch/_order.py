@@ -212,38 +212,35 @@ class LockOrder:
         (the topological order is updated), else the shortest path b ... a."""
         if a.order < b.order:
             return None
-        upper = a.order
-        forward: list[_Node] = []
-        seen = {b.key}
-        stack = [b]
-        while stack:
-            n = stack.pop()
-            if n.key == a.key:
-                return self._shortest_path(b.key, a.key)
-            forward.append(n)
-            for k in n.out:
-                m = self.nodes.get(k)
-                if m is not None and k not in seen and m.order <= upper:
-                    seen.add(k)
-                    stack.append(m)
-        lower = b.order
-        backward: list[_Node] = []
-        seen_b = {a.key}
-        stack = [a]
-        while stack:
-            n = stack.pop()
-            backward.append(n)
-            for k in n.inn:
-                m = self.nodes.get(k)
-                if m is not None and k not in seen_b and m.order >= lower:
-                    seen_b.add(k)
-                    stack.append(m)
-        backward.sort(key=lambda n: n.order)
-        forward.sort(key=lambda n: n.order)
-        slots = sorted(n.order for n in backward + forward)
-        for n, order in zip(backward + forward, slots, strict=True):
+        # Only nodes ordered between b and a can be on a path from b to a.
+        forward = self._region(b, forward=True, bound=a.order)
+        if any(n is a for n in forward):
+            return self._shortest_path(b.key, a.key)
+        backward = self._region(a, forward=False, bound=b.order)
+        # Move what reaches a before what b reaches, reusing their order slots.
+        moved = sorted(backward, key=lambda n: n.order) + sorted(forward, key=lambda n: n.order)
+        slots = sorted(n.order for n in moved)
+        for n, order in zip(moved, slots, strict=True):
             n.order = order
         return None
+
+    def _region(self, start: _Node, forward: bool, bound: int) -> list[_Node]:
+        """The nodes reachable from ``start`` (along edges, or against them),
+        not ordered past ``bound``."""
+        found = [start]
+        seen = {start.key}
+        stack = [start]
+        while stack:
+            n = stack.pop()
+            for k in n.out if forward else n.inn:
+                m = self.nodes.get(k)
+                if m is None or k in seen:
+                    continue
+                if (m.order <= bound) if forward else (m.order >= bound):
+                    seen.add(k)
+                    found.append(m)
+                    stack.append(m)
+        return found
 
     def _shortest_path(self, start: int, goal: int) -> list[int]:
         parent: dict[int, int] = {start: start}

@@ -87,8 +87,10 @@ def _factory(tracked: Callable[..., Any]) -> Callable[..., Any]:
     def make(
         wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        if args or kwargs:
-            # The original's own answer to arguments (its error and message).
+        if args or kwargs or not _installed:
+            # The original's own answer to arguments (its error and message);
+            # and a name bound to this wrapper before disable() (``from
+            # threading import Lock``) makes untracked locks again after it.
             return wrapped(*args, **kwargs)
         return tracked()
 

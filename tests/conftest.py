@@ -19,6 +19,24 @@ from deadlockwatch._detector import DETECTOR
 #: Upper bound for any wait in a test: a broken detector fails, never hangs.
 BOUND = 10.0
 
+#: The start of a program that really deadlocks: two daemon threads take two
+#: locks in opposite orders (created on lines 3 and 4).  Callers add how the
+#: main thread waits.
+ABBA_START = """
+import os, sys, threading, time
+a = threading.Lock()
+b = threading.Lock()
+barrier = threading.Barrier(2)
+def worker(x, y):
+    with x:
+        barrier.wait(10)
+        with y:
+            pass
+t1 = threading.Thread(target=worker, args=(a, b), name="worker-1", daemon=True)
+t2 = threading.Thread(target=worker, args=(b, a), name="worker-2", daemon=True)
+t1.start(); t2.start()
+"""
+
 
 def run_python(
     code: str,

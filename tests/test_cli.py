@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ABBA_START
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -640,20 +641,7 @@ def test_demo_bad_name(args: list[str], words: list[str]) -> None:
 
 # -- report ----------------------------------------------------------------------------
 #: A program that really deadlocks and ends as soon as its report is written.
-ABBA = """
-import os, sys, threading, time
-a = threading.Lock()
-b = threading.Lock()
-barrier = threading.Barrier(2)
-def worker(x, y):
-    with x:
-        barrier.wait(10)
-        with y:
-            pass
-t1 = threading.Thread(target=worker, args=(a, b), name="worker-1", daemon=True)
-t2 = threading.Thread(target=worker, args=(b, a), name="worker-2", daemon=True)
-t1.start(); t2.start()
-path = os.environ["DEADLOCKWATCH_REPORT"]
+ABBA = ABBA_START + """path = os.environ["DEADLOCKWATCH_REPORT"]
 deadline = time.monotonic() + 20
 while time.monotonic() < deadline:
     text = open(path).read() if os.path.exists(path) else ""

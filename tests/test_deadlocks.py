@@ -330,3 +330,16 @@ def test_watching_context_manager() -> None:
     with deadlockwatch.watching(interval=0.5):
         assert deadlockwatch.is_enabled()
     assert not deadlockwatch.is_enabled()
+
+
+def test_names_bound_while_enabled_make_untracked_locks_after_disable() -> None:
+    from deadlockwatch import _native
+    from deadlockwatch._primitives import TrackedLock
+
+    deadlockwatch.enable()
+    bound_lock = threading.Lock  # as ``from threading import Lock`` would
+    assert isinstance(bound_lock(), TrackedLock)
+    deadlockwatch.disable()
+    made = bound_lock()
+    assert not isinstance(made, TrackedLock)
+    assert type(made) is type(_native.ORIGINAL_LOCK())

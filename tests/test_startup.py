@@ -9,25 +9,15 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import run_python
+from conftest import ABBA_START, run_python
 
 #: A program that really deadlocks (daemon threads, so the process can still end).
-ABBA = """
-import sys, threading, time
-a = threading.Lock()
-b = threading.Lock()
-barrier = threading.Barrier(2)
-def worker(x, y):
-    with x:
-        barrier.wait(10)
-        with y:
-            pass
-t1 = threading.Thread(target=worker, args=(a, b), name="worker-1", daemon=True)
-t2 = threading.Thread(target=worker, args=(b, a), name="worker-2", daemon=True)
-t1.start(); t2.start()
-t1.join(float(sys.argv[1]) if len(sys.argv) > 1 else 3)
+ABBA = (
+    ABBA_START
+    + """t1.join(float(sys.argv[1]) if len(sys.argv) > 1 else 3)
 print("main done", flush=True)
 """
+)
 
 
 def test_env_var_enables_and_reports_on_stderr() -> None:
@@ -184,6 +174,7 @@ def test_callable_action_receives_the_finding() -> None:
 
 
 def test_check_returns_the_finding_in_report_mode() -> None:
+    assert "import os, sys, threading, time" in ABBA
     code = (
         ABBA.replace("t1.join(", "import time; time.sleep(0.5); t1.join(")
         + """
@@ -295,14 +286,16 @@ def test_clean_exit_prints_nothing() -> None:
 
 
 def test_findings_go_to_the_logging_logger_off_the_watcher() -> None:
+    assert "import os, sys, threading, time" in ABBA
     code = (
         ABBA.replace(
-            "import sys, threading, time",
-            "import sys, threading, time, logging\n"
+            "import os, sys, threading, time",
+            "import os, sys, threading, time, logging\n"
             "records = []\n"
             "class Keep(logging.Handler):\n"
             "    def emit(self, record):\n"
-            "        records.append((record.name, record.levelname, record.getMessage().splitlines()[0]))\n"
+            "        first = record.getMessage().splitlines()[0]\n"
+            "        records.append((record.name, record.levelname, first))\n"
             "logging.getLogger().addHandler(Keep())",
         )
         + "\nimport time as _t\n_t.sleep(0.5)\nprint(records)\n"
