@@ -115,6 +115,7 @@ class LockOrder:
         self.suppressed_cycles: list[Finding] = []
         self.suppress: tuple[str, ...] = ()
         self.full_warned = False
+        self._dead: list[int] = []
 
     # -- maintenance ------------------------------------------------------------
     def forget(self) -> None:
@@ -125,38 +126,54 @@ class LockOrder:
                 if lock is not None:
                     lock._dw_after = frozenset()
             self.nodes.clear()
+            self._dead.clear()
             self.edge_count = 0
             self._reported.clear()
             self.suppressed_cycles.clear()
 
     def _gone(self, key: int, _ref: object) -> None:
-        """A lock was garbage-collected: drop its node and edges."""
+        """A lock was garbage-collected (in any thread, at any moment, maybe
+        inside `learn` itself): forget it as a known successor at once, and
+        leave the graph surgery to the next `learn`, under the lock."""
         try:
-            with self._lock:
-                node = self.nodes.pop(key, None)
-                if node is None:
-                    return
-                for src in node.inn:
-                    pred = self.nodes.get(src)
-                    if pred is not None:
-                        pred.out.pop(key, None)
-                        self.edge_count -= 1
-                        lock = pred.ref()
-                        if lock is not None:
-                            lock._dw_after.discard(key)
-                for dst in node.out:
-                    succ = self.nodes.get(dst)
-                    if succ is not None:
-                        succ.inn.discard(key)
-                    self.edge_count -= 1
+            node = self.nodes.get(key)
+            if node is None:
+                return
+            for src in list(node.inn):
+                pred = self.nodes.get(src)
+                lock = pred.ref() if pred is not None else None
+                if lock is not None:
+                    lock._dw_after.discard(key)
+            self._dead.append(key)
         except Exception:
             pass  # at interpreter shutdown
+
+    def _collect(self) -> None:
+        """Drop the nodes of collected locks (called under the lock)."""
+        while self._dead:
+            key = self._dead.pop()
+            node = self.nodes.get(key)
+            if node is None or node.ref() is not None:
+                continue  # already gone, or the address is a new lock's
+            del self.nodes[key]
+            for src in node.inn:
+                pred = self.nodes.get(src)
+                if pred is not None and pred.out.pop(key, None) is not None:
+                    self.edge_count -= 1
+            for dst in node.out:
+                succ = self.nodes.get(dst)
+                if succ is not None:
+                    succ.inn.discard(key)
+                self.edge_count -= 1
 
     def _node(self, lock: Any) -> _Node | None:
         key = id(lock)
         node = self.nodes.get(key)
         if node is not None:
-            return node
+            if node.ref() is lock:
+                return node
+            self._dead.append(key)  # a collected lock's address, reused
+            self._collect()
         if len(self.nodes) >= MAX_NODES:
             return None
         ref = weakref.ref(lock, functools.partial(self._gone, key))
@@ -172,6 +189,7 @@ class LockOrder:
     ) -> Finding | None:
         """Learn ``src -> dst``; return a finding if it closes a new cycle."""
         with self._lock:
+            self._collect()
             if type(src._dw_after) is frozenset:
                 src._dw_after = set()
             src._dw_after.add(id(dst))  # known from now on, whatever happens below

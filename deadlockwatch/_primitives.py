@@ -57,6 +57,7 @@ class _AllOrders:
     def __contains__(self, item: object) -> bool:
         return True
 
+
 #: Called (in the acquiring thread) when a thread blocks on a Lock it holds
 #: itself; set by the detector while enabled.
 SelfWaitHook = Callable[[WaitRecord, bool], None]
@@ -107,7 +108,14 @@ class TrackedLock:
     """A tracked ``threading.Lock``."""
 
     __slots__ = (
-        "__weakref__", "_acq", "_created", "_ctx", "_dw_after", "_handoff", "_owner", "_raw",
+        "__weakref__",
+        "_acq",
+        "_created",
+        "_ctx",
+        "_dw_after",
+        "_handoff",
+        "_owner",
+        "_raw",
         "_site",
     )
 
@@ -213,7 +221,7 @@ class TrackedLock:
                 if timeout == -1:
                     for hook in self_wait_hook:
                         hook(wait, self._ctx)
-            got = wait_until(wait, self._attempt, _timeout_or_none(timeout))
+            got = wait_until(wait, self._attempt, _timeout_or_none(timeout), self._raw.release)
         if got:
             rec.held.append(self)
             self._owner = rec
@@ -251,10 +259,7 @@ class TrackedLock:
         at = _site_of(self._site) if holder else None
         taken = f" at {at}" if at else ""
         created = f", created at {self._created}" if self._created else ""
-        return (
-            f"<{state} deadlockwatch.TrackedLock{holder}{taken}{created}"
-            f" at {hex(id(self))}>"
-        )
+        return f"<{state} deadlockwatch.TrackedLock{holder}{taken}{created} at {hex(id(self))}>"
 
     # -- introspection for the watcher --------------------------------------
     _dw_type = "Lock"
@@ -276,7 +281,14 @@ class TrackedRLock:
     """A tracked ``threading.RLock``."""
 
     __slots__ = (
-        "__weakref__", "_acq", "_count", "_created", "_dw_after", "_owner", "_raw", "_site",
+        "__weakref__",
+        "_acq",
+        "_count",
+        "_created",
+        "_dw_after",
+        "_owner",
+        "_raw",
+        "_site",
     )
 
     def __init__(self) -> None:
@@ -359,7 +371,7 @@ class TrackedRLock:
             got = self._acq(False)
         if not got and blocking and timeout != 0:
             wait = WaitRecord(rec, self, _timeout_or_none(timeout), _site_of(_caller_site(2)))
-            got = wait_until(wait, self._attempt, _timeout_or_none(timeout))
+            got = wait_until(wait, self._attempt, _timeout_or_none(timeout), self._raw.release)
         if got:
             self._taken(rec, 1, _caller_site(2))
         return got
@@ -397,7 +409,7 @@ class TrackedRLock:
         rec = current_record()
         if not self._acq(False):
             wait = WaitRecord(rec, self, None, _site_of(_caller_site(2)))
-            wait_until(wait, self._attempt, None)
+            wait_until(wait, self._attempt, None, self._raw.release)
         for _ in range(count - 1):
             self._acq()
         self._taken(rec, count, _caller_site(2))
@@ -431,10 +443,7 @@ class TrackedRLock:
         at = _site_of(self._site) if owner is not None else None
         taken = f" at {at}" if at else ""
         created = f", created at {self._created}" if self._created else ""
-        return (
-            f"<{state} deadlockwatch.TrackedRLock{holder}{taken}{created}"
-            f" at {hex(id(self))}>"
-        )
+        return f"<{state} deadlockwatch.TrackedRLock{holder}{taken}{created} at {hex(id(self))}>"
 
     _dw_type = "RLock"
 
@@ -501,7 +510,7 @@ class _TrackedSemaphoreMixin:
             def attempt(seconds: float) -> bool:
                 return bool(orig_acquire(True, seconds))
 
-            got = wait_until(wait, attempt, timeout)
+            got = wait_until(wait, attempt, timeout, lambda: _OrigSemaphore.release(self))
         if got:
             self._taken(current_record(), 2)
         return got

@@ -48,7 +48,15 @@ class ThreadRecord:
     """What one thread holds (in acquisition order) and what it waits for."""
 
     __slots__ = (
-        "__weakref__", "_gone", "alive", "held", "ident", "name", "probe", "serial", "wait",
+        "__weakref__",
+        "_gone",
+        "alive",
+        "held",
+        "ident",
+        "name",
+        "probe",
+        "serial",
+        "wait",
     )
 
     def __init__(self, ident: int, name: str) -> None:
@@ -168,31 +176,35 @@ def raw_site(code: CodeType | None, line: int) -> Site | None:
     return Site(code.co_filename, line, code.co_name)
 
 
-def wait_until(wait: WaitRecord, attempt: Callable[[float], bool], timeout: float | None) -> bool:
+def wait_until(
+    wait: WaitRecord,
+    attempt: Callable[[float], bool],
+    timeout: float | None,
+    undo: Callable[[], object],
+) -> bool:
     """Block in ``attempt`` (which waits at most its argument, in seconds) until it
     succeeds or ``timeout`` passes, registering ``wait`` meanwhile.
 
     The wait is sliced so that the detector can interrupt it: a pending
-    ``wait.interrupt`` is raised in this thread between slices.
+    ``wait.interrupt`` is raised in this thread between slices.  One that
+    arrives as the attempt succeeds (another victim of the same deadlock let
+    go first) still wins: ``undo`` gives back what was just acquired.
     """
     rec = wait.rec
     rec.wait = wait
     blocked[rec] = wait
     try:
-        if timeout is None:
-            while True:
-                if attempt(WAIT_SLICE):
-                    return True
-                if wait.interrupt is not None:
-                    raise wait.interrupt
-        deadline = wait.since + timeout
+        deadline = None if timeout is None else wait.since + timeout
         while True:
-            remaining = deadline - _native.monotonic()
-            if attempt(min(WAIT_SLICE, max(remaining, 0.0))):
-                return True
+            remaining = WAIT_SLICE if deadline is None else deadline - _native.monotonic()
+            got = attempt(min(WAIT_SLICE, max(remaining, 0.0)))
             if wait.interrupt is not None:
+                if got:
+                    undo()
                 raise wait.interrupt
-            if remaining <= WAIT_SLICE:
+            if got:
+                return True
+            if deadline is not None and remaining <= WAIT_SLICE:
                 return False
     finally:
         rec.wait = None

@@ -343,3 +343,22 @@ def test_names_bound_while_enabled_make_untracked_locks_after_disable() -> None:
     made = bound_lock()
     assert not isinstance(made, TrackedLock)
     assert type(made) is type(_native.ORIGINAL_LOCK())
+
+
+def test_interrupt_wins_over_a_late_success() -> None:
+    """A victim whose lock comes free as the error arrives still gets the error,
+    and gives back what it had just acquired."""
+    from deadlockwatch import _state
+
+    rec = _state.current_record()
+    lock = threading.Lock()  # untracked here: the detector is off
+    wait = _state.WaitRecord(rec, lock, None, None)
+    wait.interrupt = DeadlockError.__new__(DeadlockError)
+
+    def attempt(seconds: float) -> bool:
+        return lock.acquire(timeout=seconds)
+
+    with pytest.raises(DeadlockError):
+        _state.wait_until(wait, attempt, None, lock.release)
+    assert not lock.locked()
+    assert rec.wait is None and rec not in _state.blocked
