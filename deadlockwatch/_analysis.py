@@ -9,8 +9,10 @@ progress.  The threads left when nothing more reduces are deadlocked.  The
 wait-for graph among them (a networkx DiGraph) gives the cycles to report and
 the four Coffman conditions of each.
 
-A second pass treats timed waits as if they had no timeout: a cycle that only
-that pass finds is a ``timed-cycle`` (it will break when a timeout expires).
+A second pass treats timed waits as if they had no timeout: a cycle of two
+threads or more that only that pass finds is a ``timed-cycle`` (it will break
+when a timeout expires).  A thread alone in a timed wait on what it holds
+itself blocks nobody else and is no warning: that is how timeouts are tested.
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ def analyze(snap: Snapshot) -> list[Finding]:
     stuck_untimed = stuck_threads(snap, timed_waits_progress=False)
     if stuck_untimed - stuck:
         for f in _findings(snap, stuck_untimed, TIMED_CYCLE):
-            if f.cycle and not all(step.thread in stuck for step in f.cycle):
+            threads = {step.thread for step in f.cycle}
+            if len(threads) > 1 and not threads <= stuck:
                 findings.append(f)
     return findings
 
@@ -247,7 +250,13 @@ def coffman(snap: Snapshot, cycle: tuple[CycleStep, ...], members: list[int]) ->
         if not empty
         else f"{_name(snap, empty[0])} holds nothing while it waits",
     )
-    timed = [k for k, w in zip(keys, waits, strict=True) if w is not None and w.timeout is not None]
+    # A timeout anywhere in the finding can break it (say a co-holder of a
+    # semaphore in the cycle waits with one), not only on the cycle shown.
+    timed = [
+        k
+        for k in dict.fromkeys([*keys, *members])
+        if (w := snap.threads[k].wait) is not None and w.timeout is not None
+    ]
     shared = [r for r in res if not r.owner_bound]
     if timed:
         w = snap.threads[timed[0]].wait

@@ -11,9 +11,11 @@ stayed in one wait across both captures was blocked all along.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -33,6 +35,7 @@ from ._state import WaitRecord
 _state.internal_file(__file__)
 
 _CONFIRM_DELAY = 0.02
+_MAIN_IDENT = threading.main_thread().ident
 
 
 class _Detector:
@@ -50,6 +53,11 @@ class _Detector:
         #: Send findings to the ``deadlockwatch`` logger too (the pytest plugin
         #: attaches them to the test report instead).
         self.log = True
+        self._atexit_registered = False
+        #: In a child forked from a thread other than the main one, the process
+        #: ends when that thread does (no interpreter finalization follows):
+        #: the watcher must then end too, or it would keep the process alive.
+        self._anchor: _state.ThreadRecord | None = None
         self.findings: list[Finding] = []
 
     # -- life cycle ---------------------------------------------------------
@@ -63,6 +71,11 @@ class _Detector:
         _primitives.self_wait_hook[:] = [self.on_self_wait]
         self.enabled = True
         self._start_watcher()
+        if not self._atexit_registered:
+            # After threading's own shutdown (so a deadlock that hangs it is
+            # still reported): stop the watcher before the interpreter ends.
+            atexit.register(self._at_exit)
+            self._atexit_registered = True
 
     def _start_watcher(self) -> None:
         self._stop = False
@@ -88,6 +101,10 @@ class _Detector:
         if self.watcher_ident != _native.get_ident() and self._done.acquire(True, 2.0):
             self._done.release()
 
+    def _at_exit(self) -> None:
+        if self.enabled:
+            self._stop_watcher()
+
     def after_fork_in_child(self) -> None:
         """Only the forking thread survives a fork: start a new watcher."""
         self._wake = _native.allocate_lock()
@@ -95,6 +112,7 @@ class _Detector:
         self._emit_lock = _native.allocate_lock()
         self.watcher_ident = None
         me = _native.get_ident()
+        self._anchor = _state.current_record() if me != _MAIN_IDENT else None
         for rec in list(_state.blocked):
             if rec.ident != me:
                 _state.blocked.pop(rec, None)
@@ -117,6 +135,8 @@ class _Detector:
             while not self._stop:
                 if self._wake.acquire(True, self.config.interval):
                     self._wake.release()
+                    break
+                if self._anchor is not None and not self._anchor.alive:
                     break
                 try:
                     self.tick()
@@ -235,14 +255,12 @@ class _Detector:
     def on_self_wait(self, wait: WaitRecord, ctx: bool) -> None:
         """A thread blocks on a Lock it holds: report at once when that is certain.
 
-        It is certain when the Lock was taken in a ``with`` block (only this
-        thread's ``__exit__`` releases it) or when no other thread exists that
-        could release it.  Otherwise it may be a latch; the watcher decides.
+        It is certain when the Lock was taken in a ``with`` block: only this
+        thread's ``__exit__`` releases it.  Otherwise it may be a latch that
+        another thread (maybe one just started, not yet visible) will release;
+        the watcher decides, by reduction, once it has been blocked a while.
         """
-        if not self.enabled:
-            return
-        others = set(_native.current_frames()) - {_native.get_ident(), *self._exclude()}
-        if not ctx and others:
+        if not self.enabled or not ctx:
             return
         wait.rec.wait = wait
         try:

@@ -324,7 +324,7 @@ def test_holder_outside_the_snapshot_counts_as_running() -> None:
 # -- timed waits --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n", [1, 2, 3])
+@pytest.mark.parametrize("n", [2, 3])
 def test_timed_wait_in_cycle_is_a_timed_cycle(n: int) -> None:
     b, _, threads = ring(n, timeouts={n - 1: 2.5})
     snap = b.build()
@@ -522,13 +522,15 @@ def test_self_deadlock_on_owner_bound_lock() -> None:
     assert f.key == frozenset({5000 + t})
 
 
-def test_timed_self_wait_is_a_timed_cycle() -> None:
+def test_timed_self_wait_alone_is_no_warning() -> None:
+    """One thread polling, with a timeout, a lock or the units it holds itself
+    blocks nobody (CPython's own tests do it to test timeouts)."""
     b = Snap()
     lk = b.lock()
+    pool = b.pool(2)
     b.thread("main", holds=[lk], waits=lk, timeout=0.5)
-    f = only(analyze(b.build()))
-    assert f.kind == TIMED_CYCLE
-    assert "0.5" in f.conditions.no_preemption.reason
+    b.thread("other", holds=[pool, pool], waits=pool, timeout=0.5)
+    assert analyze(b.build()) == []
 
 
 # -- resources any thread may release ----------------------------------------
@@ -858,14 +860,13 @@ def test_random_snapshots(snap: Snapshot) -> None:
             assert set(live) <= stuck
             in_deadlocks.extend(live)
         else:
-            # Something in the cycle can be preempted: a timed wait, or a
-            # resource that a thread outside it (one in a timed wait) may release.
+            # Something in it can be preempted: a timed wait of one of its
+            # threads (maybe a co-holder off the cycle shown), or a resource
+            # that a thread outside it may release.
             assert f.cycle
             assert any(
-                snap.threads[s.thread].wait.timeout is not None  # type: ignore[union-attr]
-                or not snap.resources[s.waits_for].owner_bound
-                for s in f.cycle
-            )
+                t.wait is not None and t.wait.timeout is not None for t in f.threads
+            ) or any(not snap.resources[s.waits_for].owner_bound for s in f.cycle)
             assert not f.conditions.no_preemption.holds
         # The renderers accept every finding.
         assert format_text(f)

@@ -188,10 +188,10 @@ print(f.kind, len(f.cycle), f.conditions.all_hold())
     assert r.stdout.splitlines()[-1] == "deadlock 2 True"
 
 
-def test_single_thread_bare_self_acquire_is_reported_at_once() -> None:
+def test_single_thread_bare_self_acquire_is_reported_by_the_watcher() -> None:
     code = """
     import threading, deadlockwatch
-    deadlockwatch.enable(on_deadlock="raise", interval=3600)
+    deadlockwatch.enable(on_deadlock="raise")
     lock = threading.Lock()
     lock.acquire()
     try:
@@ -305,3 +305,26 @@ def test_findings_go_to_the_logging_logger_off_the_watcher() -> None:
     assert r.stdout.splitlines()[-1].startswith(
         "[('deadlockwatch', 'ERROR', 'deadlockwatch: DEADLOCK (pid"
     )
+
+
+def test_child_forked_from_a_worker_thread_exits() -> None:
+    """After fork only the forking thread survives; when it is not the main one,
+    the child ends with it, so the child's watcher must not keep it alive."""
+    code = """
+    import os, threading
+    def worker():
+        pid = os.fork()
+        if pid == 0:
+            lock = threading.Lock()
+            with lock:
+                print("child ran", flush=True)
+            return
+        os.waitpid(pid, 0)
+        print("parent done", flush=True)
+    w = threading.Thread(target=worker)
+    w.start()
+    w.join()
+    """
+    r = run_python(code, env={"DEADLOCKWATCH": "1"}, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["child ran", "parent done"]
