@@ -55,13 +55,15 @@ def _stand_in(tracked: type, original: type) -> type:
             original_init(self, *args, **kwargs)  # its own TypeError, message and all
 
     return _StandIn(
-        tracked.__name__,
+        original.__name__,
         (tracked,),
         {
             "_dw_stands_for": original,
             "__init__": __init__,
-            "__module__": tracked.__module__,
-            "__qualname__": tracked.__qualname__,
+            # Named as threading's own: type(sem) reads threading.Semaphore,
+            # and threading.__all__ checks still hold.
+            "__module__": original.__module__,
+            "__qualname__": original.__qualname__,
             "__doc__": tracked.__doc__,
         },
     )

@@ -98,6 +98,17 @@ def _timeout_or_none(timeout: float) -> float | None:
     return None if timeout == -1 else timeout
 
 
+def _held_text(rec: ThreadRecord | None, site: tuple[CodeType, int] | None) -> str:
+    if rec is None:
+        return ""
+    at = _site_of(site)
+    return f"; held{_holder_text(rec)}" + (f" since {at}" if at else "")
+
+
+def _created_text(site: Site | None) -> str:
+    return f"; created at {site}" if site is not None else ""
+
+
 def _holder_text(rec: ThreadRecord | None) -> str:
     if rec is None:
         return ""
@@ -254,12 +265,14 @@ class TrackedLock:
         return reduced
 
     def __repr__(self) -> str:
+        # The raw lock's shape ("<locked _thread.lock object at 0x...>"), with
+        # what deadlockwatch knows in the middle.
         state = "locked" if self._raw.locked() else "unlocked"
-        holder = _holder_text(self._owner) if state == "locked" else ""
-        at = _site_of(self._site) if holder else None
-        taken = f" at {at}" if at else ""
-        created = f", created at {self._created}" if self._created else ""
-        return f"<{state} deadlockwatch.TrackedLock{holder}{taken}{created} at {hex(id(self))}>"
+        held = _held_text(self._owner, self._site) if state == "locked" else ""
+        return (
+            f"<{state} deadlockwatch.TrackedLock object "
+            f"(tracked{held}{_created_text(self._created)}) at {hex(id(self))}>"
+        )
 
     # -- introspection for the watcher --------------------------------------
     _dw_type = "Lock"
@@ -439,11 +452,12 @@ class TrackedRLock:
     def __repr__(self) -> str:
         owner = self._owner
         state = "locked" if owner is not None else "unlocked"
-        holder = f"{_holder_text(owner)} count={self._count}" if owner is not None else ""
-        at = _site_of(self._site) if owner is not None else None
-        taken = f" at {at}" if at else ""
-        created = f", created at {self._created}" if self._created else ""
-        return f"<{state} deadlockwatch.TrackedRLock{holder}{taken}{created} at {hex(id(self))}>"
+        ident = owner.ident if owner is not None else 0
+        held = _held_text(owner, self._site) if owner is not None else ""
+        return (
+            f"<{state} deadlockwatch.TrackedRLock object owner={ident} count={self._count} "
+            f"(tracked{held}{_created_text(self._created)}) at {hex(id(self))}>"
+        )
 
     _dw_type = "RLock"
 
@@ -543,14 +557,16 @@ class _TrackedSemaphoreMixin:
             self._dw_signal = True
 
     def __repr__(self) -> str:
+        # The shape of threading's own repr (3.11+), "...: value=N>" at the end.
         holders = ", ".join(
             f"{_state.thread_name(r.ident, r.name)!r}x{n}" for r, n in self._dw_units.copy().items()
         )
-        held = f" held by {holders}" if holders else ""
-        created = f", created at {self._dw_created}" if self._dw_created else ""
+        held = f"; held by {holders}" if holders else ""
+        initial = getattr(self, "_initial_value", None)
+        value = f"{self._value}/{initial}" if self._dw_type == "BoundedSemaphore" else self._value
         return (
-            f"<deadlockwatch.Tracked{self._dw_type} value={self._value}{held}{created}"
-            f" at {hex(id(self))}>"
+            f"<deadlockwatch.{self._dw_type} at {hex(id(self))} "
+            f"(tracked{held}{_created_text(self._dw_created)}): value={value}>"
         )
 
     def _dw_holders(self) -> list[tuple[ThreadRecord, int, Site | None]]:
