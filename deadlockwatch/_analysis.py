@@ -17,7 +17,7 @@ itself blocks nobody else and is no warning: that is how timeouts are tested.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from ._model import (
@@ -333,7 +333,3 @@ def _cause(snap: Snapshot, kind: str, cycle: tuple[CycleStep, ...], keys: list[i
     first = snap.resources.get(t.wait.resource)
     label = first.label if first is not None else "a resource"
     return f"no thread that can run will ever release {label}"
-
-
-def by_key(findings: Iterable[Finding]) -> Mapping[frozenset[int], Finding]:
-    return {f.key: f for f in findings}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 ENV_PREFIX = "DEADLOCKWATCH"
@@ -232,7 +232,3 @@ def env_enabled(environ: Mapping[str, str]) -> bool:
 def unknown_env(environ: Mapping[str, str]) -> list[str]:
     """``DEADLOCKWATCH_*`` variables nobody reads (most likely typos)."""
     return sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in KNOWN_ENV)
-
-
-def option_names() -> list[str]:
-    return [f.name for f in fields(Config)]

@@ -137,7 +137,3 @@ def unpatch() -> None:
         if getattr(threading, name) is wrapper:
             setattr(threading, name, original)
         del _installed[name]
-
-
-def is_patched() -> bool:
-    return bool(_installed)
