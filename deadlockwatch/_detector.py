@@ -227,13 +227,14 @@ class _Detector:
             return
         action = self.config.on_deadlock
         if action in ("raise", "raise-all"):
+            # One exception per victim: an instance raised in several threads
+            # would collect all their frames in one traceback.
             victims = _victims(finding, waits, every=action == "raise-all")
-            error = DeadlockError(finding)
             for victim in victims:
                 if victim is not current:
-                    victim.interrupt = error
+                    victim.interrupt = DeadlockError(finding)
             if current is not None and current in victims:
-                raise error
+                raise DeadlockError(finding)
         elif action == "abort":
             self.abort()
         elif callable(action):

@@ -384,3 +384,30 @@ def test_latch_released_by_a_just_started_foreign_thread(detector: Watch) -> Non
     assert mutex.acquire()
     mutex.release()
     assert detector.findings == []
+
+
+def test_raise_all_gives_each_thread_its_own_error() -> None:
+    """Each victim's traceback shows its own frames only."""
+    deadlockwatch.enable(interval=0.02, threshold=0.02, on_deadlock="raise-all")
+    try:
+        a, b = threading.Lock(), threading.Lock()
+        barrier = threading.Barrier(2)
+        errors: dict[str, DeadlockError] = {}
+
+        def worker(x: Any, y: Any) -> None:
+            try:
+                with x:
+                    barrier.wait(BOUND)
+                    with y:
+                        pass
+            except DeadlockError as e:
+                errors[threading.current_thread().name] = e
+
+        threads = [start(worker, a, b, name="w1"), start(worker, b, a, name="w2")]
+        for t in threads:
+            t.join(BOUND)
+        assert sorted(errors) == ["w1", "w2"]
+        assert errors["w1"] is not errors["w2"]
+        assert errors["w1"].finding is errors["w2"].finding
+    finally:
+        deadlockwatch.disable()
