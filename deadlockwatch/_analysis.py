@@ -18,10 +18,12 @@ itself blocks nobody else and is no warning: that is how timeouts are tested.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ._model import (
     DEADLOCK,
+    HELD_AT_EXIT,
     TIMED_CYCLE,
     Check,
     Conditions,
@@ -59,12 +61,39 @@ def stuck_threads(snap: Snapshot, timed_waits_progress: bool = True) -> set[int]
 
 def _can_progress(snap: Snapshot, t: ThreadInfo, progress: set[int]) -> bool:
     assert t.wait is not None
-    r = snap.resources.get(t.wait.resource)
-    if r is None or r.free > 0 or (not r.holders and r.owner_bound):
+    if t.key in snap.wakeable:
         return True
+    return _releasable(snap, t.wait.resource, progress)
+
+
+def _releasable(snap: Snapshot, key: int, progress: set[int], depth: int = 0) -> bool:
+    """Can some thread that can progress release (signal, finish) ``key``?"""
+    r = snap.resources.get(key)
+    if r is None or r.free > 0 or (not r.holders and r.owner_bound and not r.parts):
+        return True
+    if r.parts:
+        if depth > 2:
+            return True
+        parts = [_releasable(snap, p, progress, depth + 1) for p in r.parts]
+        return all(parts) if r.kind == "all" else any(parts)
     if r.owner_bound:
+        # Holders missing from the snapshot are threads we know nothing
+        # against: they can progress.
         return any(h in progress or h not in snap.threads for h, _ in r.holders)
     return snap.others_running or bool(progress)
+
+
+def waited(snap: Snapshot, t: ThreadInfo) -> list[ResourceInfo]:
+    """What ``t`` waits for: the resource, and for a wait on several futures, each of them."""
+    if t.wait is None or t.wait.resource not in snap.resources:
+        return []
+    r = snap.resources[t.wait.resource]
+    return [r, *(snap.resources[p] for p in r.parts if p in snap.resources)]
+
+
+def _is_signal(r: ResourceInfo) -> bool:
+    """Released by whichever thread gives the signal, not by a holder."""
+    return not r.owner_bound and not r.holders
 
 
 def analyze(snap: Snapshot) -> list[Finding]:
@@ -80,19 +109,68 @@ def analyze(snap: Snapshot) -> list[Finding]:
     return findings
 
 
+def held_at_exit(snap: Snapshot, key: int) -> Finding | None:
+    """What thread ``key``, which has ended, still holds of the locks only it
+    could release (a Lock never handed over, an RLock): they stay held forever."""
+    t = snap.threads.get(key)
+    if t is None or t.alive:
+        return None
+    left = [
+        snap.resources[h.resource]
+        for h in t.held
+        if h.resource in snap.resources
+        and snap.resources[h.resource].type in ("Lock", "RLock")
+        and snap.resources[h.resource].owner_bound
+        and any(k == key for k, _ in snap.resources[h.resource].holders)
+    ]
+    if not left:
+        return None
+    held = tuple(h for h in t.held if h.resource in {r.key for r in left})
+    names = ", ".join(r.label for r in left)
+    where = held[0].acquired_at
+    at = f" (acquired at {where})" if where is not None else ""
+    return Finding(
+        kind=HELD_AT_EXIT,
+        cycle=(),
+        threads=(replace(t, held=held),),
+        resources=tuple(left),
+        conditions=Conditions(
+            Check(True, f"{left[0].label} has no free unit"),
+            Check(False, "no thread waits for it yet"),
+            Check(True, "only its holder could release it, and that thread has ended"),
+            Check(False, "no circular wait"),
+        ),
+        cause=(
+            f"thread {t.name!r} exited holding {names}{at}: any thread that "
+            "acquires it will block forever"
+        ),
+        key=frozenset({key}),
+    )
+
+
 def _thread_graph(snap: Snapshot, stuck: set[int]) -> nx.DiGraph:
     """Stuck thread -> each holder (stuck or dead) of what it waits for."""
     import networkx as nx
 
     g = nx.DiGraph()
+    signals: list[tuple[int, int]] = []
     for key in stuck:
         t = snap.threads[key]
         assert t.wait is not None
         g.add_node(key)
-        r = snap.resources.get(t.wait.resource)
-        for h, _ in r.holders if r is not None else ():
-            if h in stuck or (h in snap.threads and not snap.threads[h].alive):
-                g.add_edge(key, h, resource=t.wait.resource)
+        for r in waited(snap, t):
+            for h, _ in r.holders:
+                if h in stuck or (h in snap.threads and not snap.threads[h].alive):
+                    g.add_edge(key, h, resource=t.wait.resource)
+            if _is_signal(r) and not r.parts:
+                signals.append((key, r.key))
+    # A thread waiting for a signal (a notify, a set, an item) while holding
+    # what the would-be signallers wait for: an edge to each stuck thread
+    # that is blocked, directly or not, behind it.
+    for key, rk in signals:
+        for other in nx.ancestors(g, key):
+            if other in stuck and not g.has_edge(key, other):
+                g.add_edge(key, other, resource=rk, signal=True)
     return g
 
 
@@ -169,7 +247,8 @@ def _cycle_steps(snap: Snapshot, g: nx.DiGraph, scc: set[int]) -> tuple[CycleSte
     for i, key in enumerate(order):
         nxt = order[(i + 1) % len(order)]
         res = g.edges[key, nxt]["resource"]
-        holders = tuple(h for h, _ in snap.resources[res].holders if h in snap.threads)
+        holders = tuple(h for r in waited(snap, snap.threads[key]) for h, _ in r.holders)
+        holders = tuple(h for h in dict.fromkeys(holders) if h in snap.threads)
         steps.append(CycleStep(thread=key, waits_for=res, held_by=nxt, holders=holders))
     return tuple(steps)
 
@@ -186,9 +265,7 @@ def _finding(
     # Exited threads holding what the stuck ones wait for are part of the story.
     extra_threads: list[int] = []
     for k in keys:
-        w = snap.threads[k].wait
-        r = snap.resources.get(w.resource) if w is not None else None
-        for h, _ in r.holders if r is not None else ():
+        for h, _ in (h for r in waited(snap, snap.threads[k]) for h in r.holders):
             if (
                 h not in keys
                 and h not in extra_threads
@@ -199,7 +276,7 @@ def _finding(
     involved_resources: dict[int, ResourceInfo] = {}
     for k in [*keys, *extra_threads]:
         t = snap.threads[k]
-        for rk in [*(h.resource for h in t.held), *([t.wait.resource] if t.wait else [])]:
+        for rk in [*(h.resource for h in t.held), *(r.key for r in waited(snap, t))]:
             r = snap.resources.get(rk)
             if r is not None and rk not in involved_resources:
                 involved_resources[rk] = r
@@ -231,9 +308,7 @@ def coffman(snap: Snapshot, cycle: tuple[CycleStep, ...], members: list[int]) ->
     keys = [s.thread for s in cycle] or members
     waits = [snap.threads[k].wait for k in keys]
     res = [
-        snap.resources[w.resource]
-        for w in waits
-        if w is not None and w.resource in snap.resources
+        snap.resources[w.resource] for w in waits if w is not None and w.resource in snap.resources
     ]
 
     free = [r for r in res if r.free > 0]
@@ -258,10 +333,13 @@ def coffman(snap: Snapshot, cycle: tuple[CycleStep, ...], members: list[int]) ->
         if (w := snap.threads[k].wait) is not None and w.timeout is not None
     ]
     shared = [r for r in res if not r.owner_bound]
+    signal = [r for r in shared if _is_signal(r) and r.verb]
     if timed:
         w = snap.threads[timed[0]].wait
         assert w is not None
         preempt = Check(False, f"{_name(snap, timed[0])} waits with a timeout of {w.timeout:g} s")
+    elif signal:
+        preempt = Check(False, f"any thread could {signal[0].verb} {signal[0].label}")
     elif shared:
         preempt = Check(
             False, f"{shared[0].label} may be released by a thread that does not hold it"
@@ -292,44 +370,118 @@ def _exited_holders(snap: Snapshot, r: ResourceInfo | None) -> list[int]:
 
 
 def _cause(snap: Snapshot, kind: str, cycle: tuple[CycleStep, ...], keys: list[int]) -> str:
+    text = _starved_pool(snap, keys) or (
+        _cycle_cause(snap, cycle) if cycle else _stuck_cause(snap, keys)
+    )
     if cycle:
-        in_cycle = [s.thread for s in cycle]
         resources = list(dict.fromkeys(s.waits_for for s in cycle))
         exited = list(
             dict.fromkeys(h for rk in resources for h in _exited_holders(snap, snap.resources[rk]))
         )
-        if len(resources) == 1:
-            r = snap.resources[resources[0]]
-            holders = [h for h, _ in r.holders if h in snap.threads]
-            if len(in_cycle) == 1 and [h for h, _ in r.holders] == in_cycle:
-                text = f"{_name(snap, in_cycle[0])} waits for {r.label}, which it holds itself"
-            elif not exited and [h for h, _ in r.holders] == holders:
-                text = (
-                    f"every unit of {r.label} is held by {_names(snap, holders)}, "
-                    "and each waits for another"
-                )
-            else:
-                text = (
-                    f"{_names(snap, in_cycle)} wait(s) for another unit of {r.label}, "
-                    f"held by {_names(snap, holders)}"
-                )
-        else:
-            text = f"{len(cycle)} threads each wait for a resource held by the next"
         if exited:
             text += f"; {_names(snap, exited)} exited holding a unit"
-        if kind == TIMED_CYCLE:
-            text += "; a timeout will break the cycle"
-        return text
+    if kind == TIMED_CYCLE:
+        text += "; a timeout will break the cycle"
+    return text
+
+
+def _cycle_cause(snap: Snapshot, cycle: tuple[CycleStep, ...]) -> str:
+    in_cycle = [s.thread for s in cycle]
+    resources = list(dict.fromkeys(s.waits_for for s in cycle))
+    first = snap.resources[cycle[0].waits_for]
+    signal = next((s for s in cycle if _is_signal(snap.resources[s.waits_for])), None)
+    if signal is not None:
+        r = snap.resources[signal.waits_for]
+        me = snap.threads[signal.thread]
+        nxt = snap.threads[signal.held_by]
+        mine = {h.resource for h in me.held}
+        needed = [x for x in waited(snap, nxt) if x.key in mine]
+        what = f"{needed[0].label}, which" if needed else "what"
+        return (
+            f"{_name(snap, signal.thread)} waits on {r.label} while holding {what} "
+            f"{_name(snap, signal.held_by)} needs before it could {r.verb} it"
+        )
+    if len(cycle) == 2 and first.kind == "join":
+        other = snap.resources[cycle[1].waits_for]
+        return (
+            f"{_name(snap, cycle[0].thread)} joins {_name(snap, cycle[0].held_by)}, "
+            f"which waits for {other.label} held by {_name(snap, cycle[0].thread)}"
+        )
+    if len(cycle) == 2 and snap.resources[cycle[1].waits_for].kind == "join":
+        return _cycle_cause(snap, (cycle[1], cycle[0]))
+    imports = [s for s in cycle if snap.resources[s.waits_for].kind == "import"]
+    if imports:
+        s = imports[0]
+        return (
+            f"{_name(snap, s.thread)} waits for the {snap.resources[s.waits_for].label}, "
+            f"in progress in {_name(snap, s.held_by)}, which is blocked behind it"
+        )
+    if len(resources) == 1:
+        r = first
+        holders = [h for h, _ in r.holders if h in snap.threads]
+        if len(in_cycle) == 1 and [h for h, _ in r.holders] == in_cycle:
+            return f"{_name(snap, in_cycle[0])} waits for {r.label}, which it holds itself"
+        if not _exited_holders(snap, r) and [h for h, _ in r.holders] == holders:
+            return (
+                f"every unit of {r.label} is held by {_names(snap, holders)}, "
+                "and each waits for another"
+            )
+        return (
+            f"{_names(snap, in_cycle)} wait(s) for another unit of {r.label}, "
+            f"held by {_names(snap, holders)}"
+        )
+    return f"{len(cycle)} threads each wait for a resource held by the next"
+
+
+def _stuck_cause(snap: Snapshot, keys: list[int]) -> str:
     # Name an exited holder if one is why these threads are stuck.
     for k in keys:
-        w = snap.threads[k].wait
-        waited = snap.resources.get(w.resource) if w is not None else None
-        dead = _exited_holders(snap, waited)
-        if waited is not None and dead:
-            name = snap.threads[dead[0]].name
-            return f"{waited.label} is held by thread {name!r}, which exited"
+        for r in waited(snap, snap.threads[k]):
+            dead = _exited_holders(snap, r)
+            if dead:
+                gone = snap.threads[dead[0]]
+                if gone.lost_at_fork:
+                    return (
+                        f"{r.label} is held by thread {gone.name!r} of the parent process at "
+                        "the fork (only the forking thread survives a fork)"
+                    )
+                return f"{r.label} is held by thread {gone.name!r}, which exited"
     t = snap.threads[keys[0]]
-    assert t.wait is not None
-    first = snap.resources.get(t.wait.resource)
-    label = first.label if first is not None else "a resource"
-    return f"no thread that can run will ever release {label}"
+    rs = waited(snap, t)
+    if not rs:
+        return "no thread that can run will ever release what these threads wait for"
+    first = rs[0]
+    detail = f" ({first.detail})" if first.detail and first.kind != "future" else ""
+    if first.kind in ("any", "all"):
+        return f"no thread that can run will ever complete {first.label} it waits for"
+    if first.verb and first.kind != "lock":
+        return f"no thread that can run will ever {first.verb} {first.label}{detail}"
+    return f"no thread that can run will ever release {first.label}"
+
+
+def _starved_pool(snap: Snapshot, keys: list[int]) -> str | None:
+    """Every worker of an executor is stuck, and a future they (or others)
+    wait for is queued behind them."""
+    stuck = set(keys)
+    for k in keys:
+        for r in waited(snap, snap.threads[k]):
+            if r.kind != "future" or not r.group or not r.detail.startswith("pending"):
+                continue
+            workers = [h for h, _ in r.holders]
+            if not workers or not r.owner_bound or not all(h in stuck for h in workers):
+                continue
+            behind = all(
+                any(
+                    w.kind == "future" and w.group == r.group for w in waited(snap, snap.threads[h])
+                )
+                for h in workers
+            )
+            n = len(workers)
+            if behind and n == 1:
+                return f"the only worker of {r.group} waits on a future queued behind it"
+            if behind:
+                return f"all {n} workers of {r.group} wait on futures queued behind them"
+            return (
+                f"every worker of {r.group} is blocked, so {r.label} queued behind them never runs"
+            )
+    return None

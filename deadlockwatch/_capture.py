@@ -10,13 +10,25 @@ watcher confirms a finding on a second capture before believing it.
 from __future__ import annotations
 
 import linecache
+import sys
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from types import FrameType
 from typing import Any
 
-from . import _native, _state
-from ._model import Frame, HeldInfo, ResourceInfo, Site, Snapshot, ThreadInfo, WaitInfo
+from . import _native, _state, _waits
+from ._model import (
+    LOCK_KIND,
+    SIGNAL_KIND,
+    Frame,
+    HeldInfo,
+    ResourceInfo,
+    Site,
+    Snapshot,
+    ThreadInfo,
+    WaitInfo,
+)
 from ._state import ThreadRecord, WaitRecord
 
 _state.internal_file(__file__)
@@ -35,6 +47,18 @@ class _Builder:
         self.resources: dict[int, ResourceInfo] = {}
         self.self_waiting: set[int] = set()
         self.pending: list[ThreadRecord] = []
+        #: Records made up for threads that hold or run something but never
+        #: touched a tracked primitive (a pool's idle worker, say).
+        self.stand_ins: dict[int, ThreadRecord] = {}
+
+    def record_for(self, holder: ThreadRecord | int) -> ThreadRecord:
+        if isinstance(holder, ThreadRecord):
+            return holder
+        rec = _state.records.get(holder) or self.stand_ins.get(holder)
+        if rec is None:
+            rec = ThreadRecord(holder, _state.thread_name(holder, f"thread-{holder}"))
+            self.stand_ins[holder] = rec
+        return rec
 
     def add(self, rec: ThreadRecord) -> None:
         if id(rec) in self.threads:
@@ -47,47 +71,58 @@ class _Builder:
             counts[id(obj)] = counts.get(id(obj), 0) + 1
             objs[id(obj)] = obj
         wait_info = None
+        waited: list[int] = []
+        res: Any = None
         if wait is not None:
             res = wait.resource
-            objs[id(res)] = res
             wait_info = WaitInfo(
-                resource=id(res),
+                resource=_key(res),
                 blocked_for=max(0.0, self.now - wait.since),
                 timeout=wait.timeout,
                 site=wait.site,
                 token=id(wait),
             )
             if wait.self_wait and not getattr(res, "_ctx", True):
-                self.self_waiting.add(id(res))
+                self.self_waiting.add(_key(res))
+        elif rec.alive and rec.ident in self.frames:
+            # Blocked importing a module another thread is importing?
+            lock = _waits.import_wait(rec.ident)
+            if lock is not None:
+                res = _waits.ImportView(lock)
+                wait_info = WaitInfo(
+                    resource=_key(res),
+                    blocked_for=0.0,
+                    site=_import_site(self.frames.get(rec.ident)),
+                    token=hash((id(lock), rec.ident)),
+                )
+        if res is not None:
+            for obj in [res, *getattr(res, "_dw_parts", list)()]:
+                objs[_key(obj)] = obj
+                waited.append(_key(obj))
         held_sites: dict[int, Site | None] = {}
         for key, obj in objs.items():
-            holders = obj._dw_holders()
+            holders = [(self.record_for(r), n, site) for r, n, site in obj._dw_holders()]
             if key not in self.resources:
-                self.resources[key] = ResourceInfo(
-                    key=key,
-                    id=hex(key),
-                    type=obj._dw_type,
-                    created_at=getattr(obj, "_created", None) or getattr(obj, "_dw_created", None),
-                    holders=tuple((id(r), n) for r, n, _ in holders),
-                    free=obj._dw_free(),
-                    owner_bound=obj._dw_owner_bound(),
-                )
-                if wait is not None and obj is wait.resource:
+                self.resources[key] = _resource_info(key, obj, holders)
+                if key in waited:
                     self.pending.extend(r for r, _, _ in holders)
             for r, _, site in holders:
                 if r is rec:
                     held_sites[key] = site
+        # Renamed since (thread.name = ...)? Remembered for after it ends.
+        name = rec.name = _state.thread_name(rec.ident, rec.name)
         self.threads[id(rec)] = ThreadInfo(
             key=id(rec),
             ident=rec.ident,
-            name=_state.thread_name(rec.ident, rec.name),
-            daemon=_state.thread_daemon(rec.ident),
+            name=name,
+            daemon=_state.thread_daemon(rec.ident, rec.daemon),
             alive=rec.alive and rec.ident in self.frames,
             wait=wait_info,
             held=tuple(
                 HeldInfo(resource=k, count=n, acquired_at=held_sites.get(k))
                 for k, n in counts.items()
             ),
+            lost_at_fork=rec.lost_at_fork,
         )
 
     def follow(self) -> None:
@@ -104,7 +139,84 @@ class _Builder:
             for key in self.self_waiting:
                 r = self.resources[key]
                 self.resources[key] = replace(r, owner_bound=False)
-        return Snapshot(threads=self.threads, resources=self.resources, others_running=others)
+        return Snapshot(
+            threads=self.threads,
+            resources=self.resources,
+            others_running=others,
+            wakeable=self._wakeable(),
+        )
+
+    def _wakeable(self) -> frozenset[int]:
+        """The main thread, if it waits on a signal and the application has a
+        Python signal handler that might give it."""
+        main = threading.main_thread().ident
+        for t in self.threads.values():
+            if t.ident == main and t.wait is not None:
+                r = self.resources.get(t.wait.resource)
+                if r is not None and r.kind == SIGNAL_KIND and _signal_handlers():
+                    return frozenset({t.key})
+        return frozenset()
+
+
+def _key(obj: Any) -> int:
+    key: int = getattr(obj, "_dw_key", None) or id(obj)
+    return key
+
+
+def _resource_info(
+    key: int, obj: Any, holders: list[tuple[ThreadRecord, int, Any]]
+) -> ResourceInfo:
+    def text(name: str) -> str:
+        method = getattr(obj, name, None)
+        return str(method()) if method is not None else ""
+
+    return ResourceInfo(
+        key=key,
+        id=hex(getattr(obj, "_dw_id", key)),
+        type=obj._dw_type,
+        created_at=getattr(obj, "_created", None) or getattr(obj, "_dw_created", None),
+        holders=tuple((id(r), n) for r, n, _ in holders),
+        free=obj._dw_free(),
+        owner_bound=obj._dw_owner_bound(),
+        kind=getattr(obj, "_dw_kind", LOCK_KIND),
+        detail=text("_dw_detail"),
+        verb=getattr(obj, "_dw_verb", ""),
+        title=text("_dw_title"),
+        group=text("_dw_group"),
+        parts=tuple(_key(p) for p in getattr(obj, "_dw_parts", list)()),
+    )
+
+
+def _import_site(frame: FrameType | None) -> Site | None:
+    """Where a thread blocked in the import system asked for the import."""
+    while frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
+        frame = frame.f_back
+    return _state.frame_site(frame)
+
+
+#: Handlers that only report or time out a test: they never give a signal.
+_PASSIVE_HANDLER_MODULES = ("pytest_timeout", "_pytest", "faulthandler", "deadlockwatch")
+
+
+def _signal_handlers() -> bool:
+    """Has the application installed a Python-level signal handler?"""
+    signal = sys.modules.get("signal")
+    if signal is None:
+        return False
+    try:
+        for sig in signal.valid_signals():
+            try:
+                handler = signal.getsignal(sig)
+            except (ValueError, OSError):
+                continue
+            if not callable(handler) or handler is signal.default_int_handler:
+                continue
+            module = getattr(handler, "__module__", "") or ""
+            if not module.startswith(_PASSIVE_HANDLER_MODULES):
+                return True
+    except Exception:
+        return False
+    return False
 
 
 def capture(
@@ -122,6 +234,18 @@ def capture(
     b = _Builder(frames)
     b.pending.extend(w.rec for w in waits)
     b.follow()
+    return b.snapshot(), frames
+
+
+def capture_departed(
+    rec: ThreadRecord, exclude: Iterable[int] = ()
+) -> tuple[Snapshot, dict[int, FrameType]]:
+    """A thread that has ended, with what it still holds."""
+    frames = _native.current_frames()
+    for ident in exclude:
+        frames.pop(ident, None)
+    b = _Builder(frames)
+    b.add(rec)
     return b.snapshot(), frames
 
 

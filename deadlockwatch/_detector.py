@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-from . import _native, _patch, _primitives, _state
-from ._analysis import analyze
-from ._capture import capture, capture_all, with_stacks
+from . import _native, _patch, _primitives, _state, _waits
+from ._analysis import analyze, held_at_exit
+from ._capture import capture, capture_all, capture_departed, with_stacks
 from ._config import ABORT_EXIT_STATUS, Config
 from ._errors import DeadlockError
 from ._model import DEADLOCK, Finding
@@ -68,6 +68,7 @@ class _Detector:
         if self.enabled:
             return
         _patch.patch()
+        _waits.patch()
         _primitives.self_wait_hook[:] = [self.on_self_wait]
         self.enabled = True
         self._start_watcher()
@@ -89,6 +90,7 @@ class _Detector:
             return
         self.enabled = False
         _patch.unpatch()
+        _waits.unpatch()
         _primitives.self_wait_hook[:] = []
         _primitives.learn_order = None
         self._stop_watcher()
@@ -118,7 +120,11 @@ class _Detector:
                 _state.blocked.pop(rec, None)
         for rec in list(_state.records.values()):
             if rec.ident != me:
+                rec.lost_at_fork = True
                 rec.alive = False
+        # The parent's threads did not exit: what they held is reported when
+        # a thread of the child blocks on it.
+        _state.departed.clear()
         if self.enabled:
             self._start_watcher()
 
@@ -150,6 +156,8 @@ class _Detector:
                 self._done.release()
 
     def tick(self) -> None:
+        if _state.departed:
+            self._departed()
         waits = list(_state.blocked.copy().values())
         if not waits:
             return
@@ -169,6 +177,22 @@ class _Detector:
         for f in analyze(snap):
             if f.key in new and not self._reported(f.key, waits2):
                 self.handle(self.complete(f, frames), by_token)
+
+    def _departed(self) -> None:
+        """Report what threads that ended a threshold ago still hold (another
+        thread had that long to release a Lock handed over to it)."""
+        now = _native.monotonic()
+        due = [(rec, t) for rec, t in list(_state.departed) if now - t >= self.config.threshold]
+        for item in due:
+            with contextlib.suppress(ValueError):
+                _state.departed.remove(item)
+            rec = item[0]
+            snap, _ = capture_departed(rec, self._exclude())
+            finding = held_at_exit(snap, id(rec))
+            if finding is not None:
+                finding = replace(finding, pid=os.getpid(), time=time.time())
+                self.findings.append(finding)
+                self.emit(finding)
 
     def _analyse(self, waits: list[WaitRecord]) -> list[Finding]:
         snap, _ = capture(waits, self._exclude())

@@ -13,6 +13,16 @@ from dataclasses import dataclass, field
 DEADLOCK = "deadlock"
 TIMED_CYCLE = "timed-cycle"
 LOCK_ORDER_INVERSION = "lock-order-inversion"
+HELD_AT_EXIT = "held-at-exit"
+
+#: What a resource is, for the analysis: who can release or signal it.
+#: ``lock``: its holders (or, if not owner-bound, any thread that can run);
+#: ``signal``: any thread that can run (Condition, Event, Barrier, Queue);
+#: ``join``: the joined thread; ``future``: the thread running it, or the
+#: workers of its executor; ``import``: the thread importing the module;
+#: ``any``/``all``: a wait for several futures (``parts``).
+LOCK_KIND = "lock"
+SIGNAL_KIND = "signal"
 
 
 @dataclass(frozen=True)
@@ -69,10 +79,24 @@ class ResourceInfo:
     holders: tuple[tuple[int, int], ...] = ()
     free: int = 0
     owner_bound: bool = True
+    #: One of LOCK_KIND, SIGNAL_KIND, "join", "future", "import", "any", "all".
+    kind: str = LOCK_KIND
+    #: Its state in words ("empty", "pending in ThreadPoolExecutor 'pool'").
+    detail: str = ""
+    #: What a thread would do to release a waiter ("notify", "set").
+    verb: str = ""
+    #: A name that replaces the ``Type(created ...)`` label.
+    title: str = ""
+    #: The executor (or other pool) it belongs to, in words.
+    group: str = ""
+    #: For a wait on several futures: the keys of its parts.
+    parts: tuple[int, ...] = ()
 
     @property
     def label(self) -> str:
         """``Lock(created app.py:12)``: how reports name it."""
+        if self.title:
+            return self.title
         where = (
             f"created {self.created_at.short_file}:{self.created_at.line}"
             if self.created_at
@@ -83,6 +107,8 @@ class ResourceInfo:
     @property
     def long_label(self) -> str:
         """The label with the address, for when two share a creation site."""
+        if self.title:
+            return f"{self.title} ({self.id})"
         where = (
             f"created {self.created_at.short_file}:{self.created_at.line}, "
             if self.created_at
@@ -132,6 +158,8 @@ class ThreadInfo:
     wait: WaitInfo | None = None
     held: tuple[HeldInfo, ...] = ()
     stack: tuple[Frame, ...] = ()
+    #: In a forked child: a thread of the parent, gone at the fork.
+    lost_at_fork: bool = False
 
 
 @dataclass(frozen=True)
@@ -142,6 +170,9 @@ class Snapshot:
     threads: Mapping[int, ThreadInfo]
     resources: Mapping[int, ResourceInfo]
     others_running: bool = False
+    #: Threads a Python signal handler may wake (the main thread, when the
+    #: application installed one): their waits on signals can progress.
+    wakeable: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -26,3 +26,12 @@ ORIGINAL_RLOCK = threading.RLock
 ORIGINAL_SEMAPHORE = threading.Semaphore
 ORIGINAL_BOUNDED_SEMAPHORE = threading.BoundedSemaphore
 ORIGINAL_CONDITION = threading.Condition
+TIMEOUT_MAX = _thread.TIMEOUT_MAX
+
+
+class RawCondition(threading.Condition):
+    """A Condition whose waits are never tracked (for the semaphores' own
+    counting): threading's ``Condition.wait`` as it was before patching."""
+
+    wait = threading.Condition.wait
+    wait_for = threading.Condition.wait_for

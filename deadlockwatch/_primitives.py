@@ -41,7 +41,7 @@ _allocate_lock = _native.allocate_lock
 _RawRLock = _native.RawRLock
 _OrigSemaphore: Any = _native.ORIGINAL_SEMAPHORE
 _OrigBoundedSemaphore: Any = _native.ORIGINAL_BOUNDED_SEMAPHORE
-_OrigCondition: Any = _native.ORIGINAL_CONDITION
+_RawCondition: Any = _native.RawCondition
 
 #: ``learn_order(held_lock, lock, rec)``: called on a blocking acquire of
 #: ``lock`` whose order after ``held_lock`` is not yet known (set by the
@@ -492,7 +492,7 @@ class _TrackedSemaphoreMixin:
     def __init__(self, value: int = 1) -> None:
         if value < 0:
             raise ValueError("semaphore initial value must be >= 0")
-        self._cond = _OrigCondition(_allocate_lock())
+        self._cond = _RawCondition(_allocate_lock())
         self._value = value
         self._dw_units: dict[ThreadRecord, int] = {}
         self._dw_sites: dict[ThreadRecord, Site | None] = {}

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ._model import Finding, Frame, HeldInfo, ResourceInfo, Site, ThreadInfo, short_path
+from ._model import CycleStep, Finding, Frame, HeldInfo, ResourceInfo, Site, ThreadInfo, short_path
 
 _TITLES = {
     "deadlock": "DEADLOCK",
@@ -43,13 +43,7 @@ def format_text(f: Finding) -> str:
     if f.cycle:
         lines.append("")
         lines.append("  Cycle:")
-        for step in f.cycle:
-            others = [f.thread_label(h) for h in step.holders if h != step.held_by]
-            also = f" (and {', '.join(repr(o) for o in others)})" if others else ""
-            lines.append(
-                f"    {f.thread_label(step.thread)!r} waits for {f.resource_label(step.waits_for)} "
-                f"held by {f.thread_label(step.held_by)!r}{also}"
-            )
+        lines.extend(f"    {step_text(f, step)}" for step in f.cycle)
     if f.order:
         lines.extend(_order_lines(f))
     lines.append("")
@@ -62,6 +56,33 @@ def format_text(f: Finding) -> str:
         lines.extend(_thread_lines(f, t))
     lines.append("")
     return "\n".join(lines)
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def step_text(f: Finding, step: CycleStep) -> str:
+    """One step of a cycle in words, as fits what is waited for."""
+    me = repr(f.thread_label(step.thread))
+    nxt = repr(f.thread_label(step.held_by))
+    r = f.resource(step.waits_for)
+    label = f.resource_label(step.waits_for)
+    others = [repr(f.thread_label(h)) for h in step.holders if h != step.held_by]
+    also = f" (and {', '.join(others)})" if others else ""
+    if r.kind == "join":
+        return f"{me} joins {label}"
+    if r.kind == "import":
+        return f"{me} waits for the {label}, in progress in {nxt}"
+    if (r.kind in ("future", "any", "all") and r.owner_bound) or r.parts:
+        state = f" ({r.detail})" if r.detail else ""
+        if r.detail.startswith("running"):
+            return f"{me} waits for {label}{state}, run by {nxt}"
+        workers = [repr(f.thread_label(h)) for h in step.holders] or [nxt]
+        return f"{me} waits for {label}{state}, queued behind {_and(workers)}"
+    if not r.owner_bound and not r.holders and r.verb:
+        return f"{me} waits on {label}; {nxt} could {r.verb} it"
+    return f"{me} waits for {label} held by {nxt}{also}"
 
 
 def _order_lines(f: Finding) -> list[str]:

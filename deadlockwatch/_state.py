@@ -51,9 +51,12 @@ class ThreadRecord:
         "__weakref__",
         "_gone",
         "alive",
+        "daemon",
         "held",
         "ident",
+        "lost_at_fork",
         "name",
+        "pid",
         "probe",
         "serial",
         "wait",
@@ -67,8 +70,12 @@ class ThreadRecord:
         self.held: list[Any] = []
         self.wait: WaitRecord | None = None
         self.alive = True
+        self.daemon = True
         self.probe: Any = None
         self._gone: Any = None
+        self.pid = os.getpid()
+        #: In a forked child: this thread was the parent's, gone at the fork.
+        self.lost_at_fork = False
 
     def __repr__(self) -> str:
         return f"<ThreadRecord {self.name!r} ident={self.ident}>"
@@ -107,6 +114,9 @@ class WaitRecord:
 
 #: Every thread that has used a tracked primitive, by ident.
 records: dict[int, ThreadRecord] = {}
+#: Threads that ended while holding something, with when: the watcher
+#: reports what they left held (``held-at-exit``).
+departed: list[tuple[ThreadRecord, float]] = []
 #: The waits in progress, by thread record.
 blocked: dict[ThreadRecord, WaitRecord] = {}
 
@@ -126,6 +136,8 @@ def _thread_gone(rec: ThreadRecord, _ref: object) -> None:
         rec.alive = False
         if records.get(rec.ident) is rec:
             del records[rec.ident]
+        if rec.held and not rec.lost_at_fork and rec.pid == os.getpid():
+            departed.append((rec, _native.monotonic()))
     except Exception:
         pass
 
@@ -133,14 +145,26 @@ def _thread_gone(rec: ThreadRecord, _ref: object) -> None:
 def new_record() -> ThreadRecord:
     """Create the calling thread's record (once per thread)."""
     ident = _native.get_ident()
-    thread = threading._active.get(ident)  # type: ignore[attr-defined]
+    thread = _thread_object(ident)
     rec = ThreadRecord(ident, thread.name if thread is not None else f"thread-{ident}")
+    rec.daemon = bool(thread.daemon) if thread is not None else True
     guard = _Guard()
     rec._gone = weakref.ref(guard, functools.partial(_thread_gone, rec))
     tls.guard = guard
     tls.rec = rec
     records[ident] = rec
     return rec
+
+
+def _thread_object(ident: int) -> Any:
+    """The Thread object of ``ident``, also while it is starting (a thread
+    takes its first locks before threading lists it as active)."""
+    thread = threading._active.get(ident)  # type: ignore[attr-defined]
+    if thread is None:
+        for t in list(threading._limbo):  # type: ignore[attr-defined]
+            if getattr(t, "_ident", None) == ident:
+                return t
+    return thread
 
 
 def current_record() -> ThreadRecord:
@@ -230,6 +254,6 @@ def thread_name(ident: int, fallback: str) -> str:
     return thread.name if thread is not None else fallback
 
 
-def thread_daemon(ident: int) -> bool:
+def thread_daemon(ident: int, fallback: bool = True) -> bool:
     thread = threading._active.get(ident)  # type: ignore[attr-defined]
-    return bool(thread.daemon) if thread is not None else True
+    return bool(thread.daemon) if thread is not None else fallback
