@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from . import _graph
 from ._model import (
     DEADLOCK,
     HELD_AT_EXIT,
@@ -35,7 +36,7 @@ from ._model import (
 )
 
 if TYPE_CHECKING:
-    import networkx as nx
+    from ._graph import DiGraph
 
 
 def stuck_threads(snap: Snapshot, timed_waits_progress: bool = True) -> set[int]:
@@ -148,11 +149,11 @@ def held_at_exit(snap: Snapshot, key: int) -> Finding | None:
     )
 
 
-def _thread_graph(snap: Snapshot, stuck: set[int]) -> nx.DiGraph:
+def _thread_graph(snap: Snapshot, stuck: set[int]) -> DiGraph:
     """Stuck thread -> each holder (stuck or dead) of what it waits for."""
-    import networkx as nx
+    nx = _graph.lib()
 
-    g = nx.DiGraph()
+    g: DiGraph = nx.DiGraph()
     signals: list[tuple[int, int]] = []
     for key in stuck:
         t = snap.threads[key]
@@ -177,7 +178,7 @@ def _thread_graph(snap: Snapshot, stuck: set[int]) -> nx.DiGraph:
 def _findings(snap: Snapshot, stuck: set[int], kind: str) -> list[Finding]:
     if not stuck:
         return []
-    import networkx as nx
+    nx = _graph.lib()
 
     g = _thread_graph(snap, stuck)
     # A cycle is reported as such only when it is closed: no thread of it
@@ -218,11 +219,11 @@ def _by_ident(snap: Snapshot, keys: Iterable[int]) -> list[int]:
     return sorted(keys, key=lambda k: (snap.threads[k].ident, k))
 
 
-def _dead_nodes(snap: Snapshot, g: nx.DiGraph) -> set[int]:
+def _dead_nodes(snap: Snapshot, g: DiGraph) -> set[int]:
     return {n for n in g.nodes if not snap.threads[n].alive}
 
 
-def _cycle_steps(snap: Snapshot, g: nx.DiGraph, scc: set[int]) -> tuple[CycleStep, ...]:
+def _cycle_steps(snap: Snapshot, g: DiGraph, scc: set[int]) -> tuple[CycleStep, ...]:
     """One cycle through the component, as long as a greedy walk makes it,
     starting at the thread that has waited longest."""
     start = max(scc, key=lambda k: (_blocked_for(snap, k), -snap.threads[k].ident))

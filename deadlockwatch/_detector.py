@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-from . import _native, _patch, _primitives, _state, _waits
+from . import _graph, _native, _patch, _primitives, _state, _waits
 from ._analysis import analyze, held_at_exit
 from ._capture import capture, capture_all, capture_departed, with_stacks
 from ._config import ABORT_EXIT_STATUS, Config
@@ -49,6 +49,9 @@ class _Detector:
         self._wake = _native.allocate_lock()
         self._done = _native.allocate_lock()
         self._emit_lock = _native.allocate_lock()
+        #: The watcher is importing networkx; a child forked meanwhile never will.
+        self._importing = False
+        self._import_broken_by_fork = False
         self._errors_seen: set[str] = set()
         #: Send findings to the ``deadlockwatch`` logger too (the pytest plugin
         #: attaches them to the test report instead).
@@ -112,6 +115,9 @@ class _Detector:
         self._wake = _native.allocate_lock()
         self._done = _native.allocate_lock()
         self._emit_lock = _native.allocate_lock()
+        if self._importing:
+            self._import_broken_by_fork = True
+            self._importing = False
         self.watcher_ident = None
         me = _native.get_ident()
         self._anchor = _state.current_record() if me != _MAIN_IDENT else None
@@ -119,7 +125,9 @@ class _Detector:
             if rec.ident != me:
                 _state.blocked.pop(rec, None)
         for rec in list(_state.records.values()):
-            if rec.ident != me:
+            if rec.ident == me:
+                rec.pid = os.getpid()
+            else:
                 rec.lost_at_fork = True
                 rec.alive = False
         # The parent's threads did not exit: what they held is reported when
@@ -132,9 +140,13 @@ class _Detector:
     def _run(self) -> None:
         self.watcher_ident = _native.get_ident()
         try:
-            # Import the analysis' dependency now, in the background, so that
-            # the first detection does not pay for it.
-            import networkx  # noqa: F401
+            # The analysis' graph library, in the background (see `_graph`):
+            # not in a child forked while the parent's watcher imported it
+            # (the child's copy of that import's module locks is held forever).
+            if not self._import_broken_by_fork:
+                self._importing = True
+                _graph.load_networkx()
+                self._importing = False
         except Exception as exc:
             self._internal_error(exc)
         try:
@@ -241,7 +253,10 @@ class _Detector:
         ``current`` is the calling thread's own wait when the finding is made
         at an acquire (self-deadlock): an error meant for it is raised here.
         """
-        for token in finding.key:
+        # Every wait of the finding, not only the cycle's: the same threads
+        # seen through another cycle later are the same deadlock.
+        tokens = set(finding.key) | {t.wait.token for t in finding.threads if t.wait is not None}
+        for token in tokens:
             w = waits.get(token)
             if w is not None:
                 w.reported = True

@@ -26,6 +26,10 @@ def _q(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
+#: How a resource -> thread edge reads, by what the resource is.
+_HOLDER_EDGE = {"join": "is thread", "future": "run by", "import": "imported by"}
+
+
 def to_dot(findings: Iterable[Finding]) -> str:
     out = [
         "digraph deadlockwatch {",
@@ -56,7 +60,9 @@ def to_dot(findings: Iterable[Finding]) -> str:
                 else ""
             )
             style = f", {_CYCLE}" if r.key in cycle_resources else ""
-            label = f"{r.type} {r.id}{where}"
+            name = r.title or r.type
+            state = f"\n{r.detail}" if r.detail else ""
+            label = f"{name} {r.id}{where}{state}"
             out.append(f"    f{i}_r{r.key} [shape=box, style=rounded, label={_q(label)}{style}];")
         for e in f.order:
             where = f"\nat {short_path(e.site.file)}:{e.site.line}" if e.site else ""
@@ -77,8 +83,21 @@ def to_dot(findings: Iterable[Finding]) -> str:
                     continue
                 units = f" x{n}" if n > 1 else ""
                 style = f", {_CYCLE}" if ("held", r.key, h) in cycle_edges else ""
+                text = _HOLDER_EDGE.get(r.kind, "held by")
+                if r.kind == "future" and r.detail.startswith("pending"):
+                    text = "waits for a worker:"
                 out.append(
-                    f'    f{i}_r{r.key} -> f{i}_t{h} [label="held by{units}", style=dashed{style}];'
+                    f"    f{i}_r{r.key} -> f{i}_t{h} "
+                    f"[label={_q(text + units)}, style=dashed{style}];"
+                )
+        # A signal (a notify, a set) has no holder: the cycle goes through a
+        # thread that could give it.
+        for s in f.cycle:
+            r = f.resource(s.waits_for)
+            if not r.holders and not r.owner_bound and s.held_by in known:
+                out.append(
+                    f"    f{i}_r{r.key} -> f{i}_t{s.held_by} "
+                    f"[label={_q('could ' + (r.verb or 'signal'))}, style=dotted, {_CYCLE}];"
                 )
         out.append("  }")
     out.append("}")

@@ -5,15 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from ._model import Finding
+from ._report import step_text
 
 
 def summary(finding: Finding) -> str:
     """One line: the kind, the cause and the cycle."""
-    steps = "; ".join(
-        f"{finding.thread_label(s.thread)!r} waits for {finding.resource_label(s.waits_for)}"
-        f" held by {finding.thread_label(s.held_by)!r}"
-        for s in finding.cycle
-    )
+    steps = "; ".join(step_text(finding, s) for s in finding.cycle)
     return f"{finding.kind}: {finding.cause}" + (f" ({steps})" if steps else "")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 from ._model import (
@@ -83,6 +84,7 @@ def _finding_from_json(record: Any, where: str) -> Finding:
     key_of = {name: i + 1 for i, name in enumerate(names)}
 
     resources: dict[str, ResourceInfo] = {}
+    parts: dict[str, Any] = {}
     for i, r in enumerate(_need(record, "resources", list, where)):
         rw = f"{where}, resources[{i}]"
         rid = _need(r, "id", str, rw)
@@ -97,12 +99,24 @@ def _finding_from_json(record: Any, where: str) -> Finding:
             holders=tuple((key_of[h], int(n)) for h, n in holders.items() if h in key_of),
             free=int(r.get("free", 0)),
             owner_bound=bool(r.get("owner_bound", True)),
+            kind=_text(r, "kind", rw) or "lock",
+            detail=_text(r, "detail", rw),
+            verb=_text(r, "verb", rw),
+            title=_text(r, "title", rw),
+            group=_text(r, "group", rw),
         )
+        parts[rid] = r.get("parts", [])
 
     def res_key(rid: Any, w: str) -> int:
         if rid not in resources:
             raise ReportError(f"{w}: unknown resource {rid!r}")
         return resources[rid].key
+
+    for rid, ids in parts.items():
+        if not isinstance(ids, list):
+            raise ReportError(f"{where}, resource {rid}: 'parts' must be a list")
+        keys = tuple(res_key(p, f"{where}, resource {rid}") for p in ids)
+        resources[rid] = replace(resources[rid], parts=keys)
 
     def thread_key(name: Any, w: str) -> int:
         if name not in key_of:
@@ -155,6 +169,7 @@ def _finding_from_json(record: Any, where: str) -> Finding:
                 name=name,
                 daemon=bool(d.get("daemon", False)),
                 alive=bool(d.get("alive", True)),
+                lost_at_fork=bool(d.get("lost_at_fork", False)),
                 wait=wait,
                 held=held,
                 stack=stack,

@@ -18,6 +18,7 @@ _TITLES = {
     "deadlock": "DEADLOCK",
     "timed-cycle": "TIMED CYCLE (will break when a timeout expires)",
     "lock-order-inversion": "POTENTIAL DEADLOCK: lock-order inversion",
+    "held-at-exit": "WARNING: a thread exited holding a lock",
 }
 
 
@@ -108,14 +109,17 @@ def _order_lines(f: Finding) -> list[str]:
 
 def _thread_lines(f: Finding, t: ThreadInfo) -> list[str]:
     flags = ["daemon" if t.daemon else "non-daemon"]
-    if not t.alive:
+    if t.lost_at_fork:
+        flags.append("a thread of the parent, gone at the fork")
+    elif not t.alive:
         flags.append("exited")
     out = [f"  Thread {f.thread_label(t.key)!r} (ident {t.ident}, {', '.join(flags)})"]
     if t.wait is not None:
         r = f.resource(t.wait.resource)
         timeout = f", timeout {t.wait.timeout:g} s" if t.wait.timeout is not None else ""
+        state = f" ({r.detail})" if r.detail else ""
         out.append(
-            f"    waiting {t.wait.blocked_for:.2f} s for {_resource_line(r)}{timeout}"
+            f"    waiting {t.wait.blocked_for:.2f} s for {_resource_line(r)}{state}{timeout}"
             f" at {_site(t.wait.site)}"
         )
     if t.held:
@@ -166,6 +170,12 @@ def to_json(f: Finding) -> dict[str, Any]:
                 "holders": {name(h): n for h, n in r.holders if _known(f, h)},
                 "free": r.free,
                 "owner_bound": r.owner_bound,
+                "kind": r.kind,
+                "detail": r.detail,
+                "verb": r.verb,
+                "title": r.title,
+                "group": r.group,
+                "parts": [f.resource(p).id for p in r.parts if _has_resource(f, p)],
             }
             for r in f.resources
         ],
@@ -175,6 +185,7 @@ def to_json(f: Finding) -> dict[str, Any]:
                 "ident": t.ident,
                 "daemon": t.daemon,
                 "alive": t.alive,
+                "lost_at_fork": t.lost_at_fork,
                 "waits_for": None
                 if t.wait is None
                 else {
@@ -214,6 +225,10 @@ def _frames_json(stack: Iterable[Frame]) -> list[dict[str, Any]]:
     return [
         {"file": fr.file, "line": fr.line, "function": fr.function, "code": fr.code} for fr in stack
     ]
+
+
+def _has_resource(f: Finding, key: int) -> bool:
+    return any(r.key == key for r in f.resources)
 
 
 def _known(f: Finding, key: int) -> bool:

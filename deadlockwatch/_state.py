@@ -136,7 +136,10 @@ def _thread_gone(rec: ThreadRecord, _ref: object) -> None:
         rec.alive = False
         if records.get(rec.ident) is rec:
             del records[rec.ident]
-        if rec.held and not rec.lost_at_fork and rec.pid == os.getpid():
+        if rec.pid != os.getpid():
+            # Cleared in a forked child: a thread of the parent.
+            rec.lost_at_fork = True
+        elif rec.held and not rec.lost_at_fork:
             departed.append((rec, _native.monotonic()))
     except Exception:
         pass

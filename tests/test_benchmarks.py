@@ -1,0 +1,61 @@
+"""Smoke test of the benchmark suite: ``python -m benchmarks --quick`` runs
+to the end and writes every section with numbers.
+
+No timing is asserted here: speed is measured by the benchmarks themselves
+(see benchmarks/README.md), never by a timed test on a shared machine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SECTIONS = ("uncontended", "contended", "workloads", "latency", "scale", "memory", "startup")
+#: The quick mode takes well under a minute alone; leave room for a loaded machine.
+TIMEOUT = 120.0
+
+
+def _numbers(row: dict[str, Any]) -> list[float]:
+    return [v for v in row.values() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+
+@pytest.mark.timeout(TIMEOUT + 30)
+@pytest.mark.no_deadlockwatch
+def test_quick_benchmarks_write_every_section(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEADLOCKWATCH")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--json", str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["quick"] is True
+    assert set(SECTIONS) <= set(data["sections"])
+    for name in SECTIONS:
+        section = data["sections"][name]
+        assert "error" not in section, f"{name}: {section.get('error')}"
+        assert section["rows"], f"{name}: no rows"
+        for row in section["rows"]:
+            numbers = _numbers(row)
+            assert numbers, f"{name}: a row without numbers: {row}"
+            assert all(math.isfinite(v) for v in numbers), f"{name}: {row}"
+    # Every target is judged (met or not) or explicitly without data.
+    assert data["targets"]
+    for target in data["targets"]:
+        assert target["met"] in (True, False, None), target
+    # The table was printed too.
+    for name in SECTIONS:
+        assert f"[{name}]" in proc.stdout

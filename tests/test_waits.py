@@ -1,0 +1,723 @@
+"""Waits beyond locks: Condition, Event, Barrier, queues, joins, futures,
+threads that exit holding a lock, fork, and the import system.
+
+Each scenario runs in its own interpreter (a broken detector fails the test,
+it never hangs the suite): the interleaving is forced with Events and
+Barriers, every thread is a daemon, and the detector's ``raise-all`` action
+unwinds the deadlocked threads, which print what they got.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import run_python
+
+PRELUDE = """
+import os, sys, threading, time
+import deadlockwatch
+from deadlockwatch import DeadlockError
+deadlockwatch.enable(
+    interval=0.02, threshold=0.05, on_deadlock="raise-all", report=os.environ["REPORT"]
+)
+
+def spawn(fn, name):
+    t = threading.Thread(target=guard(fn), name=name, daemon=True)
+    t.start()
+    return t
+
+def guard(fn):
+    def run():
+        try:
+            fn()
+        except DeadlockError:
+            print("DeadlockError in", threading.current_thread().name, flush=True)
+    return run
+"""
+
+
+def watched(tmp_path: Path, body: str, timeout: float = 60.0) -> tuple[str, list[dict[str, Any]]]:
+    """Run PRELUDE + ``body``; return its stdout and the findings it reported."""
+    report = tmp_path / "report.jsonl"
+    proc = run_python(
+        PRELUDE + textwrap.dedent(body), env={"REPORT": str(report)}, timeout=timeout
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    findings = []
+    if report.exists():
+        findings = [json.loads(line) for line in report.read_text().splitlines() if line]
+    return proc.stdout, findings
+
+
+def line(body: str, needle: str) -> int:
+    """The line of the program (PRELUDE + ``body``) where ``needle`` first appears."""
+    lines = (PRELUDE + textwrap.dedent(body)).splitlines()
+    return next(i for i, text in enumerate(lines, 1) if needle in text)
+
+
+def only(findings: list[dict[str, Any]], kind: str = "deadlock") -> dict[str, Any]:
+    matching = [f for f in findings if f["kind"] == kind]
+    assert len(matching) == 1, findings
+    return matching[0]
+
+
+def resource(finding: dict[str, Any], type_: str) -> dict[str, Any]:
+    found = [r for r in finding["resources"] if r["type"] == type_]
+    assert found, finding["resources"]
+    return found[0]
+
+
+# -- deadlocks through signals -----------------------------------------------------
+
+
+def test_condition_wait_under_a_lock_the_notifier_needs(tmp_path: Path) -> None:
+    out, findings = watched(
+        tmp_path,
+        """
+        lock = threading.Lock()
+        cond = threading.Condition()
+        items = []
+        waiting = threading.Event()
+        def consumer():
+            with lock:
+                with cond:
+                    waiting.set()
+                    while not items:
+                        cond.wait()
+        def producer():
+            waiting.wait(10)
+            with lock:
+                with cond:
+                    items.append(1)
+                    cond.notify()
+        c = spawn(consumer, "consumer")
+        p = spawn(producer, "producer")
+        try:
+            c.join()
+        except DeadlockError:
+            print("main: DeadlockError")
+        c.join(10); p.join(10)
+        print("done")
+        """,
+    )
+    f = only(findings)
+    assert f["cause"].startswith("'consumer' waits on Condition(created")
+    assert "while holding Lock(created" in f["cause"]
+    assert "which 'producer' needs before it could notify it" in f["cause"]
+    assert {s["thread"] for s in f["cycle"]} == {"consumer", "producer"}
+    cond = resource(f, "Condition")
+    assert cond["kind"] == "signal" and cond["holders"] == {}
+    assert "DeadlockError in consumer" in out and "DeadlockError in producer" in out
+    # The consumer does not hold the Condition's own lock while it waits.
+    details = {d["name"]: d for d in f["thread_details"]}
+    held = {h["resource"] for h in details["consumer"]["holds"]}
+    assert held == {resource(f, "Lock")["id"]}
+
+
+def test_event_that_only_a_blocked_thread_would_set(tmp_path: Path) -> None:
+    out, findings = watched(
+        tmp_path,
+        """
+        lock = threading.Lock()
+        ready = threading.Event()
+        def setter():
+            with lock:
+                ready.set()
+        with lock:
+            spawn(setter, "setter")
+            try:
+                ready.wait()
+            except DeadlockError:
+                print("main: DeadlockError")
+        """,
+    )
+    f = only(findings)
+    assert "waits on Event(created" in f["cause"]
+    assert "which 'setter' needs before it could set it" in f["cause"]
+    assert "main: DeadlockError" in out
+
+
+def test_event_nobody_can_set(tmp_path: Path) -> None:
+    out, findings = watched(
+        tmp_path,
+        """
+        never = threading.Event()
+        try:
+            never.wait()
+        except DeadlockError as e:
+            print("main:", e)
+        """,
+    )
+    f = only(findings)
+    assert f["cause"].startswith("no thread that can run will ever set Event(created")
+    assert f["cycle"] == []
+    assert f["conditions"]["circular_wait"] is False
+    assert "main: deadlock: no thread that can run will ever set Event" in out
+
+
+def test_queue_get_under_a_lock_the_producer_needs(tmp_path: Path) -> None:
+    out, findings = watched(
+        tmp_path,
+        """
+        import queue
+        lock = threading.Lock()
+        q = queue.Queue()
+        def producer():
+            with lock:
+                q.put(1)
+        with lock:
+            spawn(producer, "producer")
+            try:
+                q.get()
+            except DeadlockError:
+                print("main: DeadlockError")
+        """,
+    )
+    f = only(findings)
+    assert "waits on Queue(created" in f["cause"]
+    assert "'producer' needs before it could put an item into it" in f["cause"]
+    q = resource(f, "Queue")
+    assert q["detail"] == "empty"
+    # The wait is placed where the application called get(), not in queue.py.
+    main = next(d for d in f["thread_details"] if d["name"] == "MainThread")
+    assert main["waits_for"]["at"]["function"] == "<module>"
+
+
+def test_queue_put_on_a_full_queue_under_a_lock(tmp_path: Path) -> None:
+    out, findings = watched(
+        tmp_path,
+        """
+        import queue
+        lock = threading.Lock()
+        q = queue.LifoQueue(maxsize=1)
+        q.put(0)
+        def consumer():
+            with lock:
+                q.get()
+        with lock:
+            spawn(consumer, "consumer")
+            try:
+                q.put(1)
+            except DeadlockError:
+                print("main: DeadlockError")
+        """,
+    )
+    f = only(findings)
+    assert "waits on LifoQueue(created" in f["cause"]
+    assert "before it could take an item from it" in f["cause"]
+    assert resource(f, "LifoQueue")["detail"] == "full, maxsize 1"
+
+
+def test_barrier_a_party_never_reaches(tmp_path: Path) -> None:
+    out, findings = watched(
+        tmp_path,
+        """
+        lock = threading.Lock()
+        barrier = threading.Barrier(2)
+        def late():
+            with lock:
+                barrier.wait()
+        with lock:
+            spawn(late, "late")
+            try:
+                barrier.wait()
+            except DeadlockError:
+                print("main: DeadlockError")
+        """,
+    )
+    f = only(findings)
+    assert "waits on Barrier(created" in f["cause"]
+    assert "'late' needs before it could reach it" in f["cause"]
+    assert resource(f, "Barrier")["detail"] == "1 of 2 parties waiting"
+
+
+# -- joins and futures -----------------------------------------------------------
+
+
+def test_join_of_a_thread_waiting_for_the_joiners_lock(tmp_path: Path) -> None:
+    body = """
+        lock = threading.Lock()
+        def worker():
+            with lock:
+                pass
+        with lock:
+            t = spawn(worker, "worker")
+            try:
+                t.join()
+            except DeadlockError:
+                print("main: DeadlockError")
+        t.join(10)
+        print("alive after:", t.is_alive())
+        """
+    out, findings = watched(tmp_path, body)
+    f = only(findings)
+    made = line(body, "lock = threading.Lock()")
+    assert f["cause"] == (
+        f"'MainThread' joins 'worker', which waits for Lock(created <string>:{made}) "
+        "held by 'MainThread'"
+    )
+    thread = resource(f, "Thread")
+    assert thread["kind"] == "join" and thread["holders"] == {"worker": 1}
+    assert "main: DeadlockError" in out and "alive after: False" in out
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_executor_starvation(tmp_path: Path, workers: int) -> None:
+    out, findings = watched(
+        tmp_path,
+        f"""
+        from concurrent.futures import ThreadPoolExecutor
+        pool = ThreadPoolExecutor(max_workers={workers}, thread_name_prefix="pool")
+        started = threading.Barrier({workers})
+        def inner():
+            return 1
+        def outer():
+            started.wait(10)
+            return pool.submit(inner).result()
+        futures = [pool.submit(outer) for _ in range({workers})]
+        for fut in futures:
+            try:
+                fut.result()
+            except DeadlockError:
+                print("main: DeadlockError")
+        pool.shutdown(wait=False)
+        """,
+    )
+    f = only(findings)
+    if workers == 1:
+        expected = "the only worker of ThreadPoolExecutor 'pool' waits on a future queued behind it"
+    else:
+        expected = "all 2 workers of ThreadPoolExecutor 'pool' wait on futures queued behind them"
+    assert f["cause"] == expected
+    future = resource(f, "Future")
+    assert future["detail"] == "pending in ThreadPoolExecutor 'pool'"
+    assert future["kind"] == "future"
+    names = [d["name"] for d in f["thread_details"]]
+    assert {f"pool_{i}" for i in range(workers)} <= set(names)
+    assert "MainThread" in names  # stuck behind: it waits on the outer futures
+    assert "main: DeadlockError" in out
+
+
+def test_futures_wait_all_for_futures_queued_behind(tmp_path: Path) -> None:
+    out, findings = watched(
+        tmp_path,
+        """
+        from concurrent.futures import ThreadPoolExecutor, wait
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="solo")
+        def outer():
+            inner = [pool.submit(int) for _ in range(3)]
+            wait(inner)
+        fut = pool.submit(outer)
+        try:
+            fut.result()
+        except DeadlockError:
+            print("main: DeadlockError")
+        pool.shutdown(wait=False)
+        """,
+    )
+    f = only(findings)
+    assert f["cause"].startswith("the only worker of ThreadPoolExecutor 'solo'")
+    futures = resource(f, "Futures")
+    assert futures["kind"] == "all" and futures["title"] == "all of 3 futures"
+    assert len(futures["parts"]) == 3
+
+
+def test_as_completed_any_future_that_can_run_is_no_deadlock(tmp_path: Path) -> None:
+    out, findings = watched(
+        tmp_path,
+        """
+        from concurrent.futures import ThreadPoolExecutor, as_completed
+        pool = ThreadPoolExecutor(max_workers=2)
+        gate = threading.Event()
+        def slow():
+            time.sleep(0.4)
+            return 1
+        fs = [pool.submit(slow) for _ in range(4)]
+        print("sum", sum(f.result() for f in as_completed(fs, timeout=20)))
+        pool.shutdown()
+        """,
+    )
+    assert "sum 4" in out
+    assert findings == []
+
+
+# -- threads that end holding a lock; fork --------------------------------------
+
+
+def test_thread_that_died_holding_a_lock(tmp_path: Path) -> None:
+    body = """
+        lock = threading.Lock()
+        def loader():
+            lock.acquire()
+            raise ValueError("boom")
+        t = threading.Thread(target=loader, name="loader")
+        t.start(); t.join()
+        time.sleep(0.3)
+        try:
+            with lock:
+                pass
+        except DeadlockError as e:
+            print("main:", e)
+        """
+    out, findings = watched(tmp_path, body)
+    made, taken = line(body, "lock = threading.Lock()"), line(body, "lock.acquire()")
+    warning = only(findings, "held-at-exit")
+    assert warning["cause"] == (
+        f"thread 'loader' exited holding Lock(created <string>:{made}) (acquired at "
+        f"<string>:{taken} in loader): any thread that acquires it will block forever"
+    )
+    dead = warning["thread_details"][0]
+    assert dead["alive"] is False and dead["holds"][0]["acquired_at"]["line"] == taken
+    f = only(findings)
+    assert f["cause"] == f"Lock(created <string>:{made}) is held by thread 'loader', which exited"
+    assert f"main: deadlock: Lock(created <string>:{made}) is held by thread 'loader'" in out
+
+
+def test_thread_ending_after_handing_its_lock_over_is_no_warning(tmp_path: Path) -> None:
+    out, findings = watched(
+        tmp_path,
+        """
+        lock = threading.Lock()
+        def opener():
+            lock.acquire()
+        t = threading.Thread(target=opener, name="opener")
+        t.start(); t.join()
+        lock.release()          # a latch: another thread lets it go
+        time.sleep(0.3)
+        with lock:
+            print("acquired")
+        """,
+    )
+    assert "acquired" in out
+    assert findings == []
+
+
+def test_rlock_left_held_by_an_exited_thread_is_a_warning(tmp_path: Path) -> None:
+    out, findings = watched(
+        tmp_path,
+        """
+        lock = threading.RLock()
+        t = threading.Thread(target=lock.acquire, name="leaker")
+        t.start(); t.join()
+        time.sleep(0.3)
+        print("done")
+        """,
+    )
+    warning = only(findings, "held-at-exit")
+    assert warning["cause"].startswith("thread 'leaker' exited holding RLock(created")
+    assert [f["kind"] for f in findings] == ["held-at-exit"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_child_blocking_on_a_lock_held_by_a_parent_thread_at_fork(tmp_path: Path) -> None:
+    body = """
+        import warnings
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+        lock = threading.Lock()
+        held = threading.Event()
+        release = threading.Event()
+        def holder():
+            with lock:
+                held.set()
+                release.wait(10)
+        spawn(holder, "holder")
+        held.wait(10)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                with lock:
+                    pass
+            except DeadlockError as e:
+                print("child:", e, flush=True)
+            os._exit(0)
+        release.set()
+        _, status = os.waitpid(pid, 0)
+        print("child status", status)
+        """
+    out, findings = watched(tmp_path, body)
+    made = line(body, "lock = threading.Lock()")
+    f = only(findings)
+    assert f["cause"] == (
+        f"Lock(created <string>:{made}) is held by thread 'holder' of the parent process at "
+        "the fork (only the forking thread survives a fork)"
+    )
+    gone = next(d for d in f["thread_details"] if d["name"] == "holder")
+    assert gone["lost_at_fork"] is True
+    assert f"child: deadlock: Lock(created <string>:{made}) is held by thread 'holder'" in out
+    assert "child status 0" in out
+    # No warning about the parent's threads "exiting" in the child.
+    assert [x["kind"] for x in findings] == ["deadlock"]
+
+
+# -- the import system --------------------------------------------------------------
+
+
+def test_cycle_between_an_import_and_a_lock(tmp_path: Path) -> None:
+    module = tmp_path / "slowmod.py"
+    module.write_text(
+        textwrap.dedent(
+            """
+            import threading, __main__
+            if threading.current_thread().name == "importer":
+                __main__.importing.set()
+                __main__.go.wait(10)
+                with __main__.lock:
+                    pass
+            """
+        )
+    )
+    out, findings = watched(
+        tmp_path,
+        f"""
+        sys.path.insert(0, {str(tmp_path)!r})
+        lock = threading.Lock()
+        importing = threading.Event()
+        go = threading.Event()
+        def importer():
+            import slowmod
+        def other():
+            with lock:
+                go.set()
+                import slowmod
+        i = spawn(importer, "importer")
+        importing.wait(10)
+        t = spawn(other, "other")
+        i.join(10); t.join(10)
+        print("done", i.is_alive(), t.is_alive())
+        """,
+    )
+    f = only(findings)
+    assert f["cause"] == (
+        "'other' waits for the import of module 'slowmod', in progress in 'importer', "
+        "which is blocked behind it"
+    )
+    imp = resource(f, "import")
+    assert imp["kind"] == "import" and imp["holders"] == {"importer": 1}
+    # The importer's error ends its import; the other thread then imports it.
+    assert "DeadlockError in importer" in out and "done False False" in out
+
+
+# -- no false alarms ----------------------------------------------------------------
+
+NO_ALARM = {
+    "idle_condition": """
+        cond = threading.Condition()
+        items = []
+        def consumer():
+            with cond:
+                while not items:
+                    cond.wait()
+        t = spawn(consumer, "consumer")
+        time.sleep(0.4)              # the producer sleeps: it can still notify
+        with cond:
+            items.append(1)
+            cond.notify()
+        t.join(10)
+        print("ok", not t.is_alive())
+    """,
+    "semaphore_as_signal": """
+        sem = threading.Semaphore(0)
+        def signaller():
+            time.sleep(0.4)
+            sem.release()
+        spawn(signaller, "signaller")
+        sem.acquire()
+        print("ok", True)
+    """,
+    "lock_handed_over": """
+        lock = threading.Lock()
+        lock.acquire()
+        def releaser():
+            time.sleep(0.4)
+            lock.release()
+        spawn(releaser, "releaser")
+        lock.acquire()
+        print("ok", True)
+    """,
+    "busy_executor": """
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            fs = [pool.submit(time.sleep, 0.2) for _ in range(4)]
+            [f.result() for f in fs]
+        print("ok", True)
+    """,
+    "event_set_by_a_sleeper": """
+        ev = threading.Event()
+        def sleeper():
+            time.sleep(0.4)
+            ev.set()
+        spawn(sleeper, "sleeper")
+        print("ok", ev.wait())
+    """,
+    "logging_from_many_threads": """
+        import io, logging
+        log = logging.getLogger("app")
+        log.addHandler(logging.StreamHandler(io.StringIO()))
+        log.setLevel(logging.INFO)
+        def chatter():
+            for i in range(300):
+                log.info("message %d", i)
+        ts = [spawn(chatter, f"chatter-{i}") for i in range(8)]
+        for t in ts:
+            t.join(20)
+        print("ok", not any(t.is_alive() for t in ts))
+    """,
+    "idle_queue_pipeline": """
+        import queue
+        q = queue.Queue()
+        out = queue.Queue()
+        def consumer():
+            while (item := q.get()) is not None:
+                out.put(item)
+        cs = [spawn(consumer, f"consumer-{i}") for i in range(3)]
+        for i in range(3):
+            time.sleep(0.15)          # the consumers idle in get() meanwhile
+            q.put(i)
+        for _ in cs:
+            q.put(None)
+        for t in cs:
+            t.join(10)
+        print("ok", sorted(out.get(timeout=5) for _ in range(3)) == [0, 1, 2])
+    """,
+    "join_of_a_sleeping_thread": """
+        t = spawn(lambda: time.sleep(0.4), "sleeper")
+        t.join()
+        print("ok", not t.is_alive())
+    """,
+    "event_set_by_a_signal_handler": """
+        import signal
+        ev = threading.Event()
+        signal.signal(signal.SIGALRM, lambda *a: ev.set())
+        signal.setitimer(signal.ITIMER_REAL, 0.4)
+        print("ok", ev.wait())
+    """,
+    "barrier_all_arrive": """
+        b = threading.Barrier(3)
+        def party():
+            time.sleep(0.2)
+            b.wait()
+        ts = [spawn(party, f"party-{i}") for i in range(2)]
+        b.wait()
+        print("ok", True)
+    """,
+}
+
+
+@pytest.mark.parametrize("name", sorted(NO_ALARM))
+def test_no_false_alarm(tmp_path: Path, name: str) -> None:
+    if name == "event_set_by_a_signal_handler" and not hasattr(__import__("signal"), "setitimer"):
+        pytest.skip("needs signal.setitimer")
+    out, findings = watched(tmp_path, NO_ALARM[name])
+    assert "ok True" in out, out
+    assert findings == [], findings
+
+
+# -- transparency of the patched waits ---------------------------------------------
+
+
+def test_patched_waits_keep_their_results_and_errors(tmp_path: Path) -> None:
+    out, _ = watched(
+        tmp_path,
+        """
+        import queue
+        cond = threading.Condition()
+        try:
+            cond.wait()
+        except RuntimeError as e:
+            print("unowned:", e)
+        with cond:
+            print("timed:", cond.wait(0.05), cond.wait(0), cond.wait_for(lambda: 7, 1))
+        try:
+            with cond:
+                cond.wait("x")
+        except TypeError as e:
+            print("type:", type(e).__name__)
+        t = threading.Thread(target=lambda: None)
+        try:
+            t.join()
+        except RuntimeError as e:
+            print("join:", e)
+        try:
+            threading.current_thread().join()
+        except RuntimeError as e:
+            print("self-join:", e)
+        t.start(); print("joined:", t.join(), t.is_alive())
+        try:
+            queue.Queue().get(timeout=0.05)
+        except queue.Empty:
+            print("empty")
+        print("event:", threading.Event().wait(0.05))
+        print("patched:", type(threading.Condition.wait).__name__)
+        deadlockwatch.disable()
+        print("restored:", type(threading.Condition.wait).__name__)
+        """,
+    )
+    assert "unowned: cannot wait on un-acquired lock" in out
+    assert "timed: False False 7" in out
+    assert "type: TypeError" in out
+    assert "join: cannot join thread before it is started" in out
+    assert "self-join: cannot join current thread" in out
+    assert "joined: None False" in out
+    assert "empty" in out and "event: False" in out
+    assert "patched: BoundFunctionWrapper" in out or "patched: FunctionWrapper" in out
+    assert "restored: function" in out
+
+
+def test_dump_shows_condition_and_join_waits(tmp_path: Path) -> None:
+    out, _ = watched(
+        tmp_path,
+        """
+        import io
+        ev = threading.Event()
+        t = spawn(ev.wait, "waiter")
+        time.sleep(0.2)
+        buf = io.StringIO()
+        deadlockwatch.dump(buf)
+        ev.set(); t.join(10)
+        print(buf.getvalue())
+        """,
+    )
+    assert "Thread 'waiter'" in out
+    assert "for Event(created <string>:" in out
+    assert "(not set)" in out or "held by nobody" in out
+
+
+def test_reports_of_new_kinds_load_and_render(tmp_path: Path) -> None:
+    from deadlockwatch._dot import to_dot
+    from deadlockwatch._load import load_findings
+    from deadlockwatch._report import format_text
+
+    _, findings = watched(
+        tmp_path,
+        """
+        lock = threading.Lock()
+        ready = threading.Event()
+        def setter():
+            with lock:
+                ready.set()
+        with lock:
+            spawn(setter, "setter")
+            try:
+                ready.wait()
+            except DeadlockError:
+                pass
+        """,
+    )
+    assert findings
+    loaded = load_findings(str(tmp_path / "report.jsonl"))
+    text = format_text(loaded[0])
+    assert "'MainThread' waits on Event(created <string>:" in text
+    assert "'setter' could set it" in text
+    dot = to_dot(loaded)
+    assert 'label="could set"' in dot
+
+
+if sys.platform == "win32":  # pragma: no cover
+    pytestmark = pytest.mark.skip("POSIX scenarios")
