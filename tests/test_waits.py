@@ -38,7 +38,8 @@ def guard(fn):
         try:
             fn()
         except DeadlockError:
-            print("DeadlockError in", threading.current_thread().name, flush=True)
+            name = threading.current_thread().name
+            print(f"DeadlockError in {name}\\n", end="", flush=True)  # one write
     return run
 """
 
@@ -403,10 +404,14 @@ def test_rlock_left_held_by_an_exited_thread_is_a_warning(tmp_path: Path) -> Non
     out, findings = watched(
         tmp_path,
         """
+        from deadlockwatch._detector import DETECTOR
         lock = threading.RLock()
         t = threading.Thread(target=lock.acquire, name="leaker")
         t.start(); t.join()
-        time.sleep(0.3)
+        deadline = time.monotonic() + 10
+        while not DETECTOR.findings and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)  # nothing more comes
         print("done")
         """,
     )
