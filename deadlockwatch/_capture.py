@@ -109,13 +109,16 @@ class _Builder:
             for r, _, site in holders:
                 if r is rec:
                     held_sites[key] = site
-        # Renamed since (thread.name = ...)? Remembered for after it ends.
-        name = rec.name = _state.thread_name(rec.ident, rec.name)
+        # Renamed since (thread.name = ...)? Remembered for after it ends.  An
+        # ended thread's ident may already be another's: keep what it had.
+        name = rec.name
+        if rec.alive:
+            name = rec.name = _state.thread_name(rec.ident, rec.name)
         self.threads[id(rec)] = ThreadInfo(
             key=id(rec),
             ident=rec.ident,
             name=name,
-            daemon=_state.thread_daemon(rec.ident, rec.daemon),
+            daemon=_state.thread_daemon(rec.ident, rec.daemon) if rec.alive else rec.daemon,
             alive=rec.alive and rec.ident in self.frames,
             wait=wait_info,
             held=tuple(

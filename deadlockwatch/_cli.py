@@ -179,7 +179,7 @@ LOCK_ORDER_DEMOS = frozenset({"inversion"})
 
 def _demo(args: list[str]) -> int:
     from . import _api
-    from ._demo import SCENARIOS
+    from ._demo import RAISE_ALL, SCENARIOS
 
     parser = _ArgParser(prog="python -m deadlockwatch demo", description="Run built-in deadlocks.")
     parser.add_argument("name", nargs="?", choices=sorted(SCENARIOS), help="default: all")
@@ -190,7 +190,8 @@ def _demo(args: list[str]) -> int:
             scenario = SCENARIOS[n]
             # One report per scenario: lock order only where it is the point
             # (a real ABBA is also an inversion, reported as it forms).
-            _api.enable(on_deadlock="raise", text=True, lock_order=n in LOCK_ORDER_DEMOS)
+            action = "raise-all" if n in RAISE_ALL else "raise"
+            _api.enable(on_deadlock=action, text=True, lock_order=n in LOCK_ORDER_DEMOS)
             _api.forget()
             print(f"=== {n}: {(scenario.__doc__ or '').strip()}", flush=True)
             try:

@@ -7,6 +7,7 @@ breaks it with DeadlockError in one thread, and the scenario ends cleanly.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from ._errors import DeadlockError
@@ -122,10 +123,108 @@ def inversion() -> list[str]:
     return first + _run_threads([("rebuild", rebuild)])
 
 
+def condition() -> list[str]:
+    """A consumer waits on a Condition while holding the lock its producer
+    needs before it can notify."""
+    lock = threading.Lock()
+    ready = threading.Condition()
+    items: list[int] = []
+    locked = threading.Event()
+
+    def consumer() -> None:
+        with lock, ready:
+            locked.set()
+            while not items:
+                ready.wait()
+
+    def producer() -> None:
+        locked.wait(_BOUND)
+        with lock, ready:
+            items.append(1)
+            ready.notify()
+
+    # The consumer is the calling thread, and nothing else waits with a
+    # timeout meanwhile: a thread that will wake up could still notify, and
+    # this would only be a timed cycle.
+    outcome: list[str] = []
+
+    def run(name: str, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+            outcome.append(f"{name}: finished")
+        except DeadlockError:
+            outcome.append(f"{name}: got DeadlockError, released its locks")
+
+    t = threading.Thread(target=run, args=("producer", producer), name="producer", daemon=True)
+    t.start()
+    run("consumer", consumer)
+    t.join(_BOUND)
+    if t.is_alive():
+        raise RuntimeError("the scenario did not recover from its deadlock")
+    return sorted(outcome)
+
+
+def starvation(workers: int = 2) -> list[str]:
+    """Every worker of a ThreadPoolExecutor waits on a future queued behind it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pool")
+    all_busy = threading.Barrier(workers)
+
+    def step() -> int:
+        return 1
+
+    def job() -> int:
+        all_busy.wait(_BOUND)
+        return pool.submit(step).result()
+
+    outer = [pool.submit(job) for _ in range(workers)]
+    outcome = []
+    for i, future in enumerate(outer):
+        try:
+            future.result(_BOUND)
+            outcome.append(f"job-{i}: finished")
+        except DeadlockError:
+            outcome.append(f"job-{i}: got DeadlockError, its worker is free again")
+    pool.shutdown(wait=True, cancel_futures=True)
+    return outcome
+
+
+def died_holding_lock() -> list[str]:
+    """A thread returns without releasing a lock; another then needs it."""
+    from ._detector import DETECTOR
+
+    lock = threading.Lock()
+    seen = len(DETECTOR.findings)
+
+    def loader() -> None:
+        lock.acquire()  # and no release: an early return skipped it
+
+    t = threading.Thread(target=loader, name="loader")
+    t.start()
+    t.join(_BOUND)
+    deadline = time.monotonic() + _BOUND  # the warning comes a threshold later
+    while len(DETECTOR.findings) == seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    def reader() -> None:
+        with lock:
+            pass
+
+    return ["loader: returned holding the lock", *_run_threads([("reader", reader)])]
+
+
 SCENARIOS: dict[str, Callable[[], list[str]]] = {
     "abba": abba,
     "philosophers": philosophers,
     "self-deadlock": self_deadlock,
     "pool-exhaustion": pool_exhaustion,
     "inversion": inversion,
+    "condition": condition,
+    "starvation": starvation,
+    "died-holding-lock": died_holding_lock,
 }
+
+#: Scenarios whose every stuck thread must unwind (``raise-all``): breaking
+#: one thread would leave the other waiting for a signal that never comes.
+RAISE_ALL = frozenset({"condition", "starvation"})

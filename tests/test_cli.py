@@ -584,6 +584,9 @@ DEMO_MARKS = {
     "philosophers": "'philosopher-0' waits for Lock(",
     "self-deadlock": "which it holds itself",
     "pool-exhaustion": "every unit of BoundedSemaphore(",
+    "condition": "'MainThread' waits on Condition(",
+    "starvation": "all 2 workers of ThreadPoolExecutor 'pool' wait on futures queued behind them",
+    "died-holding-lock": "is held by thread 'loader', which exited",
 }
 
 
@@ -612,6 +615,42 @@ def test_demo_reports_belong_to_their_scenario() -> None:
             assert chunk.count("deadlockwatch: DEADLOCK") == 1, chunk
         for other, mark in DEMO_MARKS.items():
             assert (mark in chunk) == (other == name), (name, other)
+
+
+@pytest.mark.parametrize(
+    ("name", "lines"),
+    [
+        (
+            "condition",
+            [
+                "    consumer: got DeadlockError, released its locks",
+                "    producer: got DeadlockError, released its locks",
+            ],
+        ),
+        (
+            "starvation",
+            [
+                "    job-0: got DeadlockError, its worker is free again",
+                "    job-1: got DeadlockError, its worker is free again",
+            ],
+        ),
+        (
+            "died-holding-lock",
+            [
+                "    loader: returned holding the lock",
+                "    reader: got DeadlockError, released its locks",
+            ],
+        ),
+    ],
+)
+def test_demo_beyond_locks(name: str, lines: list[str]) -> None:
+    r = dw("demo", name)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-2:] == lines
+    assert r.stderr.count("deadlockwatch: DEADLOCK") == 1
+    assert DEMO_MARKS[name] in r.stderr
+    warned = r.stderr.count("deadlockwatch: WARNING: a thread exited holding a lock")
+    assert warned == (name == "died-holding-lock")
 
 
 def test_demo_one_scenario() -> None:

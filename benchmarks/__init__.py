@@ -1,0 +1,4 @@
+"""deadlockwatch's benchmark suite: ``python -m benchmarks [--quick] [--json OUT]``.
+
+See benchmarks/README.md.
+"""

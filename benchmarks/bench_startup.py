@@ -1,0 +1,235 @@
+"""Section 7: start-up cost.
+
+- The ``deadlockwatch.pth`` line itself, with ``DEADLOCKWATCH`` unset, timed
+  in-process (it runs at every interpreter start of the environment).
+- ``python -c pass`` in two throw-away virtual environments made from the
+  same base interpreter that differ only by ``deadlockwatch.pth`` (both put
+  the package and its dependencies on ``sys.path`` with a plain path file),
+  ``DEADLOCKWATCH`` unset: the whole cost of having the package installed.
+- The same with ``DEADLOCKWATCH=1`` (the detector enabled at start-up).
+- ``import deadlockwatch`` in a fresh interpreter, and whether it loaded
+  networkx or wrapt (1 = loaded; both should be 0), and the first
+  ``enable()`` (patching, watcher start).
+
+Runs alternate between the variants; medians are compared.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import timeit
+import venv
+from pathlib import Path
+
+import deadlockwatch
+
+from ._common import Section, interleave, median, ratio
+
+TIMEOUT = 60.0
+REPO = Path(deadlockwatch.__file__).resolve().parent.parent
+
+
+def _pth_line() -> tuple[str, str]:
+    """The installed deadlockwatch.pth line (else the repository's) and where it is."""
+    for d in [sysconfig.get_paths()["purelib"], *sys.path]:
+        p = Path(d) / "deadlockwatch.pth"
+        if p.is_file():
+            return p.read_text().strip(), str(p)
+    p = REPO / "deadlockwatch.pth"
+    return p.read_text().strip(), str(p)
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEADLOCKWATCH")}
+    for k in ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONPROFILEIMPORTTIME"):
+        env.pop(k, None)
+    env.update(extra)
+    return env
+
+
+def _make_venv(root: Path, name: str, with_pth: bool, line: str) -> Path:
+    target = root / name
+    venv.EnvBuilder(with_pip=False, symlinks=True, clear=True).create(target)
+    python = target / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=True,
+        env=_clean_env(),
+    ).stdout.strip()
+    site = Path(purelib)
+    site.mkdir(parents=True, exist_ok=True)
+    # The package (editable checkout) and its dependencies, by plain paths.
+    paths = [str(REPO), sysconfig.get_paths()["purelib"]]
+    (site / "paths.pth").write_text("\n".join(paths) + "\n")
+    if with_pth:
+        (site / "deadlockwatch.pth").write_text(line + "\n")
+    return python
+
+
+def _start_time(python: Path, env: dict[str, str], code: str = "pass") -> float:
+    t0 = timeit.default_timer()
+    subprocess.run([str(python), "-c", code], env=env, timeout=TIMEOUT, check=True)
+    return timeit.default_timer() - t0
+
+
+def _probe(python: Path, code: str) -> list[str]:
+    out = subprocess.run(
+        [str(python), "-c", code],
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=True,
+    )
+    return out.stdout.split()
+
+
+IMPORT_PROBE = """
+import sys, time
+t0 = time.perf_counter()
+import deadlockwatch
+t1 = time.perf_counter()
+print(t1 - t0, int('networkx' in sys.modules), int('wrapt' in sys.modules))
+"""
+
+ENABLE_PROBE = """
+import time
+import deadlockwatch
+t0 = time.perf_counter()
+deadlockwatch.enable()
+t1 = time.perf_counter()
+deadlockwatch.disable()
+print(t1 - t0)
+"""
+
+
+def run(quick: bool) -> Section:
+    rounds = 5 if quick else 40
+    section = Section(
+        key="startup",
+        title="Start-up: milliseconds (median), and what `import deadlockwatch` loads",
+        columns=[
+            ("case", "case"),
+            ("base_ms", "without ms"),
+            ("with_ms", "with ms"),
+            ("diff_ms", "diff ms"),
+            ("ratio", "ratio"),
+            ("value", "value"),
+        ],
+        params={"rounds": rounds},
+    )
+    line, where = _pth_line()
+    code = compile(line, where, "exec")
+    saved = os.environ.pop("DEADLOCKWATCH", None)
+    try:
+        number = 100_000
+        exec_ns = min(
+            timeit.timeit(lambda: exec(code, {}), number=number) / number * 1e9 for _ in range(5)
+        )
+        empty = compile("pass", where, "exec")
+        empty_ns = min(
+            timeit.timeit(lambda: exec(empty, {}), number=number) / number * 1e9 for _ in range(5)
+        )
+    finally:
+        if saved is not None:
+            os.environ["DEADLOCKWATCH"] = saved
+    section.rows.append(
+        {
+            "case": "deadlockwatch.pth line, DEADLOCKWATCH unset: value = us per exec",
+            "base_ms": None,
+            "with_ms": None,
+            "diff_ms": None,
+            "ratio": None,
+            "value": round((exec_ns - empty_ns) / 1e3, 3),
+            "line_exec_ns": round(exec_ns, 1),
+            "empty_exec_ns": round(empty_ns, 1),
+        }
+    )
+    root = Path(tempfile.mkdtemp(prefix="dw-bench-"))
+    try:
+        without = _make_venv(root, "without", False, line)
+        with_pth = _make_venv(root, "with", True, line)
+        unset, on = _clean_env(), _clean_env(DEADLOCKWATCH="1")
+        for python, env in ((without, unset), (with_pth, unset), (with_pth, on)):
+            _start_time(python, env)  # warm the caches
+        res = interleave(
+            {
+                "without": lambda: _start_time(without, unset),
+                "with": lambda: _start_time(with_pth, unset),
+                "enabled": lambda: _start_time(with_pth, on),
+            },
+            rounds,
+        )
+        base, with_, enabled = (median(res[k]) for k in ("without", "with", "enabled"))
+        # Noise: half the interquartile range of the baseline.
+        q = sorted(res["without"])
+        noise = (q[(3 * len(q)) // 4] - q[len(q) // 4]) / 2
+        section.rows.append(
+            {
+                "case": "python -c pass: without vs with deadlockwatch.pth, DEADLOCKWATCH unset",
+                "base_ms": round(base * 1e3, 2),
+                "with_ms": round(with_ * 1e3, 2),
+                "diff_ms": round((with_ - base) * 1e3, 2),
+                "ratio": ratio(with_, base),
+                "value": round(noise * 1e3, 2),
+            }
+        )
+        section.rows.append(
+            {
+                "case": "python -c pass: DEADLOCKWATCH unset vs DEADLOCKWATCH=1",
+                "base_ms": round(with_ * 1e3, 2),
+                "with_ms": round(enabled * 1e3, 2),
+                "diff_ms": round((enabled - with_) * 1e3, 2),
+                "ratio": ratio(enabled, with_),
+                "value": None,
+            }
+        )
+        imports = [_probe(with_pth, IMPORT_PROBE) for _ in range(rounds)]
+        section.rows.append(
+            {
+                "case": "import deadlockwatch (fresh interpreter)",
+                "base_ms": None,
+                "with_ms": round(median([float(r[0]) for r in imports]) * 1e3, 2),
+                "diff_ms": None,
+                "ratio": None,
+                "value": None,
+            }
+        )
+        for i, mod in ((1, "networkx"), (2, "wrapt")):
+            section.rows.append(
+                {
+                    "case": f"{mod} loaded by import deadlockwatch (1 = yes)",
+                    "base_ms": None,
+                    "with_ms": None,
+                    "diff_ms": None,
+                    "ratio": None,
+                    "value": max(int(r[i]) for r in imports),
+                }
+            )
+        enables = [float(_probe(with_pth, ENABLE_PROBE)[0]) for _ in range(rounds)]
+        section.rows.append(
+            {
+                "case": "first enable() in a process (imports wrapt, patches, starts watcher)",
+                "base_ms": None,
+                "with_ms": round(median(enables) * 1e3, 2),
+                "diff_ms": None,
+                "ratio": None,
+                "value": None,
+            }
+        )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    section.notes.append(
+        "row 1: exec of the .pth line minus exec of an empty line, in-process.  Row 2: two "
+        "throw-away venvs that differ only by deadlockwatch.pth; value = half the "
+        "interquartile range of the 'without' runs (the noise)."
+    )
+    return section
