@@ -291,3 +291,62 @@ def test_beside_pytest_timeout(pytester: pytest.Pytester) -> None:
     )
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.no_fnmatch_line("*Timeout*")
+
+
+def test_waits_beyond_locks_fail_their_test_and_held_at_exit_only_warns(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_waits="""
+        import queue, threading, time
+        from concurrent.futures import ThreadPoolExecutor
+
+        def test_queue_get_under_a_lock_the_producer_needs():
+            lock = threading.Lock()
+            q = queue.Queue()
+            def producer():
+                with lock:
+                    q.put(1)
+            with lock:
+                threading.Thread(target=producer, daemon=True).start()
+                q.get()
+
+        def test_executor_starvation():
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="solo")
+            def outer():
+                return pool.submit(int).result()
+            try:
+                pool.submit(outer).result()
+            finally:
+                pool.shutdown(wait=False)
+
+        def test_thread_left_a_lock_held():
+            lock = threading.Lock()
+            t = threading.Thread(target=lock.acquire, name="leaker")
+            t.start(); t.join()
+            time.sleep(1.0)  # the warning comes a threshold after the thread ended
+
+        def test_idle_consumer_is_fine():
+            q = queue.Queue()
+            def consumer():
+                q.get()
+            t = threading.Thread(target=consumer)
+            t.start()
+            time.sleep(0.5)
+            q.put(1)
+            t.join(10)
+        """
+    )
+    result = pytester.runpytest_subprocess("--deadlockwatch", "-p", "no:cacheprovider", timeout=120)
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*'MainThread' waits on Queue(created test_waits.py:*) while holding Lock(created"
+            " test_waits.py:*), which 'Thread-*' needs before it could put an item into it*",
+            "*the only worker of ThreadPoolExecutor 'solo' waits on a future queued behind it*",
+            "FAILED test_waits.py::test_queue_get_under_a_lock_the_producer_needs*",
+            "FAILED test_waits.py::test_executor_starvation*",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*deadlockwatch: 2 deadlock, 1 held-at-exit*"])
+    assert result.duration < 60
