@@ -10,6 +10,7 @@ watcher confirms a finding on a second capture before believing it.
 from __future__ import annotations
 
 import linecache
+import re
 import sys
 import threading
 from collections.abc import Iterable, Mapping
@@ -266,6 +267,33 @@ def capture_all(exclude: Iterable[int] = ()) -> tuple[Snapshot, dict[int, FrameT
         b.add(rec)
     b.follow()
     return b.snapshot(), frames
+
+
+#: A source line that blocks when what it names is busy.
+_BLOCKING_LINE = re.compile(r"\.(acquire|wait|wait_for|get|put|join|result)\(|^with\b")
+
+
+def outside_view(
+    frames: Mapping[int, FrameType], known: Iterable[int], limit: int = 20
+) -> tuple[str, ...]:
+    """Threads not in ``known`` whose innermost frame of the application's
+    code sits on a blocking call: likely waiting on an untracked primitive."""
+    skip = set(known)
+    out: list[str] = []
+    for ident, frame in frames.items():
+        if ident in skip or frame is None:
+            continue
+        if frame.f_code.co_filename in _state.INTERNAL_FILES:
+            continue  # inside threading/queue/futures: a tracked wait, or idle
+        line = linecache.getline(frame.f_code.co_filename, frame.f_lineno or 0).strip()
+        if not _BLOCKING_LINE.search(line):
+            continue
+        name = _state.thread_name(ident, f"thread-{ident}")
+        site = _state.frame_site(frame)
+        out.append(f"{name!r} at {site}: {line}")
+        if len(out) >= limit:
+            break
+    return tuple(out)
 
 
 def stack_of(frame: FrameType | None) -> tuple[Frame, ...]:

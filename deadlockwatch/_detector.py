@@ -24,7 +24,7 @@ from typing import Any
 
 from . import _graph, _native, _patch, _primitives, _state, _waits
 from ._analysis import analyze, held_at_exit
-from ._capture import capture, capture_all, capture_departed, with_stacks
+from ._capture import capture, capture_all, capture_departed, outside_view, with_stacks
 from ._config import ABORT_EXIT_STATUS, Config
 from ._errors import DeadlockError
 from ._model import DEADLOCK, Finding
@@ -232,6 +232,7 @@ class _Detector:
             threads=with_stacks(finding.threads, frames),
             pid=os.getpid(),
             time=time.time(),
+            outside=outside_view(frames, (t.ident for t in finding.threads)),
         )
 
     def check(self) -> list[Finding]:
@@ -372,7 +373,9 @@ class _Detector:
     def dump(self, file: Any = None) -> None:
         snap, frames = capture_all(self._exclude())
         threads = with_stacks(snap.threads.values(), frames)
-        self.write_text(format_dump(threads, snap.resources), file)
+        waiting = (t.ident for t in snap.threads.values() if t.wait is not None)
+        outside = outside_view(frames, waiting)
+        self.write_text(format_dump(threads, snap.resources, outside), file)
 
 
 def _victims(finding: Finding, waits: dict[int, WaitRecord], every: bool) -> list[WaitRecord]:

@@ -54,6 +54,14 @@ def _text(obj: dict[str, Any], key: str, where: str) -> str:
     return value
 
 
+def _strings(obj: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
+    """An optional list of strings."""
+    value = obj.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ReportError(f"{where}: {key!r} must be a list of strings")
+    return tuple(value)
+
+
 def _site(obj: Any, where: str) -> Site | None:
     if obj is None:
         return None
@@ -231,6 +239,7 @@ def _finding_from_json(record: Any, where: str) -> Finding:
         conditions=Conditions(*checks),
         order=tuple(order),
         single_thread=bool(record.get("single_thread", False)),
+        outside=_strings(record, "outside_view", where),
         cause=_text(record, "cause", where),
         pid=int(_need(record, "pid", int, where)),
         time=_unix_time(_need(record, "time", (int, float), where), where),

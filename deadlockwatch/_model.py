@@ -251,6 +251,10 @@ class Finding:
     order: tuple[OrderEdge, ...] = ()
     #: For a lock-order inversion: every order of the cycle was learned by one thread.
     single_thread: bool = False
+    #: Other threads that look blocked in primitives deadlockwatch does not
+    #: track (made before it was enabled, say): "'name' at file:line: code".
+    #: They are counted as able to run, so they never make a deadlock.
+    outside: tuple[str, ...] = ()
 
     def thread(self, key: int) -> ThreadInfo:
         for t in self.threads:

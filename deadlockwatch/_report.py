@@ -55,6 +55,13 @@ def format_text(f: Finding) -> str:
     for t in f.threads:
         lines.append("")
         lines.extend(_thread_lines(f, t))
+    if f.outside:
+        lines.append("")
+        lines.append(
+            "  Blocked outside deadlockwatch's view (primitives it does not track;"
+            " counted as able to run):"
+        )
+        lines.extend(f"    {o}" for o in f.outside)
     lines.append("")
     return "\n".join(lines)
 
@@ -218,6 +225,7 @@ def to_json(f: Finding) -> dict[str, Any]:
             for e in f.order
         ],
         "single_thread": f.single_thread,
+        "outside_view": list(f.outside),
     }
 
 
@@ -239,7 +247,11 @@ def to_json_line(f: Finding) -> str:
     return json.dumps(to_json(f), sort_keys=False) + "\n"
 
 
-def format_dump(threads: Iterable[ThreadInfo], resources: Mapping[int, ResourceInfo]) -> str:
+def format_dump(
+    threads: Iterable[ThreadInfo],
+    resources: Mapping[int, ResourceInfo],
+    outside: Iterable[str] = (),
+) -> str:
     """Every thread with what it holds and waits for, and its stack (like jstack)."""
     threads = list(threads)
     names = {t.key: t.name for t in threads}
@@ -264,5 +276,10 @@ def format_dump(threads: Iterable[ThreadInfo], resources: Mapping[int, ResourceI
             lines.append(f'    File "{short_path(fr.file)}", line {fr.line}, in {fr.function}')
             if fr.code:
                 lines.append(f"      {fr.code}")
+    outside = list(outside)
+    if outside:
+        lines.append("")
+        lines.append("Blocked outside deadlockwatch's view (primitives it does not track):")
+        lines.extend(f"  {o}" for o in outside)
     lines.append("")
     return "\n".join(lines)

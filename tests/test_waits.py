@@ -44,12 +44,21 @@ def guard(fn):
 """
 
 
-def watched(tmp_path: Path, body: str, timeout: float = 60.0) -> tuple[str, list[dict[str, Any]]]:
-    """Run PRELUDE + ``body``; return its stdout and the findings it reported."""
+def watched(
+    tmp_path: Path, body: str, timeout: float = 60.0, as_file: bool = False
+) -> tuple[str, list[dict[str, Any]]]:
+    """Run PRELUDE + ``body`` (with ``-c``, or from ``prog.py`` when its source
+    lines must be readable); return its stdout and the findings it reported."""
     report = tmp_path / "report.jsonl"
-    proc = run_python(
-        PRELUDE + textwrap.dedent(body), env={"REPORT": str(report)}, timeout=timeout
-    )
+    program = PRELUDE + textwrap.dedent(body)
+    args = None
+    if as_file:
+        (tmp_path / "prog.py").write_text(program)
+        program, args = (
+            "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')",
+            [str(tmp_path / "prog.py")],
+        )
+    proc = run_python(program, env={"REPORT": str(report)}, timeout=timeout, args=args)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     findings = []
     if report.exists():
@@ -507,6 +516,80 @@ def test_cycle_between_an_import_and_a_lock(tmp_path: Path) -> None:
     assert imp["kind"] == "import" and imp["holders"] == {"importer": 1}
     # The importer's error ends its import; the other thread then imports it.
     assert "DeadlockError in importer" in out and "done False False" in out
+
+
+# -- primitives made before enable() ---------------------------------------------
+
+
+def test_thread_blocked_on_an_untracked_lock_counts_as_running(tmp_path: Path) -> None:
+    out, findings = watched(
+        tmp_path,
+        """
+        deadlockwatch.disable()
+        untracked = threading.Lock()          # made while disabled: invisible
+        deadlockwatch.enable(interval=0.02, threshold=0.05, report=os.environ["REPORT"])
+        tracked = threading.Lock()
+        untracked.acquire()
+        holding = threading.Event()
+        def middle():
+            with tracked:
+                holding.set()
+                with untracked:               # blocked outside the detector's view
+                    pass
+        def last():
+            holding.wait(10)
+            with tracked:
+                pass
+        m = spawn(middle, "middle")
+        l = spawn(last, "last")
+        time.sleep(0.5)
+        import io
+        buf = io.StringIO()
+        deadlockwatch.dump(buf)
+        untracked.release()
+        m.join(10); l.join(10)
+        print(buf.getvalue())
+        print("ok", not m.is_alive() and not l.is_alive())
+        """,
+        as_file=True,
+    )
+    assert "ok True" in out
+    assert findings == []  # 'middle' might be running: 'last' is not deadlocked
+    assert "Blocked outside deadlockwatch's view" in out
+    assert "'middle' at prog.py:" in out or "'middle' at " + str(tmp_path) in out
+    assert "with untracked:" in out
+
+
+def test_findings_list_threads_blocked_outside_the_view(tmp_path: Path) -> None:
+    out, findings = watched(
+        tmp_path,
+        """
+        deadlockwatch.disable()
+        untracked = threading.Lock()
+        deadlockwatch.enable(
+            interval=0.02, threshold=0.05, on_deadlock="raise-all", report=os.environ["REPORT"]
+        )
+        untracked.acquire()
+        spawn(lambda: untracked.acquire(), "bystander")
+        a, b = threading.Lock(), threading.Lock()
+        both = threading.Barrier(2)
+        def worker(x, y):
+            with x:
+                both.wait(10)
+                with y:
+                    pass
+        ts = [spawn(lambda: worker(a, b), "w1"), spawn(lambda: worker(b, a), "w2")]
+        for t in ts:
+            t.join(10)
+        print("done")
+        """,
+        as_file=True,
+    )
+    f = only(findings)
+    assert len(f["outside_view"]) == 1
+    assert f["outside_view"][0].startswith("'bystander' at ")
+    assert f["outside_view"][0].endswith("spawn(lambda: untracked.acquire(), \"bystander\")")
+    assert {d["name"] for d in f["thread_details"]} == {"w1", "w2"}
 
 
 # -- no false alarms ----------------------------------------------------------------
