@@ -680,7 +680,9 @@ def test_demo_bad_name(args: list[str], words: list[str]) -> None:
 
 # -- report ----------------------------------------------------------------------------
 #: A program that really deadlocks and ends as soon as its report is written.
-ABBA = ABBA_START + """path = os.environ["DEADLOCKWATCH_REPORT"]
+ABBA = (
+    ABBA_START
+    + """path = os.environ["DEADLOCKWATCH_REPORT"]
 deadline = time.monotonic() + 20
 while time.monotonic() < deadline:
     text = open(path).read() if os.path.exists(path) else ""
@@ -689,6 +691,7 @@ while time.monotonic() < deadline:
     t1.join(0.05)
 print("main done", flush=True)
 """
+)
 
 
 class Live:
@@ -976,12 +979,14 @@ def _renders(finding: Finding) -> None:
 def _subset(old: Any, new: Any) -> bool:
     """``old`` appears in ``new``, which may have more keys in its objects."""
     if isinstance(old, dict):
-        return isinstance(new, dict) and all(k in new and _subset(v, new[k]) for k, v in old.items())
+        return isinstance(new, dict) and all(
+            k in new and _subset(v, new[k]) for k, v in old.items()
+        )
     if isinstance(old, list):
         return (
             isinstance(new, list)
             and len(old) == len(new)
-            and all(_subset(a, b) for a, b in zip(old, new))
+            and all(_subset(a, b) for a, b in zip(old, new, strict=True))
         )
     return bool(old == new)
 

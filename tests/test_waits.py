@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import run_python
 
 PRELUDE = """
@@ -191,6 +190,7 @@ def test_queue_get_under_a_lock_the_producer_needs(tmp_path: Path) -> None:
         """,
     )
     f = only(findings)
+    assert "main: DeadlockError" in out
     assert "waits on Queue(created" in f["cause"]
     assert "'producer' needs before it could put an item into it" in f["cause"]
     q = resource(f, "Queue")
@@ -220,6 +220,7 @@ def test_queue_put_on_a_full_queue_under_a_lock(tmp_path: Path) -> None:
         """,
     )
     f = only(findings)
+    assert "main: DeadlockError" in out
     assert "waits on LifoQueue(created" in f["cause"]
     assert "before it could take an item from it" in f["cause"]
     assert resource(f, "LifoQueue")["detail"] == "full, maxsize 1"
@@ -243,6 +244,7 @@ def test_barrier_a_party_never_reaches(tmp_path: Path) -> None:
         """,
     )
     f = only(findings)
+    assert "main: DeadlockError" in out and "DeadlockError in late" in out
     assert "waits on Barrier(created" in f["cause"]
     assert "'late' needs before it could reach it" in f["cause"]
     assert resource(f, "Barrier")["detail"] == "1 of 2 parties waiting"
@@ -333,6 +335,7 @@ def test_futures_wait_all_for_futures_queued_behind(tmp_path: Path) -> None:
         """,
     )
     f = only(findings)
+    assert "main: DeadlockError" in out
     assert f["cause"].startswith("the only worker of ThreadPoolExecutor 'solo'")
     futures = resource(f, "Futures")
     assert futures["kind"] == "all" and futures["title"] == "all of 3 futures"
@@ -425,6 +428,7 @@ def test_rlock_left_held_by_an_exited_thread_is_a_warning(tmp_path: Path) -> Non
         """,
     )
     warning = only(findings, "held-at-exit")
+    assert "done" in out
     assert warning["cause"].startswith("thread 'leaker' exited holding RLock(created")
     assert [f["kind"] for f in findings] == ["held-at-exit"]
 
@@ -586,9 +590,10 @@ def test_findings_list_threads_blocked_outside_the_view(tmp_path: Path) -> None:
         as_file=True,
     )
     f = only(findings)
+    assert "done" in out
     assert len(f["outside_view"]) == 1
     assert f["outside_view"][0].startswith("'bystander' at ")
-    assert f["outside_view"][0].endswith("spawn(lambda: untracked.acquire(), \"bystander\")")
+    assert f["outside_view"][0].endswith('spawn(lambda: untracked.acquire(), "bystander")')
     assert {d["name"] for d in f["thread_details"]} == {"w1", "w2"}
 
 
