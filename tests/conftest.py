@@ -93,4 +93,6 @@ def _no_leftover_waits() -> Iterator[None]:
     assert not deadlockwatch.is_enabled(), "a test left the detector enabled"
     stale = [w for w in _state.blocked.values() if w.rec.alive]
     assert not stale, f"a test left threads blocked: {stale}"
+
+
 pytest_plugins = ["pytester"]

@@ -864,9 +864,9 @@ def test_random_snapshots(snap: Snapshot) -> None:
             # threads (maybe a co-holder off the cycle shown), or a resource
             # that a thread outside it may release.
             assert f.cycle
-            assert any(
-                t.wait is not None and t.wait.timeout is not None for t in f.threads
-            ) or any(not snap.resources[s.waits_for].owner_bound for s in f.cycle)
+            assert any(t.wait is not None and t.wait.timeout is not None for t in f.threads) or any(
+                not snap.resources[s.waits_for].owner_bound for s in f.cycle
+            )
             assert not f.conditions.no_preemption.holds
         # The renderers accept every finding.
         assert format_text(f)
