@@ -474,6 +474,40 @@ def test_child_blocking_on_a_lock_held_by_a_parent_thread_at_fork(tmp_path: Path
     assert [x["kind"] for x in findings] == ["deadlock"]
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs the fork start method")
+def test_multiprocessing_fork_child_blocking_on_a_parent_threads_lock(tmp_path: Path) -> None:
+    out, findings = watched(
+        tmp_path,
+        """
+        import multiprocessing, warnings
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+        lock = threading.Lock()
+        held = threading.Event()
+        release = threading.Event()
+        def holder():
+            with lock:
+                held.set()
+                release.wait(10)
+        def child():
+            try:
+                with lock:
+                    pass
+            except DeadlockError as e:
+                print("child:", e.finding.kind, e.finding.pid == os.getpid(), flush=True)
+        spawn(holder, "holder")
+        held.wait(10)
+        p = multiprocessing.get_context("fork").Process(target=child, name="worker-process")
+        p.start()
+        release.set()
+        p.join(30)
+        print("exitcode", p.exitcode)
+        """,
+    )
+    f = only(findings)
+    assert "is held by thread 'holder' of the parent process at the fork" in f["cause"]
+    assert "child: deadlock True" in out and "exitcode 0" in out
+
+
 # -- the import system --------------------------------------------------------------
 
 
