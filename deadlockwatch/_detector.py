@@ -49,9 +49,6 @@ class _Detector:
         self._wake = _native.allocate_lock()
         self._done = _native.allocate_lock()
         self._emit_lock = _native.allocate_lock()
-        #: The watcher is importing networkx; a child forked meanwhile never will.
-        self._importing = False
-        self._import_broken_by_fork = False
         self._errors_seen: set[str] = set()
         #: Send findings to the ``deadlockwatch`` logger too (the pytest plugin
         #: attaches them to the test report instead).
@@ -70,8 +67,14 @@ class _Detector:
         _primitives.learn_order = self.learn_order if config.lock_order else None
         if self.enabled:
             return
-        _patch.patch()
-        _waits.patch()
+        try:
+            _patch.patch()
+            _waits.patch()
+        except BaseException:
+            # Never leave the program half-patched.
+            _waits.unpatch()
+            _patch.unpatch()
+            raise
         _primitives.self_wait_hook[:] = [self.on_self_wait]
         self.enabled = True
         self._start_watcher()
@@ -115,9 +118,7 @@ class _Detector:
         self._wake = _native.allocate_lock()
         self._done = _native.allocate_lock()
         self._emit_lock = _native.allocate_lock()
-        if self._importing:
-            self._import_broken_by_fork = True
-            self._importing = False
+        _graph.after_fork_in_child()
         self.watcher_ident = None
         me = _native.get_ident()
         self._anchor = _state.current_record() if me != _MAIN_IDENT else None
@@ -139,16 +140,6 @@ class _Detector:
     # -- the watcher ----------------------------------------------------------
     def _run(self) -> None:
         self.watcher_ident = _native.get_ident()
-        try:
-            # The analysis' graph library, in the background (see `_graph`):
-            # not in a child forked while the parent's watcher imported it
-            # (the child's copy of that import's module locks is held forever).
-            if not self._import_broken_by_fork:
-                self._importing = True
-                _graph.load_networkx()
-                self._importing = False
-        except Exception as exc:
-            self._internal_error(exc)
         try:
             while not self._stop:
                 if self._wake.acquire(True, self.config.interval):

@@ -1,12 +1,15 @@
-"""The graph library the analysis uses: networkx, once the watcher has
-imported it, and until then a small stand-in with the same few calls.
+"""The graph library the analysis uses: networkx once it is loaded, and until
+then a small stand-in with the same few calls and the same answers.
 
-networkx takes 0.1-0.2 s to import, and its import takes locks of the
-application's (the logging module's lock, and the import system's module
-locks).  So it is imported by the watcher in the background, never on the
-way to a report: a deadlock found meanwhile (or in a child forked while the
-import was under way, whose module locks the child can never take) is
-analysed with the stand-in, which gives the same answers.
+networkx takes 0.1-0.2 s to import, pulls in some 450 modules (logging among
+them), and its import takes locks of the application's: the logging module's
+lock and the import system's module locks.  A program that never deadlocks
+should not pay for it or see it in ``sys.modules``, and a watcher must never
+block on it.  So the first analysis that needs a graph (something is stuck)
+starts the import in a thread of its own and goes on with the stand-in;
+later analyses use networkx.  A child forked while that import was under way
+never tries again (its copies of the import's module locks are held by a
+thread it does not have).
 """
 
 from __future__ import annotations
@@ -14,11 +17,46 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from . import _native
+
 _networkx: Any = None
+_importing = False
+_given_up = False
+
+
+def lib() -> Any:
+    """networkx when loaded, else the stand-in (and start loading networkx)."""
+    if _networkx is not None:
+        return _networkx
+    _start_import()
+    return _StandIn
+
+
+def _start_import() -> None:
+    global _importing
+    if _importing or _given_up:
+        return
+    _importing = True
+    try:
+        _native.start_new_thread(_import, ())
+    except RuntimeError:  # no new threads (interpreter shutting down)
+        _importing = False
+
+
+def _import() -> None:
+    global _networkx, _importing, _given_up
+    try:
+        import networkx
+
+        _networkx = networkx
+    except BaseException:
+        _given_up = True
+    finally:
+        _importing = False
 
 
 def load_networkx() -> None:
-    """Import networkx (in the watcher, in the background) and use it from now on."""
+    """Import networkx now, in this thread (tests and benchmarks)."""
     global _networkx
     import networkx
 
@@ -26,14 +64,16 @@ def load_networkx() -> None:
 
 
 def forget_networkx() -> None:
-    """Use the stand-in (tests; a child forked during the import)."""
+    """Use the stand-in (tests)."""
     global _networkx
     _networkx = None
 
 
-def lib() -> Any:
-    """networkx when loaded, else this module (same names, same answers)."""
-    return _networkx if _networkx is not None else _StandIn
+def after_fork_in_child() -> None:
+    global _importing, _given_up
+    if _importing:
+        _importing = False
+        _given_up = True
 
 
 class DiGraph:

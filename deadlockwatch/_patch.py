@@ -99,6 +99,11 @@ def _factory(tracked: Callable[..., Any]) -> Callable[..., Any]:
     return make
 
 
+def threading_attribute(name: str) -> Any:
+    """``threading.<name>`` (what a pickled factory becomes when unpickled)."""
+    return getattr(threading, name)
+
+
 def patch() -> None:
     """Make ``threading``'s lock factories create tracked primitives (idempotent)."""
     # Imported here: wrapt 2 imports asyncio, too slow for `import deadlockwatch`.
@@ -114,6 +119,12 @@ def patch() -> None:
                 return True
             return isinstance(obj, wrapped)
 
+        def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+            # Pickled by name (multiprocessing's managers register
+            # threading.Lock, and send their registry to a spawned server):
+            # the other process gets its own threading.Lock.
+            return (threading_attribute, (self._self_name,))
+
     for name, tracked, original in _FACTORIES:
         if name in _installed:
             continue
@@ -123,6 +134,7 @@ def patch() -> None:
             original = current
         wrapper = TrackedFactory(original, _factory(tracked))
         wrapper._self_tracked = tracked  # type: ignore[attr-defined]
+        wrapper._self_name = name  # type: ignore[attr-defined]
         setattr(threading, name, wrapper)
         _installed[name] = (wrapper, original)
     for name, cls, _original in _CLASSES:

@@ -512,12 +512,30 @@ _TARGETS: tuple[tuple[str, str, str, Callable[..., Any]], ...] = (
 
 #: (class, attribute) -> (our wrapper, what was there before)
 _installed: dict[tuple[type, str], tuple[Any, Any]] = {}
+_MethodWrapper: Any = None
 _hooked: set[str] = set()
 
 
 def _install(module: Any) -> None:
-    from wrapt import FunctionWrapper
+    global _MethodWrapper
+    if _MethodWrapper is None:
+        from wrapt import BoundFunctionWrapper, FunctionWrapper
 
+        # Pickled as the originals are: ``Condition.wait`` by reference, and
+        # a method bound to an object as getattr(object, name).
+        class BoundMethodWrapper(BoundFunctionWrapper):  # type: ignore[type-arg]
+            def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+                cls, attr = self._self_parent._self_dw_target
+                instance = self._self_instance
+                return (getattr, (cls if instance is None else instance, attr))
+
+        class MethodWrapper(FunctionWrapper):  # type: ignore[type-arg]
+            __bound_function_wrapper__ = BoundMethodWrapper
+
+            def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+                return (getattr, self._self_dw_target)
+
+        _MethodWrapper = MethodWrapper
     if not active:
         return
     for mod_name, cls_name, attr, wrapper in _TARGETS:
@@ -529,7 +547,8 @@ def _install(module: Any) -> None:
         original = cls.__dict__.get(attr)
         if original is None:
             continue
-        wrapped = FunctionWrapper(original, wrapper)
+        wrapped = _MethodWrapper(original, wrapper)
+        wrapped._self_dw_target = (cls, attr)
         setattr(cls, attr, wrapped)
         _installed[(cls, attr)] = (wrapped, original)
 

@@ -793,8 +793,35 @@ def test_patched_waits_keep_their_results_and_errors(tmp_path: Path) -> None:
     assert "self-join: cannot join current thread" in out
     assert "joined: None False" in out
     assert "empty" in out and "event: False" in out
-    assert "patched: BoundFunctionWrapper" in out or "patched: FunctionWrapper" in out
+    assert "patched: BoundMethodWrapper" in out
     assert "restored: function" in out
+
+
+def test_patched_names_pickle_like_the_originals(tmp_path: Path) -> None:
+    out, findings = watched(
+        tmp_path,
+        """
+        import pickle, concurrent.futures, multiprocessing
+        names = [threading.Lock, threading.RLock, threading.Semaphore, threading.Condition.wait,
+                 threading.Thread.join, concurrent.futures.Future.set_running_or_notify_cancel]
+        print("factories", [pickle.loads(pickle.dumps(x)) is x for x in names[:3]])
+        print("methods", [pickle.loads(pickle.dumps(x)) == x for x in names[3:]])
+        if __name__ == "__main__":
+            # A manager registers threading.Lock and sends its registry to a
+            # spawned server process.
+            manager = multiprocessing.get_context("spawn").Manager()
+            lock, event = manager.Lock(), manager.Event()
+            with lock:
+                event.set()
+            print("manager", event.is_set())
+            manager.shutdown()
+        """,
+        as_file=True,
+    )
+    assert "factories [True, True, True]" in out
+    assert "methods [True, True, True]" in out
+    assert "manager True" in out
+    assert findings == []
 
 
 def test_dump_shows_condition_and_join_waits(tmp_path: Path) -> None:
