@@ -49,6 +49,10 @@ class _Detector:
         self._wake = _native.allocate_lock()
         self._done = _native.allocate_lock()
         self._emit_lock = _native.allocate_lock()
+        self._join: Any = None
+        self._resume_lock = _native.allocate_lock()
+        self._native_id = 0
+        self._paused_for_fork = False
         self._errors_seen: set[str] = set()
         #: Send findings to the ``deadlockwatch`` logger too (the pytest plugin
         #: attaches them to the test report instead).
@@ -89,12 +93,14 @@ class _Detector:
         if not self._wake.locked():
             self._wake.acquire()
         self._done.acquire()
-        _native.start_new_thread(self._run, ())
+        self._join = _native.start_joinable(self._run)
 
     def stop(self) -> None:
         if not self.enabled:
             return
         self.enabled = False
+        _state.resume_watcher = None
+        self._paused_for_fork = False
         _patch.unpatch()
         _waits.unpatch()
         _primitives.self_wait_hook[:] = []
@@ -113,8 +119,44 @@ class _Detector:
         if self.enabled:
             self._stop_watcher()
 
+    def before_fork(self) -> None:
+        """Stop the watcher for the fork: CPython 3.12+ warns about forking a
+        process with other threads, and the watcher must not be why."""
+        if not self.enabled or sys.version_info < (3, 12) or self._join is None:
+            return
+        if self.watcher_ident is None or self.watcher_ident == _native.get_ident():
+            return
+        self._paused_for_fork = True
+        native = self._native_id
+        self._stop_watcher()
+        self._join(1.0)
+        # The OS thread outlives the interpreter's view of it by a moment.
+        task = f"/proc/self/task/{native}"
+        deadline = _native.monotonic() + 0.2
+        while native and os.path.exists(task) and _native.monotonic() < deadline:
+            time.sleep(0.0002)
+
+    def after_fork_in_parent(self) -> None:
+        # Not now: CPython counts the threads right after this hook.  The
+        # next blocking wait (or the next slice of one in progress) restarts
+        # the watcher; nothing can deadlock without one.
+        if self._paused_for_fork:
+            _state.resume_watcher = self._resume
+
+    def _resume(self) -> None:
+        with self._resume_lock:
+            if _state.resume_watcher is None:
+                return
+            _state.resume_watcher = None
+            self._paused_for_fork = False
+            if self.enabled and self.watcher_ident is None:
+                self._start_watcher()
+
     def after_fork_in_child(self) -> None:
         """Only the forking thread survives a fork: start a new watcher."""
+        self._paused_for_fork = False
+        _state.resume_watcher = None
+        self._resume_lock = _native.allocate_lock()
         self._wake = _native.allocate_lock()
         self._done = _native.allocate_lock()
         self._emit_lock = _native.allocate_lock()
@@ -140,6 +182,7 @@ class _Detector:
     # -- the watcher ----------------------------------------------------------
     def _run(self) -> None:
         self.watcher_ident = _native.get_ident()
+        self._native_id = _native.get_native_id()
         try:
             while not self._stop:
                 if self._wake.acquire(True, self.config.interval):
@@ -404,5 +447,15 @@ def _at_fork_child() -> None:
     DETECTOR.after_fork_in_child()
 
 
+def _before_fork() -> None:
+    DETECTOR.before_fork()
+
+
+def _at_fork_parent() -> None:
+    DETECTOR.after_fork_in_parent()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_at_fork_child)
+    os.register_at_fork(
+        before=_before_fork, after_in_parent=_at_fork_parent, after_in_child=_at_fork_child
+    )

@@ -10,10 +10,12 @@ import _thread
 import sys
 import threading
 import time
+from typing import Any
 
 allocate_lock = _thread.allocate_lock
 RawRLock = _thread.RLock
 get_ident = _thread.get_ident
+get_native_id = _thread.get_native_id
 start_new_thread = _thread.start_new_thread
 ThreadLocal = _thread._local
 monotonic = time.monotonic
@@ -35,3 +37,36 @@ class RawCondition(threading.Condition):
 
     wait = threading.Condition.wait
     wait_for = threading.Condition.wait_for
+
+
+def start_joinable(function: Any) -> Any:
+    """Start ``function`` in a bare thread; return a ``join(timeout)`` for it
+    that returns once the thread is gone (its OS thread included, as far as
+    the interpreter can tell), or None where the interpreter offers no way.
+    """
+    if hasattr(_thread, "start_joinable_thread"):  # 3.13+
+        handle = _thread.start_joinable_thread(function, daemon=True)
+
+        def join(timeout: float) -> None:
+            handle.join(timeout)
+
+        return join
+    if hasattr(_thread, "_set_sentinel"):  # 3.12 and earlier
+        box: list[Any] = []
+        started = allocate_lock()
+        started.acquire()
+
+        def run() -> None:
+            box.append(_thread._set_sentinel())  # type: ignore[attr-defined]  # released when this thread's state is gone
+            started.release()
+            function()
+
+        start_new_thread(run, ())
+
+        def join_sentinel(timeout: float) -> None:
+            if started.acquire(True, timeout) and box and box[0].acquire(True, timeout):
+                box[0].release()
+
+        return join_sentinel
+    start_new_thread(function, ())
+    return None

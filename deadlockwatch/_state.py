@@ -122,6 +122,10 @@ blocked: dict[ThreadRecord, WaitRecord] = {}
 
 tls = _native.ThreadLocal()
 
+#: Set while the watcher is paused after a fork (see `_detector`): the next
+#: blocking wait, or the next slice of one, starts it again.
+resume_watcher: Callable[[], None] | None = None
+
 
 class _Guard:
     """Lives in a thread's locals only, so it dies when the thread ends."""
@@ -223,6 +227,8 @@ def wait_until(
     try:
         deadline = None if timeout is None else wait.since + timeout
         while True:
+            if resume_watcher is not None:
+                resume_watcher()
             remaining = WAIT_SLICE if deadline is None else deadline - _native.monotonic()
             got = attempt(min(WAIT_SLICE, max(remaining, 0.0)))
             if wait.interrupt is not None:
