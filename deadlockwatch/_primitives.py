@@ -532,6 +532,8 @@ class _TrackedSemaphoreMixin:
     __enter__ = acquire
 
     def _taken(self, rec: ThreadRecord, depth: int) -> None:
+        if self._dw_signal:
+            return  # a signal has no holders to keep
         rec.held.append(self)
         units = self._dw_units
         units[rec] = units.get(rec, 0) + 1
@@ -553,8 +555,15 @@ class _TrackedSemaphoreMixin:
             else:
                 units[rec] = mine - take
             remove_held(rec, self, take)
-        if n > take:
+        if n > take and not self._dw_signal:
+            # Released by a thread that holds no unit: a signal from now on
+            # (ThreadPoolExecutor's idle semaphore, say), whose units belong
+            # to nobody.  Holders kept would only pile up in held lists.
             self._dw_signal = True
+            for holder, count in list(units.items()):
+                remove_held(holder, self, count)
+            units.clear()
+            self._dw_sites.clear()
 
     def __repr__(self) -> str:
         # The shape of threading's own repr (3.11+), "...: value=N>" at the end.

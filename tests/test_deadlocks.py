@@ -15,7 +15,7 @@ import pytest
 from conftest import BOUND, Watch, start
 
 import deadlockwatch
-from deadlockwatch import DeadlockError
+from deadlockwatch import DeadlockError, _state
 
 
 def _cycle(n: int, kind: str = "Lock") -> tuple[dict[str, str], list[Any]]:
@@ -411,3 +411,25 @@ def test_raise_all_gives_each_thread_its_own_error() -> None:
         assert errors["w1"].finding is errors["w2"].finding
     finally:
         deadlockwatch.disable()
+
+
+def test_semaphore_used_as_a_signal_keeps_no_holders(detector: Watch) -> None:
+    # ThreadPoolExecutor's idle semaphore: acquired (timeout=0) by the
+    # submitting thread, released by workers.  Its units belong to nobody,
+    # so nothing may pile up in the acquiring thread's held list.
+    from concurrent.futures import ThreadPoolExecutor
+
+    me = _state.current_record()
+    before = len(me.held)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        assert [f.result(BOUND) for f in [pool.submit(int, i) for i in range(500)]] == list(
+            range(500)
+        )
+    assert len(me.held) == before
+    sem = threading.Semaphore(0)
+    start(sem.release).join(BOUND)  # released by a thread that holds no unit
+    for _ in range(3):
+        assert sem.acquire(timeout=0) in (True, False)
+        sem.release()
+    assert sem._dw_units == {} and len(me.held) == before  # type: ignore[attr-defined]
+    assert detector.findings == []
