@@ -50,6 +50,7 @@ class _Detector:
         self._done = _native.allocate_lock()
         self._emit_lock = _native.allocate_lock()
         self._join: Any = None
+        self._quiet: tuple[frozenset[int], int] | None = None
         self._resume_lock = _native.allocate_lock()
         self._native_id = 0
         self._paused_for_fork = False
@@ -210,9 +211,16 @@ class _Detector:
         now = _native.monotonic()
         if not any(now - w.since >= self.config.threshold for w in waits):
             return
+        # The same waits and the same threads as at the last analysis that
+        # found nothing new: nothing new can be found (a deadlock needs a
+        # thread to start waiting, or one to end), so skip the capture.
+        quiet = (frozenset(map(id, waits)), _native.thread_count())
+        if quiet == self._quiet:
+            return
         first = self._analyse(waits)
         new = {f.key for f in first if f.key and not self._reported(f.key, waits)}
         if not new:
+            self._quiet = quiet
             return
         if self._wake.acquire(True, min(_CONFIRM_DELAY, self.config.interval)):
             self._wake.release()

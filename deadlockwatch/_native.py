@@ -16,6 +16,8 @@ allocate_lock = _thread.allocate_lock
 RawRLock = _thread.RLock
 get_ident = _thread.get_ident
 get_native_id = _thread.get_native_id
+#: How many threads `_thread` started are alive (threading's among them).
+thread_count = _thread._count
 start_new_thread = _thread.start_new_thread
 ThreadLocal = _thread._local
 monotonic = time.monotonic
