@@ -187,7 +187,9 @@ OPTIONS: tuple[Option, ...] = (
 )
 _BY_NAME = {o.name: o for o in OPTIONS}
 ENABLE_VAR = ENV_PREFIX
-KNOWN_ENV = frozenset({ENABLE_VAR, *(o.env for o in OPTIONS)})
+#: Set by deadlockwatch itself for child processes (see `_shared`), not an option.
+RUN_DIR_VAR = f"{ENV_PREFIX}_RUN_DIR"
+KNOWN_ENV = frozenset({ENABLE_VAR, RUN_DIR_VAR, *(o.env for o in OPTIONS)})
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from ._errors import DeadlockError
 
@@ -214,6 +215,91 @@ def died_holding_lock() -> list[str]:
     return ["loader: returned holding the lock", *_run_threads([("reader", reader)])]
 
 
+def _fork_context() -> Any:
+    """Children forked from here run the detector the demo enabled."""
+    import multiprocessing
+
+    return multiprocessing.get_context("fork")
+
+
+def _auditor(accounts: Any, audit_log: Any, ready: Any, go: Any) -> None:
+    import sys
+
+    with audit_log:
+        ready.set()
+        go.wait(_BOUND)
+        try:
+            with accounts:
+                pass
+        except DeadlockError:
+            sys.exit(3)
+
+
+def two_process_abba() -> list[str]:
+    """Two processes take two multiprocessing locks in opposite orders."""
+    import warnings
+
+    ctx = _fork_context()
+    accounts, audit_log = ctx.Lock(), ctx.Lock()
+    ready, go = ctx.Event(), ctx.Event()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+        p = ctx.Process(target=_auditor, args=(accounts, audit_log, ready, go), name="auditor")
+        p.start()
+    outcome = []
+    try:
+        with accounts:
+            ready.wait(_BOUND)
+            go.set()
+            try:
+                with audit_log:
+                    pass
+                outcome.append("MainProcess: finished")
+            except DeadlockError:
+                outcome.append("MainProcess: got DeadlockError, released its lock")
+        p.join(_BOUND)
+    finally:
+        if p.is_alive():
+            p.kill()
+            raise RuntimeError("the scenario did not recover from its deadlock")
+    if p.exitcode == 3:
+        outcome.append("auditor: got DeadlockError, released its lock")
+    else:
+        outcome.append(f"auditor: finished (exit status {p.exitcode})")
+    return sorted(outcome)
+
+
+def _loader(lock: Any, held: Any) -> None:
+    lock.acquire()
+    held.set()
+    time.sleep(60)  # killed before it releases the lock
+
+
+def killed_holder() -> list[str]:
+    """A process is killed while it holds a multiprocessing lock; another needs it."""
+    import os
+    import signal
+    import warnings
+
+    ctx = _fork_context()
+    lock, held = ctx.Lock(), ctx.Event()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        p = ctx.Process(target=_loader, args=(lock, held), name="loader-process", daemon=True)
+        p.start()
+    held.wait(_BOUND)
+    time.sleep(0.5)  # it has held the lock a while: its holds are published
+    os.kill(p.pid, signal.SIGKILL)
+    outcome = ["loader-process: killed holding the lock"]
+    try:
+        with lock:
+            outcome.append("MainProcess: finished")
+    except DeadlockError:
+        outcome.append("MainProcess: got DeadlockError instead of waiting forever")
+    p.join(_BOUND)
+    return outcome
+
+
 SCENARIOS: dict[str, Callable[[], list[str]]] = {
     "abba": abba,
     "philosophers": philosophers,
@@ -223,6 +309,8 @@ SCENARIOS: dict[str, Callable[[], list[str]]] = {
     "condition": condition,
     "starvation": starvation,
     "died-holding-lock": died_holding_lock,
+    "two-process-abba": two_process_abba,
+    "killed-holder": killed_holder,
 }
 
 #: Scenarios whose every stuck thread must unwind (``raise-all``): breaking

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-from . import _graph, _native, _patch, _primitives, _state, _waits
+from . import _graph, _native, _patch, _primitives, _shared, _state, _waits
 from ._analysis import analyze, held_at_exit
 from ._capture import capture, capture_all, capture_departed, outside_view, with_stacks
 from ._config import ABORT_EXIT_STATUS, Config
@@ -75,8 +75,10 @@ class _Detector:
         try:
             _patch.patch()
             _waits.patch()
+            _shared.patch()
         except BaseException:
             # Never leave the program half-patched.
+            _shared.unpatch()
             _waits.unpatch()
             _patch.unpatch()
             raise
@@ -104,6 +106,7 @@ class _Detector:
         self._paused_for_fork = False
         _patch.unpatch()
         _waits.unpatch()
+        _shared.unpatch()
         _primitives.self_wait_hook[:] = []
         _primitives.learn_order = None
         self._stop_watcher()
@@ -205,6 +208,11 @@ class _Detector:
     def tick(self) -> None:
         if _state.departed:
             self._departed()
+        if _shared.active:
+            try:
+                _shared.tick(self)
+            except Exception as exc:
+                self._internal_error(exc)
         waits = list(_state.blocked.copy().values())
         if not waits:
             return
@@ -228,7 +236,7 @@ class _Detector:
         waits2 = list(_state.blocked.copy().values())
         snap, frames = capture(waits2, self._exclude())
         by_token = {id(w): w for w in waits2}
-        for f in analyze(snap):
+        for f in _shared.local_findings(analyze(snap)):
             if f.key in new and not self._reported(f.key, waits2):
                 self.handle(self.complete(f, frames), by_token)
 
@@ -250,7 +258,7 @@ class _Detector:
 
     def _analyse(self, waits: list[WaitRecord]) -> list[Finding]:
         snap, _ = capture(waits, self._exclude())
-        return analyze(snap)
+        return _shared.local_findings(analyze(snap))
 
     def _exclude(self) -> list[int]:
         return [self.watcher_ident] if self.watcher_ident is not None else []
@@ -286,7 +294,8 @@ class _Detector:
         if not first:
             return []
         snap, frames = capture(list(_state.blocked.copy().values()), self._exclude())
-        return [self.complete(f, frames) for f in analyze(snap) if f.key in first]
+        found = _shared.local_findings(analyze(snap))
+        return [self.complete(f, frames) for f in found if f.key in first]
 
     def handle(
         self, finding: Finding, waits: dict[int, WaitRecord], current: WaitRecord | None = None

@@ -178,6 +178,8 @@ def _finding_from_json(record: Any, where: str) -> Finding:
                 daemon=bool(d.get("daemon", False)),
                 alive=bool(d.get("alive", True)),
                 lost_at_fork=bool(d.get("lost_at_fork", False)),
+                pid=int(d.get("pid", 0)),
+                process=_text(d, "process", tw),
                 wait=wait,
                 held=held,
                 stack=stack,

@@ -160,6 +160,10 @@ class ThreadInfo:
     stack: tuple[Frame, ...] = ()
     #: In a forked child: a thread of the parent, gone at the fork.
     lost_at_fork: bool = False
+    #: For a thread of another process (a finding across processes): its
+    #: process id and name; 0 and "" for this process's own threads.
+    pid: int = 0
+    process: str = ""
 
 
 @dataclass(frozen=True)

@@ -193,6 +193,7 @@ def to_json(f: Finding) -> dict[str, Any]:
                 "daemon": t.daemon,
                 "alive": t.alive,
                 "lost_at_fork": t.lost_at_fork,
+                **({"pid": t.pid, "process": t.process} if t.pid else {}),
                 "waits_for": None
                 if t.wait is None
                 else {

@@ -587,6 +587,8 @@ DEMO_MARKS = {
     "condition": "'MainThread' waits on Condition(",
     "starvation": "all 2 workers of ThreadPoolExecutor 'pool' wait on futures queued behind them",
     "died-holding-lock": "is held by thread 'loader', which exited",
+    "two-process-abba": "in auditor (pid ",
+    "killed-holder": "(loader-process), which exited",
 }
 
 

@@ -1,0 +1,336 @@
+"""Deadlocks between multiprocessing locks across processes.
+
+Each scenario is a program of its own, run with ``DEADLOCKWATCH=1`` in its
+environment (so every child process, whatever its start method, runs the
+detector too) in a session of its own: at the end, whatever is left of it
+(children included) is killed.  Interleavings are forced with events; every
+wait is bounded; the ``raise-all`` action breaks the deadlocks, and the
+processes print what they got.  All processes append to one JSON Lines
+report, which is read back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deadlockwatch._config import unknown_env
+from deadlockwatch._load import load_findings
+
+pytestmark = pytest.mark.skipif(
+    sys.platform == "win32" or not hasattr(os, "fork"), reason="POSIX processes"
+)
+
+PRELUDE = """
+import multiprocessing as mp, os, signal, sys, threading, time
+from deadlockwatch import DeadlockError
+
+def attempt(lock, who):
+    try:
+        with lock:
+            print(f"{who}: acquired", flush=True)
+    except DeadlockError as e:
+        print(f"{who}: DeadlockError", flush=True)
+"""
+
+
+def run(
+    tmp_path: Path, body: str, timeout: float = 90.0, **env: str
+) -> tuple[str, list[dict[str, Any]]]:
+    """Run PRELUDE + ``body`` as ``prog.py`` with the detector on; return its
+    output and the findings every process of it reported."""
+    report = tmp_path / "report.jsonl"
+    prog = tmp_path / "prog.py"
+    prog.write_text(PRELUDE + textwrap.dedent(body))
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DEADLOCKWATCH")}
+    full_env.update(
+        DEADLOCKWATCH="1",
+        DEADLOCKWATCH_INTERVAL="0.02",
+        DEADLOCKWATCH_THRESHOLD="0.05",
+        DEADLOCKWATCH_ACTION="raise-all",
+        DEADLOCKWATCH_REPORT=str(report),
+        PYTHONFAULTHANDLER="1",
+        **env,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(prog)],
+        cwd=tmp_path,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"the scenario hung:\n{out}\n{err}")
+    finally:
+        # Every child of the scenario, whatever state it is in.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out + err
+    assert "internal error" not in err, err
+    findings = []
+    if report.exists():
+        findings = [json.loads(line) for line in report.read_text().splitlines() if line]
+    return out, findings
+
+
+def deadlocks(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [f for f in findings if f["kind"] == "deadlock"]
+
+
+def only_deadlock(findings: list[dict[str, Any]]) -> dict[str, Any]:
+    found = deadlocks(findings)
+    assert len(found) == 1, findings
+    return found[0]
+
+
+ABBA = """
+def child(a, b, ready, go):
+    with b:
+        ready.set()
+        go.wait(10)
+        attempt(a, "child")
+
+if __name__ == "__main__":
+    ctx = mp.get_context(sys.argv[1] if len(sys.argv) > 1 else "{method}")
+    a = ctx.Lock()
+    b = ctx.Lock()
+    ready, go = ctx.Event(), ctx.Event()
+    p = ctx.Process(target=child, args=(a, b, ready, go), name="child-proc", daemon=True)
+    p.start()
+    with a:
+        assert ready.wait(30)
+        go.set()
+        start = time.monotonic()
+        attempt(b, "parent")
+        print(f"latency {{time.monotonic() - start:.3f}}", flush=True)
+    p.join(30)
+    print("child exit", p.exitcode, flush=True)
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_two_process_abba(tmp_path: Path, method: str) -> None:
+    if method not in __import__("multiprocessing").get_all_start_methods():
+        pytest.skip(f"no {method} start method")
+    out, findings = run(tmp_path, ABBA.format(method=method))
+    f = only_deadlock(findings)
+    assert f["cause"] == "2 threads each wait for a resource held by the next"
+    assert len(f["cycle"]) == 2
+    assert all(f["conditions"].values()), f["reasons"]
+    details = {d["name"]: d for d in f["thread_details"]}
+    processes = sorted(d["process"] for d in details.values())
+    assert processes == ["MainProcess", "child-proc"], details
+    assert len({d["pid"] for d in details.values()}) == 2
+    for d in details.values():
+        assert d["waits_for"]["resource"] in {r["id"] for r in f["resources"]}
+        assert [h["resource"] for h in d["holds"]] != [d["waits_for"]["resource"]]
+        assert d["holds"][0]["acquired_at"]["file"].endswith("prog.py")
+    locks = [r for r in f["resources"] if r["type"] == "mp.Lock"]
+    assert len(locks) == 2 and all(r["created_at"] for r in locks), locks
+    assert all(s[-1]["code"] == "with lock:" for s in f["stacks"].values()), f["stacks"]
+    assert "DeadlockError" in out and "child exit 0" in out
+    # The saved report reads back, processes and all.
+    (loaded,) = load_findings(str(tmp_path / "report.jsonl"))
+    assert sorted(t.process for t in loaded.threads) == ["MainProcess", "child-proc"]
+
+
+def test_three_processes_in_a_cycle_with_junk_in_the_run_dir(tmp_path: Path) -> None:
+    out, findings = run(
+        tmp_path,
+        """
+        def member(i, locks, holding, name):
+            with locks[i]:
+                holding.wait(10)
+                attempt(locks[(i + 1) % 3], name)
+
+        if __name__ == "__main__":
+            ctx = mp.get_context("fork")
+            locks = [ctx.Lock() for _ in range(3)]
+            holding = ctx.Barrier(3)
+            # Files another process left half written, or not ours at all,
+            # are skipped.
+            run_dir = os.environ["DEADLOCKWATCH_RUN_DIR"]
+            for name, text in [("1.json", '{"version": 1, "pid": 1, "thr'),
+                               ("2.json", '{"version": 1, "pid": 2, "threads": 7}'),
+                               ("3.json", "[]"), ("notes.txt", "x")]:
+                with open(os.path.join(run_dir, name), "w") as f:
+                    f.write(text)
+            ps = [ctx.Process(target=member, args=(i, locks, holding, f"member-{i}"),
+                              name=f"member-{i}", daemon=True) for i in (1, 2)]
+            for p in ps:
+                p.start()
+            member(0, locks, holding, "member-0")
+            for p in ps:
+                p.join(30)
+            print("exits", [p.exitcode for p in ps], flush=True)
+        """,
+    )
+    f = only_deadlock(findings)
+    assert f["cause"] == "3 threads each wait for a resource held by the next"
+    assert sorted(d["process"] for d in f["thread_details"]) == [
+        "MainProcess",
+        "member-1",
+        "member-2",
+    ]
+    assert "DeadlockError" in out and "exits [0, 0]" in out
+
+
+def test_a_process_killed_holding_a_lock(tmp_path: Path) -> None:
+    out, findings = run(
+        tmp_path,
+        """
+        def holder(lock, held):
+            lock.acquire()
+            held.set()
+            time.sleep(60)
+
+        if __name__ == "__main__":
+            ctx = mp.get_context("fork")
+            lock = ctx.Lock()
+            held = ctx.Event()
+            p = ctx.Process(target=holder, args=(lock, held), name="holder-proc", daemon=True)
+            p.start()
+            assert held.wait(30)
+            time.sleep(0.5)  # held a while: published in the run directory
+            os.kill(p.pid, signal.SIGKILL)
+            time.sleep(0.1)  # not reaped: a zombie still has its pid
+            attempt(lock, "parent")
+            p.join(10)
+            print("holder exit", p.exitcode, flush=True)
+        """,
+    )
+    f = only_deadlock(findings)
+    assert f["cause"].startswith("mp.Lock(created prog.py:")
+    assert "is held by process" in f["cause"] and "(holder-proc), which exited" in f["cause"]
+    holder = next(d for d in f["thread_details"] if d["process"] == "holder-proc")
+    assert holder["alive"] is False
+    assert "parent: DeadlockError" in out and "holder exit -9" in out
+
+
+def test_value_and_array_locks(tmp_path: Path) -> None:
+    out, findings = run(
+        tmp_path,
+        """
+        def child(v, arr, ready, go):
+            with arr.get_lock():
+                ready.set()
+                go.wait(10)
+                attempt(v.get_lock(), "child")
+
+        if __name__ == "__main__":
+            ctx = mp.get_context("spawn")
+            v = ctx.Value("i", 0)
+            arr = ctx.Array("i", 3)
+            ready, go = ctx.Event(), ctx.Event()
+            p = ctx.Process(target=child, args=(v, arr, ready, go), name="child-proc", daemon=True)
+            p.start()
+            with v.get_lock():
+                assert ready.wait(30)
+                go.set()
+                attempt(arr.get_lock(), "parent")
+            p.join(30)
+            print("child exit", p.exitcode, flush=True)
+        """,
+    )
+    f = only_deadlock(findings)
+    assert {r["type"] for r in f["resources"] if r["id"] in str(f["cycle"])} == {"mp.RLock"}
+    assert "DeadlockError" in out and "child exit 0" in out
+
+
+def test_busy_pools_and_a_lock_held_a_while_are_no_deadlock(tmp_path: Path) -> None:
+    out, findings = run(
+        tmp_path,
+        """
+        import concurrent.futures
+
+        def work(x):
+            time.sleep(0.01)
+            return x * x
+
+        def slow_holder(lock, held):
+            with lock:
+                held.set()
+                time.sleep(0.6)
+
+        if __name__ == "__main__":
+            ctx = mp.get_context("fork")
+            with ctx.Pool(2) as pool:
+                print("pool", sum(pool.map(work, range(60), chunksize=1)), flush=True)
+            with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as ex:
+                print("executor", sum(ex.map(work, range(60))), flush=True)
+            lock, held = ctx.Lock(), ctx.Event()
+            p = ctx.Process(target=slow_holder, args=(lock, held), name="slow", daemon=True)
+            p.start()
+            assert held.wait(30)
+            attempt(lock, "parent")  # blocks 0.6 s: held, not deadlocked
+            p.join(30)
+            print("slow exit", p.exitcode, flush=True)
+        """,
+    )
+    assert deadlocks(findings) == []
+    assert "pool 70210" in out and "executor 70210" in out
+    assert "parent: acquired" in out and "slow exit 0" in out
+
+
+def test_a_cycle_through_a_thread_and_a_process(tmp_path: Path) -> None:
+    out, findings = run(
+        tmp_path,
+        """
+        def child(a, b, ready, go):
+            with b:
+                ready.set()
+                go.wait(10)
+                attempt(a, "child")
+
+        if __name__ == "__main__":
+            ctx = mp.get_context("fork")
+            a, b = ctx.Lock(), ctx.Lock()
+            local = threading.Lock()
+            ready, go = ctx.Event(), ctx.Event()
+            p = ctx.Process(target=child, args=(a, b, ready, go), name="child-proc", daemon=True)
+            p.start()
+            assert ready.wait(30)
+            worker_holds = threading.Event()
+            def worker():
+                with local:
+                    worker_holds.set()
+                    attempt(b, "worker")
+            t = threading.Thread(target=worker, name="worker", daemon=True)
+            with a:
+                t.start()
+                assert worker_holds.wait(10)
+                go.set()
+                attempt(local, "main")
+            t.join(30)
+            p.join(30)
+            print("child exit", p.exitcode, flush=True)
+        """,
+    )
+    f = only_deadlock(findings)
+    assert f["cause"] == "3 threads each wait for a resource held by the next"
+    names = sorted(d["name"] for d in f["thread_details"])
+    assert [n.split(" in ")[0] for n in names] == ["MainThread", "MainThread", "worker"], names
+    assert {r["type"] for r in f["resources"]} >= {"Lock", "mp.Lock"}
+    assert "DeadlockError" in out and "child exit 0" in out
+
+
+def test_the_run_directory_variable_is_no_unknown_option() -> None:
+    assert unknown_env({"DEADLOCKWATCH_RUN_DIR": "/tmp/x", "DEADLOCKWATCH_TYPO": "1"}) == [
+        "DEADLOCKWATCH_TYPO"
+    ]
