@@ -9,6 +9,7 @@ locks too.
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -85,6 +86,17 @@ _CLASSES: tuple[tuple[str, type, Any], ...] = (
 _installed: dict[str, Any] = {}
 
 
+class _Module:
+    """Pickles as ``importlib.import_module(name)``: the stream names only the
+    standard library, never deadlockwatch."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (importlib.import_module, (self.name,))
+
+
 def _factory(tracked: Callable[..., Any]) -> Callable[..., Any]:
     def make(
         wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -114,6 +126,22 @@ def patch() -> None:
                 return True
             return isinstance(obj, wrapped)
 
+        # wrapt's proxies refuse to be copied or pickled; the factories are not
+        # (multiprocessing's managers pickle threading.Lock for a spawned
+        # server).  A copy is the factory itself, as for a function or a class,
+        # and a pickle names ``threading.<name>``, whatever that is where it
+        # is loaded.
+        def __copy__(self) -> Any:
+            return self
+
+        def __deepcopy__(self, memo: object) -> Any:
+            return self
+
+        def __reduce_ex__(self, protocol: object) -> tuple[Any, ...]:
+            return (getattr, (_Module("threading"), self._self_name))
+
+        __reduce__ = __reduce_ex__
+
     for name, tracked, original in _FACTORIES:
         if name in _installed:
             continue
@@ -123,6 +151,7 @@ def patch() -> None:
             original = current
         wrapper = TrackedFactory(original, _factory(tracked))
         wrapper._self_tracked = tracked  # type: ignore[attr-defined]
+        wrapper._self_name = name  # type: ignore[attr-defined]
         setattr(threading, name, wrapper)
         _installed[name] = (wrapper, original)
     for name, cls, _original in _CLASSES:

@@ -1213,6 +1213,24 @@ def test_isinstance_of_threading_lock_matches(enabled: None) -> None:
     assert got == expected
 
 
+@pytest.mark.parametrize("name", list(PAIRS))
+def test_factories_copy_and_pickle_as_themselves_while_enabled(enabled: None, name: str) -> None:
+    """As the originals (functions or classes): a copy is the factory itself, and a
+    pickle is a reference by name (multiprocessing's managers pickle them)."""
+    factory = getattr(threading, name)
+    assert copy.copy(factory) is factory
+    assert copy.deepcopy({"f": [factory]})["f"][0] is factory
+    streams = [pickle.dumps(factory, protocol) for protocol in range(pickle.HIGHEST_PROTOCOL + 1)]
+    for stream in streams:
+        assert pickle.loads(stream) is factory
+        assert b"deadlockwatch" not in stream
+    deadlockwatch.disable()
+    # Loaded where the detector is off: the original.
+    original = getattr(threading, name)
+    assert original is not factory
+    assert all(pickle.loads(stream) is original for stream in streams)
+
+
 def test_subclasses_of_the_original_semaphores_work_while_enabled(enabled: None) -> None:
     class MySemaphore(threading.Semaphore):
         pass
