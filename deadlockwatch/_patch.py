@@ -137,10 +137,11 @@ def patch() -> None:
         def __deepcopy__(self, memo: object) -> Any:
             return self
 
-        def __reduce_ex__(self, protocol: object) -> tuple[Any, ...]:
+        def __reduce__(self) -> tuple[Any, ...]:
             return (getattr, (_Module("threading"), self._self_name))
 
-        __reduce__ = __reduce_ex__
+        def __reduce_ex__(self, protocol: object) -> tuple[Any, ...]:
+            return self.__reduce__()
 
     for name, tracked, original in _FACTORIES:
         if name in _installed:
