@@ -480,7 +480,8 @@ class _TrackedSemaphoreMixin:
     The counting itself is the original class's code, run on an untracked
     internal Condition; this adds who holds how many units.  A release by a
     thread holding no unit marks the semaphore as a signal: from then on any
-    running thread may release it, so waits on it are not owner-bound.
+    running thread may release it, so waits on it are not owner-bound, and
+    its units are no longer counted per thread.
     """
 
     _cond: Any
@@ -532,6 +533,8 @@ class _TrackedSemaphoreMixin:
     __enter__ = acquire
 
     def _taken(self, rec: ThreadRecord, depth: int) -> None:
+        if self._dw_signal:
+            return  # a signal's units belong to nobody (see release)
         rec.held.append(self)
         units = self._dw_units
         units[rec] = units.get(rec, 0) + 1
@@ -553,8 +556,17 @@ class _TrackedSemaphoreMixin:
             else:
                 units[rec] = mine - take
             remove_held(rec, self, take)
-        if n > take:
+        if n > take and not self._dw_signal:
+            # A unit released by a thread that holds none: a signal.  From now
+            # on its units belong to nobody, so stop counting them per thread:
+            # a thread that only ever takes (a consumer) would otherwise pile
+            # up one held entry per acquire, for as long as it lives.
             self._dw_signal = True
+            units = self._dw_units
+            for holder, count in list(units.items()):
+                remove_held(holder, self, count)
+            units.clear()
+            self._dw_sites.clear()
 
     def __repr__(self) -> str:
         # The shape of threading's own repr (3.11+), "...: value=N>" at the end.

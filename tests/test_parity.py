@@ -1058,6 +1058,35 @@ def test_semaphore_tracks_units_per_thread() -> None:
     assert sem._value == 3
 
 
+@pytest.mark.parametrize("kind", SEM_KINDS)
+def test_signal_semaphore_units_belong_to_nobody(kind: str) -> None:
+    """A semaphore released by a thread that holds no unit is a signal: a
+    consumer that only ever takes piles up no held entries."""
+    tracked = PAIRS[kind][1]
+    sem = tracked(1)
+    rec = my_record()
+    assert sem.acquire()
+    assert sem._dw_units == {rec: 1}
+    released = threading.Event()
+
+    def producer() -> None:
+        for _ in range(500):
+            sem.release()  # this thread holds no unit: a signal
+        released.set()
+
+    sem._initial_value = 1000  # BoundedSemaphore: room for the producer's units
+    t = start(producer)
+    assert released.wait(BOUND)
+    t.join(BOUND)
+    # The unit taken before the first signal is forgotten too.
+    assert sem._dw_units == {} and sem not in rec.held
+    for _ in range(500):
+        assert sem.acquire(timeout=BOUND)
+    assert sem._dw_units == {} and sem not in rec.held
+    assert sem._dw_holders() == [] and not sem._dw_owner_bound()
+    assert sem._value == 0
+
+
 # -- the rest of the surface ------------------------------------------------
 PROTOCOL_NAMES = [
     "acquire",
