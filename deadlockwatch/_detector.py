@@ -70,6 +70,16 @@ class _Detector:
         _patch.patch()
         _primitives.self_wait_hook[:] = [self.on_self_wait]
         self.enabled = True
+        try:
+            # The analysis' dependency, imported now so that the first detection
+            # does not pay for it; here, not in the watcher: a fork while the
+            # watcher is in the middle of an import would leave that module's
+            # import lock held, in the child, by a thread that does not exist
+            # there, and the child's own import of it (its watcher's, or the
+            # program's) would wait forever.
+            import networkx  # noqa: F401
+        except Exception as exc:
+            self._internal_error(exc)
         self._start_watcher()
         if not self._atexit_registered:
             # After threading's own shutdown (so a deadlock that hangs it is
@@ -125,12 +135,6 @@ class _Detector:
     # -- the watcher ----------------------------------------------------------
     def _run(self) -> None:
         self.watcher_ident = _native.get_ident()
-        try:
-            # Import the analysis' dependency now, in the background, so that
-            # the first detection does not pay for it.
-            import networkx  # noqa: F401
-        except Exception as exc:
-            self._internal_error(exc)
         try:
             while not self._stop:
                 if self._wake.acquire(True, self.config.interval):
