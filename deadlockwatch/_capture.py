@@ -81,7 +81,7 @@ class _Builder:
             key=id(rec),
             ident=rec.ident,
             name=_state.thread_name(rec.ident, rec.name),
-            daemon=_state.thread_daemon(rec.ident),
+            daemon=_state.thread_daemon(rec.ident, rec.daemon),
             alive=rec.alive and rec.ident in self.frames,
             wait=wait_info,
             held=tuple(

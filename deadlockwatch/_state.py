@@ -51,6 +51,7 @@ class ThreadRecord:
         "__weakref__",
         "_gone",
         "alive",
+        "daemon",
         "held",
         "ident",
         "name",
@@ -59,11 +60,14 @@ class ThreadRecord:
         "wait",
     )
 
-    def __init__(self, ident: int, name: str) -> None:
+    def __init__(self, ident: int, name: str, daemon: bool = True) -> None:
         with _serial_lock:
             self.serial = next(_serials)
         self.ident = ident
+        #: The thread's name and daemon flag when the record was made, for
+        #: reports about it once it has exited (live threads are looked up).
         self.name = name
+        self.daemon = daemon
         self.held: list[Any] = []
         self.wait: WaitRecord | None = None
         self.alive = True
@@ -130,11 +134,30 @@ def _thread_gone(rec: ThreadRecord, _ref: object) -> None:
         pass
 
 
+def _thread_object(ident: int) -> threading.Thread | None:
+    thread: threading.Thread | None = threading._active.get(ident)  # type: ignore[attr-defined]
+    if thread is None:
+        # A thread's first tracked acquire can come before threading lists it
+        # in _active: Thread._bootstrap_inner sets its _started Event first,
+        # while the thread is still in _limbo.
+        try:
+            starting = list(threading._limbo)  # type: ignore[attr-defined]
+        except RuntimeError:  # changed meanwhile (free-threaded builds)
+            starting = []
+        for t in starting:
+            if getattr(t, "_ident", None) == ident:
+                return t  # type: ignore[no-any-return]
+    return thread
+
+
 def new_record() -> ThreadRecord:
     """Create the calling thread's record (once per thread)."""
     ident = _native.get_ident()
-    thread = threading._active.get(ident)  # type: ignore[attr-defined]
-    rec = ThreadRecord(ident, thread.name if thread is not None else f"thread-{ident}")
+    thread = _thread_object(ident)
+    if thread is not None:
+        rec = ThreadRecord(ident, thread.name, thread.daemon)
+    else:
+        rec = ThreadRecord(ident, f"thread-{ident}")
     guard = _Guard()
     rec._gone = weakref.ref(guard, functools.partial(_thread_gone, rec))
     tls.guard = guard
@@ -230,6 +253,6 @@ def thread_name(ident: int, fallback: str) -> str:
     return thread.name if thread is not None else fallback
 
 
-def thread_daemon(ident: int) -> bool:
+def thread_daemon(ident: int, fallback: bool = True) -> bool:
     thread = threading._active.get(ident)  # type: ignore[attr-defined]
-    return bool(thread.daemon) if thread is not None else True
+    return bool(thread.daemon) if thread is not None else fallback

@@ -411,3 +411,19 @@ def test_raise_all_gives_each_thread_its_own_error() -> None:
         assert errors["w1"].finding is errors["w2"].finding
     finally:
         deadlockwatch.disable()
+
+
+def test_lock_held_by_an_exited_thread_names_that_thread(detector: Watch) -> None:
+    """A thread's first tracked acquire comes before threading lists it as
+    active (its start-up Event), so its name and daemon flag are found then."""
+    lock = threading.Lock()
+    t = threading.Thread(target=lock.acquire, name="the-worker")  # non-daemon
+    t.start()
+    t.join(BOUND)
+    assert not t.is_alive() and lock.locked()
+    with pytest.raises(DeadlockError) as info:
+        lock.acquire()
+    f = info.value.finding
+    assert "held by thread 'the-worker', which exited" in f.cause
+    gone = next(th for th in f.threads if not th.alive)
+    assert (gone.name, gone.daemon) == ("the-worker", False)
