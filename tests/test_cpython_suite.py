@@ -8,6 +8,7 @@ run (minutes) is marked slow: ``pytest --run-slow -k cpython``, or
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -198,6 +199,20 @@ def test_an_interpreter_without_deadlockwatch_is_refused(tmp_path: Path) -> None
         assert r.returncode == 2, r.stderr
         assert words in r.stderr
         assert r.stdout == ""
+
+
+def test_a_baseline_of_another_interpreter_or_profile_is_refused(tmp_path: Path) -> None:
+    saved = tmp_path / "baseline.json"
+    saved.write_text(json.dumps({"version": [2, 7], "profile": "full", "modules": {}}))
+    r = subprocess.run(
+        [sys.executable, str(RUNNER), "--modules", "test_thread", "--baseline", str(saved)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert r.returncode == 2, r.stderr
+    assert "is for CPython 2.7, profile full; this run is 3." in r.stderr
 
 
 @pytest.mark.slow

@@ -325,7 +325,7 @@ def test_stress_no_false_alarm_no_leftovers(
         "signal.acquire(timeout) True",
     ]:
         assert counts.get(key, 0) > 0, (key, counts)
-    assert counts["operations"] > 1000 * stress_seconds
+    assert counts["operations"] > 200 * stress_seconds
     # The watcher did look at waits (many are longer than its 10 ms threshold),
     # and the nested acquisitions taught the order graph.
     assert result["analyses"] > 0
