@@ -150,10 +150,17 @@ def test_findings_texts_crashes_and_environment_changes_fail_the_check() -> None
     crashed = run()
     crashed.returncode = -9
     v = cr.compare(plain, crashed, (3, 11), rerun=lambda tests, detector: pytest.fail("no rerun"))
-    assert v.differences == ["the watched run ended without results (exit status -9)"]
+    assert v.differences == [
+        "the watched run ended without results (exit status -9; "
+        "a test over --test-timeout ends regrtest: see its log)"
+    ]
     crashed.timed_out = True
     v = cr.compare(plain, crashed, (3, 11))
     assert v.differences[0].startswith("the watched run timed out")
+    # Both runs without results: nothing was compared, which is no pass.
+    v = cr.compare(crashed, crashed, (3, 11))
+    assert [d.split(" run ")[0] for d in v.differences] == ["the plain", "the watched"]
+    assert not v.ok
 
 
 def test_report_table() -> None:

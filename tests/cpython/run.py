@@ -275,10 +275,11 @@ def run_regrtest(
             run.returncode = proc.wait(timeout)
         except subprocess.TimeoutExpired:
             run.timed_out = True
+        finally:
+            # Also when regrtest ended by itself: a test's child processes may
+            # outlive it (faulthandler's --timeout exits at once), and so on ^C
+            # or SIGTERM (see the end of this file).
             _kill_group(proc)
-        except BaseException:  # ^C, or SIGTERM (see main): leave nothing running
-            _kill_group(proc)
-            raise
     run.seconds = time.monotonic() - start
     with open(log, encoding="utf-8", errors="replace") as f:
         run.log = f.read()
@@ -301,9 +302,10 @@ def run_regrtest(
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
+    """Kill whatever is left of the process group (the session regrtest leads)."""
+    with contextlib.suppress(OSError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
+    with contextlib.suppress(OSError):
         proc.kill()
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(30)
@@ -411,12 +413,14 @@ def compare(
     run by run: how a flaky difference is told from a real one."""
     verdict = Verdict(plain.module, plain, watched)
     expected = expected_for(version)
-    if watched.timed_out and not plain.timed_out:
-        verdict.differences.append(f"the watched run timed out after {watched.seconds:.0f} s")
-    elif watched.crashed and not plain.crashed:
-        verdict.differences.append(
-            f"the watched run ended without results (exit status {watched.returncode})"
-        )
+    for run, name in ((plain, "plain"), (watched, "watched")):
+        if run.timed_out:
+            verdict.differences.append(f"the {name} run timed out after {run.seconds:.0f} s")
+        elif run.crashed:
+            verdict.differences.append(
+                f"the {name} run ended without results (exit status {run.returncode}; "
+                "a test over --test-timeout ends regrtest: see its log)"
+            )
     if watched.env_changed and not plain.env_changed:
         verdict.differences.append("regrtest says the watched run altered the environment")
     for line in watched.findings:
@@ -515,6 +519,8 @@ def _fmt_counts(run: Run | None) -> str:
         return "-"
     if run.timed_out:
         return f"TIMEOUT after {run.seconds:.0f} s"
+    if run.crashed:
+        return f"NO RESULTS (exit status {run.returncode}) after {run.seconds:.0f} s"
     c = run.counts()
     failed = c.get(FAILED, 0) + c.get(ERROR, 0) + c.get("subtest-failures", 0)
     other = sum(v for k, v in c.items() if k not in (PASSED, FAILED, ERROR, SKIPPED))
@@ -628,12 +634,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         match = PROFILES[ns.profile].get(module, ())
         print(f"{module}: running{' (part: ' + ' '.join(match) + ')' if match else ''}", flush=True)
-        plain = baseline.get(module) or run_regrtest(
-            ns.python, module, detector=False, workdir=workdir, match=match, **bounds
-        )
-        watched = run_regrtest(
-            ns.python, module, detector=True, workdir=workdir, match=match, **bounds
-        )
+        runs: list[Run] = []
+        for detector in (False, True):
+            run = None if detector else baseline.get(module)
+            for tag in ("", ".again"):
+                if run is None or run.crashed:
+                    # A run without results (a test over --test-timeout on a
+                    # loaded machine ends regrtest) gets one more chance.
+                    if run is not None:
+                        print(f"{module}: no results ({run.result or 'killed'}); again", flush=True)
+                    run = run_regrtest(
+                        ns.python,
+                        module,
+                        detector=detector,
+                        workdir=workdir,
+                        match=match,
+                        tag=tag,
+                        **bounds,
+                    )
+            assert run is not None
+            runs.append(run)
+        plain, watched = runs
         rerun = Rerun(ns.python, module, workdir, ns.reruns, **bounds) if ns.reruns else None
         verdict = compare(plain, watched, version, rerun)
         verdicts.append(verdict)
