@@ -112,6 +112,28 @@ def test_expected_differences_apply_to_their_versions_only() -> None:
     assert v.ok and v.notes == [f"expected difference did not show: {test} (passed in both runs)"]
 
 
+def test_an_intermittent_expected_difference_may_not_show() -> None:
+    test = "test.test_threading.ThreadJoinOnShutdown.test_clear_threads_states_after_fork"
+    plain, watched = cr.Run("test_threading", False), cr.Run("test_threading", True)
+    plain.outcomes, watched.outcomes = {test: "passed"}, {test: "passed"}
+    v = cr.compare(plain, watched, (3, 11))
+    assert v.ok and not v.expected and not v.notes
+    watched.outcomes = {test: "failed"}
+    v = cr.compare(plain, watched, (3, 11))
+    assert v.ok and [e[0] for e in v.expected] == [test]
+
+
+def test_flaky_differences_say_which_mode_showed_them() -> None:
+    def rerun(tests: list[str], detector: bool) -> dict[str, list[str]]:
+        return {t: ["passed"] for t in tests}
+
+    v = cr.compare(run(test_a="passed"), run(test_a="failed"), (3, 11), rerun)
+    text = cr.report([v], (3, 11), "full")
+    assert "seen with the detector only, not repeated" in text
+    v = cr.compare(run(test_a="failed"), run(test_a="passed"), (3, 11), rerun)
+    assert "flaky in both modes" in cr.report([v], (3, 11), "full")
+
+
 def test_every_expected_difference_has_a_reason_and_a_known_module() -> None:
     assert cr.EXPECTED_DIFFERENCES
     for e in cr.EXPECTED_DIFFERENCES:

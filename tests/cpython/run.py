@@ -98,6 +98,8 @@ class Expected:
     #: The CPython versions (major, minor) where the difference shows, inclusive.
     since: tuple[int, int] = (3, 10)
     until: tuple[int, int] = (3, 99)
+    #: It shows in some runs only (a race): not showing is no news.
+    intermittent: bool = False
 
     def applies(self, version: tuple[int, int]) -> bool:
         return self.since <= version <= self.until
@@ -127,6 +129,14 @@ EXPECTED_DIFFERENCES: tuple[Expected, ...] = (
         "thread (a bare _thread thread, invisible to threading but counted from "
         "/proc/self/stat), so the forking child prints the warning.",
         since=(3, 12),
+    ),
+    Expected(
+        "test.test_threading.ThreadJoinOnShutdown.test_clear_threads_states_after_fork",
+        "A forked child checks at once that sys._current_frames() holds its one thread.  "
+        "With the detector on, the child restarts its watcher in os.fork()'s after-fork "
+        "hook, and when that thread is already running (a race: measured 3 forks in 100 "
+        "on 3.11, 19 in 100 on 3.13) the child sees two threads and the test fails.",
+        intermittent=True,
     ),
     Expected(
         "test.test_logging.FormatterTest.test_relativeCreated_has_higher_precision",
@@ -448,8 +458,9 @@ def compare(
             verdict.expected.append((test, before, after, expected[test].reason))
         else:
             unexplained[test] = (before, after)
-    for test in expected:
-        if test.split(".")[1] == plain.module and test in plain.outcomes and test not in differing:
+    for test, e in expected.items():
+        mine = test.split(".")[1] == plain.module
+        if mine and not e.intermittent and test in plain.outcomes and test not in differing:
             verdict.notes.append(
                 f"expected difference did not show: {test} ({before_all[test]} in both runs)"
             )
@@ -460,6 +471,7 @@ def compare(
             plain_seen = [before, *again_plain.get(test, [])]
             watched_seen = [after, *again_watched.get(test, [])]
             if set(plain_seen) & set(watched_seen):
+                # Seen in both modes, or not repeated: a race or a loaded machine.
                 verdict.flaky.append((test, plain_seen, watched_seen))
             else:
                 verdict.differences.append(
@@ -543,9 +555,14 @@ def report(verdicts: Iterable[Verdict], version: tuple[int, int], profile: str) 
         for test, before, after, reason in v.expected:
             lines += ["", f"expected difference {test}: {before} -> {after}", f"    {reason}"]
         for test, plain_seen, watched_seen in v.flaky:
+            if watched_seen[0] in plain_seen:
+                what = "flaky in both modes (not counted)"
+            else:
+                # Only the detector's runs showed it, once: a rare real difference
+                # looks like this too (see test_clear_threads_states_after_fork).
+                what = "seen with the detector only, not repeated (not counted; look if it recurs)"
             lines.append(
-                f"flaky (not counted): {test}: without {'/'.join(plain_seen)}, "
-                f"with {'/'.join(watched_seen)}"
+                f"{what}: {test}: without {'/'.join(plain_seen)}, with {'/'.join(watched_seen)}"
             )
         for note in v.notes:
             lines.append(f"note: {v.module}: {note}")
