@@ -80,7 +80,7 @@ def parse_path(value: object, source: str) -> str | None:
     directory = os.path.dirname(os.path.abspath(value))
     if not os.path.isdir(directory):
         raise _bad(
-            source, value, f"a file path in an existing directory ({directory} does not exist)"
+            source, value, f"a file path in an existing directory ({directory!r} does not exist)"
         )
     if os.path.isdir(value):
         raise _bad(source, value, "a file path, not a directory")

@@ -54,7 +54,7 @@ class _Detector:
         self._resume_lock = _native.allocate_lock()
         self._native_id = 0
         self._paused_for_fork = False
-        self._errors_seen: set[str] = set()
+        self._errors_seen: set[tuple[str, tuple[tuple[str, int | None, str], ...]]] = set()
         #: Send findings to the ``deadlockwatch`` logger too (the pytest plugin
         #: attaches them to the test report instead).
         self.log = True
@@ -268,10 +268,14 @@ class _Detector:
         return all(w.reported for w in waits if id(w) in key)
 
     def _internal_error(self, exc: BaseException) -> None:
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        if text in self._errors_seen:
+        # Once per kind of error and place, whatever its message says: a message
+        # with an id or a count in it would otherwise be new at every tick.
+        frames = traceback.extract_tb(exc.__traceback__)
+        key = (type(exc).__qualname__, tuple((f.filename, f.lineno, f.name) for f in frames))
+        if key in self._errors_seen:
             return
-        self._errors_seen.add(text)
+        self._errors_seen.add(key)
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         self.write_text("deadlockwatch: internal error in the watcher (it keeps running):\n" + text)
 
     # -- findings -------------------------------------------------------------

@@ -207,7 +207,7 @@ class LockOrder:
             if stack:
                 top = stack[-1]
                 site = Site(top.file, top.line, top.function)
-            gates = frozenset(id(h) for h in held if h is not src and h is not dst)
+            gates = frozenset(id(h) for h in held if h is not src and h is not dst and _mutex(h))
             edge = _Edge(a.key, b.key, thread, ident, serial, site, stack, gates)
             path = self._path_if_cycle(a, b)
             if path is None:
@@ -302,6 +302,15 @@ class LockOrder:
             self.suppressed_cycles.append(finding)
             return None
         return finding
+
+
+def _mutex(lock: Any) -> bool:
+    """Whether holding ``lock`` excludes every other thread, as a gate must: a
+    Lock or RLock, but not a semaphore (units for several threads at once, or
+    a signal) nor a Lock seen handed between threads (a latch)."""
+    return getattr(lock, "_dw_type", "") in ("Lock", "RLock") and not getattr(
+        lock, "_handoff", False
+    )
 
 
 def _finding(graph: LockOrder, edges: list[_Edge]) -> Finding:

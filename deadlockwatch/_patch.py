@@ -9,6 +9,7 @@ locks too.
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -85,6 +86,17 @@ _CLASSES: tuple[tuple[str, type, Any], ...] = (
 _installed: dict[str, Any] = {}
 
 
+class _Module:
+    """Pickles as ``importlib.import_module(name)``: the stream names only the
+    standard library, never deadlockwatch."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (importlib.import_module, (self.name,))
+
+
 def _factory(tracked: Callable[..., Any]) -> Callable[..., Any]:
     def make(
         wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -97,11 +109,6 @@ def _factory(tracked: Callable[..., Any]) -> Callable[..., Any]:
         return tracked()
 
     return make
-
-
-def threading_attribute(name: str) -> Any:
-    """``threading.<name>`` (what a pickled factory becomes when unpickled)."""
-    return getattr(threading, name)
 
 
 def patch() -> None:
@@ -119,11 +126,22 @@ def patch() -> None:
                 return True
             return isinstance(obj, wrapped)
 
-        def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
-            # Pickled by name (multiprocessing's managers register
-            # threading.Lock, and send their registry to a spawned server):
-            # the other process gets its own threading.Lock.
-            return (threading_attribute, (self._self_name,))
+        # wrapt's proxies refuse to be copied or pickled; the factories are not
+        # (multiprocessing's managers pickle threading.Lock for a spawned
+        # server).  A copy is the factory itself, as for a function or a class,
+        # and a pickle names ``threading.<name>``, whatever that is where it
+        # is loaded.
+        def __copy__(self) -> Any:
+            return self
+
+        def __deepcopy__(self, memo: object) -> Any:
+            return self
+
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (getattr, (_Module("threading"), self._self_name))
+
+        def __reduce_ex__(self, protocol: object) -> tuple[Any, ...]:
+            return self.__reduce__()
 
     for name, tracked, original in _FACTORIES:
         if name in _installed:

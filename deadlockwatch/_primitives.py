@@ -480,7 +480,8 @@ class _TrackedSemaphoreMixin:
     The counting itself is the original class's code, run on an untracked
     internal Condition; this adds who holds how many units.  A release by a
     thread holding no unit marks the semaphore as a signal: from then on any
-    running thread may release it, so waits on it are not owner-bound.
+    running thread may release it, so waits on it are not owner-bound, and
+    its units are no longer counted per thread.
     """
 
     _cond: Any
@@ -533,7 +534,7 @@ class _TrackedSemaphoreMixin:
 
     def _taken(self, rec: ThreadRecord, depth: int) -> None:
         if self._dw_signal:
-            return  # a signal has no holders to keep
+            return  # a signal's units belong to nobody (see release)
         rec.held.append(self)
         units = self._dw_units
         units[rec] = units.get(rec, 0) + 1
@@ -556,10 +557,12 @@ class _TrackedSemaphoreMixin:
                 units[rec] = mine - take
             remove_held(rec, self, take)
         if n > take and not self._dw_signal:
-            # Released by a thread that holds no unit: a signal from now on
-            # (ThreadPoolExecutor's idle semaphore, say), whose units belong
-            # to nobody.  Holders kept would only pile up in held lists.
+            # A unit released by a thread that holds none: a signal.  From now
+            # on its units belong to nobody, so stop counting them per thread:
+            # a thread that only ever takes (a consumer) would otherwise pile
+            # up one held entry per acquire, for as long as it lives.
             self._dw_signal = True
+            units = self._dw_units
             for holder, count in list(units.items()):
                 remove_held(holder, self, count)
             units.clear()

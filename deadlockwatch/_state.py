@@ -62,15 +62,17 @@ class ThreadRecord:
         "wait",
     )
 
-    def __init__(self, ident: int, name: str) -> None:
+    def __init__(self, ident: int, name: str, daemon: bool = True) -> None:
         with _serial_lock:
             self.serial = next(_serials)
         self.ident = ident
+        #: The thread's name and daemon flag when the record was made, for
+        #: reports about it once it has exited (live threads are looked up).
         self.name = name
+        self.daemon = daemon
         self.held: list[Any] = []
         self.wait: WaitRecord | None = None
         self.alive = True
-        self.daemon = True
         self.probe: Any = None
         self._gone: Any = None
         self.pid = os.getpid()
@@ -149,29 +151,36 @@ def _thread_gone(rec: ThreadRecord, _ref: object) -> None:
         pass
 
 
+def _thread_object(ident: int) -> threading.Thread | None:
+    thread: threading.Thread | None = threading._active.get(ident)  # type: ignore[attr-defined]
+    if thread is None:
+        # A thread's first tracked acquire can come before threading lists it
+        # in _active: Thread._bootstrap_inner sets its _started Event first,
+        # while the thread is still in _limbo.
+        try:
+            starting = list(threading._limbo)  # type: ignore[attr-defined]
+        except RuntimeError:  # changed meanwhile (free-threaded builds)
+            starting = []
+        for t in starting:
+            if getattr(t, "_ident", None) == ident:
+                return t  # type: ignore[no-any-return]
+    return thread
+
+
 def new_record() -> ThreadRecord:
     """Create the calling thread's record (once per thread)."""
     ident = _native.get_ident()
     thread = _thread_object(ident)
-    rec = ThreadRecord(ident, thread.name if thread is not None else f"thread-{ident}")
-    rec.daemon = bool(thread.daemon) if thread is not None else True
+    if thread is not None:
+        rec = ThreadRecord(ident, thread.name, thread.daemon)
+    else:
+        rec = ThreadRecord(ident, f"thread-{ident}")
     guard = _Guard()
     rec._gone = weakref.ref(guard, functools.partial(_thread_gone, rec))
     tls.guard = guard
     tls.rec = rec
     records[ident] = rec
     return rec
-
-
-def _thread_object(ident: int) -> Any:
-    """The Thread object of ``ident``, also while it is starting (a thread
-    takes its first locks before threading lists it as active)."""
-    thread = threading._active.get(ident)  # type: ignore[attr-defined]
-    if thread is None:
-        for t in list(threading._limbo):  # type: ignore[attr-defined]
-            if getattr(t, "_ident", None) == ident:
-                return t
-    return thread
 
 
 def current_record() -> ThreadRecord:

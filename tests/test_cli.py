@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import ABBA_START
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from deadlockwatch._config import OPTIONS, Config, ConfigError
@@ -1214,3 +1214,126 @@ def test_config_environment_is_accepted_or_rejected_cleanly(environ: dict[str, s
         value = environ.get(option.env, "")
         if value != "":
             assert getattr(config, option.name) == option.parse(value, "test")
+
+
+# -- environment values: any text, one clear line ---------------------------------------
+#: What an environment variable can hold on POSIX: any text without NUL, lone
+#: surrogates included (undecodable bytes, decoded with surrogateescape), line
+#: breaks, and path-like and number-like shapes.
+ANY_TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=(), blacklist_characters="\x00"), max_size=24
+)
+ENV_TEXT = (
+    ANY_TEXT
+    | st.builds(lambda a, b: f"{a}/{b}", ANY_TEXT, ANY_TEXT)
+    | st.builds(lambda a: f"{a}/report.jsonl", st.sampled_from(["", ".", "/tmp", "/no/such"]))
+    | st.builds(str, st.floats(allow_nan=True, allow_infinity=True))
+    | st.builds(
+        lambda n, pad: f"{pad}{n}{pad}",
+        st.integers(-(10**6), 10**6),
+        st.sampled_from(["", " ", "\t", "\n"]),
+    )
+    | st.sampled_from(["1", "0", "TRUE", " on ", "yes\n", "raise-all", "Report", "a.py:3, b:f"])
+)
+
+
+def _one_clean_line(message: str, variable: str, value: str) -> None:
+    assert "\n" not in message and "\r" not in message, message
+    assert f"environment variable {variable}:" in message
+    assert repr(value) in message
+    assert message.startswith("deadlockwatch: invalid value ")
+
+
+@PROPERTY
+@given(ENV_TEXT)
+def test_enable_variable_is_accepted_or_rejected_cleanly(value: str) -> None:
+    from deadlockwatch._config import env_enabled
+
+    try:
+        on = env_enabled({"DEADLOCKWATCH": value})
+    except ConfigError as exc:
+        _one_clean_line(str(exc), "DEADLOCKWATCH", value)
+        return
+    assert on is (value.strip().lower() in ("1", "true", "yes", "on"))
+
+
+REPORT_OPTION = next(o for o in OPTIONS if o.name == "report")
+
+
+@PROPERTY
+@given(st.sampled_from(OPTIONS), ENV_TEXT)
+@example(REPORT_OPTION, "no\nsuch/findings.jsonl")  # the directory is named too
+@example(REPORT_OPTION, "\udcff/findings.jsonl")
+def test_any_text_in_any_option_variable_parses_or_names_it_on_one_line(
+    option: Any, value: str
+) -> None:
+    try:
+        config = Config().with_environ({option.env: value})
+    except ConfigError as exc:
+        _one_clean_line(str(exc), option.env, value)
+        return
+    if value != "":
+        assert getattr(config, option.name) == option.parse(value, "test")
+
+
+def _encodable(value: str) -> bool:
+    try:
+        os.fsencode(value)
+    except UnicodeError:
+        return False
+    return True
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["DEADLOCKWATCH", *(o.env for o in OPTIONS)]), ENV_TEXT.filter(_encodable))
+def test_interpreter_start_up_with_any_value(variable: str, value: str) -> None:
+    """Through the .pth, in a fresh interpreter: the program runs, or the
+    interpreter stops with status 2 and one line naming the variable."""
+    env = clean_env(DEADLOCKWATCH="1")
+    env[variable] = value  # encoded with surrogateescape, as the OS gave it
+    r = subprocess.run(
+        [sys.executable, "-c", "print('program ran')"],
+        env=env,
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    stderr = r.stderr.decode("utf-8", "backslashreplace")
+    if r.returncode == 0:
+        assert r.stdout == b"program ran\n"
+        assert "Traceback" not in stderr
+        return
+    assert r.returncode == 2, stderr
+    assert r.stdout == b""
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert f"environment variable {variable}:" in lines[0]
+
+
+REPORT_FORMATS = st.sampled_from(["text", "json", "dot"])
+
+
+@PROPERTY
+@given(REPORT_BYTES, REPORT_FORMATS)
+def test_report_command_on_any_file_prints_or_fails_with_one_line(
+    fuzz_dir: Path, data: bytes, fmt: str
+) -> None:
+    """``python -m deadlockwatch report`` (in-process): status 0 with output, or
+    status 2 with one line naming the file; never a traceback."""
+    import contextlib
+    import io
+
+    from deadlockwatch._cli import main
+
+    path = fuzz_dir / "cli.jsonl"
+    path.write_bytes(data)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(["report", str(path), "--format", fmt])
+    if status == 0:
+        assert out.getvalue() and err.getvalue() == ""
+        return
+    assert status == 2
+    assert out.getvalue() == ""
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("deadlockwatch: report: ")
+    assert str(path) in lines[0]

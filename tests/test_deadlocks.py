@@ -433,3 +433,19 @@ def test_semaphore_used_as_a_signal_keeps_no_holders(detector: Watch) -> None:
         sem.release()
     assert sem._dw_units == {} and len(me.held) == before  # type: ignore[attr-defined]
     assert detector.findings == []
+
+
+def test_lock_held_by_an_exited_thread_names_that_thread(detector: Watch) -> None:
+    """A thread's first tracked acquire comes before threading lists it as
+    active (its start-up Event), so its name and daemon flag are found then."""
+    lock = threading.Lock()
+    t = threading.Thread(target=lock.acquire, name="the-worker")  # non-daemon
+    t.start()
+    t.join(BOUND)
+    assert not t.is_alive() and lock.locked()
+    with pytest.raises(DeadlockError) as info:
+        lock.acquire()
+    f = info.value.finding
+    assert "held by thread 'the-worker', which exited" in f.cause
+    gone = next(th for th in f.threads if not th.alive)
+    assert (gone.name, gone.daemon) == ("the-worker", False)

@@ -145,6 +145,35 @@ def test_gate_lock_makes_the_inversion_harmless(order: list[deadlockwatch.Findin
     assert len(quiet.order) == 2
 
 
+@pytest.mark.parametrize("gate_kind", ["Semaphore", "BoundedSemaphore", "handed-off Lock"])
+def test_only_a_mutex_is_a_gate(order: list[deadlockwatch.Finding], gate_kind: str) -> None:
+    """Units of a semaphore (two threads may hold one each) or a Lock seen handed
+    between threads (a latch) held across both orders do not make them safe."""
+    if gate_kind == "handed-off Lock":
+        gate = threading.Lock()
+        gate.acquire()
+        run_in_thread(gate.release)
+    else:
+        gate = getattr(threading, gate_kind)(2)
+    a, b = threading.Lock(), threading.Lock()
+    run_in_thread(nested(gate, a, b))
+    run_in_thread(nested(gate, b, a))
+    assert len(inversions()) == 1
+    assert deadlockwatch.suppressed() == []
+
+
+def test_a_semaphore_unit_held_all_along_is_no_gate(order: list[deadlockwatch.Finding]) -> None:
+    """A unit this thread took long ago and never gave back (the semaphore used
+    as a counter) does not hide an inversion it makes later."""
+    counter = threading.Semaphore(5)
+    assert counter.acquire()
+    a, b = threading.Lock(), threading.Lock()
+    nested(a, b)()
+    nested(b, a)()
+    assert len(inversions()) == 1
+    counter.release()
+
+
 def test_single_thread_inversion_is_reported_and_says_so(
     order: list[deadlockwatch.Finding],
 ) -> None:

@@ -1058,6 +1058,35 @@ def test_semaphore_tracks_units_per_thread() -> None:
     assert sem._value == 3
 
 
+@pytest.mark.parametrize("kind", SEM_KINDS)
+def test_signal_semaphore_units_belong_to_nobody(kind: str) -> None:
+    """A semaphore released by a thread that holds no unit is a signal: a
+    consumer that only ever takes piles up no held entries."""
+    tracked = PAIRS[kind][1]
+    sem = tracked(1)
+    rec = my_record()
+    assert sem.acquire()
+    assert sem._dw_units == {rec: 1}
+    released = threading.Event()
+
+    def producer() -> None:
+        for _ in range(500):
+            sem.release()  # this thread holds no unit: a signal
+        released.set()
+
+    sem._initial_value = 1000  # BoundedSemaphore: room for the producer's units
+    t = start(producer)
+    assert released.wait(BOUND)
+    t.join(BOUND)
+    # The unit taken before the first signal is forgotten too.
+    assert sem._dw_units == {} and sem not in rec.held
+    for _ in range(500):
+        assert sem.acquire(timeout=BOUND)
+    assert sem._dw_units == {} and sem not in rec.held
+    assert sem._dw_holders() == [] and not sem._dw_owner_bound()
+    assert sem._value == 0
+
+
 # -- the rest of the surface ------------------------------------------------
 PROTOCOL_NAMES = [
     "acquire",
@@ -1211,6 +1240,24 @@ def test_isinstance_of_threading_lock_matches(enabled: None) -> None:
     deadlockwatch.disable()
     expected = outcome(lambda: isinstance(th.Lock(), th.Lock))
     assert got == expected
+
+
+@pytest.mark.parametrize("name", list(PAIRS))
+def test_factories_copy_and_pickle_as_themselves_while_enabled(enabled: None, name: str) -> None:
+    """As the originals (functions or classes): a copy is the factory itself, and a
+    pickle is a reference by name (multiprocessing's managers pickle them)."""
+    factory = getattr(threading, name)
+    assert copy.copy(factory) is factory
+    assert copy.deepcopy({"f": [factory]})["f"][0] is factory
+    streams = [pickle.dumps(factory, protocol) for protocol in range(pickle.HIGHEST_PROTOCOL + 1)]
+    for stream in streams:
+        assert pickle.loads(stream) is factory
+        assert b"deadlockwatch" not in stream
+    deadlockwatch.disable()
+    # Loaded where the detector is off: the original.
+    original = getattr(threading, name)
+    assert original is not factory
+    assert all(pickle.loads(stream) is original for stream in streams)
 
 
 def test_subclasses_of_the_original_semaphores_work_while_enabled(enabled: None) -> None:

@@ -307,6 +307,23 @@ def test_findings_go_to_the_logging_logger_off_the_watcher() -> None:
     )
 
 
+def test_multiprocessing_manager_with_spawn() -> None:
+    """A spawned manager server receives threading.Lock & co. pickled."""
+    code = """
+    import multiprocessing, threading
+    if __name__ == "__main__":
+        with multiprocessing.get_context("spawn").Manager() as manager:
+            lock, rlock, sem = manager.Lock(), manager.RLock(), manager.Semaphore(2)
+            with lock, rlock, sem:
+                print("in", type(threading.Lock()).__name__, flush=True)
+        print("done", flush=True)
+    """
+    r = run_python(code, env={"DEADLOCKWATCH": "1"}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["in", "TrackedLock", "done"]
+    assert "deadlockwatch" not in r.stderr
+
+
 def test_child_forked_from_a_worker_thread_exits() -> None:
     """After fork only the forking thread survives; when it is not the main one,
     the child ends with it, so the child's watcher must not keep it alive."""

@@ -1,0 +1,501 @@
+"""Faults: the watcher's own errors, KeyboardInterrupt in a tracked wait,
+interpreter shutdown with blocked daemon threads, disable() and enable()
+while threads are blocked, and fork.
+
+What can take a process down (signals, shutdown, fork, a broken analysis)
+runs in a fresh interpreter, killed if it ever hangs.
+"""
+
+from __future__ import annotations
+
+import _thread
+import json
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import BOUND, run_python, start
+
+import deadlockwatch
+from deadlockwatch import DeadlockError, _patch, _state
+from deadlockwatch._detector import DETECTOR
+
+INTERNAL_ERROR = "deadlockwatch: internal error in the watcher (it keeps running):"
+
+
+# -- errors inside deadlockwatch ---------------------------------------------------------
+def test_an_error_in_the_watcher_is_reported_once_and_the_watcher_goes_on() -> None:
+    code = """
+    import threading, time, deadlockwatch
+    from deadlockwatch import _detector
+    real_analyze = _detector.analyze
+    calls = []
+    def broken(snap):
+        calls.append(1)
+        # A message that differs every time: still one report.
+        raise RuntimeError(f"analysis broke on {id(snap):#x}, call {len(calls)}")
+    _detector.analyze = broken
+    deadlockwatch.enable(interval=0.01, threshold=0.01, lock_order=False, on_deadlock="raise")
+    # A wait the watcher analyses, tick after tick: main holds the lock a while.
+    gate = threading.Lock()
+    gate.acquire()
+    t = threading.Thread(target=lambda: (gate.acquire(), gate.release()), daemon=True)
+    t.start()
+    deadline = time.monotonic() + 10
+    while len(calls) < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    gate.release()
+    t.join(10)
+    print("broken analyses:", len(calls) >= 10, flush=True)
+    _detector.analyze = real_analyze
+    # The same watcher still finds a real deadlock, and breaks it.
+    a, b = threading.Lock(), threading.Lock()
+    barrier = threading.Barrier(2)
+    errors = []
+    def worker(x, y):
+        try:
+            with x:
+                barrier.wait(10)
+                with y:
+                    pass
+        except deadlockwatch.DeadlockError:
+            errors.append(threading.current_thread().name)
+    ts = [threading.Thread(target=worker, args=p, daemon=True) for p in [(a, b), (b, a)]]
+    [w.start() for w in ts]
+    [w.join(10) for w in ts]
+    print("deadlock broken:", len(errors) == 1 and not any(w.is_alive() for w in ts))
+    """
+    r = run_python(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["broken analyses: True", "deadlock broken: True"]
+    assert r.stderr.count(INTERNAL_ERROR) == 1, r.stderr
+    assert r.stderr.count("RuntimeError: analysis broke") == 1
+    assert r.stderr.count("deadlockwatch: DEADLOCK") == 1
+    assert r.stderr.index("RuntimeError: analysis broke") < r.stderr.index("DEADLOCK")
+
+
+def test_an_error_in_lock_order_learning_leaves_the_acquire_alone() -> None:
+    code = """
+    import threading, deadlockwatch
+    from deadlockwatch._order import ORDER
+    def broken(*args):
+        raise ValueError("order graph broke")
+    ORDER.learn = broken
+    deadlockwatch.enable(lock_order=True)
+    a, b = threading.Lock(), threading.Lock()
+    for _ in range(3):
+        with a:
+            with b:
+                pass
+        with b:
+            with a:
+                pass
+    print("acquires fine:", not a.locked() and not b.locked())
+    """
+    r = run_python(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "acquires fine: True"
+    # One report for the same error, wherever it happens; never an inversion.
+    assert r.stderr.count(INTERNAL_ERROR) == 1, r.stderr
+    assert r.stderr.count("ValueError: order graph broke") == 1
+    assert "INVERSION" not in r.stderr.upper().replace("INTERNAL", "")
+
+
+# -- KeyboardInterrupt ---------------------------------------------------------------------
+#: The main thread blocks, untimed, on something another thread holds; a third
+#: thread interrupts it after 0.3 s.  argv: kind, how, tracked (1/0).
+INTERRUPTED = """
+import _thread, json, signal, sys, threading, time
+kind, how, tracked = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+if tracked:
+    import deadlockwatch
+    from deadlockwatch import _state
+    deadlockwatch.enable(interval=0.01, threshold=0.01)
+factory = getattr(threading, kind)
+obj = factory() if kind in ("Lock", "RLock") else factory(1)
+holding, done = threading.Event(), threading.Event()
+def holder():
+    obj.acquire()
+    holding.set()
+    done.wait(5)
+    obj.release()
+h = threading.Thread(target=holder, name="holder", daemon=True)
+h.start()
+holding.wait(10)
+main = threading.main_thread().ident
+def interrupter():
+    time.sleep(0.3)
+    if how == "signal":
+        signal.pthread_kill(main, signal.SIGINT)
+    else:
+        _thread.interrupt_main()
+threading.Thread(target=interrupter, daemon=True).start()
+t0 = time.monotonic()
+try:
+    obj.acquire()
+    outcome = "acquired"
+except KeyboardInterrupt:
+    outcome = "KeyboardInterrupt"
+out = {"outcome": outcome, "prompt": time.monotonic() - t0 < 2.5}
+out["still held by the holder"] = not obj.acquire(False)
+if tracked:
+    rec = _state.current_record()
+    out["main holds"] = [repr(x) for x in rec.held]
+    out["main waits"] = rec in _state.blocked or rec.wait is not None
+done.set()
+h.join(10)
+out["works after"] = obj.acquire(timeout=5)
+obj.release()
+if tracked:
+    out["held after"] = [repr(x) for x in _state.current_record().held]
+    out["findings"] = [f.kind for f in deadlockwatch.check()]
+print(json.dumps(out))
+"""
+
+KINDS = ["Lock", "RLock", "Semaphore", "BoundedSemaphore"]
+
+
+def _interrupted(kind: str, how: str, tracked: bool) -> dict[str, Any]:
+    r = run_python(INTERRUPTED, args=[kind, how, "1" if tracked else "0"], timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "deadlockwatch:" not in r.stderr
+    result: dict[str, Any] = json.loads(r.stdout.splitlines()[-1])
+    return result
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sigint_in_a_blocked_acquire_behaves_as_with_the_raw_primitive(kind: str) -> None:
+    """SIGINT sent to the main thread interrupts a blocked acquire (on POSIX, as
+    CPython's own acquires are interruptible): KeyboardInterrupt at once, the
+    primitive still held by its holder, nothing left in the bookkeeping."""
+    raw = _interrupted(kind, "signal", tracked=False)
+    tracked = _interrupted(kind, "signal", tracked=True)
+    expected = {
+        "outcome": "KeyboardInterrupt",
+        "prompt": True,
+        "still held by the holder": True,
+        "works after": True,
+    }
+    assert raw == expected
+    assert tracked == {
+        **expected,
+        "main holds": [],
+        "main waits": False,
+        "held after": [],
+        "findings": [],
+    }
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_interrupt_main_in_a_blocked_acquire(kind: str) -> None:
+    """``_thread.interrupt_main()`` only simulates a signal: a raw acquire blocked
+    in C sees it once it returns (when the holder lets go).  A tracked wait
+    returns to Python every slice, so it raises KeyboardInterrupt at once,
+    without taking the primitive, which stays consistent."""
+    tracked = _interrupted(kind, "interrupt_main", tracked=True)
+    assert tracked == {
+        "outcome": "KeyboardInterrupt",
+        "prompt": True,
+        "still held by the holder": True,
+        "main holds": [],
+        "main waits": False,
+        "works after": True,
+        "held after": [],
+        "findings": [],
+    }
+
+
+# -- interpreter shutdown ------------------------------------------------------------------
+def test_shutdown_with_blocked_daemon_threads_is_quiet(tmp_path: Path) -> None:
+    """Daemon threads blocked on what the exiting main thread, a sleeping thread
+    or nobody holds; a non-daemon thread keeps the shutdown waiting a while, the
+    watcher looking every 10 ms.  Nothing of it is a deadlock."""
+    report = tmp_path / "report.jsonl"
+    code = """
+    import threading, time
+    main_lock, rlock = threading.Lock(), threading.RLock()
+    sem, cond = threading.Semaphore(0), threading.Condition()
+    main_lock.acquire()
+    def sleeper():
+        with rlock:
+            time.sleep(60)
+    def waits_cond():
+        with cond:
+            cond.wait()
+    threading.Thread(target=sleeper, daemon=True).start()
+    time.sleep(0.05)
+    for target in (main_lock.acquire, rlock.acquire, sem.acquire, waits_cond):
+        threading.Thread(target=target, daemon=True).start()
+    threading.Thread(target=time.sleep, args=(0.5,)).start()  # shutdown waits for it
+    time.sleep(0.3)
+    print("main done", flush=True)
+    """
+    env = {
+        "DEADLOCKWATCH": "1",
+        "DEADLOCKWATCH_INTERVAL": "0.01",
+        "DEADLOCKWATCH_THRESHOLD": "0.01",
+        "DEADLOCKWATCH_REPORT": str(report),
+    }
+    for _ in range(3):
+        t0 = time.monotonic()
+        r = run_python(code, env=env, timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == "main done\n"
+        assert r.stderr == ""
+        assert not report.exists()
+        assert time.monotonic() - t0 < 10
+
+
+# -- disable() and enable() while threads are blocked --------------------------------------
+def test_disable_while_threads_are_blocked_lets_them_finish() -> None:
+    deadlockwatch.enable(interval=0.01, threshold=0.01, on_deadlock="raise")
+    try:
+        lock, rlock, sem = threading.Lock(), threading.RLock(), threading.Semaphore(1)
+        cond, event, q = threading.Condition(), threading.Event(), queue.Queue()
+        results: dict[str, object] = {}
+
+        def take(name: str, obj: Any) -> None:
+            results[name] = obj.acquire()
+            obj.release()
+
+        def on_cond() -> None:
+            with cond:
+                results["cond"] = cond.wait_for(lambda: event.is_set(), BOUND)
+
+        for obj in (lock, rlock, sem):
+            obj.acquire()
+        threads = [
+            start(take, "lock", lock),
+            start(take, "rlock", rlock),
+            start(take, "sem", sem),
+            start(on_cond),
+            start(lambda: results.setdefault("event", event.wait(BOUND))),
+            start(lambda: results.setdefault("queue", q.get(timeout=BOUND))),
+        ]
+        deadline = time.monotonic() + BOUND
+        while len(_state.blocked) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(_state.blocked) == 3  # the three tracked acquires
+        time.sleep(0.1)  # the watcher looks at them (they are not deadlocked)
+    finally:
+        deadlockwatch.disable()
+    assert not deadlockwatch.is_enabled()
+    # Released after disable(): every waiter finishes normally.
+    for obj in (lock, rlock, sem):
+        obj.release()
+    with cond:
+        event.set()
+        cond.notify_all()
+    q.put("item")
+    for t in threads:
+        t.join(BOUND)
+    assert not any(t.is_alive() for t in threads)
+    assert results == {
+        "lock": True,
+        "rlock": True,
+        "sem": True,
+        "cond": True,
+        "event": True,
+        "queue": "item",
+    }
+    assert not _state.blocked
+    assert _state.current_record().held == []
+    assert not lock.locked() and sem._value == 1
+
+
+def test_disable_then_enable_while_blocked_finds_a_later_deadlock() -> None:
+    lock = None
+    deadlockwatch.enable(interval=0.01, threshold=0.01, on_deadlock="raise")
+    try:
+        lock = threading.Lock()
+        lock.acquire()
+        t = start(lambda: (lock.acquire(), lock.release()))
+        time.sleep(0.05)
+        deadlockwatch.disable()
+        deadlockwatch.enable(interval=0.01, threshold=0.01, on_deadlock="raise")
+        start_count = len(DETECTOR.findings)
+        time.sleep(0.1)
+        assert DETECTOR.findings[start_count:] == []  # a plain wait: main runs
+        lock.release()
+        t.join(BOUND)
+        assert not t.is_alive()
+        # The watcher is alive: a real deadlock is still found and broken.
+        a, b = threading.Lock(), threading.Lock()
+        barrier = threading.Barrier(2)
+        errors: list[str] = []
+
+        def worker(x: Any, y: Any) -> None:
+            try:
+                with x:
+                    barrier.wait(BOUND)
+                    with y:
+                        pass
+            except DeadlockError:
+                errors.append("DeadlockError")
+
+        ts = [start(worker, a, b), start(worker, b, a)]
+        for w in ts:
+            w.join(BOUND)
+        assert errors == ["DeadlockError"]
+    finally:
+        deadlockwatch.disable()
+
+
+def _settle(condition: Any) -> bool:
+    deadline = time.monotonic() + BOUND
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return bool(condition())
+
+
+def test_enable_twice_starts_one_watcher_and_wraps_once() -> None:
+    before = _thread._count()
+    deadlockwatch.enable(interval=0.01, threshold=0.01, on_deadlock="raise")
+    try:
+        assert _settle(lambda: DETECTOR.watcher_ident is not None)
+        watcher = DETECTOR.watcher_ident
+        assert _settle(lambda: _thread._count() == before + 1)  # the watcher
+        lock_factory = threading.Lock
+        installed = dict(_patch._installed)
+        deadlockwatch.enable(interval=0.01, threshold=0.01, on_deadlock="raise")
+        deadlockwatch.enable(interval=0.01, threshold=0.01, on_deadlock="raise")
+        time.sleep(0.05)
+        assert _thread._count() == before + 1
+        assert DETECTOR.watcher_ident == watcher
+        assert threading.Lock is lock_factory and _patch._installed == installed
+        # One report per deadlock, not one per enable().
+        start_count = len(DETECTOR.findings)
+        a, b = threading.Lock(), threading.Lock()
+        barrier = threading.Barrier(2)
+
+        def worker(x: Any, y: Any) -> None:
+            try:
+                with x:
+                    barrier.wait(BOUND)
+                    with y:
+                        pass
+            except DeadlockError:
+                pass
+
+        ts = [start(worker, a, b), start(worker, b, a)]
+        for w in ts:
+            w.join(BOUND)
+        assert not any(w.is_alive() for w in ts)
+        kinds = [f.kind for f in DETECTOR.findings[start_count:]]
+        assert kinds.count("deadlock") == 1
+    finally:
+        deadlockwatch.disable()
+    assert _settle(lambda: _thread._count() == before)
+
+
+# -- fork --------------------------------------------------------------------------------
+def test_detection_goes_on_in_parent_and_child_after_fork(tmp_path: Path) -> None:
+    report = tmp_path / "report.jsonl"
+    code = """
+    import os, sys, threading, time, deadlockwatch
+    def abba(tag):
+        a, b = threading.Lock(), threading.Lock()
+        barrier = threading.Barrier(2)
+        out = []
+        def worker(x, y):
+            try:
+                with x:
+                    barrier.wait(10)
+                    with y:
+                        out.append("done")
+            except deadlockwatch.DeadlockError:
+                out.append("DeadlockError")
+        ts = [threading.Thread(target=worker, args=p, daemon=True, name=f"{tag}-{i}")
+              for i, p in enumerate([(a, b), (b, a)])]
+        [t.start() for t in ts]
+        [t.join(10) for t in ts]
+        return sorted(out)
+    # At the fork, a worker waits (not a deadlock: main, the holder, runs on).
+    held = threading.Lock()
+    held.acquire()
+    waiter = threading.Thread(target=lambda: (held.acquire(), held.release()), daemon=True)
+    waiter.start()
+    time.sleep(0.1)
+    pid = os.fork()
+    if pid == 0:
+        print("child", abba("child"), flush=True)
+        time.sleep(0.2)  # any late (spurious) report would show now
+        os._exit(0)
+    os.waitpid(pid, 0)
+    held.release()
+    waiter.join(10)
+    print("parent", abba("parent"), flush=True)
+    print("pids", os.getpid(), pid, flush=True)
+    """
+    env = {
+        "DEADLOCKWATCH": "1",
+        "DEADLOCKWATCH_ACTION": "raise",
+        "DEADLOCKWATCH_LOCK_ORDER": "0",
+        "DEADLOCKWATCH_INTERVAL": "0.02",
+        "DEADLOCKWATCH_REPORT": str(report),
+    }
+    r = run_python(code, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:2] == [
+        "child ['DeadlockError', 'done']",
+        "parent ['DeadlockError', 'done']",
+    ]
+    parent, child = (int(x) for x in lines[2].split()[1:])
+    records = [json.loads(line) for line in report.read_text().splitlines()]
+    assert [(rec["kind"], rec["pid"]) for rec in records] == [
+        ("deadlock", child),
+        ("deadlock", parent),
+    ]
+    assert {n.split("-")[0] for n in records[0]["threads"]} == {"child"}
+    assert {n.split("-")[0] for n in records[1]["threads"]} == {"parent"}
+    assert r.stderr.count("deadlockwatch: DEADLOCK") == 2
+    assert [line for line in r.stderr.splitlines() if line.startswith("deadlockwatch:")] == [
+        line for line in r.stderr.splitlines() if line.startswith("deadlockwatch: DEADLOCK")
+    ]
+
+
+def test_fork_right_after_start_up_leaves_the_child_able_to_import_and_detect() -> None:
+    """The detector's own start-up imports must be over before enable() returns:
+    a fork in the middle of an import in another thread leaves that module's
+    import lock held, in the child, by a thread that does not exist there."""
+    code = """
+    import os, signal, sys, time
+    pid = os.fork()  # at once: the detector has just been enabled by the .pth
+    if pid == 0:
+        import networkx  # what the watcher imports for its analysis
+        import threading, deadlockwatch
+        a, b = threading.Lock(), threading.Lock()
+        barrier = threading.Barrier(2)
+        out = []
+        def worker(x, y):
+            try:
+                with x:
+                    barrier.wait(10)
+                    with y:
+                        out.append("done")
+            except deadlockwatch.DeadlockError:
+                out.append("DeadlockError")
+        ts = [threading.Thread(target=worker, args=p, daemon=True) for p in [(a, b), (b, a)]]
+        [t.start() for t in ts]
+        [t.join(10) for t in ts]
+        print("child", sorted(out), flush=True)
+        os._exit(0)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if os.waitpid(pid, os.WNOHANG) != (0, 0):
+            print("child ended", flush=True)
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        print("child hung", flush=True)
+    """
+    env = {"DEADLOCKWATCH": "1", "DEADLOCKWATCH_ACTION": "raise", "DEADLOCKWATCH_LOCK_ORDER": "0"}
+    for _ in range(3):
+        r = run_python(code, env=env, timeout=90)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines() == ["child ['DeadlockError', 'done']", "child ended"]
