@@ -276,9 +276,10 @@ def test_disable_while_threads_are_blocked_lets_them_finish() -> None:
             start(lambda: results.setdefault("queue", q.get(timeout=BOUND))),
         ]
         deadline = time.monotonic() + BOUND
-        while len(_state.blocked) < 3 and time.monotonic() < deadline:
+        while len(_state.blocked) < 6 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert len(_state.blocked) == 3  # the three tracked acquires
+        # the three acquires, and the Condition, Event and queue waits
+        assert len(_state.blocked) == 6
         time.sleep(0.1)  # the watcher looks at them (they are not deadlocked)
     finally:
         deadlockwatch.disable()
