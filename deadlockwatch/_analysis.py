@@ -105,7 +105,10 @@ def analyze(snap: Snapshot) -> list[Finding]:
     if stuck_untimed - stuck:
         for f in _findings(snap, stuck_untimed, TIMED_CYCLE):
             threads = {step.thread for step in f.cycle}
-            if len(threads) > 1 and not threads <= stuck:
+            # A timed wait for a signal (a notify, an item) is polling: only a
+            # cycle of owned resources is worth a warning.
+            polling = any(_is_signal(snap.resources[s.waits_for]) for s in f.cycle)
+            if len(threads) > 1 and not threads <= stuck and not polling:
                 findings.append(f)
     return findings
 

@@ -157,7 +157,7 @@ class _Detector:
                 self._start_watcher()
 
     def after_fork_in_child(self) -> None:
-        """Only the forking thread survives a fork: start a new watcher."""
+        """Only the forking thread survives a fork: it gets a new watcher."""
         self._paused_for_fork = False
         _state.resume_watcher = None
         self._resume_lock = _native.allocate_lock()
@@ -181,7 +181,10 @@ class _Detector:
         # a thread of the child blocks on it.
         _state.departed.clear()
         if self.enabled:
-            self._start_watcher()
+            # Not at once: a child that checks its threads right after the
+            # fork must see only its own.  The first blocking wait starts it.
+            self._paused_for_fork = True
+            _state.resume_watcher = self._resume
 
     # -- the watcher ----------------------------------------------------------
     def _run(self) -> None:

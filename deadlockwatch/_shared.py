@@ -159,6 +159,10 @@ def _taken(self: Any, frame: Any) -> None:
             # across processes (see `_dw_owner_bound`), and one taken again
             # and again (a queue's ``put``) must not grow the held list.
             rec.held.append(self)
+            # A forked child's watcher waits for a first wait; a holder of
+            # a shared lock must publish it (it may be killed holding it).
+            if _state.resume_watcher is not None:
+                _state.resume_watcher()
     units[rec] = n + 1
 
 
