@@ -294,15 +294,17 @@ class _Detector:
 
     def check(self) -> list[Finding]:
         """Analyse now (with the confirming second capture) and return every finding."""
+        # Across processes: what this process's blocked threads are part of.
+        shared = [replace(f, pid=os.getpid(), time=time.time()) for f in _shared.check(self)]
         waits = list(_state.blocked.copy().values())
         if not waits:
-            return []
+            return shared
         first = {f.key for f in self._analyse(waits)}
         if not first:
-            return []
+            return shared
         snap, frames = capture(list(_state.blocked.copy().values()), self._exclude())
         found = _shared.local_findings(analyze(snap))
-        return [self.complete(f, frames) for f in found if f.key in first]
+        return [self.complete(f, frames) for f in found if f.key in first] + shared
 
     def handle(
         self, finding: Finding, waits: dict[int, WaitRecord], current: WaitRecord | None = None
@@ -433,7 +435,12 @@ class _Detector:
         threads = with_stacks(snap.threads.values(), frames)
         waiting = (t.ident for t in snap.threads.values() if t.wait is not None)
         outside = outside_view(frames, waiting)
-        self.write_text(format_dump(threads, snap.resources, outside), file)
+        text = format_dump(threads, snap.resources, outside)
+        remote, resources = _shared.remote_snapshot()
+        if remote:
+            title = f"{len(remote)} thread(s) of other processes, as they last published"
+            text += "\n" + format_dump(remote, resources, title=title)
+        self.write_text(text, file)
 
 
 def _victims(finding: Finding, waits: dict[int, WaitRecord], every: bool) -> list[WaitRecord]:

@@ -252,16 +252,17 @@ def format_dump(
     threads: Iterable[ThreadInfo],
     resources: Mapping[int, ResourceInfo],
     outside: Iterable[str] = (),
+    title: str = "",
 ) -> str:
     """Every thread with what it holds and waits for, and its stack (like jstack)."""
     threads = list(threads)
     names = {t.key: t.name for t in threads}
-    lines = [f"deadlockwatch: {len(threads)} thread(s) (pid {os.getpid()})"]
+    lines = [f"deadlockwatch: {title or f'{len(threads)} thread(s) (pid {os.getpid()})'}"]
     for t in sorted(threads, key=lambda t: t.ident):
         lines.append("")
         daemon = "daemon" if t.daemon else "non-daemon"
         lines.append(f"Thread {t.name!r} (ident {t.ident}, {daemon})")
-        if t.wait is not None:
+        if t.wait is not None and t.wait.resource in resources:
             r = resources[t.wait.resource]
             holders = ", ".join(repr(names.get(h, "?")) for h, _ in r.holders) or "nobody"
             timeout = f", timeout {t.wait.timeout:g} s" if t.wait.timeout is not None else ""
@@ -270,9 +271,11 @@ def format_dump(
                 f"{timeout} at {_site(t.wait.site)}"
             )
         for h in t.held:
-            r = resources[h.resource]
+            held = resources.get(h.resource)
+            if held is None:
+                continue
             units = f" x{h.count}" if h.count > 1 else ""
-            lines.append(f"  holds {r.label}{units}, acquired at {_site(h.acquired_at)}")
+            lines.append(f"  holds {held.label}{units}, acquired at {_site(h.acquired_at)}")
         for fr in t.stack:
             lines.append(f'    File "{short_path(fr.file)}", line {fr.line}, in {fr.function}')
             if fr.code:

@@ -841,17 +841,33 @@ def _act(detector: Any, finding: Finding, waits: dict[int, WaitRecord]) -> None:
         detector.abort()
 
 
-def remote_threads() -> list[ThreadInfo]:
-    """What other processes published (for `dump`)."""
+def remote_snapshot() -> tuple[list[ThreadInfo], dict[int, ResourceInfo]]:
+    """What other processes published, threads and resources (for `dump`)."""
     d = _run_dir
     if d is None or _cls is None:
-        return []
+        return [], {}
     m = _Merge(_native.monotonic())
     mine = f"{os.getpid()}.json"
     for data in _read(e for e in _files(d) if e.name != mine):
         with contextlib.suppress(Exception):
             m.add(data, me=False)
-    return list(m.threads.values())
+    snap = m.snapshot()
+    return list(snap.threads.values()), dict(snap.resources)
+
+
+def check(detector: Any) -> list[Finding]:
+    """The cross-process deadlocks this process's blocked threads are part of,
+    from what every process has published (for `deadlockwatch.check`)."""
+    if not active or _cls is None:
+        return []
+    d = run_dir()
+    if d is None:
+        return []
+    mine = f"{os.getpid()}.json"
+    others = [e for e in _files(d) if e.name != mine]
+    if not others:
+        return []
+    return _analyse(_local_state(detector), others)
 
 
 def _after_fork_in_child() -> None:

@@ -59,8 +59,8 @@ def run(
         DEADLOCKWATCH_ACTION="raise-all",
         DEADLOCKWATCH_REPORT=str(report),
         PYTHONFAULTHANDLER="1",
-        **env,
     )
+    full_env.update(env)
     proc = subprocess.Popen(
         [sys.executable, str(prog)],
         cwd=tmp_path,
@@ -334,3 +334,53 @@ def test_the_run_directory_variable_is_no_unknown_option() -> None:
     assert unknown_env({"DEADLOCKWATCH_RUN_DIR": "/tmp/x", "DEADLOCKWATCH_TYPO": "1"}) == [
         "DEADLOCKWATCH_TYPO"
     ]
+
+
+def test_check_and_dump_see_the_other_process(tmp_path: Path) -> None:
+    out, findings = run(
+        tmp_path,
+        """
+        import io
+        import deadlockwatch
+        from deadlockwatch._detector import DETECTOR
+
+        def child(a, b, ready, go):
+            with b:
+                ready.set()
+                go.wait(10)
+                with a:
+                    pass
+
+        def look(p):
+            deadline = time.monotonic() + 20
+            while not DETECTOR.findings and time.monotonic() < deadline:
+                time.sleep(0.02)
+            found = deadlockwatch.check()
+            print("check", [(f.kind, sorted(t.process for t in f.threads)) for f in found],
+                  flush=True)
+            buf = io.StringIO()
+            deadlockwatch.dump(buf)
+            text = buf.getvalue()
+            print("dump other", "of other processes, as they last published" in text,
+                  "in child-proc (pid" in text.split("of other processes")[-1], flush=True)
+            p.kill()
+            os._exit(0)
+
+        if __name__ == "__main__":
+            ctx = mp.get_context("fork")
+            a, b = ctx.Lock(), ctx.Lock()
+            ready, go = ctx.Event(), ctx.Event()
+            p = ctx.Process(target=child, args=(a, b, ready, go), name="child-proc", daemon=True)
+            p.start()
+            threading.Thread(target=look, args=(p,), daemon=True).start()
+            with a:
+                assert ready.wait(30)
+                go.set()
+                with b:
+                    pass
+        """,
+        DEADLOCKWATCH_ACTION="report",
+    )
+    assert "check [('deadlock', ['MainProcess', 'child-proc'])]" in out, out
+    assert "dump other True True" in out, out
+    only_deadlock(findings)
