@@ -11,7 +11,11 @@ on, a JSON Lines report file set), and checks that
 * the detector found nothing: the report file stays empty, and no
   ``deadlockwatch:`` line (a report, an internal error of the watcher) was
   written by the test process;
-* no run crashed or timed out where the plain one did not.
+* no run crashed or timed out (one more try is given; a module without
+  results in either run fails the check: nothing was compared).
+
+`EXCLUDED` lists the few CPython tests left out of both runs because they
+misbehave without the detector too.
 
 A test whose outcome differs is run again a few times in both modes (regrtest
 ``--match``): if the outcomes then overlap, the difference is timing noise of
@@ -148,6 +152,18 @@ EXPECTED_DIFFERENCES: tuple[Expected, ...] = (
     ),
 )
 
+#: CPython's own tests left out of both runs (regrtest ``--ignore``), with why:
+#: only for tests that misbehave without the detector too.
+EXCLUDED: tuple[tuple[str, str], ...] = (
+    (
+        "test.test_threading.ThreadingExceptionTests.test_print_exception_gh_102056",
+        "Its child interpreter recurses exponentially until interrupt_main() stops it; "
+        "on a loaded machine it sometimes never stops, without the detector as with it "
+        "(seen on 3.12 and 3.13: the test ran into --test-timeout in both runs, which "
+        "ends regrtest and loses the module's results).",
+    ),
+)
+
 #: Runs Python's regression tests as ``python -m test`` would.  With the
 #: detector on, it also copies every text the watcher writes (reports, internal
 #: errors) to a side file: regrtest buffers a test's stderr while it runs (for
@@ -269,6 +285,8 @@ def run_regrtest(
     cmd = [python, "-c", LAUNCHER, module, "--junit-xml", xml, "--timeout", str(test_timeout)]
     for pattern in match:
         cmd += ["--match", pattern]
+    for pattern, _reason in EXCLUDED:
+        cmd += ["--ignore", pattern]
     run = Run(module, detector)
     start = time.monotonic()
     with open(log, "wb") as out:
@@ -610,8 +628,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if ns.list_expected:
         for e in EXPECTED_DIFFERENCES:
-            print(f"{e.test} (CPython {e.since[0]}.{e.since[1]} to {e.until[0]}.{e.until[1]})")
+            versions = f"CPython {e.since[0]}.{e.since[1]} to {e.until[0]}.{e.until[1]}"
+            print(f"{e.test} ({versions}{', intermittent' if e.intermittent else ''})")
             print(f"    {e.reason}")
+        for pattern, reason in EXCLUDED:
+            print(f"{pattern} (left out of both runs)")
+            print(f"    {reason}")
         return 0
     modules = ns.modules.split(",") if ns.modules else list(MODULES)
     unknown = [m for m in modules if m not in MODULES]
