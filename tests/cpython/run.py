@@ -164,12 +164,17 @@ EXCLUDED: tuple[tuple[str, str], ...] = (
     ),
 )
 
-#: Runs Python's regression tests as ``python -m test`` would.  With the
-#: detector on, it also copies every text the watcher writes (reports, internal
-#: errors) to a side file: regrtest buffers a test's stderr while it runs (for
-#: the JUnit XML) and drops it when the test passes.
+#: Runs Python's regression tests as ``python -m test`` would from a terminal
+#: (SIGINT raises KeyboardInterrupt).  With the detector on, it also copies
+#: every text the watcher writes (reports, internal errors) to a side file:
+#: regrtest buffers a test's stderr while it runs (for the JUnit XML) and
+#: drops it when the test passes.
 LAUNCHER = """\
-import os, runpy, sys
+import os, runpy, signal, sys
+# As from a terminal, however this script was started: a background job of a
+# shell without job control inherits SIGINT ignored, and then
+# _thread.interrupt_main() does nothing (test_threading's InterruptMainTests).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 log = os.environ.pop("_DLW_CPYTHON_TEXT_LOG", None)
 if log:
     import deadlockwatch
