@@ -134,6 +134,21 @@ def test_flaky_differences_say_which_mode_showed_them() -> None:
     assert "flaky in both modes" in cr.report([v], (3, 11), "full")
 
 
+def test_exclusions_apply_until_the_fix() -> None:
+    e = cr.Excluded("x", "why", fixed_in=((3, 12, 8), (3, 13, 1)))
+    assert [e.applies(v) for v in [(3, 11, 9), (3, 12, 7), (3, 12, 8), (3, 13, 0), (3, 13, 1)]] == [
+        True,
+        True,
+        False,
+        True,
+        False,
+    ]
+    assert not e.applies((3, 14, 0))
+    assert cr.Excluded("x", "why").applies((3, 14, 0))
+    for x in cr.EXCLUDED:
+        assert len(x.reason) > 80
+
+
 def test_every_expected_difference_has_a_reason_and_a_known_module() -> None:
     assert cr.EXPECTED_DIFFERENCES
     for e in cr.EXPECTED_DIFFERENCES:

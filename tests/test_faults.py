@@ -500,3 +500,42 @@ def test_fork_right_after_start_up_leaves_the_child_able_to_import_and_detect() 
         r = run_python(code, env=env, timeout=90)
         assert r.returncode == 0, r.stderr
         assert r.stdout.splitlines() == ["child ['DeadlockError', 'done']", "child ended"]
+
+
+def test_an_unwritable_report_file_is_said_and_detection_goes_on(tmp_path: Path) -> None:
+    """The report's directory vanishes after start-up: each finding still gets
+    its text report and its action, plus one line saying the file failed."""
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    code = f"""
+    import os, threading, deadlockwatch
+    os.rmdir({str(folder)!r})
+    out = []
+    for round in range(2):
+        a, b = threading.Lock(), threading.Lock()
+        barrier = threading.Barrier(2)
+        def worker(x, y):
+            try:
+                with x:
+                    barrier.wait(10)
+                    with y:
+                        pass
+            except deadlockwatch.DeadlockError:
+                out.append(round)
+        ts = [threading.Thread(target=worker, args=p, daemon=True) for p in [(a, b), (b, a)]]
+        [t.start() for t in ts]
+        [t.join(10) for t in ts]
+    print(out)
+    """
+    env = {
+        "DEADLOCKWATCH": "1",
+        "DEADLOCKWATCH_ACTION": "raise",
+        "DEADLOCKWATCH_LOCK_ORDER": "0",
+        "DEADLOCKWATCH_REPORT": str(folder / "findings.jsonl"),
+    }
+    r = run_python(code, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[0, 1]"
+    assert r.stderr.count("deadlockwatch: DEADLOCK") == 2
+    failed = [line for line in r.stderr.splitlines() if "cannot write report" in line]
+    assert len(failed) == 2 and "No such file or directory" in failed[0]

@@ -236,11 +236,12 @@ def test_barrier_a_party_never_reaches(tmp_path: Path) -> None:
             with lock:
                 barrier.wait()
         with lock:
-            spawn(late, "late")
+            t = spawn(late, "late")
             try:
                 barrier.wait()
             except DeadlockError:
                 print("main: DeadlockError")
+        t.join(10)
         """,
     )
     f = only(findings)

@@ -11,7 +11,11 @@ on, a JSON Lines report file set), and checks that
 * the detector found nothing: the report file stays empty, and no
   ``deadlockwatch:`` line (a report, an internal error of the watcher) was
   written by the test process;
-* no run crashed or timed out where the plain one did not.
+* no run crashed or timed out (one more try is given; a module without
+  results in either run fails the check: nothing was compared).
+
+`EXCLUDED` lists the few CPython tests left out of both runs because they
+misbehave without the detector too.
 
 A test whose outcome differs is run again a few times in both modes (regrtest
 ``--match``): if the outcomes then overlap, the difference is timing noise of
@@ -158,6 +162,46 @@ EXPECTED_FINDINGS: tuple[ExpectedFinding, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Excluded:
+    """CPython tests left out of both runs (regrtest ``--ignore``), and why:
+    only tests that misbehave without the detector too."""
+
+    pattern: str
+    reason: str
+    #: The releases with the fix, one per minor version (later minor versions
+    #: have it too); none: left out everywhere.
+    fixed_in: tuple[tuple[int, int, int], ...] = ()
+
+    def applies(self, version: tuple[int, int, int]) -> bool:
+        for fixed in self.fixed_in:
+            if version[:2] == fixed[:2]:
+                return version < fixed
+        return not self.fixed_in or version < min(self.fixed_in)
+
+
+EXCLUDED: tuple[Excluded, ...] = (
+    Excluded(
+        "test.test_threading.ThreadingExceptionTests.test_print_exception_gh_102056",
+        "Its child interpreter recurses exponentially until interrupt_main() stops it; "
+        "on a loaded machine it sometimes never stops, without the detector as with it "
+        "(seen on 3.12 and 3.13: the test ran into --test-timeout in both runs, which "
+        "ends regrtest and loses the module's results).",
+    ),
+    Excluded(
+        "*ProcessPoolShutdownTest.test_processes_terminate",
+        "CPython bug gh-125451 (fixed in 3.12.8 and 3.13.1): a real deadlock when "
+        "ProcessPoolExecutor shuts down while its queue feeder thread handles a task it "
+        "cannot pickle: the manager thread holds shutdown_lock and joins the feeder, which "
+        "waits for shutdown_lock.  Timing decides; it hung once in four runs of 3.13.0 "
+        "with the detector (whose slower locks widen the window).  deadlockwatch, which "
+        "tracks Thread.join, reports it as a deadlock when it happens: a true report, but "
+        "one that depends on timing, so the test is left out of both runs.",
+        fixed_in=((3, 12, 8), (3, 13, 1)),
+    ),
+)
+
+
 _BEFORE_AFTER = ("Warning --   Before", "Warning --   After")
 
 
@@ -167,19 +211,22 @@ def _only_run_dir(log: str) -> bool:
     locks are first used: see README, Deadlocks across processes)."""
     warnings = [line for line in log.splitlines() if line.startswith("Warning -- ")]
     about_environ = all(
-        "os.environ was modified" in w
-        or w.startswith(("Warning --   Before", "Warning --   After"))
-        for w in warnings
+        "os.environ was modified" in w or w.startswith(_BEFORE_AFTER) for w in warnings
     )
     return bool(warnings) and about_environ and "DEADLOCKWATCH_RUN_DIR" in log
 
 
-#: Runs Python's regression tests as ``python -m test`` would.  With the
-#: detector on, it also copies every text the watcher writes (reports, internal
-#: errors) to a side file: regrtest buffers a test's stderr while it runs (for
-#: the JUnit XML) and drops it when the test passes.
+#: Runs Python's regression tests as ``python -m test`` would from a terminal
+#: (SIGINT raises KeyboardInterrupt).  With the detector on, it also copies
+#: every text the watcher writes (reports, internal errors) to a side file:
+#: regrtest buffers a test's stderr while it runs (for the JUnit XML) and
+#: drops it when the test passes.
 LAUNCHER = """\
-import os, runpy, sys
+import os, runpy, signal, sys
+# As from a terminal, however this script was started: a background job of a
+# shell without job control inherits SIGINT ignored, and then
+# _thread.interrupt_main() does nothing (test_threading's InterruptMainTests).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 log = os.environ.pop("_DLW_CPYTHON_TEXT_LOG", None)
 if log:
     import deadlockwatch
@@ -201,7 +248,8 @@ runpy.run_module("test", run_name="__main__", alter_sys=True)
 
 PROBE = """\
 import sys, threading, deadlockwatch
-print("%d.%d" % sys.version_info[:2], deadlockwatch.is_enabled(), type(threading.Lock()).__name__)
+v = ".".join(map(str, sys.version_info[:3]))
+print(v, deadlockwatch.is_enabled(), type(threading.Lock()).__name__)
 """
 
 
@@ -281,6 +329,7 @@ def run_regrtest(
     detector: bool,
     workdir: str,
     match: Sequence[str] = (),
+    ignore: Sequence[str] = (),
     test_timeout: float,
     timeout: float,
     tag: str = "",
@@ -295,6 +344,8 @@ def run_regrtest(
     cmd = [python, "-c", LAUNCHER, module, "--junit-xml", xml, "--timeout", str(test_timeout)]
     for pattern in match:
         cmd += ["--match", pattern]
+    for pattern in ignore:
+        cmd += ["--ignore", pattern]
     run = Run(module, detector)
     start = time.monotonic()
     with open(log, "wb") as out:
@@ -381,7 +432,7 @@ def parse_junit(path: str) -> tuple[dict[str, str], int]:
     return outcomes, unnamed
 
 
-def probe(python: str) -> tuple[tuple[int, int], str]:
+def probe(python: str) -> tuple[tuple[int, int, int], str]:
     """The interpreter's version, and an error if DEADLOCKWATCH=1 does not enable it."""
     env = _clean_env(True, os.devnull, "")
     env.pop("_DLW_CPYTHON_TEXT_LOG")
@@ -396,17 +447,17 @@ def probe(python: str) -> tuple[tuple[int, int], str]:
             cwd=tempfile.gettempdir(),  # not a checkout: the installed deadlockwatch
         )
     except OSError as exc:
-        return (0, 0), f"{python} cannot run the probe: {exc}"
+        return (0, 0, 0), f"{python} cannot run the probe: {exc}"
     words = r.stdout.split()
     if r.returncode != 0 or len(words) != 3:
-        return (0, 0), f"{python} cannot run the probe: {r.stderr.strip() or r.stdout.strip()}"
-    major, minor = (int(x) for x in words[0].split("."))
+        return (0, 0, 0), f"{python} cannot run the probe: {r.stderr.strip() or r.stdout.strip()}"
+    major, minor, micro = (int(x) for x in words[0].split("."))
     if words[1:] != ["True", "TrackedLock"]:
-        return (major, minor), (
+        return (major, minor, micro), (
             f"DEADLOCKWATCH=1 does not switch deadlockwatch on in {python} "
             f"(is it installed there, with its .pth?): {r.stdout.strip()} {r.stderr.strip()}"
         )
-    return (major, minor), ""
+    return (major, minor, micro), ""
 
 
 def available(python: str, module: str) -> bool:
@@ -643,14 +694,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if ns.list_expected:
         for e in EXPECTED_DIFFERENCES:
-            print(f"{e.test} (CPython {e.since[0]}.{e.since[1]} to {e.until[0]}.{e.until[1]})")
+            versions = f"CPython {e.since[0]}.{e.since[1]} to {e.until[0]}.{e.until[1]}"
+            print(f"{e.test} ({versions}{', intermittent' if e.intermittent else ''})")
             print(f"    {e.reason}")
+        for x in EXCLUDED:
+            fixed = ", ".join(".".join(map(str, f)) for f in x.fixed_in)
+            print(f"{x.pattern} (left out of both runs{', before ' + fixed if fixed else ''})")
+            print(f"    {x.reason}")
         return 0
     modules = ns.modules.split(",") if ns.modules else list(MODULES)
     unknown = [m for m in modules if m not in MODULES]
     if unknown:
         parser.error(f"unknown module(s) {', '.join(unknown)}; known: {', '.join(MODULES)}")
-    version, problem = probe(ns.python)
+    full_version, problem = probe(ns.python)
+    version = full_version[:2]
+    ignore = [x.pattern for x in EXCLUDED if x.applies(full_version)]
     if problem:
         print(f"tests/cpython/run.py: {problem}", file=sys.stderr)
         return 2
@@ -699,6 +757,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         detector=detector,
                         workdir=workdir,
                         match=match,
+                        ignore=ignore,
                         tag=tag,
                         **bounds,
                     )
