@@ -178,7 +178,7 @@ def _resource_info(
         key=key,
         id=hex(getattr(obj, "_dw_id", key)),
         type=obj._dw_type,
-        created_at=getattr(obj, "_created", None) or getattr(obj, "_dw_created", None),
+        created_at=_waits.created_site(obj),
         holders=tuple((id(r), n) for r, n, _ in holders),
         free=obj._dw_free(),
         owner_bound=obj._dw_owner_bound(),

@@ -44,11 +44,9 @@ def _start_import() -> None:
 
 
 def _import() -> None:
-    global _networkx, _importing, _given_up
+    global _importing, _given_up
     try:
-        import networkx
-
-        _networkx = networkx
+        load_networkx()
     except BaseException:
         _given_up = True
     finally:

@@ -45,7 +45,8 @@ for _name in ("queue.py", "concurrent/futures/_base.py", "concurrent/futures/thr
 Holder = tuple[ThreadRecord | int, int, Site | None]
 
 
-def _created(lock: Any) -> Site | None:
+def created_site(lock: Any) -> Site | None:
+    """Where a tracked primitive was made (None for an untracked one)."""
     created: Site | None = getattr(lock, "_created", None) or getattr(lock, "_dw_created", None)
     return created
 
@@ -67,7 +68,7 @@ class View:
 
     @property
     def _dw_created(self) -> Site | None:
-        return _created(getattr(self.obj, "_lock", None))
+        return created_site(getattr(self.obj, "_lock", None))
 
     def _dw_holders(self) -> list[Holder]:
         return []
@@ -97,7 +98,7 @@ class EventView(View):
 
     @property
     def _dw_created(self) -> Site | None:
-        return _created(getattr(getattr(self.obj, "_cond", None), "_lock", None))
+        return created_site(getattr(getattr(self.obj, "_cond", None), "_lock", None))
 
     def _dw_free(self) -> int:
         return 1 if self.obj.is_set() else 0
@@ -148,7 +149,7 @@ class QueueView(View):
 
     @property
     def _dw_created(self) -> Site | None:
-        return _created(getattr(self.obj, "mutex", None))
+        return created_site(getattr(self.obj, "mutex", None))
 
     def _size(self) -> int:
         try:
@@ -221,7 +222,7 @@ class FutureView(View):
 
     @property
     def _dw_created(self) -> Site | None:
-        return _created(getattr(getattr(self.obj, "_condition", None), "_lock", None))
+        return created_site(getattr(getattr(self.obj, "_condition", None), "_lock", None))
 
     def _executor(self) -> Any:
         ref = getattr(self.obj, "_dw_executor", None)

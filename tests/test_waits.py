@@ -130,22 +130,26 @@ def test_condition_wait_under_a_lock_the_notifier_needs(tmp_path: Path) -> None:
     assert held == {resource(f, "Lock")["id"]}
 
 
+#: The main thread holds the lock its setter needs, and waits for the Event.
+EVENT_UNDER_LOCK = """
+lock = threading.Lock()
+ready = threading.Event()
+def setter():
+    with lock:
+        ready.set()
+with lock:
+    spawn(setter, "setter")
+    try:
+        ready.wait()
+    except DeadlockError:
+        print("main: DeadlockError")
+"""
+
+
 def test_event_that_only_a_blocked_thread_would_set(tmp_path: Path) -> None:
     out, findings = watched(
         tmp_path,
-        """
-        lock = threading.Lock()
-        ready = threading.Event()
-        def setter():
-            with lock:
-                ready.set()
-        with lock:
-            spawn(setter, "setter")
-            try:
-                ready.wait()
-            except DeadlockError:
-                print("main: DeadlockError")
-        """,
+        EVENT_UNDER_LOCK,
     )
     f = only(findings)
     assert "waits on Event(created" in f["cause"]
@@ -851,19 +855,7 @@ def test_reports_of_new_kinds_load_and_render(tmp_path: Path) -> None:
 
     _, findings = watched(
         tmp_path,
-        """
-        lock = threading.Lock()
-        ready = threading.Event()
-        def setter():
-            with lock:
-                ready.set()
-        with lock:
-            spawn(setter, "setter")
-            try:
-                ready.wait()
-            except DeadlockError:
-                pass
-        """,
+        EVENT_UNDER_LOCK,
     )
     assert findings
     loaded = load_findings(str(tmp_path / "report.jsonl"))
