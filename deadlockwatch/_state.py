@@ -152,18 +152,19 @@ def _thread_gone(rec: ThreadRecord, _ref: object) -> None:
 
 
 def _thread_object(ident: int) -> threading.Thread | None:
+    # A thread's first tracked acquire can come before threading lists it in
+    # _active: Thread._bootstrap_inner sets its _started Event first, while
+    # the thread is still in _limbo.  _limbo is looked at first: _active may
+    # still hold a stale _DummyThread under the same ident (a finished thread
+    # not started by threading that called current_thread(); idents are reused).
+    try:
+        starting = list(threading._limbo)  # type: ignore[attr-defined]
+    except RuntimeError:  # changed meanwhile (free-threaded builds)
+        starting = []
+    for t in starting:
+        if getattr(t, "_ident", None) == ident:
+            return t  # type: ignore[no-any-return]
     thread: threading.Thread | None = threading._active.get(ident)  # type: ignore[attr-defined]
-    if thread is None:
-        # A thread's first tracked acquire can come before threading lists it
-        # in _active: Thread._bootstrap_inner sets its _started Event first,
-        # while the thread is still in _limbo.
-        try:
-            starting = list(threading._limbo)  # type: ignore[attr-defined]
-        except RuntimeError:  # changed meanwhile (free-threaded builds)
-            starting = []
-        for t in starting:
-            if getattr(t, "_ident", None) == ident:
-                return t  # type: ignore[no-any-return]
     return thread
 
 

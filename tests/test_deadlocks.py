@@ -449,3 +449,23 @@ def test_lock_held_by_an_exited_thread_names_that_thread(detector: Watch) -> Non
     assert "held by thread 'the-worker', which exited" in f.cause
     gone = next(th for th in f.threads if not th.alive)
     assert (gone.name, gone.daemon) == ("the-worker", False)
+
+
+def test_a_starting_thread_is_named_from_limbo_before_a_stale_dummy() -> None:
+    """Idents are reused: _active can still hold a _DummyThread of a finished
+    thread under the ident a new threading.Thread gets, until the new thread
+    leaves _limbo.  Its record must take the new thread's name."""
+    t = threading.Thread(name="the-new-one")
+    ident = 1 << 60  # no real thread has it
+    t._ident = ident  # type: ignore[attr-defined]
+    stale = threading.Thread(name="Dummy-99")
+    with threading._active_limbo_lock:  # type: ignore[attr-defined]
+        threading._limbo[t] = t  # type: ignore[attr-defined]
+        threading._active[ident] = stale  # type: ignore[attr-defined]
+    try:
+        found = _state._thread_object(ident)
+    finally:
+        with threading._active_limbo_lock:  # type: ignore[attr-defined]
+            del threading._limbo[t]  # type: ignore[attr-defined]
+            del threading._active[ident]  # type: ignore[attr-defined]
+    assert found is t
