@@ -189,7 +189,10 @@ _BY_NAME = {o.name: o for o in OPTIONS}
 ENABLE_VAR = ENV_PREFIX
 #: Set by deadlockwatch itself for child processes (see `_shared`), not an option.
 RUN_DIR_VAR = f"{ENV_PREFIX}_RUN_DIR"
-KNOWN_ENV = frozenset({ENABLE_VAR, RUN_DIR_VAR, *(o.env for o in OPTIONS)})
+#: Read once, when deadlockwatch is imported: 1 runs the tracked Lock's and
+#: RLock's hot path in Python even where the C one (``_speedups``) is built.
+PURE_VAR = f"{ENV_PREFIX}_PURE"
+KNOWN_ENV = frozenset({ENABLE_VAR, RUN_DIR_VAR, PURE_VAR, *(o.env for o in OPTIONS)})
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,13 @@ marked as handed off and is never again treated as owned by its acquirer.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from types import CodeType
-from typing import Any, SupportsIndex
+from typing import TYPE_CHECKING, Any, SupportsIndex
 
 from . import _native, _state
+from ._config import PURE_VAR, parse_bool
 from ._model import Site
 from ._state import (
     INTERNAL_FILES,
@@ -115,34 +117,38 @@ def _holder_text(rec: ThreadRecord | None) -> str:
     return f" by {_state.thread_name(rec.ident, rec.name)!r} (ident {rec.ident})"
 
 
-class TrackedLock:
-    """A tracked ``threading.Lock``."""
+class _LockMethods:
+    """A tracked ``threading.Lock``'s behaviour, in Python.
 
-    __slots__ = (
-        "__weakref__",
-        "_acq",
-        "_created",
-        "_ctx",
-        "_dw_after",
-        "_handoff",
-        "_owner",
-        "_raw",
-        "_site",
-    )
+    The hot path is ``_py_acquire``/``_py_enter``/``_py_release``; the C
+    ``_speedups.LockCore`` does the same thing and hands these methods
+    whatever it does not handle itself (see ``_LockCore`` below).
+    """
+
+    if not TYPE_CHECKING:
+        __slots__ = ()
+    _raw: Any
+    _acq: Any
+    _dw_after: frozenset[int] | set[int]
+    _owner: ThreadRecord | None
+    _site: tuple[CodeType, int] | None
+    _handoff: bool
+    _ctx: bool
+    _created: Site | None
 
     def __init__(self) -> None:
         raw = _allocate_lock()
-        self._raw: Any = raw
+        self._raw = raw
         self._acq = raw.acquire
-        self._dw_after: frozenset[int] | set[int] = _NO_ORDERS
-        self._owner: ThreadRecord | None = None
-        self._site: tuple[CodeType, int] | None = None
+        self._dw_after = _NO_ORDERS
+        self._owner = None
+        self._site = None
         self._handoff = False
         self._ctx = False
         self._created = creation_site()
 
     # -- hot path ---------------------------------------------------------
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+    def _py_acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         if timeout == -1 and (blocking is True or blocking is False):
             if self._acq(False):
                 try:
@@ -168,7 +174,7 @@ class TrackedLock:
                 return False
         return self._acquire_slow(blocking, timeout, False)
 
-    def __enter__(self) -> bool:
+    def _py_enter(self) -> bool:
         if self._acq(False):
             try:
                 rec = tls.rec
@@ -189,7 +195,7 @@ class TrackedLock:
             return True
         return self._acquire_slow(True, -1, True)
 
-    def release(self) -> None:
+    def _py_release(self) -> None:
         owner = self._owner
         if owner is not None:
             self._owner = None
@@ -207,9 +213,6 @@ class TrackedLock:
                 self._handoff = True
                 remove_held(owner, self)
         self._raw.release()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
     # -- slow path --------------------------------------------------------
     def _acquire_slow(self, blocking: Any, timeout: Any, ctx: bool) -> bool:
@@ -246,10 +249,6 @@ class TrackedLock:
     # -- the rest of the Lock API -----------------------------------------
     def locked(self) -> bool:
         return bool(self._raw.locked())
-
-    acquire_lock = acquire
-    release_lock = release
-    locked_lock = locked
 
     def _at_fork_reinit(self) -> None:
         self._raw._at_fork_reinit()
@@ -290,31 +289,31 @@ class TrackedLock:
         return not self._handoff
 
 
-class TrackedRLock:
-    """A tracked ``threading.RLock``."""
+class _RLockMethods:
+    """A tracked ``threading.RLock``'s behaviour, in Python (the hot path is
+    ``_py_acquire``/``_py_release``, as for ``_LockMethods``)."""
 
-    __slots__ = (
-        "__weakref__",
-        "_acq",
-        "_count",
-        "_created",
-        "_dw_after",
-        "_owner",
-        "_raw",
-        "_site",
-    )
+    if not TYPE_CHECKING:
+        __slots__ = ()
+    _raw: Any
+    _acq: Any
+    _dw_after: frozenset[int] | set[int]
+    _owner: ThreadRecord | None
+    _count: int
+    _site: tuple[CodeType, int] | None
+    _created: Site | None
 
     def __init__(self) -> None:
         raw = _RawRLock()
-        self._raw: Any = raw
+        self._raw = raw
         self._acq = raw.acquire
-        self._dw_after: frozenset[int] | set[int] = _NO_ORDERS
-        self._owner: ThreadRecord | None = None
+        self._dw_after = _NO_ORDERS
+        self._owner = None
         self._count = 0
-        self._site: tuple[CodeType, int] | None = None
+        self._site = None
         self._created = creation_site()
 
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+    def _py_acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         if blocking is True and timeout == -1:
             try:
                 rec = tls.rec
@@ -341,9 +340,7 @@ class TrackedRLock:
                 return True
         return self._acquire_slow(blocking, timeout)
 
-    __enter__ = acquire
-
-    def release(self) -> None:
+    def _py_release(self) -> None:
         try:
             rec = tls.rec
         except AttributeError:
@@ -361,9 +358,6 @@ class TrackedRLock:
             else:
                 remove_held(rec, self)
         self._raw.release()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
     def _acquire_slow(self, blocking: Any, timeout: Any) -> bool:
         rec = current_record()
@@ -472,6 +466,113 @@ class TrackedRLock:
 
     def _dw_owner_bound(self) -> bool:
         return True
+
+
+class _PyLockCore(_LockMethods):
+    """The fields of a tracked Lock and its hot path in Python: what the C
+    ``_speedups.LockCore`` provides where it is built."""
+
+    __slots__ = (
+        "__weakref__",
+        "_acq",
+        "_created",
+        "_ctx",
+        "_dw_after",
+        "_handoff",
+        "_owner",
+        "_raw",
+        "_site",
+    )
+    acquire = _LockMethods._py_acquire
+    __enter__ = _LockMethods._py_enter
+    release = _LockMethods._py_release
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class _PyRLockCore(_RLockMethods):
+    """The fields of a tracked RLock and its hot path in Python (see
+    ``_PyLockCore``)."""
+
+    __slots__ = (
+        "__weakref__",
+        "_acq",
+        "_count",
+        "_created",
+        "_dw_after",
+        "_owner",
+        "_raw",
+        "_site",
+    )
+    acquire = _RLockMethods._py_acquire
+    __enter__ = _RLockMethods._py_acquire
+    release = _RLockMethods._py_release
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _cores() -> tuple[Any, Any]:
+    """The C cores where they are built, else Python's.  (``_speedups`` is
+    never built for a free-threaded interpreter: its source refuses to be.)"""
+    if parse_bool(os.environ.get(PURE_VAR, ""), f"environment variable {PURE_VAR}"):
+        return _PyLockCore, _PyRLockCore
+    try:
+        from . import _speedups
+
+        _speedups.configure(
+            tls, _state.new_record, INTERNAL_FILES, user_frame, remove_held, globals()
+        )
+    except Exception:  # not built, or built from another version of the source
+        return _PyLockCore, _PyRLockCore
+    return _speedups.LockCore, _speedups.RLockCore
+
+
+if TYPE_CHECKING:
+    _LockCore = _PyLockCore
+    _RLockCore = _PyRLockCore
+else:
+    _LockCore, _RLockCore = _cores()
+#: True when the hot path of Lock and RLock runs in C (``deadlockwatch._speedups``).
+ACCELERATED = _LockCore is not _PyLockCore
+
+
+class TrackedLock(_LockCore, _LockMethods):
+    """A tracked ``threading.Lock``."""
+
+    __slots__ = ()
+    acquire_lock = _LockCore.acquire
+    release_lock = _LockCore.release
+    locked_lock = _LockMethods.locked
+
+
+class TrackedRLock(_RLockCore, _RLockMethods):
+    """A tracked ``threading.RLock``."""
+
+    __slots__ = ()
+
+
+def _pure(cls: type[Any], core: type[Any], methods: type[Any]) -> type[Any]:
+    """``cls`` with Python's hot path: for checking the C one against it."""
+    if not ACCELERATED:
+        return cls
+    return type(
+        cls.__name__,
+        (core, methods),
+        {
+            "__slots__": (),
+            "__doc__": cls.__doc__,
+            "__module__": __name__,
+            **{k: v for k, v in vars(cls).items() if k.endswith("_lock")},
+        },
+    )
+
+
+#: The tracked Lock and RLock with their hot path in Python (the same classes
+#: as TrackedLock and TrackedRLock where ``_speedups`` is not built).
+PURE_LOCK: type[Any] = _pure(TrackedLock, _PyLockCore, _LockMethods)
+PURE_RLOCK: type[Any] = _pure(TrackedRLock, _PyRLockCore, _RLockMethods)
 
 
 class _TrackedSemaphoreMixin:

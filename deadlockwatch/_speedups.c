@@ -1,0 +1,759 @@
+/*
+ * deadlockwatch._speedups: the uncontended path of the tracked Lock and RLock
+ * in C.
+ *
+ * Optional.  deadlockwatch/_primitives.py holds the whole behaviour in Python
+ * and uses these two base classes only if this module imports (it is not
+ * built for free-threaded interpreters, where reading the PyObject* fields
+ * below from the watcher thread would race with their writers).
+ *
+ * What is here is exactly the Python hot path of TrackedLock / TrackedRLock,
+ * written out in C: one non-blocking attempt on the raw lock, the calling
+ * thread's record from its thread-local, an order check when something is
+ * already held, an append to the record's held list, and a few field stores.
+ * Anything else (keyword arguments, timeouts, a blocking wait, a Lock
+ * released by another thread, errors) is handed, unchanged, to the Python
+ * method of the same name with a "_py" prefix, so there is one behaviour and
+ * it is the Python one; and those methods find their caller's frame where
+ * they expect it.
+ *
+ * The acquisition site is kept as (code object, instruction offset), as the
+ * Python path keeps it: the line is looked up only when a report needs it.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <frameobject.h>
+#include <structmember.h>
+
+#ifdef Py_GIL_DISABLED
+#error "deadlockwatch._speedups is for GIL builds; the pure-Python path serves free-threaded ones"
+#endif
+
+/* Set once by configure(). */
+static PyObject *g_tls;             /* _state.tls (a _thread._local) */
+static PyObject *g_new_record;      /* _state.new_record() */
+static PyObject *g_internal_files;  /* _state.INTERNAL_FILES (a set of paths) */
+static PyObject *g_user_frame;      /* _state.user_frame(frame) */
+static PyObject *g_remove_held;     /* _state.remove_held(rec, resource) */
+static PyObject *g_module_dict;     /* _primitives' globals: "learn_order" is read there */
+
+static PyObject *s_rec, *s_held, *s_learn_order, *s_dw_after;
+static PyObject *s_py_acquire, *s_py_release, *s_py_enter, *s_release, *s_key;
+static PyObject *false_args; /* (False,) */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *raw;      /* the untracked lock */
+    PyObject *acq;      /* raw.acquire */
+    PyObject *rel;      /* raw.release, looked up at first use */
+    PyObject *owner;    /* ThreadRecord or NULL */
+    PyObject *site_code;  /* acquisition site: code object or NULL */
+    int site_lasti;
+    PyObject *dw_after; /* ids of primitives known to be taken after this one */
+    PyObject *created;  /* creation Site or None */
+    Py_ssize_t count;   /* RLock: recursion level */
+    char ctx;           /* Lock: taken by "with" */
+    char handoff;       /* Lock: released by a thread other than its acquirer */
+    char site_user;     /* site_code is known to be a user frame's (not internal) */
+    PyObject *weakreflist;
+} Core;
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* The calling thread's record and its held list, both borrowed (kept alive
+ * by the thread's state dict); rec is NULL with no error set if the thread
+ * has no record and create is 0.
+ *
+ * _state keeps the record in a threading.local (tls.rec); this keeps the
+ * (record, held list) pair in the thread state's own dict as well, where it
+ * is one dict lookup away.  Both live exactly as long as the thread: a
+ * record is made once per thread and its held list is never replaced. */
+/* The OS thread's last answer, valid while it runs the same thread state
+ * (same address and unique id) and that state's dict is the one the pair
+ * was stored in (a thread state being cleared has none). */
+static _Thread_local struct {
+    PyThreadState *ts;
+    uint64_t id;
+    PyObject *dict;
+    PyObject *rec;
+    PyObject *held;
+} last;
+
+static void
+remember(PyThreadState *ts, PyObject *dict, PyObject *rec, PyObject *held)
+{
+    last.ts = ts;
+    last.id = ts->id;
+    last.dict = dict;
+    last.rec = rec;
+    last.held = held;
+}
+
+static int
+current_rec(int create, PyObject **rec_out, PyObject **held_out)
+{
+    PyThreadState *ts = PyThreadState_Get();
+    if (last.ts == ts && ts->dict != NULL && last.dict == ts->dict && last.id == ts->id) {
+        *rec_out = last.rec;
+        *held_out = last.held;
+        return 0;
+    }
+    *rec_out = *held_out = NULL;
+    PyObject *tdict = PyThreadState_GetDict(); /* borrowed; NULL only at shutdown */
+    if (tdict != NULL) {
+        PyObject *pair = PyDict_GetItemWithError(tdict, s_key);
+        if (pair != NULL) {
+            *rec_out = PyTuple_GET_ITEM(pair, 0);
+            *held_out = PyTuple_GET_ITEM(pair, 1);
+            remember(ts, tdict, *rec_out, *held_out);
+            return 0;
+        }
+        if (PyErr_Occurred())
+            return -1;
+    }
+    PyObject *rec = PyObject_GetAttr(g_tls, s_rec);
+    if (rec == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return -1;
+        PyErr_Clear();
+        if (!create)
+            return 0;
+        rec = PyObject_CallNoArgs(g_new_record);
+        if (rec == NULL)
+            return -1;
+    }
+    PyObject *held = PyObject_GetAttr(rec, s_held);
+    if (held == NULL || !PyList_Check(held)) {
+        if (held != NULL)
+            PyErr_SetString(PyExc_TypeError, "deadlockwatch: a thread record's held is not a list");
+        Py_XDECREF(held);
+        Py_DECREF(rec);
+        return -1;
+    }
+    PyObject *pair = PyTuple_Pack(2, rec, held);
+    Py_DECREF(held);
+    if (pair == NULL || tdict == NULL || PyDict_SetItem(tdict, s_key, pair) < 0) {
+        /* Without the thread state dict, the record stays alive through tls. */
+        Py_XDECREF(pair);
+        Py_DECREF(rec);
+        if (tdict == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "deadlockwatch: no thread state dict");
+        }
+        return -1;
+    }
+    Py_DECREF(pair);
+    *rec_out = rec;
+    *held_out = PyTuple_GET_ITEM(pair, 1);
+    Py_DECREF(rec); /* the pair in the thread's dict keeps both alive */
+    remember(ts, tdict, *rec_out, *held_out);
+    return 0;
+}
+
+/* Call a bound built-in method of the raw lock the way the interpreter
+ * would, minus the generic dispatch: the raw locks' acquire and release are
+ * plain C functions (METH_VARARGS|METH_KEYWORDS up to 3.12, METH_FASTCALL
+ * since, METH_NOARGS for release). */
+static PyObject *
+call_raw(PyObject *bound, PyObject *arg)
+{
+    if (PyCFunction_Check(bound)) {
+        int flags = PyCFunction_GET_FLAGS(bound) &
+                    (METH_VARARGS | METH_KEYWORDS | METH_NOARGS | METH_O | METH_FASTCALL | METH_METHOD);
+        PyCFunction func = PyCFunction_GET_FUNCTION(bound);
+        PyObject *self = PyCFunction_GET_SELF(bound);
+        if (arg == NULL && flags == METH_NOARGS)
+            return func(self, NULL);
+        if (arg == Py_False && flags == (METH_VARARGS | METH_KEYWORDS))
+            return ((PyCFunctionWithKeywords)(void (*)(void))func)(self, false_args, NULL);
+        if (flags == (METH_FASTCALL | METH_KEYWORDS))
+            return ((_PyCFunctionFastWithKeywords)(void (*)(void))func)(self, &arg, arg != NULL, NULL);
+    }
+    return PyObject_Vectorcall(bound, &arg, arg != NULL, NULL);
+}
+
+/* raw.acquire(False): 1 taken, 0 not, -1 error. */
+static int
+try_acquire(Core *self)
+{
+    PyObject *r = call_raw(self->acq, Py_False);
+    if (r == NULL)
+        return -1;
+    int got = (r == Py_True) ? 1 : PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return got;
+}
+
+/* The learned-order check of the Python path:
+ *     if held and learn_order is not None:
+ *         last = held[-1]
+ *         if id(self) not in last._dw_after: learn_order(last, self, rec)
+ */
+static int
+check_order(Core *self, PyObject *held, PyObject *rec)
+{
+    Py_ssize_t n = PyList_GET_SIZE(held);
+    if (n == 0)
+        return 0;
+    PyObject *learn = PyDict_GetItemWithError(g_module_dict, s_learn_order);
+    if (learn == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (learn == Py_None)
+        return 0;
+    Py_INCREF(learn);
+    PyObject *last = PyList_GET_ITEM(held, n - 1);
+    Py_INCREF(last);
+    int rc = -1;
+    PyObject *after = PyObject_GetAttr(last, s_dw_after);
+    if (after != NULL) {
+        PyObject *key = PyLong_FromVoidPtr(self);
+        if (key != NULL) {
+            int known = PySequence_Contains(after, key);
+            Py_DECREF(key);
+            if (known == 1)
+                rc = 0;
+            else if (known == 0) {
+                PyObject *args[3] = {last, (PyObject *)self, rec};
+                PyObject *r = PyObject_Vectorcall(learn, args, 3, NULL);
+                if (r != NULL) {
+                    Py_DECREF(r);
+                    rc = 0;
+                }
+            }
+        }
+        Py_DECREF(after);
+    }
+    Py_DECREF(last);
+    Py_DECREF(learn);
+    return rc;
+}
+
+/* The caller's site: the innermost Python frame (a C method has none of its
+ * own), or, if that frame is threading's or ours, the nearest user frame. */
+static int
+store_site(Core *self)
+{
+    PyFrameObject *frame = PyEval_GetFrame(); /* borrowed */
+    if (frame == NULL) {
+        Py_CLEAR(self->site_code);
+        self->site_lasti = 0;
+        return 0;
+    }
+    PyCodeObject *co = PyFrame_GetCode(frame); /* new reference */
+    int user = 1;
+    if ((PyObject *)co != self->site_code || !self->site_user) {
+        /* Not the (user) code this lock was last taken from: look. */
+        int internal = PySet_Contains(g_internal_files, co->co_filename);
+        if (internal < 0) {
+            Py_DECREF(co);
+            return -1;
+        }
+        if (internal) {
+            PyObject *found = PyObject_CallOneArg(g_user_frame, (PyObject *)frame);
+            if (found == NULL) {
+                Py_DECREF(co);
+                return -1;
+            }
+            if (found != Py_None) {
+                Py_DECREF(co);
+                frame = (PyFrameObject *)found; /* kept alive by the stack */
+                co = PyFrame_GetCode(frame);
+            }
+            else
+                user = 0;
+            Py_DECREF(found);
+        }
+    }
+#if PY_VERSION_HEX >= 0x030B0000
+    self->site_lasti = PyFrame_GetLasti(frame);
+#else
+    self->site_lasti = frame->f_lasti < 0 ? -1 : frame->f_lasti * (int)sizeof(_Py_CODEUNIT);
+#endif
+    Py_XSETREF(self->site_code, (PyObject *)co);
+    self->site_user = (char)user;
+    return 0;
+}
+
+static void
+set_owner(Core *self, PyObject *rec)
+{
+    PyObject *old = self->owner;
+    Py_INCREF(rec);
+    self->owner = rec;
+    Py_XDECREF(old);
+}
+
+static void
+clear_owner(Core *self)
+{
+    PyObject *old = self->owner;
+    self->owner = NULL;
+    Py_XDECREF(old);
+}
+
+/* Everything after the raw lock was taken uncontended. */
+static int
+taken(Core *self, PyObject *rec, PyObject *held, int learn)
+{
+    Py_INCREF(rec);
+    Py_INCREF(held);
+    int rc = -1;
+    if ((!learn || check_order(self, held, rec) == 0) && PyList_Append(held, (PyObject *)self) == 0) {
+        set_owner(self, rec);
+        rc = store_site(self);
+    }
+    Py_DECREF(held);
+    Py_DECREF(rec);
+    return rc;
+}
+
+/* Take self off rec's held list: the newest entry, normally (list.pop()),
+ * else the newest entry for it (_state.remove_held). */
+static int
+drop_held(Core *self, PyObject *rec, PyObject *held)
+{
+    Py_ssize_t n = PyList_GET_SIZE(held);
+    if (n > 0 && PyList_GET_ITEM(held, n - 1) == (PyObject *)self) {
+        /* What list.pop() does, short of shrinking the buffer; the list's
+         * reference to self goes, self itself is the caller's. */
+        Py_SET_SIZE(held, n - 1);
+        Py_DECREF(self);
+        return 0;
+    }
+    PyObject *args[2] = {rec, (PyObject *)self};
+    PyObject *r = PyObject_Vectorcall(g_remove_held, args, 2, NULL);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static PyObject *
+raw_release(Core *self)
+{
+    if (self->rel == NULL) {
+        if (self->raw == NULL) {
+            PyErr_SetString(PyExc_AttributeError, "_raw");
+            return NULL;
+        }
+        self->rel = PyObject_GetAttr(self->raw, s_release);
+        if (self->rel == NULL)
+            return NULL;
+    }
+    return call_raw(self->rel, NULL);
+}
+
+static PyObject *
+fallback(Core *self, PyObject *name, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *method = PyObject_GetAttr((PyObject *)self, name);
+    if (method == NULL)
+        return NULL;
+    PyObject *r = PyObject_Vectorcall(method, args, nargs, kwnames);
+    Py_DECREF(method);
+    return r;
+}
+
+/* ---- the common type machinery ------------------------------------------- */
+
+static int
+core_traverse(Core *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->raw);
+    Py_VISIT(self->acq);
+    Py_VISIT(self->rel);
+    Py_VISIT(self->owner);
+    Py_VISIT(self->site_code);
+    Py_VISIT(self->dw_after);
+    Py_VISIT(self->created);
+    return 0;
+}
+
+static int
+core_clear(Core *self)
+{
+    Py_CLEAR(self->raw);
+    Py_CLEAR(self->acq);
+    Py_CLEAR(self->rel);
+    Py_CLEAR(self->owner);
+    Py_CLEAR(self->site_code);
+    Py_CLEAR(self->dw_after);
+    Py_CLEAR(self->created);
+    return 0;
+}
+
+static void
+core_dealloc(Core *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    core_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+core_get_site(Core *self, void *closure)
+{
+    if (self->site_code == NULL)
+        Py_RETURN_NONE;
+    return Py_BuildValue("(Oi)", self->site_code, self->site_lasti);
+}
+
+static int
+core_set_site(Core *self, PyObject *value, void *closure)
+{
+    if (value == NULL || value == Py_None) {
+        Py_CLEAR(self->site_code);
+        self->site_lasti = 0;
+        return 0;
+    }
+    PyObject *code;
+    int lasti;
+    if (!PyArg_ParseTuple(value, "O!i;_site is (code, lasti) or None", &PyCode_Type, &code, &lasti))
+        return -1;
+    Py_INCREF(code);
+    Py_XSETREF(self->site_code, code);
+    self->site_lasti = lasti;
+    self->site_user = 0;
+    return 0;
+}
+
+static PyObject *
+core_get_owner(Core *self, void *closure)
+{
+    PyObject *owner = self->owner ? self->owner : Py_None;
+    Py_INCREF(owner);
+    return owner;
+}
+
+static int
+core_set_owner(Core *self, PyObject *value, void *closure)
+{
+    if (value == NULL || value == Py_None)
+        clear_owner(self);
+    else
+        set_owner(self, value);
+    return 0;
+}
+
+static PyObject *
+core_get_raw(Core *self, void *closure)
+{
+    if (self->raw == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "_raw");
+        return NULL;
+    }
+    Py_INCREF(self->raw);
+    return self->raw;
+}
+
+static int
+core_set_raw(Core *self, PyObject *value, void *closure)
+{
+    Py_XINCREF(value);
+    Py_XSETREF(self->raw, value);
+    Py_CLEAR(self->rel);
+    return 0;
+}
+
+static PyGetSetDef core_getset[] = {
+    {"_raw", (getter)core_get_raw, (setter)core_set_raw, "the untracked lock", NULL},
+    {"_site", (getter)core_get_site, (setter)core_set_site, "acquisition site: (code, lasti) or None", NULL},
+    {"_owner", (getter)core_get_owner, (setter)core_set_owner, "the holder's ThreadRecord or None", NULL},
+    {NULL},
+};
+
+#define COMMON_MEMBERS \
+    {"_acq", T_OBJECT_EX, offsetof(Core, acq), 0, NULL}, \
+    {"_dw_after", T_OBJECT_EX, offsetof(Core, dw_after), 0, NULL}, \
+    {"_created", T_OBJECT_EX, offsetof(Core, created), 0, NULL}, \
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(Core, weakreflist), READONLY, NULL}
+
+static PyMemberDef lock_members[] = {
+    COMMON_MEMBERS,
+    {"_ctx", T_BOOL, offsetof(Core, ctx), 0, NULL},
+    {"_handoff", T_BOOL, offsetof(Core, handoff), 0, NULL},
+    {NULL},
+};
+
+static PyMemberDef rlock_members[] = {
+    COMMON_MEMBERS,
+    {"_count", T_PYSSIZET, offsetof(Core, count), 0, NULL},
+    {NULL},
+};
+
+/* ---- Lock ------------------------------------------------------------- */
+
+/* Fast path shared by acquire() and __enter__(): 1 taken, 0 not taken
+ * (caller falls back), -1 error. */
+static int
+lock_fast(Core *self, int learn, char ctx)
+{
+    int got = try_acquire(self);
+    if (got <= 0)
+        return got;
+    PyObject *rec, *held;
+    if (current_rec(1, &rec, &held) < 0 || taken(self, rec, held, learn) < 0)
+        return -1;
+    self->ctx = ctx;
+    return 1;
+}
+
+static PyObject *
+lock_acquire(Core *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (kwnames == NULL && nargs <= 1) {
+        int blocking = nargs == 0 || args[0] == Py_True;
+        if (blocking || args[0] == Py_False) {
+            int got = lock_fast(self, blocking, 0);
+            if (got < 0)
+                return NULL;
+            if (got)
+                Py_RETURN_TRUE;
+            if (!blocking)
+                Py_RETURN_FALSE;
+        }
+    }
+    return fallback(self, s_py_acquire, args, nargs, kwnames);
+}
+
+static PyObject *
+lock_enter(Core *self, PyObject *unused)
+{
+    int got = lock_fast(self, 1, 1);
+    if (got < 0)
+        return NULL;
+    if (got)
+        Py_RETURN_TRUE;
+    return fallback(self, s_py_enter, NULL, 0, NULL);
+}
+
+static PyObject *
+lock_release(Core *self, PyObject *unused)
+{
+    PyObject *owner = self->owner;
+    if (owner != NULL) {
+        PyObject *me, *held;
+        if (current_rec(0, &me, &held) < 0)
+            return NULL;
+        if (owner != me)
+            /* Released by another thread: a hand-off (rare; the Python path). */
+            return fallback(self, s_py_release, NULL, 0, NULL);
+        Py_INCREF(me);
+        Py_INCREF(held);
+        clear_owner(self);
+        int rc = drop_held(self, me, held);
+        Py_DECREF(held);
+        Py_DECREF(me);
+        if (rc < 0)
+            return NULL;
+    }
+    return raw_release(self);
+}
+
+static PyObject *
+lock_exit(Core *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *r = lock_release(self, NULL);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef lock_methods[] = {
+    {"acquire", (PyCFunction)(void (*)(void))lock_acquire, METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"__enter__", (PyCFunction)lock_enter, METH_NOARGS, NULL},
+    {"release", (PyCFunction)lock_release, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))lock_exit, METH_FASTCALL, NULL},
+    {NULL},
+};
+
+static PyType_Slot lock_slots[] = {
+    {Py_tp_doc, "The C uncontended path of deadlockwatch's tracked Lock."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_dealloc, core_dealloc},
+    {Py_tp_traverse, core_traverse},
+    {Py_tp_clear, core_clear},
+    {Py_tp_methods, lock_methods},
+    {Py_tp_members, lock_members},
+    {Py_tp_getset, core_getset},
+    {0, NULL},
+};
+
+static PyType_Spec lock_spec = {
+    .name = "deadlockwatch._speedups.LockCore",
+    .basicsize = sizeof(Core),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = lock_slots,
+};
+
+/* ---- RLock ------------------------------------------------------------ */
+
+static PyObject *
+rlock_acquire(Core *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (kwnames == NULL && (nargs == 0 || (nargs == 1 && args[0] == Py_True))) {
+        PyObject *rec, *held;
+        if (current_rec(1, &rec, &held) < 0)
+            return NULL;
+        if (self->owner == rec) {
+            /* Only this thread sets owner to its own record: re-entry. */
+            PyObject *r = PyObject_CallNoArgs(self->acq);
+            if (r == NULL)
+                return NULL;
+            Py_DECREF(r);
+            self->count += 1;
+            Py_RETURN_TRUE;
+        }
+        int got = try_acquire(self);
+        if (got < 0)
+            return NULL;
+        if (got > 0) {
+            if (taken(self, rec, held, 1) < 0)
+                return NULL;
+            self->count = 1;
+            Py_RETURN_TRUE;
+        }
+    }
+    return fallback(self, s_py_acquire, args, nargs, kwnames);
+}
+
+static PyObject *
+rlock_enter(Core *self, PyObject *unused)
+{
+    return rlock_acquire(self, NULL, 0, NULL);
+}
+
+static PyObject *
+rlock_release(Core *self, PyObject *unused)
+{
+    PyObject *rec, *held;
+    if (current_rec(0, &rec, &held) < 0)
+        return NULL;
+    if (rec == NULL || self->owner != rec)
+        return raw_release(self); /* raises "cannot release un-acquired lock" */
+    self->count -= 1;
+    if (self->count == 0) {
+        Py_INCREF(rec);
+        Py_INCREF(held);
+        clear_owner(self);
+        int rc = drop_held(self, rec, held);
+        Py_DECREF(held);
+        Py_DECREF(rec);
+        if (rc < 0)
+            return NULL;
+    }
+    return raw_release(self);
+}
+
+static PyObject *
+rlock_exit(Core *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *r = rlock_release(self, NULL);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef rlock_methods[] = {
+    {"acquire", (PyCFunction)(void (*)(void))rlock_acquire, METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"__enter__", (PyCFunction)rlock_enter, METH_NOARGS, NULL},
+    {"release", (PyCFunction)rlock_release, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))rlock_exit, METH_FASTCALL, NULL},
+    {NULL},
+};
+
+static PyType_Slot rlock_slots[] = {
+    {Py_tp_doc, "The C uncontended path of deadlockwatch's tracked RLock."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_dealloc, core_dealloc},
+    {Py_tp_traverse, core_traverse},
+    {Py_tp_clear, core_clear},
+    {Py_tp_methods, rlock_methods},
+    {Py_tp_members, rlock_members},
+    {Py_tp_getset, core_getset},
+    {0, NULL},
+};
+
+static PyType_Spec rlock_spec = {
+    .name = "deadlockwatch._speedups.RLockCore",
+    .basicsize = sizeof(Core),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = rlock_slots,
+};
+
+/* ---- module ------------------------------------------------------------ */
+
+static PyObject *
+configure(PyObject *module, PyObject *args)
+{
+    PyObject *tls, *new_record, *internal_files, *user_frame, *remove_held, *module_dict;
+    if (!PyArg_ParseTuple(args, "OOO!OOO!:configure", &tls, &new_record, &PySet_Type,
+                          &internal_files, &user_frame, &remove_held, &PyDict_Type, &module_dict))
+        return NULL;
+    Py_INCREF(tls);
+    Py_XSETREF(g_tls, tls);
+    Py_INCREF(new_record);
+    Py_XSETREF(g_new_record, new_record);
+    Py_INCREF(internal_files);
+    Py_XSETREF(g_internal_files, internal_files);
+    Py_INCREF(user_frame);
+    Py_XSETREF(g_user_frame, user_frame);
+    Py_INCREF(remove_held);
+    Py_XSETREF(g_remove_held, remove_held);
+    Py_INCREF(module_dict);
+    Py_XSETREF(g_module_dict, module_dict);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"configure", configure, METH_VARARGS,
+     "configure(tls, new_record, internal_files, user_frame, remove_held, module_globals)"},
+    {NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "deadlockwatch._speedups",
+    "The uncontended path of deadlockwatch's tracked Lock and RLock, in C (optional).", -1,
+    module_methods,
+};
+
+#define INTERN(var, text) \
+    if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    INTERN(s_rec, "rec");
+    INTERN(s_held, "held");
+    INTERN(s_learn_order, "learn_order");
+    INTERN(s_dw_after, "_dw_after");
+    INTERN(s_py_acquire, "_py_acquire");
+    INTERN(s_py_release, "_py_release");
+    INTERN(s_py_enter, "_py_enter");
+    INTERN(s_release, "release");
+    INTERN(s_key, "deadlockwatch.record");
+    if ((false_args = PyTuple_Pack(1, Py_False)) == NULL)
+        return NULL;
+    PyObject *m = PyModule_Create(&module_def);
+    if (m == NULL)
+        return NULL;
+    PyObject *lock = PyType_FromSpec(&lock_spec);
+    if (lock == NULL || PyModule_AddObject(m, "LockCore", lock) < 0) {
+        Py_XDECREF(lock);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyObject *rlock = PyType_FromSpec(&rlock_spec);
+    if (rlock == NULL || PyModule_AddObject(m, "RLockCore", rlock) < 0) {
+        Py_XDECREF(rlock);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,248 @@
+"""The C hot path (``deadlockwatch._speedups``) against the Python one.
+
+Both variants of the tracked Lock and RLock are run through the same checks
+here; the whole parity and lock-order suites are run once more with the
+Python hot path forced (``DEADLOCKWATCH_PURE=1``) in a subprocess.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+import sysconfig
+import threading
+import tracemalloc
+from typing import Any
+
+import pytest
+from conftest import BOUND, run_python, start
+
+from deadlockwatch import _primitives, _state
+
+VARIANTS = [
+    pytest.param((_primitives.TrackedLock, _primitives.TrackedRLock), id="default"),
+    pytest.param((_primitives.PURE_LOCK, _primitives.PURE_RLOCK), id="python"),
+]
+
+
+@pytest.fixture(params=VARIANTS)
+def kinds(request: pytest.FixtureRequest) -> tuple[Any, Any]:
+    pair: tuple[Any, Any] = request.param
+    return pair
+
+
+def _line() -> int:
+    return sys._getframe(1).f_lineno
+
+
+def _site_line(lock: Any) -> int:
+    holders = lock._dw_holders()
+    assert len(holders) == 1
+    site = holders[0][2]
+    assert site is not None
+    return int(site.line)
+
+
+def test_built_where_it_can_be() -> None:
+    """The C path is what a GIL interpreter with a compiler gets (CI checks
+    after its install that it was built; here it may not have been)."""
+    if sysconfig.get_config_var("Py_GIL_DISABLED") or os.environ.get(
+        "DEADLOCKWATCH_PURE", ""
+    ) not in ("", "0"):
+        assert not _primitives.ACCELERATED
+    elif not _primitives.ACCELERATED:
+        pytest.skip("deadlockwatch._speedups is not built in this installation")
+    else:
+        assert type(_primitives.TrackedLock()).__mro__[1].__module__ == "deadlockwatch._speedups"
+        assert _primitives.PURE_LOCK is not _primitives.TrackedLock
+
+
+def test_acquisition_site_is_the_callers_line(kinds: tuple[Any, Any]) -> None:
+    for kind in kinds:
+        lock = kind()
+        with lock:
+            line = _line() - 1
+            assert _site_line(lock) == line
+        assert lock.acquire()
+        line = _line() - 1
+        assert _site_line(lock) == line
+        lock.release()
+        assert lock.acquire(True)
+        line = _line() - 1
+        assert _site_line(lock) == line
+        lock.release()
+
+
+def test_site_inside_threading_is_the_user_line(kinds: tuple[Any, Any]) -> None:
+    """A lock taken by threading's own code (a Condition's ``with``) is
+    reported where the user called threading."""
+    for kind in kinds:
+        cond = threading.Condition(kind())
+        with cond:
+            line = _line() - 1
+            assert _site_line(cond._lock) == line  # type: ignore[attr-defined]
+
+
+def test_held_list_and_owner_follow_every_path(kinds: tuple[Any, Any]) -> None:
+    lock_kind, rlock_kind = kinds
+    me = _state.current_record()
+    before = list(me.held)
+    a, b, r = lock_kind(), lock_kind(), rlock_kind()
+    with a:
+        assert me.held[-1] is a and a._owner is me
+        assert b.acquire(False)
+        with r, r:
+            assert me.held[-2:] == [b, r] and r._count == 2
+        assert r._owner is None and r._count == 0
+        a.release()  # not the newest entry: taken out from the middle
+        assert me.held[-1] is b and a not in me.held
+        assert a.acquire()  # re-taken, so that the with's exit releases it
+        b.release()
+    assert me.held == before
+    assert a._owner is None and b._owner is None and r._owner is None
+
+
+def test_non_blocking_failure_and_blocking_false(kinds: tuple[Any, Any]) -> None:
+    lock_kind, _ = kinds
+    me = _state.current_record()
+    lock = lock_kind()
+    assert lock.acquire(False) is True
+    assert lock.acquire(False) is False
+    assert lock.acquire(blocking=False) is False
+    assert lock.acquire(timeout=0) is False
+    assert me.held.count(lock) == 1
+    lock.release()
+    with pytest.raises(RuntimeError, match="release unlocked lock"):
+        lock.release()
+    assert lock not in me.held
+
+
+def test_a_lock_released_by_another_thread_is_a_handoff(kinds: tuple[Any, Any]) -> None:
+    lock_kind, _ = kinds
+    me = _state.current_record()
+    lock = lock_kind()
+    lock.acquire()
+    start(lock.release).join(BOUND)
+    assert not lock.locked() and lock not in me.held and lock._handoff
+
+
+def test_each_thread_gets_its_own_record_even_as_threads_come_and_go(
+    kinds: tuple[Any, Any],
+) -> None:
+    """Thread states and idents are reused as threads end and start: the
+    record the hot path finds must always be the running thread's."""
+    lock_kind, rlock_kind = kinds
+    lock, rlock = lock_kind(), rlock_kind()
+    seen: list[tuple[bool, bool, str]] = []
+
+    def body() -> None:
+        me = _state.current_record()
+        with lock:
+            ok_lock = lock._owner is me and me.held[-1] is lock
+        with rlock:
+            ok_rlock = rlock._owner is me and me.held[-1] is rlock
+        seen.append((ok_lock, ok_rlock, me.name))
+
+    for i in range(60):
+        t = threading.Thread(target=body, name=f"short-{i}", daemon=True)
+        t.start()
+        t.join(BOUND)
+    assert seen == [(True, True, f"short-{i}") for i in range(60)]
+
+
+def test_no_reference_or_memory_leak_on_the_hot_path(kinds: tuple[Any, Any]) -> None:
+    lock_kind, rlock_kind = kinds
+    lock, rlock, inner = lock_kind(), rlock_kind(), lock_kind()
+    me = _state.current_record()
+
+    def churn(n: int) -> None:
+        for _ in range(n):
+            with lock, inner:
+                pass
+            lock.acquire()
+            lock.release()
+            with rlock, rlock:
+                pass
+            rlock.acquire()
+            rlock.release()
+
+    churn(1000)
+    code = churn.__code__
+    counts = [sys.getrefcount(x) for x in (lock, rlock, inner, me, code)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        churn(20000)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert [sys.getrefcount(x) for x in (lock, rlock, inner, me, code)] == counts
+    assert grown < 20_000, grown  # 100,000 acquisitions: well under a byte each
+
+
+def test_learned_order_is_seen_by_the_c_path(kinds: tuple[Any, Any]) -> None:
+    lock_kind, _ = kinds
+    calls: list[tuple[Any, Any]] = []
+    saved = _primitives.learn_order
+    _primitives.learn_order = lambda held, lock, rec: calls.append((held, lock))
+    try:
+        a, b = lock_kind(), lock_kind()
+        with a, b:
+            pass
+        assert calls == [(a, b)]
+        a._dw_after = frozenset({id(b)})  # known now: no second call
+        with a, b:
+            pass
+        assert a.acquire() and b.acquire(False)  # a non-blocking acquire teaches no order
+        b.release()
+        a.release()
+        assert calls == [(a, b)]
+    finally:
+        _primitives.learn_order = saved
+
+
+def test_the_python_hot_path_passes_parity_and_lock_order() -> None:
+    """The whole parity and lock-order suites with DEADLOCKWATCH_PURE=1 (the
+    default run above covers the C path wherever it is built)."""
+    if not _primitives.ACCELERATED:
+        pytest.skip("the default run already uses the Python hot path")
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEADLOCKWATCH")}
+    env["DEADLOCKWATCH_PURE"] = "1"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-n",
+            "0",
+            "-p",
+            "no:cacheprovider",
+            "test_parity.py",
+            "test_lock_order.py",
+            "test_speedups.py::test_built_where_it_can_be",
+        ],
+        cwd=here,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and "failed" not in proc.stdout
+
+
+def test_a_bad_pure_setting_is_refused_by_name() -> None:
+    proc = run_python(
+        "import deadlockwatch; deadlockwatch.enable()", env={"DEADLOCKWATCH_PURE": "sometimes"}
+    )
+    assert proc.returncode != 0
+    assert (
+        "invalid value 'sometimes' for environment variable DEADLOCKWATCH_PURE: "
+        "expected one of 1, 0, true, false, yes, no, on, off"
+    ) in proc.stderr
