@@ -68,7 +68,7 @@ class _Edge:
 
 
 class _Node:
-    __slots__ = ("created", "inn", "key", "order", "out", "ref", "type")
+    __slots__ = ("created", "inn", "key", "known_by", "order", "out", "ref", "type")
 
     def __init__(self, key: int, ref: Any, type_: str, created: Site | None, order: int) -> None:
         self.key = key
@@ -78,6 +78,9 @@ class _Node:
         self.order = order
         self.out: dict[int, _Edge] = {}
         self.inn: set[int] = set()
+        #: Locks that know the order to this one without an edge: the order
+        #: closed a cycle (kept in their ``_dw_after`` so it is reported once).
+        self.known_by: set[int] = set()
 
 
 class _Search:
@@ -172,16 +175,20 @@ class LockOrder:
 
     def _gone(self, key: int, _ref: object) -> None:
         """A lock was garbage-collected (in any thread, at any moment, maybe
-        inside `learn` itself): forget it as a known successor at once, and
+        inside `learn` itself): forget it as a known successor at once (also
+        where the order closed a cycle and has no edge: a new lock at the same
+        address must not pass for known), and
         leave the graph surgery to the next `learn`, under the lock."""
         try:
             node = self.nodes.get(key)
             if node is None:
                 return
-            for src in list(node.inn):
+            for src in list(node.inn | node.known_by):
                 pred = self.nodes.get(src)
                 lock = pred.ref() if pred is not None else None
-                if lock is not None:
+                # (A stale key may name a new lock at a collected one's
+                # address: whatever it knows about ``key`` is stale too.)
+                if lock is not None and type(lock._dw_after) is set:
                     lock._dw_after.discard(key)
             self._dead.append(key)
         except Exception:
@@ -254,6 +261,7 @@ class LockOrder:
                 b.inn.add(a.key)
                 self.edge_count += 1
                 return None
+            b.known_by.add(a.key)
             return self._inversion(edge, path, dst)
 
     def _warn_full(self) -> None:
