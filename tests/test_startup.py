@@ -411,9 +411,9 @@ def test_modules_enabling_imports_make_tracked_locks() -> None:
     first keeps the locks it made then (they cannot be swapped safely)."""
     code = """
     import threading
-    import logging, wrapt.synchronization  # both imported at start-up already
+    import logging, wrapt.synchronization as ws  # both imported at start-up already
     print(type(logging._lock).__name__, type(threading.RLock()).__name__)
-    print(wrapt.synchronization.RLock is threading.RLock, wrapt.synchronization.Lock is threading.Lock)
+    print(ws.RLock is threading.RLock, ws.Lock is threading.Lock)
     """
     r = run_python(code, env={"DEADLOCKWATCH": "1"})
     assert r.returncode == 0, r.stderr
