@@ -31,7 +31,6 @@ import itertools
 import os
 import time
 import weakref
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -69,7 +68,7 @@ class _Edge:
 
 
 class _Node:
-    __slots__ = ("created", "inn", "key", "order", "out", "ref", "type")
+    __slots__ = ("created", "inn", "key", "known_by", "order", "out", "ref", "type")
 
     def __init__(self, key: int, ref: Any, type_: str, created: Site | None, order: int) -> None:
         self.key = key
@@ -79,6 +78,49 @@ class _Node:
         self.order = order
         self.out: dict[int, _Edge] = {}
         self.inn: set[int] = set()
+        #: Locks that know the order to this one without an edge: the order
+        #: closed a cycle (kept in their ``_dw_after`` so it is reported once).
+        self.known_by: set[int] = set()
+
+
+class _Search:
+    """One side of the bounded breadth-first search of `LockOrder._path_if_cycle`:
+    from ``start`` along edges (``forward``) or against them, through nodes
+    ordered no later (forward) or no earlier (backward) than ``bound``."""
+
+    __slots__ = ("bound", "dist", "forward", "frontier", "levels", "nodes")
+
+    def __init__(self, nodes: dict[int, _Node], start: _Node, forward: bool, bound: int) -> None:
+        self.nodes = nodes
+        self.forward = forward
+        self.bound = bound
+        self.dist: dict[int, int] = {start.key: 0}
+        self.frontier: list[_Node] = [start]
+        self.levels: list[list[_Node]] = [self.frontier]
+
+    def expand(self, other: dict[int, int]) -> bool:
+        """Search one level further; whether it reached a node of ``other``."""
+        nodes, dist, bound, forward = self.nodes, self.dist, self.bound, self.forward
+        level = len(self.levels)
+        nxt: list[_Node] = []
+        met = False
+        for n in self.frontier:
+            for k in n.out if forward else n.inn:
+                if k in dist:
+                    continue
+                m = nodes.get(k)
+                if m is None or ((m.order > bound) if forward else (m.order < bound)):
+                    continue
+                dist[k] = level
+                nxt.append(m)
+                met = met or k in other
+        self.frontier = nxt
+        if nxt:
+            self.levels.append(nxt)
+        return met
+
+    def found(self) -> list[_Node]:
+        return [n for level in self.levels for n in level]
 
 
 def _matches(site: Site | None, patterns: Iterable[str]) -> bool:
@@ -133,16 +175,20 @@ class LockOrder:
 
     def _gone(self, key: int, _ref: object) -> None:
         """A lock was garbage-collected (in any thread, at any moment, maybe
-        inside `learn` itself): forget it as a known successor at once, and
+        inside `learn` itself): forget it as a known successor at once (also
+        where the order closed a cycle and has no edge: a new lock at the same
+        address must not pass for known), and
         leave the graph surgery to the next `learn`, under the lock."""
         try:
             node = self.nodes.get(key)
             if node is None:
                 return
-            for src in list(node.inn):
+            for src in list(node.inn | node.known_by):
                 pred = self.nodes.get(src)
                 lock = pred.ref() if pred is not None else None
-                if lock is not None:
+                # (A stale key may name a new lock at a collected one's
+                # address: whatever it knows about ``key`` is stale too.)
+                if lock is not None and type(lock._dw_after) is set:
                     lock._dw_after.discard(key)
             self._dead.append(key)
         except Exception:
@@ -215,6 +261,7 @@ class LockOrder:
                 b.inn.add(a.key)
                 self.edge_count += 1
                 return None
+            b.known_by.add(a.key)
             return self._inversion(edge, path, dst)
 
     def _warn_full(self) -> None:
@@ -227,55 +274,65 @@ class LockOrder:
 
     def _path_if_cycle(self, a: _Node, b: _Node) -> list[int] | None:
         """Pearce-Kelly insertion of a -> b: None if the order stays acyclic
-        (the topological order is updated), else the shortest path b ... a."""
+        (the topological order is updated), else the shortest path b ... a.
+
+        Only nodes ordered between b and a can be on a path from b to a, so
+        both searches stay in that region: forward from b (along edges) and
+        backward from a (against them), a level at a time, the smaller
+        frontier first.  If they meet, the shortest path is read off the two
+        searches (at the cost of the levels searched, not of the region); if
+        not, both have covered their whole side of the region, which is what
+        the reordering needs."""
         if a.order < b.order:
             return None
-        # Only nodes ordered between b and a can be on a path from b to a.
-        forward = self._region(b, forward=True, bound=a.order)
-        if any(n is a for n in forward):
-            return self._shortest_path(b.key, a.key)
-        backward = self._region(a, forward=False, bound=b.order)
-        # Move what reaches a before what b reaches, reusing their order slots.
-        moved = sorted(backward, key=lambda n: n.order) + sorted(forward, key=lambda n: n.order)
+        fwd = _Search(self.nodes, b, forward=True, bound=a.order)
+        bwd = _Search(self.nodes, a, forward=False, bound=b.order)
+        met = b.key in bwd.dist
+        while not met and fwd.frontier and bwd.frontier:
+            if len(fwd.frontier) <= len(bwd.frontier):
+                met = fwd.expand(bwd.dist)
+            else:
+                met = bwd.expand(fwd.dist)
+        if met:
+            return self._meeting_path(fwd, bwd)
+        while fwd.frontier:  # no path: finish the regions for the reordering
+            fwd.expand({})
+        while bwd.frontier:
+            bwd.expand({})
+        self._reorder(bwd.found(), fwd.found())
+        return None
+
+    @staticmethod
+    def _reorder(before: list[_Node], after: list[_Node]) -> None:
+        """Move what reaches a before what b reaches, reusing their order slots."""
+        moved = sorted(before, key=lambda n: n.order) + sorted(after, key=lambda n: n.order)
         slots = sorted(n.order for n in moved)
         for n, order in zip(moved, slots, strict=True):
             n.order = order
-        return None
 
-    def _region(self, start: _Node, forward: bool, bound: int) -> list[_Node]:
-        """The nodes reachable from ``start`` (along edges, or against them),
-        not ordered past ``bound``."""
-        found = [start]
-        seen = {start.key}
-        stack = [start]
-        while stack:
-            n = stack.pop()
-            for k in n.out if forward else n.inn:
-                m = self.nodes.get(k)
-                if m is None or k in seen:
-                    continue
-                if (m.order <= bound) if forward else (m.order >= bound):
-                    seen.add(k)
-                    found.append(m)
-                    stack.append(m)
-        return found
-
-    def _shortest_path(self, start: int, goal: int) -> list[int]:
-        parent: dict[int, int] = {start: start}
-        queue = deque([start])
-        while queue:
-            k = queue.popleft()
-            if k == goal:
-                break
-            node = self.nodes.get(k)
-            for nxt in node.out if node is not None else ():
-                if nxt not in parent:
-                    parent[nxt] = k
-                    queue.append(nxt)
-        path = [goal]
-        while path[-1] != start:
-            path.append(parent[path[-1]])
-        path.reverse()
+    def _meeting_path(self, fwd: _Search, bwd: _Search) -> list[int]:
+        """The shortest path from b to a that a plain breadth-first search from
+        b would find (the first in the order of each node's out-edges), given
+        the two searches just met: every shortest path has its first
+        ``len(fwd.levels) - 1`` steps in the forward search and the rest in
+        the backward one."""
+        levels = fwd.levels
+        # on[k]: the nodes at distance k from b on some shortest path to a.
+        on = [set[int]() for _ in levels]
+        on[-1] = {n.key for n in levels[-1] if n.key in bwd.dist}
+        for k in range(len(levels) - 2, -1, -1):
+            ahead = on[k + 1]
+            on[k] = {n.key for n in levels[k] if not ahead.isdisjoint(n.out)}
+        node = levels[0][0]
+        path = [node.key]
+        for k in range(1, len(levels)):
+            key = next(x for x in node.out if x in on[k])
+            path.append(key)
+            node = self.nodes[key]
+        for left in range(bwd.dist[node.key] - 1, -1, -1):
+            key = next(x for x in node.out if bwd.dist.get(x) == left)
+            path.append(key)
+            node = self.nodes[key]
         return path
 
     # -- reporting ----------------------------------------------------------------

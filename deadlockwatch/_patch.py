@@ -9,9 +9,11 @@ locks too.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import _native
@@ -111,10 +113,67 @@ def _factory(tracked: Callable[..., Any]) -> Callable[..., Any]:
     return make
 
 
+def _early_factory(tracked: Callable[..., Any], original: Any) -> Callable[..., Any]:
+    """What stands in ``threading`` for Lock or RLock while wrapt is imported:
+    the same answers as the wrapper that replaces it, without wrapt."""
+    make = _factory(tracked)
+
+    @functools.wraps(original, updated=())
+    def early(*args: Any, **kwargs: Any) -> Any:
+        return make(original, None, args, kwargs)
+
+    return early
+
+
+def _install_early() -> dict[str, Any]:
+    """Put plain stand-ins for the factories in ``threading`` before wrapt is
+    first imported.  Importing wrapt imports asyncio and with it logging,
+    concurrent.futures and more, whose module-level locks (``logging._lock``)
+    are made once, at import: made by the stand-ins, they are tracked.  (A
+    module the program imported before enabling keeps its untracked locks.)
+    Returns what the factories were before, by name."""
+    before: dict[str, Any] = {}
+    if "wrapt" in sys.modules:
+        return before
+    for name, tracked, _original in _FACTORIES:
+        if name in _installed:
+            continue
+        current = getattr(threading, name)
+        before[name] = current
+        early = _early_factory(tracked, current)
+        _installed[name] = (early, current)
+        setattr(threading, name, early)
+    return before
+
+
+def _replace_early(early: Any, wrapper: Any, modules: Iterable[str]) -> None:
+    """A module imported with wrapt that bound a stand-in by name (``from
+    threading import RLock``: wrapt.synchronization) gets the wrapper, as if
+    it had been imported after enabling."""
+    for mod_name in modules:
+        namespace = getattr(sys.modules.get(mod_name), "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        for attr, value in list(namespace.items()):
+            if value is early:
+                namespace[attr] = wrapper
+
+
 def patch() -> None:
     """Make ``threading``'s lock factories create tracked primitives (idempotent)."""
-    # Imported here: wrapt 2 imports asyncio, too slow for `import deadlockwatch`.
-    from wrapt import FunctionWrapper
+    for name, cls, _original in _CLASSES:
+        if name not in _installed:
+            _installed[name] = (cls, getattr(threading, name))
+            setattr(threading, name, cls)
+    loaded = set(sys.modules)
+    before = _install_early()
+    try:
+        # Imported here: wrapt 2 imports asyncio, too slow for `import deadlockwatch`.
+        from wrapt import FunctionWrapper
+    except BaseException:
+        unpatch()
+        raise
+    imported = set(sys.modules) - loaded
 
     class TrackedFactory(FunctionWrapper):  # type: ignore[type-arg]
         """``isinstance(x, threading.Lock)`` (a class on 3.13) holds for tracked locks."""
@@ -144,21 +203,25 @@ def patch() -> None:
             return self.__reduce__()
 
     for name, tracked, original in _FACTORIES:
-        if name in _installed:
+        early = None
+        if name in before:
+            early, _ = _installed.pop(name)
+            current = before[name]
+        elif name in _installed:
             continue
-        current = getattr(threading, name)
+        else:
+            current = getattr(threading, name)
         if current is not original:
             # Someone else's wrapper: wrap it, and put it back on unpatch.
             original = current
         wrapper = TrackedFactory(original, _factory(tracked))
         wrapper._self_tracked = tracked  # type: ignore[attr-defined]
         wrapper._self_name = name  # type: ignore[attr-defined]
-        setattr(threading, name, wrapper)
+        if early is None or getattr(threading, name) is early:
+            setattr(threading, name, wrapper)
         _installed[name] = (wrapper, original)
-    for name, cls, _original in _CLASSES:
-        if name not in _installed:
-            _installed[name] = (cls, getattr(threading, name))
-            setattr(threading, name, cls)
+        if early is not None:
+            _replace_early(early, wrapper, imported)
 
 
 def unpatch() -> None:

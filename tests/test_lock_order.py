@@ -8,20 +8,24 @@ keep.
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import BOUND, run_python
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import deadlockwatch
 from deadlockwatch import _primitives
 from deadlockwatch._detector import DETECTOR
-from deadlockwatch._order import ORDER
+from deadlockwatch._order import ORDER, LockOrder
+from deadlockwatch._primitives import TrackedLock
 
 
 @pytest.fixture
@@ -463,3 +467,105 @@ def test_order_graph_matches_a_plain_cycle_check(case: tuple[int, list[tuple[int
             accepted.add_edge(u, v)
         for a, b in accepted.edges:
             assert graph.nodes[id(locks[a])].order < graph.nodes[id(locks[b])].order
+
+
+def _bfs_path(out: dict[int, dict[int, None]], start: int, goal: int) -> list[int] | None:
+    """Brute force: breadth-first from ``start`` over every accepted order,
+    each node's successors in the order they were learned."""
+    parent = {start: start}
+    queue = deque([start])
+    while queue:
+        k = queue.popleft()
+        if k == goal:
+            path = [goal]
+            while path[-1] != start:
+                path.append(parent[path[-1]])
+            return path[::-1]
+        for nxt in out[k]:
+            if nxt not in parent:
+                parent[nxt] = k
+                queue.append(nxt)
+    return None
+
+
+def _learn_checked(
+    graph: LockOrder,
+    locks: list[Any],
+    out: dict[int, dict[int, None]],
+    known: set[tuple[int, int]],
+    u: int,
+    v: int,
+) -> bool:
+    """Learn ``u -> v`` unless known (as the hot path does), and check it
+    against the brute force; whether it was learned.  (A function of its own:
+    no local name outlives it to keep a dropped lock alive.)"""
+    src, dst = locks[u], locks[v]
+    assert (id(dst) in src._dw_after) == ((u, v) in known)
+    if (u, v) in known:  # the hot path never asks again
+        return False
+    path = _bfs_path(out, v, u)
+    graph._reported.clear()  # an address reused may repeat an old cycle's key
+    finding = graph.learn(src, dst, [src], "t", 1, 1)
+    if path is None:
+        assert finding is None
+        out[u][v] = None
+    else:
+        assert finding is not None
+        ids = [id(locks[i]) for i in [u, *path]]
+        assert [(e.held, e.acquired) for e in finding.order] == list(itertools.pairwise(ids))
+    return True
+
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("order"), st.integers(0, 5), st.integers(0, 5)).filter(
+            lambda op: op[1] != op[2]
+        ),
+        st.tuples(st.just("drop"), st.integers(0, 5), st.just(0)),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_OPS)
+# Equally short paths (diamonds): the report takes the one a plain search finds.
+@example([("order", 0, 1), ("order", 0, 2), ("order", 1, 3), ("order", 2, 3), ("order", 3, 0)])
+@example(
+    [
+        ("order", u, v)
+        for u, v in [(0, 2), (0, 1), (1, 3), (2, 3), (3, 4), (1, 4), (4, 5), (3, 5), (5, 0)]
+    ]
+)
+def test_order_graph_cycles_match_brute_force_with_collected_locks(
+    ops: list[tuple[str, int, int]],
+) -> None:
+    """Over random orders and locks dropped (garbage-collected, their
+    addresses maybe reused), the graph rejects exactly the orders that close a
+    cycle, reports the path a plain breadth-first search finds, forgets
+    collected locks, and keeps every accepted order in its topological order."""
+    graph = LockOrder()
+    locks: list[Any] = [TrackedLock() for _ in range(6)]
+    out: dict[int, dict[int, None]] = {i: {} for i in range(6)}  # accepted, in order learned
+    known: set[tuple[int, int]] = set()
+    for op, u, v in ops:
+        if op == "drop":
+            # The old lock is freed at once (no cycle holds it), its address
+            # maybe reused by the new one.
+            locks[u] = TrackedLock()
+            for succ in out.values():
+                succ.pop(u, None)
+            out[u] = {}
+            known = {e for e in known if u not in e}
+            continue
+        if _learn_checked(graph, locks, out, known, u, v):
+            known.add((u, v))
+    graph.learn(locks[0], locks[1], [], "t", 1, 1)  # collects what was dropped
+    assert set(graph.nodes) <= {id(lock) for lock in locks}
+    accepted = {(id(locks[i]), id(locks[j])) for i in out for j in out[i]}
+    if (0, 1) not in known and _bfs_path(out, 1, 0) is None:
+        accepted.add((id(locks[0]), id(locks[1])))
+    assert {(n.key, k) for n in graph.nodes.values() for k in n.out} == accepted
+    assert graph.edge_count == len(accepted)
+    for a, b in accepted:
+        assert graph.nodes[a].order < graph.nodes[b].order

@@ -345,3 +345,82 @@ def test_child_forked_from_a_worker_thread_exits() -> None:
     r = run_python(code, env={"DEADLOCKWATCH": "1"}, timeout=30)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["child ran", "parent done"]
+
+
+#: A deadlock through logging's module lock: a Logger class whose constructor
+#: (run by ``logging.getLogger`` under that lock) takes an application lock,
+#: while another thread holds the application lock and calls ``getLogger``.
+LOGGING_DEADLOCK = """
+import logging, os, sys, threading, time
+from deadlockwatch._detector import DETECTOR
+
+app = threading.Lock()
+app_held = threading.Event()
+in_logging = threading.Event()
+
+class AppLogger(logging.Logger):
+    def __init__(self, name):
+        super().__init__(name)
+        in_logging.set()  # logging's module lock is held here
+        with app:
+            pass
+
+logging.setLoggerClass(AppLogger)
+
+def holds_app():
+    with app:
+        app_held.set()
+        in_logging.wait(10)
+        logging.getLogger("from-holds-app")  # waits for logging's lock
+
+def holds_logging():
+    app_held.wait(10)
+    logging.getLogger("from-holds-logging")  # takes logging's lock, then waits for app
+
+for fn in (holds_app, holds_logging):
+    threading.Thread(target=fn, name=fn.__name__, daemon=True).start()
+deadline = time.monotonic() + float(sys.argv[1])
+while (
+    all(f.kind != "deadlock" for f in DETECTOR.findings) and time.monotonic() < deadline
+):
+    time.sleep(0.02)
+for f in DETECTOR.findings:
+    files = sorted(os.path.basename(str(r.created_at.file)) for r in f.resources if r.created_at)
+    print(f.kind, sorted(t.name for t in f.threads[: len(f.cycle)]), files)
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(0)  # the two threads stay deadlocked, one of them inside logging
+"""
+
+
+def test_deadlock_through_loggings_module_lock_is_detected() -> None:
+    """With DEADLOCKWATCH=1, logging (imported at start-up by wrapt, through
+    asyncio) makes its module lock after threading's factories are patched."""
+    r = run_python(LOGGING_DEADLOCK, env={"DEADLOCKWATCH": "1"}, args=["10"], timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "deadlock ['holds_app', 'holds_logging'] ['<string>', '__init__.py']" in lines, (
+        r.stdout,
+        r.stderr,
+    )
+
+
+def test_modules_enabling_imports_make_tracked_locks() -> None:
+    """What enabling imports (wrapt, and with it asyncio and logging) is
+    imported after the factories are patched; a module the program imported
+    first keeps the locks it made then (they cannot be swapped safely)."""
+    code = """
+    import threading
+    import logging, wrapt.synchronization as ws  # both imported at start-up already
+    print(type(logging._lock).__name__, type(threading.RLock()).__name__)
+    print(ws.RLock is threading.RLock, ws.Lock is threading.Lock)
+    """
+    r = run_python(code, env={"DEADLOCKWATCH": "1"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["TrackedRLock TrackedRLock", "True True"]
+    first = "import logging, deadlockwatch\ndeadlockwatch.enable()\n" + (
+        "import threading\nprint(type(logging._lock).__name__, type(threading.RLock()).__name__)"
+    )
+    r = run_python(first)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["RLock", "TrackedRLock"]
