@@ -36,6 +36,7 @@ static PyObject *g_internal_files;  /* _state.INTERNAL_FILES (a set of paths) */
 static PyObject *g_user_frame;      /* _state.user_frame(frame) */
 static PyObject *g_remove_held;     /* _state.remove_held(rec, resource) */
 static PyObject *g_module_dict;     /* _primitives' globals: "learn_order" is read there */
+static PyInterpreterState *g_interp; /* the interpreter these belong to */
 
 static PyObject *s_rec, *s_held, *s_learn_order, *s_dw_after;
 static PyObject *s_py_acquire, *s_py_release, *s_py_enter, *s_release, *s_key;
@@ -696,6 +697,16 @@ configure(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOO!OOO!:configure", &tls, &new_record, &PySet_Type,
                           &internal_files, &user_frame, &remove_held, &PyDict_Type, &module_dict))
         return NULL;
+    /* This module keeps one interpreter's objects in C globals: a second
+     * interpreter (a legacy subinterpreter importing deadlockwatch again)
+     * gets an ImportError, and _primitives runs the Python path there. */
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    if (g_interp != NULL && g_interp != interp) {
+        PyErr_SetString(PyExc_ImportError,
+                        "deadlockwatch._speedups serves the first interpreter that configured it");
+        return NULL;
+    }
+    g_interp = interp;
     Py_INCREF(tls);
     Py_XSETREF(g_tls, tls);
     Py_INCREF(new_record);

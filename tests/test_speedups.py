@@ -246,3 +246,36 @@ def test_a_bad_pure_setting_is_refused_by_name() -> None:
         "invalid value 'sometimes' for environment variable DEADLOCKWATCH_PURE: "
         "expected one of 1, 0, true, false, yes, no, on, off"
     ) in proc.stderr
+
+
+def test_a_second_interpreter_gets_the_python_path() -> None:
+    """The C module keeps the first interpreter's objects: a legacy
+    subinterpreter importing deadlockwatch again runs the Python path, and
+    the main interpreter's C path goes on working."""
+    pytest.importorskip("_testcapi")
+    proc = run_python(
+        """
+        import os, tempfile
+        import _testcapi
+        import deadlockwatch._primitives as p
+        out = os.path.join(tempfile.mkdtemp(), "sub.txt")
+        code = f'''
+        import deadlockwatch._primitives as p
+        lock = p.TrackedLock()
+        with lock:
+            ok = lock._owner is not None
+        with open({out!r}, "w") as f:
+            f.write(f"{{p.ACCELERATED}} {{ok}} {{lock.locked()}}")
+        '''.replace("\\n        ", "\\n")
+        assert _testcapi.run_in_subinterp(code) == 0
+        lock = p.TrackedLock()
+        with lock:
+            assert lock._owner is not None
+        print(p.ACCELERATED, open(out).read())
+        """,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    main, sub = proc.stdout.split(" ", 1)
+    assert main == str(_primitives.ACCELERATED)
+    assert sub.strip() == "False True False"
