@@ -113,6 +113,15 @@ def _factory(tracked: Callable[..., Any]) -> Callable[..., Any]:
     return make
 
 
+def _direct_call(make: Callable[..., Any], original: Any) -> Callable[..., Any]:
+    """A factory wrapper's ``__call__``: ``make`` with the original, directly."""
+
+    def call(self: object, *args: Any, **kwargs: Any) -> Any:
+        return make(original, None, args, kwargs)
+
+    return call
+
+
 def _early_factory(tracked: Callable[..., Any], original: Any) -> Callable[..., Any]:
     """What stands in ``threading`` for Lock or RLock while wrapt is imported:
     the same answers as the wrapper that replaces it, without wrapt."""
@@ -214,9 +223,19 @@ def patch() -> None:
         if current is not original:
             # Someone else's wrapper: wrap it, and put it back on unpatch.
             original = current
-        wrapper = TrackedFactory(original, _factory(tracked))
-        wrapper._self_tracked = tracked  # type: ignore[attr-defined]
-        wrapper._self_name = name  # type: ignore[attr-defined]
+        make = _factory(tracked)
+
+        # wrapt's own call of a wrapped *function* looks for a ``__self__`` to
+        # bind, and attribute lookups on its proxies are slow: 0.5-0.7 us a
+        # call.  The factories are called for every lock a program makes (a
+        # Future makes one), so each gets a class whose call goes straight
+        # to the wrapper function (about 0.2 us).
+        factory = type(
+            f"Tracked{name}Factory", (TrackedFactory,), {"__call__": _direct_call(make, original)}
+        )
+        wrapper = factory(original, make)
+        wrapper._self_tracked = tracked
+        wrapper._self_name = name
         if early is None or getattr(threading, name) is early:
             setattr(threading, name, wrapper)
         _installed[name] = (wrapper, original)

@@ -522,7 +522,14 @@ def _cores() -> tuple[Any, Any]:
         from . import _speedups
 
         _speedups.configure(
-            tls, _state.new_record, INTERNAL_FILES, user_frame, remove_held, globals()
+            tls,
+            _state.new_record,
+            INTERNAL_FILES,
+            remove_held,
+            globals(),
+            _allocate_lock,
+            _RawRLock,
+            _site_of,
         )
     except Exception:  # not built, or built from another version of the source
         return _PyLockCore, _PyRLockCore
@@ -606,14 +613,14 @@ class _TrackedSemaphoreMixin:
         if blocking is True and timeout is None and orig_acquire(False):
             self._taken(current_record(), 2)
             return True
-        if not blocking:
+        if (
+            not blocking
+            or (timeout is not None and not isinstance(timeout, (int, float)))  # its own error
+            or (timeout is not None and timeout <= 0)  # never waits (ThreadPoolExecutor's)
+        ):
             got: bool = orig_acquire(blocking, timeout)
         elif orig_acquire(False):
             got = True
-        elif not isinstance(timeout, (int, float)) and timeout is not None:
-            got = orig_acquire(blocking, timeout)  # the original's own error
-        elif timeout is not None and timeout <= 0:
-            got = orig_acquire(blocking, timeout)
         else:
             rec = current_record()
             if timeout is not None:

@@ -33,12 +33,14 @@
 static PyObject *g_tls;             /* _state.tls (a _thread._local) */
 static PyObject *g_new_record;      /* _state.new_record() */
 static PyObject *g_internal_files;  /* _state.INTERNAL_FILES (a set of paths) */
-static PyObject *g_user_frame;      /* _state.user_frame(frame) */
 static PyObject *g_remove_held;     /* _state.remove_held(rec, resource) */
 static PyObject *g_module_dict;     /* _primitives' globals: "learn_order" is read there */
 static PyInterpreterState *g_interp; /* the interpreter these belong to */
+static PyObject *g_lock_factory;    /* _thread.allocate_lock */
+static PyObject *g_rlock_factory;   /* _thread.RLock */
+static PyObject *g_site_of;         /* _primitives._site_of((code, lasti)) -> Site */
 
-static PyObject *s_rec, *s_held, *s_learn_order, *s_dw_after;
+static PyObject *s_rec, *s_held, *s_learn_order, *s_dw_after, *s_acquire, *s_no_orders;
 static PyObject *s_py_acquire, *s_py_release, *s_py_enter, *s_release, *s_key;
 static PyObject *false_args; /* (False,) */
 
@@ -51,7 +53,9 @@ typedef struct {
     PyObject *site_code;  /* acquisition site: code object or NULL */
     int site_lasti;
     PyObject *dw_after; /* ids of primitives known to be taken after this one */
-    PyObject *created;  /* creation Site or None */
+    PyObject *created;  /* creation Site, or NULL while only created_code is known */
+    PyObject *created_code; /* creation site as (code, offset), made a Site when read */
+    int created_lasti;
     Py_ssize_t count;   /* RLock: recursion level */
     char ctx;           /* Lock: taken by "with" */
     char handoff;       /* Lock: released by a thread other than its acquirer */
@@ -230,6 +234,38 @@ check_order(Core *self, PyObject *held, PyObject *rec)
 
 /* The caller's site: the innermost Python frame (a C method has none of its
  * own), or, if that frame is threading's or ours, the nearest user frame. */
+/* The nearest frame from frame outwards whose file is not threading's or
+ * deadlockwatch's (new reference), or NULL: with an error set, or none if
+ * every frame is internal. */
+static PyFrameObject *
+user_frame(PyFrameObject *frame)
+{
+    Py_XINCREF(frame);
+    while (frame != NULL) {
+        PyCodeObject *co = PyFrame_GetCode(frame);
+        int internal = PySet_Contains(g_internal_files, co->co_filename);
+        Py_DECREF(co);
+        if (internal == 0)
+            return frame;
+        PyFrameObject *back = internal < 0 ? NULL : PyFrame_GetBack(frame);
+        Py_DECREF(frame);
+        if (internal < 0)
+            return NULL;
+        frame = back;
+    }
+    return NULL;
+}
+
+static int
+frame_lasti(PyFrameObject *frame)
+{
+#if PY_VERSION_HEX >= 0x030B0000
+    return PyFrame_GetLasti(frame);
+#else
+    return frame->f_lasti < 0 ? -1 : frame->f_lasti * (int)sizeof(_Py_CODEUNIT);
+#endif
+}
+
 static int
 store_site(Core *self)
 {
@@ -240,37 +276,21 @@ store_site(Core *self)
         return 0;
     }
     PyCodeObject *co = PyFrame_GetCode(frame); /* new reference */
-    int user = 1;
-    if ((PyObject *)co != self->site_code || !self->site_user) {
-        /* Not the (user) code this lock was last taken from: look. */
-        int internal = PySet_Contains(g_internal_files, co->co_filename);
-        if (internal < 0) {
-            Py_DECREF(co);
-            return -1;
-        }
-        if (internal) {
-            PyObject *found = PyObject_CallOneArg(g_user_frame, (PyObject *)frame);
-            if (found == NULL) {
-                Py_DECREF(co);
-                return -1;
-            }
-            if (found != Py_None) {
-                Py_DECREF(co);
-                frame = (PyFrameObject *)found; /* kept alive by the stack */
-                co = PyFrame_GetCode(frame);
-            }
-            else
-                user = 0;
-            Py_DECREF(found);
-        }
+    if ((PyObject *)co == self->site_code && self->site_user) {
+        /* Taken from the same (user) code as last time: no need to look. */
+        self->site_lasti = frame_lasti(frame);
+        Py_DECREF(co);
+        return 0;
     }
-#if PY_VERSION_HEX >= 0x030B0000
-    self->site_lasti = PyFrame_GetLasti(frame);
-#else
-    self->site_lasti = frame->f_lasti < 0 ? -1 : frame->f_lasti * (int)sizeof(_Py_CODEUNIT);
-#endif
-    Py_XSETREF(self->site_code, (PyObject *)co);
-    self->site_user = (char)user;
+    Py_DECREF(co);
+    PyFrameObject *user = user_frame(frame);
+    if (user == NULL && PyErr_Occurred())
+        return -1;
+    PyFrameObject *at = user != NULL ? user : frame; /* all internal: the innermost */
+    self->site_lasti = frame_lasti(at);
+    Py_XSETREF(self->site_code, (PyObject *)PyFrame_GetCode(at));
+    self->site_user = user != NULL;
+    Py_XDECREF(user);
     return 0;
 }
 
@@ -367,6 +387,7 @@ core_traverse(Core *self, visitproc visit, void *arg)
     Py_VISIT(self->site_code);
     Py_VISIT(self->dw_after);
     Py_VISIT(self->created);
+    Py_VISIT(self->created_code);
     return 0;
 }
 
@@ -380,6 +401,7 @@ core_clear(Core *self)
     Py_CLEAR(self->site_code);
     Py_CLEAR(self->dw_after);
     Py_CLEAR(self->created);
+    Py_CLEAR(self->created_code);
     return 0;
 }
 
@@ -460,7 +482,96 @@ core_set_raw(Core *self, PyObject *value, void *closure)
     return 0;
 }
 
+static PyObject *
+core_get_created(Core *self, void *closure)
+{
+    if (self->created == NULL && self->created_code != NULL) {
+        PyObject *pair = Py_BuildValue("(Oi)", self->created_code, self->created_lasti);
+        if (pair == NULL)
+            return NULL;
+        PyObject *site = PyObject_CallOneArg(g_site_of, pair);
+        Py_DECREF(pair);
+        if (site == NULL)
+            return NULL;
+        self->created = site;
+        Py_CLEAR(self->created_code);
+    }
+    PyObject *created = self->created != NULL ? self->created : Py_None;
+    Py_INCREF(created);
+    return created;
+}
+
+static int
+core_set_created(Core *self, PyObject *value, void *closure)
+{
+    Py_XINCREF(value);
+    Py_XSETREF(self->created, value);
+    Py_CLEAR(self->created_code);
+    return 0;
+}
+
+/* __init__: what _LockMethods.__init__ / _RLockMethods.__init__ do, with
+ * the creation site kept as (code, offset) until someone reads it. */
+static int
+core_init(Core *self, PyObject *args, PyObject *kwds, PyObject *factory)
+{
+    if (PyTuple_GET_SIZE(args) != 0 || (kwds != NULL && PyDict_GET_SIZE(kwds) != 0)) {
+        PyErr_Format(PyExc_TypeError, "%s() takes no arguments", Py_TYPE(self)->tp_name);
+        return -1;
+    }
+    PyObject *raw = PyObject_CallNoArgs(factory);
+    if (raw == NULL)
+        return -1;
+    PyObject *acq = PyObject_GetAttr(raw, s_acquire);
+    if (acq == NULL) {
+        Py_DECREF(raw);
+        return -1;
+    }
+    PyObject *no_orders = PyDict_GetItemWithError(g_module_dict, s_no_orders);
+    if (no_orders == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "deadlockwatch: _primitives._NO_ORDERS is missing");
+        Py_DECREF(acq);
+        Py_DECREF(raw);
+        return -1;
+    }
+    Py_INCREF(no_orders);
+    Py_XSETREF(self->raw, raw);
+    Py_XSETREF(self->acq, acq);
+    Py_CLEAR(self->rel);
+    Py_XSETREF(self->dw_after, no_orders);
+    clear_owner(self);
+    Py_CLEAR(self->site_code);
+    self->site_lasti = 0;
+    self->site_user = 0;
+    self->count = 0;
+    self->ctx = 0;
+    self->handoff = 0;
+    Py_CLEAR(self->created);
+    Py_CLEAR(self->created_code);
+    PyFrameObject *user = user_frame(PyEval_GetFrame());
+    if (user == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    self->created_code = (PyObject *)PyFrame_GetCode(user);
+    self->created_lasti = frame_lasti(user);
+    Py_DECREF(user);
+    return 0;
+}
+
+static int
+lock_init(Core *self, PyObject *args, PyObject *kwds)
+{
+    return core_init(self, args, kwds, g_lock_factory);
+}
+
+static int
+rlock_init(Core *self, PyObject *args, PyObject *kwds)
+{
+    return core_init(self, args, kwds, g_rlock_factory);
+}
+
 static PyGetSetDef core_getset[] = {
+    {"_created", (getter)core_get_created, (setter)core_set_created, "creation Site or None", NULL},
     {"_raw", (getter)core_get_raw, (setter)core_set_raw, "the untracked lock", NULL},
     {"_site", (getter)core_get_site, (setter)core_set_site, "acquisition site: (code, lasti) or None", NULL},
     {"_owner", (getter)core_get_owner, (setter)core_set_owner, "the holder's ThreadRecord or None", NULL},
@@ -470,7 +581,6 @@ static PyGetSetDef core_getset[] = {
 #define COMMON_MEMBERS \
     {"_acq", T_OBJECT_EX, offsetof(Core, acq), 0, NULL}, \
     {"_dw_after", T_OBJECT_EX, offsetof(Core, dw_after), 0, NULL}, \
-    {"_created", T_OBJECT_EX, offsetof(Core, created), 0, NULL}, \
     {"__weaklistoffset__", T_PYSSIZET, offsetof(Core, weakreflist), READONLY, NULL}
 
 static PyMemberDef lock_members[] = {
@@ -576,6 +686,7 @@ static PyMethodDef lock_methods[] = {
 static PyType_Slot lock_slots[] = {
     {Py_tp_doc, "The C uncontended path of deadlockwatch's tracked Lock."},
     {Py_tp_new, PyType_GenericNew},
+    {Py_tp_init, lock_init},
     {Py_tp_dealloc, core_dealloc},
     {Py_tp_traverse, core_traverse},
     {Py_tp_clear, core_clear},
@@ -672,6 +783,7 @@ static PyMethodDef rlock_methods[] = {
 static PyType_Slot rlock_slots[] = {
     {Py_tp_doc, "The C uncontended path of deadlockwatch's tracked RLock."},
     {Py_tp_new, PyType_GenericNew},
+    {Py_tp_init, rlock_init},
     {Py_tp_dealloc, core_dealloc},
     {Py_tp_traverse, core_traverse},
     {Py_tp_clear, core_clear},
@@ -693,9 +805,11 @@ static PyType_Spec rlock_spec = {
 static PyObject *
 configure(PyObject *module, PyObject *args)
 {
-    PyObject *tls, *new_record, *internal_files, *user_frame, *remove_held, *module_dict;
-    if (!PyArg_ParseTuple(args, "OOO!OOO!:configure", &tls, &new_record, &PySet_Type,
-                          &internal_files, &user_frame, &remove_held, &PyDict_Type, &module_dict))
+    PyObject *tls, *new_record, *internal_files, *remove_held, *module_dict;
+    PyObject *lock_factory, *rlock_factory, *site_of;
+    if (!PyArg_ParseTuple(args, "OOO!OO!OOO:configure", &tls, &new_record, &PySet_Type,
+                          &internal_files, &remove_held, &PyDict_Type, &module_dict,
+                          &lock_factory, &rlock_factory, &site_of))
         return NULL;
     /* This module keeps one interpreter's objects in C globals: a second
      * interpreter (a legacy subinterpreter importing deadlockwatch again)
@@ -713,8 +827,12 @@ configure(PyObject *module, PyObject *args)
     Py_XSETREF(g_new_record, new_record);
     Py_INCREF(internal_files);
     Py_XSETREF(g_internal_files, internal_files);
-    Py_INCREF(user_frame);
-    Py_XSETREF(g_user_frame, user_frame);
+    Py_INCREF(lock_factory);
+    Py_XSETREF(g_lock_factory, lock_factory);
+    Py_INCREF(rlock_factory);
+    Py_XSETREF(g_rlock_factory, rlock_factory);
+    Py_INCREF(site_of);
+    Py_XSETREF(g_site_of, site_of);
     Py_INCREF(remove_held);
     Py_XSETREF(g_remove_held, remove_held);
     Py_INCREF(module_dict);
@@ -724,7 +842,8 @@ configure(PyObject *module, PyObject *args)
 
 static PyMethodDef module_methods[] = {
     {"configure", configure, METH_VARARGS,
-     "configure(tls, new_record, internal_files, user_frame, remove_held, module_globals)"},
+     "configure(tls, new_record, internal_files, remove_held, module_globals, lock_factory, "
+     "rlock_factory, site_of)"},
     {NULL},
 };
 
@@ -748,6 +867,8 @@ PyInit__speedups(void)
     INTERN(s_py_release, "_py_release");
     INTERN(s_py_enter, "_py_enter");
     INTERN(s_release, "release");
+    INTERN(s_acquire, "acquire");
+    INTERN(s_no_orders, "_NO_ORDERS");
     INTERN(s_key, "deadlockwatch.record");
     if ((false_args = PyTuple_Pack(1, Py_False)) == NULL)
         return NULL;

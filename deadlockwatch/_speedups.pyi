@@ -17,7 +17,9 @@ def configure(
     tls: Any,
     new_record: Any,
     internal_files: set[str],
-    user_frame: Any,
     remove_held: Any,
     module_globals: dict[str, Any],
+    lock_factory: Any,
+    rlock_factory: Any,
+    site_of: Any,
 ) -> None: ...

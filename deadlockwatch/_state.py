@@ -199,11 +199,28 @@ def user_frame(frame: FrameType | None) -> FrameType | None:
     return frame
 
 
+#: (id(code), instruction offset) -> (code, its Site): making a primitive
+#: looks up its creation site here instead of computing the line again (most
+#: primitives are made at a few places, over and over: a Future's Condition).
+#: The entry holds the code object, so its id is not reused while cached.
+_SITES: dict[tuple[int, int], tuple[CodeType, Site]] = {}
+_SITES_MAX = 4096
+
+
 def frame_site(frame: FrameType | None) -> Site | None:
     frame = user_frame(frame)
     if frame is None:
         return None
-    return Site(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+    code = frame.f_code
+    key = (id(code), frame.f_lasti)
+    hit = _SITES.get(key)
+    if hit is not None and hit[0] is code:
+        return hit[1]
+    site = Site(code.co_filename, frame.f_lineno, code.co_name)
+    if len(_SITES) >= _SITES_MAX:
+        _SITES.clear()
+    _SITES[key] = (code, site)
+    return site
 
 
 def creation_site() -> Site | None:

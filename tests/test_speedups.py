@@ -85,6 +85,18 @@ def test_site_inside_threading_is_the_user_line(kinds: tuple[Any, Any]) -> None:
             assert _site_line(cond._lock) == line  # type: ignore[attr-defined]
 
 
+def test_creation_site_is_the_callers_line(kinds: tuple[Any, Any]) -> None:
+    for kind in kinds:
+        lock = kind()
+        line = _line() - 1
+        assert lock._created is not None and lock._created.line == line
+        assert lock._created.file == __file__ and lock._created.function.startswith("test_")
+        cond = threading.Condition(kind())
+        assert cond._lock._created.line == _line() - 1  # type: ignore[attr-defined]
+        lock._created = None  # settable, as the Python attribute
+        assert lock._created is None
+
+
 def test_held_list_and_owner_follow_every_path(kinds: tuple[Any, Any]) -> None:
     lock_kind, rlock_kind = kinds
     me = _state.current_record()
