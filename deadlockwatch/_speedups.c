@@ -180,6 +180,13 @@ call_raw(PyObject *bound, PyObject *arg)
 static int
 try_acquire(Core *self)
 {
+    if (self->acq == NULL) {
+        /* __init__ never ran (an instance made by __new__ alone): what the
+         * Python path raises. */
+        PyErr_Format(PyExc_AttributeError, "'%.100s' object has no attribute '_acq'",
+                     Py_TYPE(self)->tp_name);
+        return -1;
+    }
     PyObject *r = call_raw(self->acq, Py_False);
     if (r == NULL)
         return -1;
@@ -353,7 +360,8 @@ raw_release(Core *self)
 {
     if (self->rel == NULL) {
         if (self->raw == NULL) {
-            PyErr_SetString(PyExc_AttributeError, "_raw");
+            PyErr_Format(PyExc_AttributeError, "'%.100s' object has no attribute '_raw'",
+                         Py_TYPE(self)->tp_name);
             return NULL;
         }
         self->rel = PyObject_GetAttr(self->raw, s_release);
@@ -712,7 +720,7 @@ rlock_acquire(Core *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwn
         PyObject *rec, *held;
         if (current_rec(1, &rec, &held) < 0)
             return NULL;
-        if (self->owner == rec) {
+        if (self->owner == rec && self->acq != NULL) {
             /* Only this thread sets owner to its own record: re-entry. */
             PyObject *r = PyObject_CallNoArgs(self->acq);
             if (r == NULL)

@@ -291,3 +291,26 @@ def test_a_second_interpreter_gets_the_python_path() -> None:
     main, sub = proc.stdout.split(" ", 1)
     assert main == str(_primitives.ACCELERATED)
     assert sub.strip() == "False True False"
+
+
+def test_an_instance_never_initialised_raises_instead_of_crashing() -> None:
+    """``TrackedLock.__new__(TrackedLock)`` has no raw lock: every method
+    raises AttributeError, as the Python path does (run apart: a crash here
+    would take the test process with it)."""
+    proc = run_python(
+        """
+        from deadlockwatch import _primitives as p
+        for kind in (p.TrackedLock, p.TrackedRLock, p.PURE_LOCK, p.PURE_RLOCK):
+            lock = kind.__new__(kind)
+            for method in ("acquire", "release", "__enter__", "locked"):
+                try:
+                    getattr(lock, method)()
+                except AttributeError:
+                    print("AttributeError")
+                else:
+                    print("returned")
+        """,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["AttributeError"] * 16
