@@ -96,6 +96,19 @@ def _validate_lock_args(rec: ThreadRecord, blocking: Any, timeout: Any) -> None:
         probe.release()
 
 
+def _plain_rlock_state(state: Any) -> bool:
+    """``state`` is what ``_release_save`` returns, ``(count, owner)``, which the
+    raw RLock's ``_acquire_restore`` takes without complaint (so no probe)."""
+    return (
+        type(state) is tuple
+        and len(state) == 2
+        and type(state[0]) is int
+        and type(state[1]) is int
+        and 1 <= state[0] < 1 << 62
+        and 0 <= state[1] < 1 << 63
+    )
+
+
 def _timeout_or_none(timeout: float) -> float | None:
     return None if timeout == -1 else timeout
 
@@ -409,9 +422,10 @@ class _RLockMethods:
         return self._raw._release_save()
 
     def _acquire_restore(self, state: Any) -> None:
-        # The raw RLock's own argument checks and errors, on a fresh probe.
-        probe: Any = _RawRLock()
-        probe._acquire_restore(state)
+        if not _plain_rlock_state(state):
+            # The raw RLock's own argument checks and errors, on a fresh probe.
+            probe: Any = _RawRLock()
+            probe._acquire_restore(state)
         count = state[0]
         rec = current_record()
         if not self._acq(False):
