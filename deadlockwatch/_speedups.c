@@ -40,7 +40,7 @@ static PyObject *g_lock_factory;    /* _thread.allocate_lock */
 static PyObject *g_rlock_factory;   /* _thread.RLock */
 static PyObject *g_site_of;         /* _primitives._site_of((code, lasti)) -> Site */
 
-static PyObject *s_rec, *s_held, *s_learn_order, *s_dw_after, *s_acquire, *s_no_orders;
+static PyObject *s_rec, *s_held, *s_learn_order, *s_dw_after, *s_acquire, *s_no_orders, *s_is_owned;
 static PyObject *s_py_acquire, *s_py_release, *s_py_enter, *s_release, *s_key;
 static PyObject *false_args; /* (False,) */
 
@@ -780,7 +780,20 @@ rlock_exit(Core *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* Condition's ownership check (called by every notify): the raw RLock's. */
+static PyObject *
+rlock_is_owned(Core *self, PyObject *unused)
+{
+    if (self->raw == NULL) {
+        PyErr_Format(PyExc_AttributeError, "'%.100s' object has no attribute '_raw'",
+                     Py_TYPE(self)->tp_name);
+        return NULL;
+    }
+    return PyObject_CallMethodNoArgs(self->raw, s_is_owned);
+}
+
 static PyMethodDef rlock_methods[] = {
+    {"_is_owned", (PyCFunction)rlock_is_owned, METH_NOARGS, NULL},
     {"acquire", (PyCFunction)(void (*)(void))rlock_acquire, METH_FASTCALL | METH_KEYWORDS, NULL},
     {"__enter__", (PyCFunction)rlock_enter, METH_NOARGS, NULL},
     {"release", (PyCFunction)rlock_release, METH_NOARGS, NULL},
@@ -876,6 +889,7 @@ PyInit__speedups(void)
     INTERN(s_py_enter, "_py_enter");
     INTERN(s_release, "release");
     INTERN(s_acquire, "acquire");
+    INTERN(s_is_owned, "_is_owned");
     INTERN(s_no_orders, "_NO_ORDERS");
     INTERN(s_key, "deadlockwatch.record");
     if ((false_args = PyTuple_Pack(1, Py_False)) == NULL)
