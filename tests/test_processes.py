@@ -223,6 +223,82 @@ def test_a_process_killed_holding_a_lock(tmp_path: Path) -> None:
     assert "parent: DeadlockError" in out and "holder exit -9" in out
 
 
+KILLED_AT_ONCE = """
+def holder(lock):
+    with lock:
+        os.kill(os.getpid(), signal.SIGKILL)  # before its watcher's first tick
+
+def exits_holding(lock):
+    lock.acquire()  # and returns: the process ends normally, holding it
+
+if __name__ == "__main__":
+    ctx = mp.get_context("{method}")
+    lock = ctx.Lock()
+    target = exits_holding if "{how}" == "exits" else holder
+    p = ctx.Process(target=target, args=(lock,), name="holder-proc", daemon=True)
+    p.start()
+    p.join(30)
+    print("holder exit", p.exitcode, flush=True)
+    attempt(lock, "parent")
+"""
+
+
+@pytest.mark.parametrize(
+    ("method", "how"), [("fork", "killed"), ("spawn", "killed"), ("forkserver", "exits")]
+)
+def test_a_holder_gone_before_it_published_anything(tmp_path: Path, method: str, how: str) -> None:
+    if method not in __import__("multiprocessing").get_all_start_methods():
+        pytest.skip(f"no {method} start method")
+    out, findings = run(tmp_path, KILLED_AT_ONCE.format(method=method, how=how))
+    assert ("holder exit -9" if how == "killed" else "holder exit 0") in out, out
+    f = only_deadlock(findings)
+    assert f["cause"].startswith("mp.Lock(created prog.py:")
+    assert "is held by process" in f["cause"] and "(holder-proc), which exited" in f["cause"]
+    holder = next(d for d in f["thread_details"] if d["process"] == "holder-proc")
+    assert holder["alive"] is False and holder["name"].startswith("MainThread in holder-proc")
+    (held,) = holder["holds"]
+    assert held["acquired_at"]["file"].endswith("prog.py")
+    assert held["acquired_at"]["function"] in ("holder", "exits_holding")
+    assert "parent: DeadlockError" in out
+
+
+def test_a_killed_process_that_had_let_go_is_no_holder(tmp_path: Path) -> None:
+    """Its slot was cleared before it let go: another process holding the lock
+    a while (alive, running, its detector off so it publishes nothing) is no
+    deadlock."""
+    out, findings = run(
+        tmp_path,
+        """
+        def brief(lock):
+            with lock:
+                pass
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        def slow(lock, held):
+            import deadlockwatch
+            deadlockwatch.disable()
+            with lock:
+                held.set()
+                time.sleep(0.6)
+
+        if __name__ == "__main__":
+            ctx = mp.get_context("fork")
+            lock, held = ctx.Lock(), ctx.Event()
+            p = ctx.Process(target=brief, args=(lock,), name="brief", daemon=True)
+            p.start()
+            p.join(30)
+            q = ctx.Process(target=slow, args=(lock, held), name="slow", daemon=True)
+            q.start()
+            assert held.wait(30)
+            attempt(lock, "parent")
+            q.join(30)
+            print("exits", p.exitcode, q.exitcode, flush=True)
+        """,
+    )
+    assert deadlocks(findings) == []
+    assert "parent: acquired" in out and "exits -9 0" in out
+
+
 def test_value_and_array_locks(tmp_path: Path) -> None:
     out, findings = run(
         tmp_path,
