@@ -25,9 +25,10 @@ threads are (pid, thread) pairs and whose shared resources are keyed by name,
 and runs the same analysis.  What a process that is gone (or a zombie) left
 held comes from its ``<pid>.holds`` file (`_ledger`), which it updated in
 memory as it took and released shared locks, so a process killed before it
-ever published is named too (else from the last snapshot it published).  A finding is confirmed over a few ticks,
-reported by the one participant that creates its marker file first
-(``O_EXCL``), and acted on by each participant for its own threads.
+ever published is named too (else from the last snapshot it published).  A
+finding is confirmed over a few ticks, reported by the one participant that
+creates its marker file first (``O_EXCL``), and acted on by each participant
+for its own threads.
 """
 
 from __future__ import annotations

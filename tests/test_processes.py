@@ -299,6 +299,73 @@ def test_a_killed_process_that_had_let_go_is_no_holder(tmp_path: Path) -> None:
     assert "parent: acquired" in out and "exits -9 0" in out
 
 
+def test_signals_across_processes_that_can_still_come_are_no_deadlock(tmp_path: Path) -> None:
+    """Waits on multiprocessing Events, Conditions, Semaphores and a full
+    Queue, each of which another process (running, not blocked) ends a while
+    later: none is a deadlock.  The waits have no timeout (the run's own
+    timeout bounds them).  (A Queue's writer holds units of its
+    BoundedSemaphore that its reader releases: counted as owned, it would be
+    waiting for itself.)"""
+    out, findings = run(
+        tmp_path,
+        """
+        def later(what, ev, cond, sem, q):
+            time.sleep(0.6)
+            if what == "event":
+                ev.set()
+            elif what == "condition":
+                with cond:
+                    cond.notify_all()
+            elif what == "semaphore":
+                sem.release()
+            else:
+                q.get(timeout=10)
+
+        def holds_sem(sem, held):
+            sem.acquire()
+            sem.acquire()
+            held.set()
+            time.sleep(0.6)
+            sem.release()
+
+        if __name__ == "__main__":
+            ctx = mp.get_context("fork")
+            ev, cond, sem = ctx.Event(), ctx.Condition(), ctx.Semaphore(0)
+            q = ctx.Queue(maxsize=2)
+            for what in ("event", "condition", "semaphore", "queue"):
+                if what == "queue":
+                    q.put(1); q.put(2)
+                p = ctx.Process(target=later, args=(what, ev, cond, sem, q),
+                                name=f"later-{what}", daemon=True)
+                if what == "condition":
+                    cond.acquire()
+                p.start()
+                if what == "event":
+                    print("event", ev.wait(), flush=True)
+                elif what == "condition":
+                    print("condition", cond.wait(), flush=True)
+                    cond.release()
+                elif what == "semaphore":
+                    print("semaphore", sem.acquire(), flush=True)
+                else:
+                    q.put(3)
+                    print("queue", "put", flush=True)
+                p.join(30)
+            pool, held = ctx.BoundedSemaphore(2), ctx.Event()
+            p = ctx.Process(target=holds_sem, args=(pool, held), name="sem-holder", daemon=True)
+            p.start()
+            assert held.wait(30)
+            print("pool", pool.acquire(), flush=True)
+            p.join(30)
+            print("exit", p.exitcode, flush=True)
+        """,
+    )
+    assert deadlocks(findings) == [], [(f["cause"], f["thread_details"]) for f in findings]
+    for line in ("event True", "condition True", "semaphore True", "queue put", "pool True"):
+        assert line in out, out
+    assert "exit 0" in out
+
+
 def test_value_and_array_locks(tmp_path: Path) -> None:
     out, findings = run(
         tmp_path,
