@@ -366,6 +366,55 @@ def test_signals_across_processes_that_can_still_come_are_no_deadlock(tmp_path: 
     assert "exit 0" in out
 
 
+POOL_ABBA = """
+import concurrent.futures
+
+def init(a, b, barrier):
+    global LOCKS, BARRIER
+    LOCKS, BARRIER = (a, b), barrier
+
+def task(i):
+    first, second = LOCKS if i == 0 else LOCKS[::-1]
+    with first:
+        BARRIER.wait(20)  # each task in its own worker: the other one is busy
+        try:
+            with second:
+                return f"task {{i}}: acquired"
+        except DeadlockError:
+            return f"task {{i}}: DeadlockError"
+
+if __name__ == "__main__":
+    ctx = mp.get_context("{method}")
+    a, b, barrier = ctx.Lock(), ctx.Lock(), ctx.Barrier(2)
+    if "{kind}" == "pool":
+        with ctx.Pool(2, initializer=init, initargs=(a, b, barrier)) as pool:
+            print(pool.map(task, [0, 1], chunksize=1), flush=True)
+    else:
+        with concurrent.futures.ProcessPoolExecutor(
+            2, mp_context=ctx, initializer=init, initargs=(a, b, barrier)
+        ) as ex:
+            print(list(ex.map(task, [0, 1])), flush=True)
+"""
+
+
+@pytest.mark.parametrize(("kind", "method"), [("pool", "spawn"), ("executor", "forkserver")])
+def test_a_deadlock_between_pool_workers(tmp_path: Path, kind: str, method: str) -> None:
+    if method not in __import__("multiprocessing").get_all_start_methods():
+        pytest.skip(f"no {method} start method")
+    out, findings = run(tmp_path, POOL_ABBA.format(kind=kind, method=method))
+    f = only_deadlock(findings)
+    assert f["cause"] == "2 threads each wait for a resource held by the next"
+    details = f["thread_details"]
+    assert len({d["pid"] for d in details}) == 2
+    prefix = "SpawnPoolWorker-" if kind == "pool" else "ForkServerProcess-"
+    assert all(d["process"].startswith(prefix) for d in details), details
+    for d in details:
+        (held,) = d["holds"]
+        assert held["acquired_at"]["function"] == "task"
+        assert d["waits_for"]["at"]["function"] == "task"
+    assert "task 0: DeadlockError" in out and "task 1: DeadlockError" in out, out
+
+
 def test_value_and_array_locks(tmp_path: Path) -> None:
     out, findings = run(
         tmp_path,
