@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import mmap
 import os
@@ -53,6 +54,9 @@ class _Ledger:
 
     def __init__(self) -> None:
         self.pid = 0
+        #: this file's number (0: none): a slot written into another file
+        #: (the parent's, before a fork; an earlier one of this process) is stale
+        self.gen = 0
         self.path: str | None = None
         self.map: mmap.mmap | None = None
         self.free: list[int] = []
@@ -66,6 +70,7 @@ class _Ledger:
 
 
 _L = _Ledger()
+_gens = itertools.count(1)
 
 
 def _site_json(site: Site | None) -> list[Any] | None:
@@ -94,25 +99,40 @@ def _open(directory: str, process: str, start: int | None) -> None:
         os.close(fd)
     m[: len(MAGIC) + len(header)] = MAGIC + header
     _L.free, _L.next, _L.refs, _L.holders = [], 0, {}, {}
-    _L.pid, _L.path, _L.map = pid, path, m
+    _L.pid, _L.path, _L.map, _L.gen = pid, path, m, next(_gens)
 
 
-def slot(obj: Any, opener: Callable[[], tuple[str | None, str, int | None]]) -> int | None:
-    """The offset of ``obj``'s slot in this process's file (made on first
-    use), or None if there is no room or no file.  ``opener`` gives the run
-    directory, the process's name and start time."""
+Opener = Callable[[], tuple[str | None, str, int | None]]
+
+
+def held(obj: Any, rec: Any, code: CodeType, lasti: int, opener: Opener) -> None:
+    """The thread of ``rec`` took ``obj`` (its first unit) at ``(code, lasti)``.
+
+    ``obj._dw_slot`` is ``[file number, offset, rec, code, lasti]``: the holder last
+    written there, so taking the lock again where it was taken last time
+    stores one byte.  ``opener`` gives the run directory, the process's name
+    and its start time, for the file's first use."""
+    s = obj.__dict__.get("_dw_slot")
+    if s is None or s[0] != _L.gen:
+        s = _new_slot(obj, opener)
+        if s is None:
+            return
+    m = _L.map
+    if m is None:
+        return
+    if s[2] is not rec or s[3] is not code or s[4] != lasti:
+        _write_holder(m, s, rec, code, lasti)
+    m[s[1]] = 1
+
+
+def _new_slot(obj: Any, opener: Opener) -> list[Any] | None:
     pid = os.getpid()
-    if _L.pid != pid:
-        if _L.failed == pid or not _ensure(pid, opener):
-            return None
-    else:
-        current = obj.__dict__.get("_dw_slot")
-        if current is not None and current[0] == pid:
-            return int(current[1])
-    return _allocate(obj, pid)
+    if _L.pid != pid and (_L.failed == pid or not _ensure(pid, opener)):
+        return None
+    return _allocate(obj)
 
 
-def _ensure(pid: int, opener: Callable[[], tuple[str | None, str, int | None]]) -> bool:
+def _ensure(pid: int, opener: Opener) -> bool:
     with _L.lock:
         if _L.pid == pid:
             return True
@@ -127,7 +147,7 @@ def _ensure(pid: int, opener: Callable[[], tuple[str | None, str, int | None]]) 
     return True
 
 
-def _allocate(obj: Any, pid: int) -> int | None:
+def _allocate(obj: Any) -> list[Any] | None:
     m = _L.map
     if m is None:
         return None
@@ -149,26 +169,23 @@ def _allocate(obj: Any, pid: int) -> int | None:
         return None
     m[offset] = 0
     m[offset + 8 : offset + 8 + len(desc)] = desc
-    obj.__dict__["_dw_slot"] = (pid, offset)
-    _L.refs[offset] = weakref.ref(obj, functools.partial(_collected, offset, pid))
-    return offset
+    s = [_L.gen, offset, None, None, -1]
+    obj.__dict__["_dw_slot"] = s
+    _L.refs[offset] = weakref.ref(obj, functools.partial(_collected, offset, _L.gen))
+    return s
 
 
-def _collected(offset: int, pid: int, _ref: object) -> None:
+def _collected(offset: int, gen: int, _ref: object) -> None:
     # A lock object collected while this process holds it: the semaphore is
     # still held (other processes may have it too); its slot stays as it is.
     with contextlib.suppress(Exception):
         m = _L.map
-        if _L.pid == pid and m is not None and m[offset] == 0:
+        if _L.gen == gen and m is not None and m[offset] == 0:
             _L.refs.pop(offset, None)
             _L.free.append((offset - HEADER) // SLOT)
 
 
-def held(offset: int, rec: Any, code: CodeType, lasti: int) -> None:
-    """The thread of ``rec`` took the lock of the slot at ``offset``."""
-    m = _L.map
-    if m is None:
-        return
+def _write_holder(m: mmap.mmap, s: list[Any], rec: Any, code: CodeType, lasti: int) -> None:
     key = (rec, code, lasti)
     data = _L.holders.get(key)
     if data is None:
@@ -176,9 +193,9 @@ def held(offset: int, rec: Any, code: CodeType, lasti: int) -> None:
         if len(_L.holders) > 4096:
             _L.holders.clear()
         _L.holders[key] = data
-    start = offset + _HOLDER
+    start = s[1] + _HOLDER
     m[start : start + len(data)] = data
-    m[offset] = 1
+    s[2:] = [rec, code, lasti]
 
 
 def _holder_bytes(rec: Any, code: CodeType, lasti: int) -> bytes:
@@ -191,26 +208,20 @@ def _holder_bytes(rec: Any, code: CodeType, lasti: int) -> bytes:
     return data or _LEN.pack(2) + b"[]"
 
 
-def released(obj: Any) -> None:
-    """Nobody in this process holds ``obj`` any more."""
-    current = obj.__dict__.get("_dw_slot")
-    m = _L.map
-    if current is not None and m is not None and current[0] == _L.pid:
-        m[current[1]] = 0
-
-
-def restore(obj: Any) -> None:
-    """Undo `released` (the release failed)."""
-    current = obj.__dict__.get("_dw_slot")
-    m = _L.map
-    if current is not None and m is not None and current[0] == _L.pid:
-        m[current[1]] = 1
+def released(obj: Any, state: int = 0) -> None:
+    """Nobody in this process holds ``obj`` any more (``state=1``: undo that,
+    the release failed)."""
+    s = obj.__dict__.get("_dw_slot")
+    if s is not None and s[0] == _L.gen:
+        m = _L.map
+        if m is not None:
+            m[s[1]] = state
 
 
 def close() -> None:
     """No more file (the detector is switched off)."""
     m, path, pid = _L.map, _L.path, _L.pid
-    _L.pid, _L.map, _L.path = 0, None, None
+    _L.pid, _L.map, _L.path, _L.gen = 0, None, None, 0
     if m is not None:
         with contextlib.suppress(Exception):
             m.close()

@@ -164,9 +164,7 @@ def _taken(self: Any, frame: Any) -> None:
             rec.held.append(self)
             # In this process's mapped file at once: it may be killed before
             # its watcher publishes anything.
-            offset = _ledger.slot(self, _ledger_opener)
-            if offset is not None:
-                _ledger.held(offset, rec, f.f_code, f.f_lasti)
+            _ledger.held(self, rec, f.f_code, f.f_lasti, _ledger_opener)
             # A forked child's watcher waits for a first wait; a holder of
             # a shared lock must publish it.
             if _state.resume_watcher is not None:
@@ -192,7 +190,7 @@ def _release(self: Any) -> None:
         self._semlock.release()
     except BaseException:
         if mine == 1:
-            _ledger.restore(self)
+            _ledger.released(self, 1)
         raise
     if mine and rec is not None:
         if mine == 1:
