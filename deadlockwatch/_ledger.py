@@ -112,17 +112,20 @@ def held(obj: Any, rec: Any, code: CodeType, lasti: int, opener: Opener) -> None
     written there, so taking the lock again where it was taken last time
     stores one byte.  ``opener`` gives the run directory, the process's name
     and its start time, for the file's first use."""
-    s = obj.__dict__.get("_dw_slot")
-    if s is None or s[0] != _L.gen:
-        s = _new_slot(obj, opener)
-        if s is None:
+    try:
+        s = obj.__dict__.get("_dw_slot")
+        if s is None or s[0] != _L.gen:
+            s = _new_slot(obj, opener)
+            if s is None:
+                return
+        m = _L.map
+        if m is None:
             return
-    m = _L.map
-    if m is None:
+        if s[2] is not rec or s[3] is not code or s[4] != lasti:
+            _write_holder(m, s, rec, code, lasti)
+        m[s[1]] = 1
+    except Exception:  # never in the application's way (a map closed meanwhile)
         return
-    if s[2] is not rec or s[3] is not code or s[4] != lasti:
-        _write_holder(m, s, rec, code, lasti)
-    m[s[1]] = 1
 
 
 def _new_slot(obj: Any, opener: Opener) -> list[Any] | None:
@@ -141,7 +144,7 @@ def _ensure(pid: int, opener: Opener) -> bool:
             if directory is None:
                 raise OSError("no run directory")
             _open(directory, process, start)
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):  # no MAP_SHARED (Windows)
             _L.failed = pid
             return False
     return True
@@ -215,7 +218,10 @@ def released(obj: Any, state: int = 0) -> None:
     if s is not None and s[0] == _L.gen:
         m = _L.map
         if m is not None:
-            m[s[1]] = state
+            try:
+                m[s[1]] = state
+            except ValueError:  # closed meanwhile (no suppress(): it costs a call)
+                return
 
 
 def close() -> None:
