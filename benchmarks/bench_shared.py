@@ -7,7 +7,9 @@ patch, timed while ``SemLock``'s class-level ``__enter__``/``__exit__`` are
 the originals again; "tracked" one made after, with the patch in place (the
 per-process ``<pid>.holds`` file is made before timing: its first write is a
 one-off).  Taking the first unit of a tracked Lock or RLock also writes the
-holder into that mapped file, and releasing it clears its state byte.
+holder into that mapped file, and releasing it clears its state byte: the
+"no .holds" column is the tracked lock with those two calls replaced by a
+no-op, to show their share (not applicable to a Semaphore).
 
 Publishing: `_shared.tick` called directly (the detector's own watcher
 sleeps: interval 1 hour) in a process where nothing shared is held or
@@ -29,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 import deadlockwatch
-from deadlockwatch import _shared
+from deadlockwatch import _ledger, _shared
 from deadlockwatch._detector import DETECTOR
 
 from ._common import Row, Section, calibrate, interleave, median, ns_per_op, ratio
@@ -48,13 +50,23 @@ def _patched(on: bool) -> None:
     cls.__exit__ = _shared._exit if on else _shared._originals["__exit__"]
 
 
-def _timed(stmt: str, glb: dict[str, Any], number: int, tracked: bool) -> Callable[[], float]:
+def _no_file(*args: object) -> None:
+    pass
+
+
+def _timed(
+    stmt: str, glb: dict[str, Any], number: int, tracked: bool, file: bool = True
+) -> Callable[[], float]:
     def run() -> float:
         _patched(tracked)
+        real = _ledger.held, _ledger.released
+        if not file:
+            _ledger.held = _ledger.released = _no_file  # type: ignore[assignment]
         try:
             return ns_per_op(stmt, glb, number)
         finally:
             _patched(True)
+            _ledger.held, _ledger.released = real  # type: ignore[assignment]
 
     return run
 
@@ -70,15 +82,20 @@ def _uncontended(
             number = calibrate(stmt, r, budget)
             _patched(True)
             res = interleave(
-                {"raw": _timed(stmt, r, number, False), "tracked": _timed(stmt, t, number, True)},
+                {
+                    "raw": _timed(stmt, r, number, False),
+                    "tracked": _timed(stmt, t, number, True),
+                    "no file": _timed(stmt, t, number, True, file=False),
+                },
                 repeat,
             )
-            best_raw, best = min(res["raw"]), min(res["tracked"])
+            best_raw, best, bare = (min(res[k]) for k in ("raw", "tracked", "no file"))
             rows.append(
                 {
                     "case": f"mp.{name} {op}",
                     "raw": round(best_raw, 1),
                     "tracked": round(best, 1),
+                    "no_file": round(bare, 1) if name != "Semaphore" else None,
                     "unit": "ns",
                     "ratio": ratio(best, best_raw),
                 }
@@ -164,6 +181,7 @@ def run(quick: bool) -> Section:
             ("case", "case"),
             ("raw", "raw / baseline"),
             ("tracked", "tracked"),
+            ("no_file", "tracked, no .holds"),
             ("unit", "unit"),
             ("ratio", "ratio"),
         ],
