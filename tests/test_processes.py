@@ -239,6 +239,12 @@ if __name__ == "__main__":
     p.start()
     p.join(30)
     print("holder exit", p.exitcode, flush=True)
+    import io, deadlockwatch
+    buf = io.StringIO()
+    deadlockwatch.dump(buf)
+    other = buf.getvalue().split("of other processes")[-1]
+    print("dump", "in holder-proc (pid" in other, "exited" in other, "prog.py" in other,
+          flush=True)
     attempt(lock, "parent")
 """
 
@@ -260,6 +266,7 @@ def test_a_holder_gone_before_it_published_anything(tmp_path: Path, method: str,
     assert held["acquired_at"]["file"].endswith("prog.py")
     assert held["acquired_at"]["function"] in ("holder", "exits_holding")
     assert "parent: DeadlockError" in out
+    assert "dump True True True" in out, out
 
 
 def test_a_killed_process_that_had_let_go_is_no_holder(tmp_path: Path) -> None:
