@@ -311,17 +311,18 @@ def snapshot(path: str, head: dict[str, Any]) -> dict[str, Any] | None:
         if buf[offset] != 1:
             continue
         try:
-            name, kind, created = _decode(buf, offset + 8)
-            ident, tname, daemon, site = _decode(buf, offset + _HOLDER)
-        except (ValueError, TypeError, struct.error):
+            lock, holder = _slot(buf, offset)
+        except (ValueError, TypeError, struct.error):  # not ours, or torn
             continue
+        name, kind, created = lock
+        ident, tname, daemon, site = holder
         t = threads.setdefault(
-            int(ident),
+            ident,
             {
-                "key": int(ident),
-                "ident": int(ident),
-                "name": str(tname),
-                "daemon": bool(daemon),
+                "key": ident,
+                "ident": ident,
+                "name": tname,
+                "daemon": daemon,
                 "alive": False,
                 "lost_at_fork": False,
                 "wait": None,
@@ -330,7 +331,7 @@ def snapshot(path: str, head: dict[str, Any]) -> dict[str, Any] | None:
             },
         )
         t["held"].append([index, 1, site])
-        resources.append(_resource(index, str(name), str(kind), created, int(ident)))
+        resources.append(_resource(index, name, kind, created, ident))
     if not resources:
         return None
     return {
@@ -342,6 +343,22 @@ def snapshot(path: str, head: dict[str, Any]) -> dict[str, Any] | None:
         "resources": resources,
         "wakeable": [],
     }
+
+
+def _site_checked(value: Any) -> list[Any] | None:
+    if value is None:
+        return None
+    file, line, function = value
+    return [str(file), int(line), str(function)]
+
+
+def _slot(buf: bytes, offset: int) -> tuple[tuple[str, str, Any], tuple[int, str, bool, Any]]:
+    """A held slot's lock (name, type, created site) and holder (ident, thread
+    name, daemon, site), checked (ValueError or TypeError if malformed)."""
+    name, kind, created = _decode(buf, offset + 8)
+    ident, tname, daemon, site = _decode(buf, offset + _HOLDER)
+    lock = (str(name), str(kind), _site_checked(created))
+    return lock, (int(ident), str(tname), bool(daemon), _site_checked(site))
 
 
 def _resource(index: int, name: str, kind: str, created: Any, holder: int) -> dict[str, Any]:

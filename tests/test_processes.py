@@ -583,3 +583,55 @@ def test_check_and_dump_see_the_other_process(tmp_path: Path) -> None:
     assert "check [('deadlock', ['MainProcess', 'child-proc'])]" in out, out
     assert "dump other True True" in out, out
     only_deadlock(findings)
+
+
+def _ledger_file(path: Path, slots: dict[int, tuple[Any, Any]], header: Any) -> None:
+    from deadlockwatch import _ledger
+
+    buf = bytearray(_ledger.HEADER + _ledger.SLOT * 4)
+    head = _ledger._encoded(header, _ledger.HEADER - 4)
+    assert head is not None
+    buf[: 4 + len(head)] = _ledger.MAGIC + head
+    for index, (lock, holder) in slots.items():
+        offset = _ledger.HEADER + index * _ledger.SLOT
+        buf[offset] = 1
+        for at, value in ((offset + 8, lock), (offset + _ledger._HOLDER, holder)):
+            data = value if isinstance(value, bytes) else _ledger._encoded(value, 500)
+            assert data is not None
+            buf[at : at + len(data)] = data
+    path.write_bytes(bytes(buf))
+
+
+def test_a_holds_file_is_read_slot_by_slot_and_malformed_slots_are_skipped(
+    tmp_path: Path,
+) -> None:
+    from deadlockwatch import _ledger
+
+    good = (["/mp-x", "mp.Lock", ["app.py", 3, "<module>"]], [7, "worker", False, None])
+    _ledger_file(
+        tmp_path / "4242.holds",
+        {
+            0: good,
+            1: (["/mp-y", "mp.RLock", None], [7, ["not", "a", "name"], False, 5]),  # bad site
+            2: (["/mp-z"], [8, "t", True, None]),  # too short
+            3: (["/mp-w", "mp.Lock", None], b"\xff\xff{{{"),  # torn
+        },
+        {"pid": 4242, "start": 1, "process": "gone"},
+    )
+    (tmp_path / "4243.holds").write_bytes(b"nope")
+    assert [pid for pid, _ in _ledger.files(str(tmp_path))] in ([4242, 4243], [4243, 4242])
+    assert _ledger.header(str(tmp_path / "4243.holds")) is None
+    head = _ledger.header(str(tmp_path / "4242.holds"))
+    assert head == {"pid": 4242, "start": 1, "process": "gone"}
+    data = _ledger.snapshot(str(tmp_path / "4242.holds"), head)
+    assert data is not None
+    (thread,) = data["threads"]
+    assert (thread["ident"], thread["name"], thread["alive"]) == (7, "worker", False)
+    assert thread["held"] == [[0, 1, None]]
+    (res,) = data["resources"]
+    assert (res["name"], res["type"], res["created_at"]) == (
+        "/mp-x",
+        "mp.Lock",
+        ["app.py", 3, "<module>"],
+    )
+    assert res["holders"] == [[7, 1]]
