@@ -419,7 +419,9 @@ def test_a_deadlock_between_pool_workers(tmp_path: Path, kind: str, method: str)
         (held,) = d["holds"]
         assert held["acquired_at"]["function"] == "task"
         assert d["waits_for"]["at"]["function"] == "task"
-    assert "task 0: DeadlockError" in out and "task 1: DeadlockError" in out, out
+    # Each worker acts when it has confirmed the finding itself: the one that
+    # is later may find the lock already let go by the other.
+    assert "DeadlockError" in out and "task 0: " in out and "task 1: " in out, out
 
 
 def test_value_and_array_locks(tmp_path: Path) -> None:
