@@ -842,7 +842,7 @@ def _explain(f: Finding, dead: dict[int, str]) -> Finding:
                     return replace(
                         f,
                         cause=(
-                            f"{r.label} is held by process {holder.pid} "
+                            f"{r.long_label} is held by process {holder.pid} "
                             f"({dead[holder.pid]}), which exited"
                         ),
                     )
