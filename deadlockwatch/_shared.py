@@ -757,10 +757,11 @@ class _Merge:
         )
 
 
-def _dead_holds(directory: str) -> dict[int, dict[str, Any]]:
-    """What processes that are gone left held, by pid, from their mapped files
-    (a dead process's file no longer changes: each is read once)."""
-    out: dict[int, dict[str, Any]] = {}
+def _dead_holds(directory: str) -> dict[int, dict[str, Any] | None]:
+    """What processes that are gone left held (None: nothing), by pid, from
+    their mapped files (a dead process's file no longer changes: each is read
+    once)."""
+    out: dict[int, dict[str, Any] | None] = {}
     for pid, path in _ledger.files(directory):
         head = _ledger.header(path)
         if head is None or head.get("pid") != pid:
@@ -771,9 +772,7 @@ def _dead_holds(directory: str) -> dict[int, dict[str, Any]]:
             if process_alive(pid, start if isinstance(start, int) else None):
                 continue
             _EX.dead[key] = _ledger.snapshot(path, head)
-        data = _EX.dead[key]
-        if data is not None:
-            out[pid] = data
+        out[pid] = _EX.dead[key]
     return out
 
 
@@ -814,17 +813,21 @@ def _analyse(state: dict[str, Any], others: list[os.DirEntry[str]]) -> list[Find
     return out
 
 
-def _add_others(m: _Merge, others: list[os.DirEntry[str]], dead: dict[int, dict[str, Any]]) -> None:
+def _add_others(
+    m: _Merge, others: list[os.DirEntry[str]], dead: dict[int, dict[str, Any] | None]
+) -> None:
     """Other processes' files; for a dead one, what its mapped file says it
-    held when it died (newer than the snapshot it last published)."""
+    held when it died, not the snapshot it last published (which its watcher
+    may not have had time to take back)."""
     for data in _read(others):
         if data.get("pid") == os.getpid() or data.get("pid") in dead:
             continue
         with contextlib.suppress(Exception):  # a malformed file is skipped
             m.add(data, me=False)
-    for data in dead.values():
-        with contextlib.suppress(Exception):
-            m.add(data, me=False)
+    for held in dead.values():
+        if held is not None:
+            with contextlib.suppress(Exception):
+                m.add(held, me=False)
 
 
 def _explain(f: Finding, dead: dict[int, str]) -> Finding:
@@ -928,7 +931,7 @@ def check(detector: Any) -> list[Finding]:
         return []
     mine = f"{os.getpid()}.json"
     others = [e for e in _files(d) if e.name != mine]
-    if not others and not _dead_holds(d):
+    if not others and not any(_dead_holds(d).values()):
         return []
     return _analyse(_local_state(detector), others)
 

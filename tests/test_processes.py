@@ -269,16 +269,19 @@ def test_a_holder_gone_before_it_published_anything(tmp_path: Path, method: str,
     assert "dump True True True" in out, out
 
 
-def test_a_killed_process_that_had_let_go_is_no_holder(tmp_path: Path) -> None:
+@pytest.mark.parametrize("published", [False, True])
+def test_a_killed_process_that_had_let_go_is_no_holder(tmp_path: Path, published: bool) -> None:
     """Its slot was cleared before it let go: another process holding the lock
     a while (alive, running, its detector off so it publishes nothing) is no
-    deadlock."""
+    deadlock.  Also when the killed process had published the hold (it held
+    the lock a while) and was killed before its watcher took that back: its
+    .holds file, not that stale snapshot, says what it held when it died."""
     out, findings = run(
         tmp_path,
         """
         def brief(lock):
             with lock:
-                pass
+                time.sleep(0.5 if {published} else 0)  # published: held across ticks
             os.kill(os.getpid(), signal.SIGKILL)
 
         def slow(lock, held):
@@ -294,16 +297,19 @@ def test_a_killed_process_that_had_let_go_is_no_holder(tmp_path: Path) -> None:
             p = ctx.Process(target=brief, args=(lock,), name="brief", daemon=True)
             p.start()
             p.join(30)
+            run_dir = os.environ["DEADLOCKWATCH_RUN_DIR"]
+            print("left", os.path.exists(os.path.join(run_dir, f"{p.pid}.json")), flush=True)
             q = ctx.Process(target=slow, args=(lock, held), name="slow", daemon=True)
             q.start()
             assert held.wait(30)
             attempt(lock, "parent")
             q.join(30)
             print("exits", p.exitcode, q.exitcode, flush=True)
-        """,
+        """.replace("{published}", str(published)),
     )
     assert deadlocks(findings) == []
     assert "parent: acquired" in out and "exits -9 0" in out
+    assert f"left {published}" in out, out
 
 
 def test_signals_across_processes_that_can_still_come_are_no_deadlock(tmp_path: Path) -> None:
