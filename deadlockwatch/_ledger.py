@@ -12,10 +12,11 @@ to learn what it left held.  A process that exits normally removes its file.
 The file: a header (``MAGIC``, then the JSON length and text of the pid, the
 process's start time and name), then ``SLOTS`` slots of ``SLOT`` bytes, one
 per shared lock this process has taken (given back when the lock object is
-collected while free).  A slot: a state byte (1: held), then the lock's
-description (length, JSON ``[name, type, created site]``), written once, and
-at ``_HOLDER`` its holder's (length, JSON ``[ident, thread name, daemon,
-site]``).
+collected while free; if none is left, the header's last byte says the file
+is incomplete, and its last snapshot is used instead).  A slot: a state
+byte (1: held), then the lock's description (length, JSON ``[name, type,
+created site]``), written once, and at ``_HOLDER`` its holder's (length,
+JSON ``[ident, thread name, daemon, site]``).
 
 The slot is written after the lock is taken and cleared before it is given
 back: a process killed in between leaves a lock held with no name (no report,
@@ -45,6 +46,9 @@ SLOT = 1024
 SLOTS = 1024
 SIZE = HEADER + SLOT * SLOTS
 _HOLDER = 512
+#: The header's last byte: 1 once a shared lock could not get a slot (the
+#: file no longer says all this process holds).
+_INCOMPLETE = HEADER - 1
 _LEN = struct.Struct("<H")
 SUFFIX = ".holds"
 
@@ -159,6 +163,7 @@ def _allocate(obj: Any) -> list[Any] | None:
     except IndexError:
         index = _L.next
         if index >= SLOTS:
+            m[_INCOMPLETE] = 1
             return None
         _L.next = index + 1
     offset = HEADER + index * SLOT
@@ -169,6 +174,7 @@ def _allocate(obj: Any) -> list[Any] | None:
         desc = _encoded([obj._dw_name, obj._dw_type, None], _HOLDER - 8)
     if desc is None:
         _L.free.append(index)
+        m[_INCOMPLETE] = 1
         return None
     m[offset] = 0
     m[offset + 8 : offset + 8 + len(desc)] = desc
@@ -291,7 +297,10 @@ def header(path: str) -> dict[str, Any] | None:
         data = _decode(buf, len(MAGIC))
     except (OSError, ValueError, struct.error):
         return None
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    data["incomplete"] = len(buf) < HEADER or buf[_INCOMPLETE] != 0
+    return data
 
 
 def snapshot(path: str, head: dict[str, Any]) -> dict[str, Any] | None:

@@ -764,8 +764,8 @@ def _dead_holds(directory: str) -> dict[int, dict[str, Any] | None]:
     out: dict[int, dict[str, Any] | None] = {}
     for pid, path in _ledger.files(directory):
         head = _ledger.header(path)
-        if head is None or head.get("pid") != pid:
-            continue
+        if head is None or head.get("pid") != pid or head.get("incomplete"):
+            continue  # not one to trust: its last snapshot, if any, is used
         start = head.get("start")
         key = (pid, start)
         if key not in _EX.dead:

@@ -312,6 +312,40 @@ def test_a_killed_process_that_had_let_go_is_no_holder(tmp_path: Path, published
     assert f"left {published}" in out, out
 
 
+def test_a_holder_with_more_locks_than_its_holds_file_has_slots(tmp_path: Path) -> None:
+    """The lock past the last slot is in no slot: the file says it is
+    incomplete, and the snapshot the process published is used instead."""
+    out, findings = run(
+        tmp_path,
+        """
+        from deadlockwatch import _ledger
+
+        _ledger.SLOTS = 4  # as if it had 1,024 locks held already
+
+        def holder(locks, held):
+            for lock in locks:
+                lock.acquire()
+            held.set()
+            time.sleep(60)
+
+        if __name__ == "__main__":
+            ctx = mp.get_context("fork")
+            locks = [ctx.Lock() for _ in range(_ledger.SLOTS + 1)]
+            held = ctx.Event()
+            p = ctx.Process(target=holder, args=(locks, held), name="holder-proc", daemon=True)
+            p.start()
+            assert held.wait(30)
+            time.sleep(0.5)  # held a while: published in the run directory
+            os.kill(p.pid, signal.SIGKILL)
+            p.join(10)
+            attempt(locks[-1], "parent")
+        """,
+    )
+    f = only_deadlock(findings)
+    assert "(holder-proc), which exited" in f["cause"]
+    assert "parent: DeadlockError" in out
+
+
 def test_signals_across_processes_that_can_still_come_are_no_deadlock(tmp_path: Path) -> None:
     """Waits on multiprocessing Events, Conditions, Semaphores and a full
     Queue, each of which another process (running, not blocked) ends a while
@@ -627,10 +661,15 @@ def test_a_holds_file_is_read_slot_by_slot_and_malformed_slots_are_skipped(
         {"pid": 4242, "start": 1, "process": "gone"},
     )
     (tmp_path / "4243.holds").write_bytes(b"nope")
-    assert [pid for pid, _ in _ledger.files(str(tmp_path))] in ([4242, 4243], [4243, 4242])
+    _ledger_file(tmp_path / "4244.holds", {}, {"pid": 4244, "start": 1, "process": "full"})
+    with open(tmp_path / "4244.holds", "r+b") as f:
+        f.seek(_ledger.HEADER - 1)
+        f.write(b"\x01")
+    assert _ledger.header(str(tmp_path / "4244.holds"))["incomplete"] is True  # type: ignore[index]
+    assert sorted(pid for pid, _ in _ledger.files(str(tmp_path))) == [4242, 4243, 4244]
     assert _ledger.header(str(tmp_path / "4243.holds")) is None
     head = _ledger.header(str(tmp_path / "4242.holds"))
-    assert head == {"pid": 4242, "start": 1, "process": "gone"}
+    assert head == {"pid": 4242, "start": 1, "process": "gone", "incomplete": False}
     data = _ledger.snapshot(str(tmp_path / "4242.holds"), head)
     assert data is not None
     (thread,) = data["threads"]
