@@ -26,7 +26,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("uncontended", "contended", "workloads", "latency", "scale", "memory", "startup")
+SECTIONS = (
+    "uncontended",
+    "contended",
+    "workloads",
+    "latency",
+    "scale",
+    "memory",
+    "startup",
+    "shared",
+)
 HERE = Path(os.path.abspath(__file__)).parent
 REPO = HERE.parent
 #: Seconds a section may take before it is stopped (quick, full).

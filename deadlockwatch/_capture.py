@@ -152,14 +152,20 @@ class _Builder:
 
     def _wakeable(self) -> frozenset[int]:
         """The main thread, if it waits on a signal and the application has a
-        Python signal handler that might give it."""
+        Python signal handler that might give it; and every thread waiting
+        for a signal another process can give (a multiprocessing semaphore,
+        Event, Condition, a queue's room)."""
         main = threading.main_thread().ident
+        out = set()
         for t in self.threads.values():
-            if t.ident == main and t.wait is not None:
-                r = self.resources.get(t.wait.resource)
-                if r is not None and r.kind == SIGNAL_KIND and _signal_handlers():
-                    return frozenset({t.key})
-        return frozenset()
+            r = None if t.wait is None else self.resources.get(t.wait.resource)
+            if r is None:
+                continue
+            remote = r.type.startswith("mp.") and not r.owner_bound
+            handler = t.ident == main and r.kind == SIGNAL_KIND and _signal_handlers()
+            if remote or handler:
+                out.add(t.key)
+        return frozenset(out)
 
 
 def _key(obj: Any) -> int:

@@ -288,7 +288,6 @@ def killed_holder() -> list[str]:
         p = ctx.Process(target=_loader, args=(lock, held), name="loader-process", daemon=True)
         p.start()
     held.wait(_BOUND)
-    time.sleep(0.5)  # it has held the lock a while: its holds are published
     os.kill(p.pid, signal.SIGKILL)
     outcome = ["loader-process: killed holding the lock"]
     try:

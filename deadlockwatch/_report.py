@@ -260,8 +260,10 @@ def format_dump(
     lines = [f"deadlockwatch: {title or f'{len(threads)} thread(s) (pid {os.getpid()})'}"]
     for t in sorted(threads, key=lambda t: t.ident):
         lines.append("")
-        daemon = "daemon" if t.daemon else "non-daemon"
-        lines.append(f"Thread {t.name!r} (ident {t.ident}, {daemon})")
+        flags = "daemon" if t.daemon else "non-daemon"
+        if not t.alive:
+            flags += ", exited"
+        lines.append(f"Thread {t.name!r} (ident {t.ident}, {flags})")
         if t.wait is not None and t.wait.resource in resources:
             r = resources[t.wait.resource]
             holders = ", ".join(repr(names.get(h, "?")) for h, _ in r.holders) or "nobody"

@@ -22,10 +22,13 @@ the holders they reach, the holders of shared locks), so cycles that pass
 through threading locks inside a process are seen too.  A process with such an
 old shared wait reads every file, merges them into one `Snapshot` whose
 threads are (pid, thread) pairs and whose shared resources are keyed by name,
-and runs the same analysis.  A file whose process is gone (or a zombie) holds
-what an exited process left held.  A finding is confirmed over a few ticks,
-reported by the one participant that creates its marker file first
-(``O_EXCL``), and acted on by each participant for its own threads.
+and runs the same analysis.  What a process that is gone (or a zombie) left
+held comes from its ``<pid>.holds`` file (`_ledger`), which it updated in
+memory as it took and released shared locks, so a process killed before it
+ever published is named too (else from the last snapshot it published).  A
+finding is confirmed over a few ticks, reported by the one participant that
+creates its marker file first (``O_EXCL``), and acted on by each participant
+for its own threads.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from . import _native, _state
+from . import _ledger, _native, _state
 from ._config import RUN_DIR_VAR
 from ._model import (
     DEADLOCK,
@@ -159,23 +162,36 @@ def _taken(self: Any, frame: Any) -> None:
             # across processes (see `_dw_owner_bound`), and one taken again
             # and again (a queue's ``put``) must not grow the held list.
             rec.held.append(self)
+            # In this process's mapped file at once: it may be killed before
+            # its watcher publishes anything.
+            _ledger.held(self, rec, f.f_code, f.f_lasti, _ledger_opener)
             # A forked child's watcher waits for a first wait; a holder of
-            # a shared lock must publish it (it may be killed holding it).
+            # a shared lock must publish it.
             if _state.resume_watcher is not None:
                 _state.resume_watcher()
     units[rec] = n + 1
 
 
 def _release(self: Any) -> None:
-    self._semlock.release()
     units = self.__dict__.get("_dw_units")
     if units is None:
+        self._semlock.release()
         return
     try:
         rec = tls.rec
     except AttributeError:
         rec = None
     mine = units.get(rec, 0) if rec is not None else 0
+    if mine == 1:
+        # Out of the mapped file first: killed in between, it leaves a lock
+        # held by nobody known rather than a holder that let go.
+        _ledger.released(self)
+    try:
+        self._semlock.release()
+    except BaseException:
+        if mine == 1:
+            _ledger.released(self, 1)
+        raise
     if mine and rec is not None:
         if mine == 1:
             units.pop(rec, None)
@@ -187,6 +203,7 @@ def _release(self: Any) -> None:
     # A release by a thread holding no unit: a hand-off or a signal; nobody
     # in this process owns what it took any more.
     self._dw_signal = True
+    _ledger.released(self)
     for other in list(units):
         units.pop(other, None)
         self._dw_sites.pop(other, None)
@@ -282,6 +299,7 @@ def unpatch() -> None:
             setattr(cls, name, original)
     _originals.clear()
     _remove_own()
+    _ledger.close()
 
 
 def is_shared(obj: object) -> bool:
@@ -342,6 +360,27 @@ def _own_path() -> str | None:
     return None if d is None else os.path.join(d, f"{os.getpid()}.json")
 
 
+def _ledger_opener() -> tuple[str | None, str, int | None]:
+    """What this process's mapped file is made with (on its first shared lock)."""
+    d = run_dir()
+    if d is not None:
+        _at_exit(_ledger.at_exit)
+    pid = os.getpid()
+    if _EX.start_pid != pid:
+        _EX.start, _EX.start_pid = _start_time(pid), pid
+    return d, _process_name(), _EX.start
+
+
+def _at_exit(hook: Any) -> None:
+    """Run ``hook`` when this process ends normally: multiprocessing's children
+    end with os._exit, after its own exit hook runs its finalizers."""
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        with contextlib.suppress(Exception):
+            util.Finalize(None, hook, exitpriority=-1000)
+    atexit.register(hook)
+
+
 def _remove_own() -> None:
     if _EX.written is None:
         return
@@ -370,14 +409,8 @@ def _write_own(text: str) -> None:
         return
     _EX.written = text
     if not _EX.finalizer:
-        # multiprocessing's children end with os._exit: its own exit hook
-        # (which runs its finalizers) is where a clean exit can remove the file.
-        util = sys.modules.get("multiprocessing.util")
-        if util is not None:
-            with contextlib.suppress(Exception):
-                util.Finalize(None, _remove_own, exitpriority=-1000)
-                _EX.finalizer = True
-        atexit.register(_remove_own)
+        _EX.finalizer = True
+        _at_exit(_remove_own)
 
 
 def _start_time(pid: int) -> int | None:
@@ -427,6 +460,8 @@ class _Exchange:
         self.cached: list[Finding] = []
         self.start: int | None = None
         self.start_pid = 0
+        #: (pid, start) of a dead process's mapped file -> what it left held
+        self.dead: dict[tuple[int, Any], dict[str, Any] | None] = {}
 
 
 _EX = _Exchange()
@@ -722,10 +757,30 @@ class _Merge:
         )
 
 
+def _dead_holds(directory: str) -> dict[int, dict[str, Any] | None]:
+    """What processes that are gone left held (None: nothing), by pid, from
+    their mapped files (a dead process's file no longer changes: each is read
+    once)."""
+    out: dict[int, dict[str, Any] | None] = {}
+    for pid, path in _ledger.files(directory):
+        head = _ledger.header(path)
+        if head is None or head.get("pid") != pid or head.get("incomplete"):
+            continue  # not one to trust: its last snapshot, if any, is used
+        start = head.get("start")
+        key = (pid, start)
+        if key not in _EX.dead:
+            if process_alive(pid, start if isinstance(start, int) else None):
+                continue
+            _EX.dead[key] = _ledger.snapshot(path, head)
+        out[pid] = _EX.dead[key]
+    return out
+
+
 def _analyse(state: dict[str, Any], others: list[os.DirEntry[str]]) -> list[Finding]:
     from ._analysis import analyze
 
-    signature: list[Any] = [json.dumps(state, sort_keys=True)]
+    dead = _dead_holds(_run_dir) if _run_dir is not None else {}
+    signature: list[Any] = [json.dumps(state, sort_keys=True), tuple(sorted(dead))]
     for e in others:
         try:
             st = e.stat()
@@ -739,11 +794,7 @@ def _analyse(state: dict[str, Any], others: list[os.DirEntry[str]]) -> list[Find
         return _EX.cached
     m = _Merge(_native.monotonic())
     m.add(state, me=True)
-    for data in _read(others):
-        if data.get("pid") == os.getpid():
-            continue
-        with contextlib.suppress(Exception):  # a malformed file is skipped
-            m.add(data, me=False)
+    _add_others(m, others, dead)
     snap = m.snapshot()
     pid = os.getpid()
     out = []
@@ -762,6 +813,23 @@ def _analyse(state: dict[str, Any], others: list[os.DirEntry[str]]) -> list[Find
     return out
 
 
+def _add_others(
+    m: _Merge, others: list[os.DirEntry[str]], dead: dict[int, dict[str, Any] | None]
+) -> None:
+    """Other processes' files; for a dead one, what its mapped file says it
+    held when it died, not the snapshot it last published (which its watcher
+    may not have had time to take back)."""
+    for data in _read(others):
+        if data.get("pid") == os.getpid() or data.get("pid") in dead:
+            continue
+        with contextlib.suppress(Exception):  # a malformed file is skipped
+            m.add(data, me=False)
+    for held in dead.values():
+        if held is not None:
+            with contextlib.suppress(Exception):
+                m.add(held, me=False)
+
+
 def _explain(f: Finding, dead: dict[int, str]) -> Finding:
     """Name a process that exited holding what the stuck threads wait for."""
     if f.cycle or not dead:
@@ -777,7 +845,7 @@ def _explain(f: Finding, dead: dict[int, str]) -> Finding:
                     return replace(
                         f,
                         cause=(
-                            f"{r.label} is held by process {holder.pid} "
+                            f"{r.long_label} is held by process {holder.pid} "
                             f"({dead[holder.pid]}), which exited"
                         ),
                     )
@@ -848,9 +916,7 @@ def remote_snapshot() -> tuple[list[ThreadInfo], dict[int, ResourceInfo]]:
         return [], {}
     m = _Merge(_native.monotonic())
     mine = f"{os.getpid()}.json"
-    for data in _read(e for e in _files(d) if e.name != mine):
-        with contextlib.suppress(Exception):
-            m.add(data, me=False)
+    _add_others(m, [e for e in _files(d) if e.name != mine], _dead_holds(d))
     snap = m.snapshot()
     return list(snap.threads.values()), dict(snap.resources)
 
@@ -865,7 +931,7 @@ def check(detector: Any) -> list[Finding]:
         return []
     mine = f"{os.getpid()}.json"
     others = [e for e in _files(d) if e.name != mine]
-    if not others:
+    if not others and not any(_dead_holds(d).values()):
         return []
     return _analyse(_local_state(detector), others)
 
@@ -874,6 +940,7 @@ def _after_fork_in_child() -> None:
     """A forked child holds none of its parent's shared locks (the parent's
     threads still do, in the parent)."""
     _EX.__init__()  # type: ignore[misc]
+    _ledger.after_fork_in_child()
     global _own_dir_pid
     _own_dir_pid = 0
     if _cls is None:

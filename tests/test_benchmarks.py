@@ -18,7 +18,16 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SECTIONS = ("uncontended", "contended", "workloads", "latency", "scale", "memory", "startup")
+SECTIONS = (
+    "uncontended",
+    "contended",
+    "workloads",
+    "latency",
+    "scale",
+    "memory",
+    "startup",
+    "shared",
+)
 #: The quick mode takes well under a minute alone; leave room for a loaded machine.
 TIMEOUT = 120.0
 

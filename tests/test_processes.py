@@ -223,6 +223,247 @@ def test_a_process_killed_holding_a_lock(tmp_path: Path) -> None:
     assert "parent: DeadlockError" in out and "holder exit -9" in out
 
 
+KILLED_AT_ONCE = """
+def holder(lock):
+    with lock:
+        os.kill(os.getpid(), signal.SIGKILL)  # before its watcher's first tick
+
+def exits_holding(lock):
+    lock.acquire()  # and returns: the process ends normally, holding it
+
+if __name__ == "__main__":
+    ctx = mp.get_context("{method}")
+    lock = ctx.Lock()
+    target = exits_holding if "{how}" == "exits" else holder
+    p = ctx.Process(target=target, args=(lock,), name="holder-proc", daemon=True)
+    p.start()
+    p.join(30)
+    print("holder exit", p.exitcode, flush=True)
+    import io, deadlockwatch
+    buf = io.StringIO()
+    deadlockwatch.dump(buf)
+    other = buf.getvalue().split("of other processes")[-1]
+    print("dump", "in holder-proc (pid" in other, "exited" in other, "prog.py" in other,
+          flush=True)
+    attempt(lock, "parent")
+"""
+
+
+@pytest.mark.parametrize(
+    ("method", "how"), [("fork", "killed"), ("spawn", "killed"), ("forkserver", "exits")]
+)
+def test_a_holder_gone_before_it_published_anything(tmp_path: Path, method: str, how: str) -> None:
+    if method not in __import__("multiprocessing").get_all_start_methods():
+        pytest.skip(f"no {method} start method")
+    out, findings = run(tmp_path, KILLED_AT_ONCE.format(method=method, how=how))
+    assert ("holder exit -9" if how == "killed" else "holder exit 0") in out, out
+    f = only_deadlock(findings)
+    assert f["cause"].startswith("mp.Lock(created prog.py:")
+    assert "is held by process" in f["cause"] and "(holder-proc), which exited" in f["cause"]
+    holder = next(d for d in f["thread_details"] if d["process"] == "holder-proc")
+    assert holder["alive"] is False and holder["name"].startswith("MainThread in holder-proc")
+    (held,) = holder["holds"]
+    assert held["acquired_at"]["file"].endswith("prog.py")
+    assert held["acquired_at"]["function"] in ("holder", "exits_holding")
+    assert "parent: DeadlockError" in out
+    assert "dump True True True" in out, out
+
+
+@pytest.mark.parametrize("published", [False, True])
+def test_a_killed_process_that_had_let_go_is_no_holder(tmp_path: Path, published: bool) -> None:
+    """Its slot was cleared before it let go: another process holding the lock
+    a while (alive, running, its detector off so it publishes nothing) is no
+    deadlock.  Also when the killed process had published the hold (it held
+    the lock a while) and was killed before its watcher took that back: its
+    .holds file, not that stale snapshot, says what it held when it died."""
+    out, findings = run(
+        tmp_path,
+        """
+        def brief(lock):
+            with lock:
+                time.sleep(0.5 if {published} else 0)  # published: held across ticks
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        def slow(lock, held):
+            import deadlockwatch
+            deadlockwatch.disable()
+            with lock:
+                held.set()
+                time.sleep(0.6)
+
+        if __name__ == "__main__":
+            ctx = mp.get_context("fork")
+            lock, held = ctx.Lock(), ctx.Event()
+            p = ctx.Process(target=brief, args=(lock,), name="brief", daemon=True)
+            p.start()
+            p.join(30)
+            run_dir = os.environ["DEADLOCKWATCH_RUN_DIR"]
+            print("left", os.path.exists(os.path.join(run_dir, f"{p.pid}.json")), flush=True)
+            q = ctx.Process(target=slow, args=(lock, held), name="slow", daemon=True)
+            q.start()
+            assert held.wait(30)
+            attempt(lock, "parent")
+            q.join(30)
+            print("exits", p.exitcode, q.exitcode, flush=True)
+        """.replace("{published}", str(published)),
+    )
+    assert deadlocks(findings) == []
+    assert "parent: acquired" in out and "exits -9 0" in out
+    assert f"left {published}" in out, out
+
+
+def test_a_holder_with_more_locks_than_its_holds_file_has_slots(tmp_path: Path) -> None:
+    """The lock past the last slot is in no slot: the file says it is
+    incomplete, and the snapshot the process published is used instead."""
+    out, findings = run(
+        tmp_path,
+        """
+        from deadlockwatch import _ledger
+
+        _ledger.SLOTS = 4  # as if it had 1,024 locks held already
+
+        def holder(locks, held):
+            for lock in locks:
+                lock.acquire()
+            held.set()
+            time.sleep(60)
+
+        if __name__ == "__main__":
+            ctx = mp.get_context("fork")
+            locks = [ctx.Lock() for _ in range(_ledger.SLOTS + 1)]
+            held = ctx.Event()
+            p = ctx.Process(target=holder, args=(locks, held), name="holder-proc", daemon=True)
+            p.start()
+            assert held.wait(30)
+            time.sleep(0.5)  # held a while: published in the run directory
+            os.kill(p.pid, signal.SIGKILL)
+            p.join(10)
+            attempt(locks[-1], "parent")
+        """,
+    )
+    f = only_deadlock(findings)
+    assert "(holder-proc), which exited" in f["cause"]
+    assert "parent: DeadlockError" in out
+
+
+def test_signals_across_processes_that_can_still_come_are_no_deadlock(tmp_path: Path) -> None:
+    """Waits on multiprocessing Events, Conditions, Semaphores and a full
+    Queue, each of which another process (running, not blocked) ends a while
+    later: none is a deadlock.  The waits have no timeout (the run's own
+    timeout bounds them).  (A Queue's writer holds units of its
+    BoundedSemaphore that its reader releases: counted as owned, it would be
+    waiting for itself.)"""
+    out, findings = run(
+        tmp_path,
+        """
+        def later(what, ev, cond, sem, q):
+            time.sleep(0.6)
+            if what == "event":
+                ev.set()
+            elif what == "condition":
+                with cond:
+                    cond.notify_all()
+            elif what == "semaphore":
+                sem.release()
+            else:
+                q.get(timeout=10)
+
+        def holds_sem(sem, held):
+            sem.acquire()
+            sem.acquire()
+            held.set()
+            time.sleep(0.6)
+            sem.release()
+
+        if __name__ == "__main__":
+            ctx = mp.get_context("fork")
+            ev, cond, sem = ctx.Event(), ctx.Condition(), ctx.Semaphore(0)
+            q = ctx.Queue(maxsize=2)
+            for what in ("event", "condition", "semaphore", "queue"):
+                if what == "queue":
+                    q.put(1); q.put(2)
+                p = ctx.Process(target=later, args=(what, ev, cond, sem, q),
+                                name=f"later-{what}", daemon=True)
+                if what == "condition":
+                    cond.acquire()
+                p.start()
+                if what == "event":
+                    print("event", ev.wait(), flush=True)
+                elif what == "condition":
+                    print("condition", cond.wait(), flush=True)
+                    cond.release()
+                elif what == "semaphore":
+                    print("semaphore", sem.acquire(), flush=True)
+                else:
+                    q.put(3)
+                    print("queue", "put", flush=True)
+                p.join(30)
+            pool, held = ctx.BoundedSemaphore(2), ctx.Event()
+            p = ctx.Process(target=holds_sem, args=(pool, held), name="sem-holder", daemon=True)
+            p.start()
+            assert held.wait(30)
+            print("pool", pool.acquire(), flush=True)
+            p.join(30)
+            print("exit", p.exitcode, flush=True)
+        """,
+    )
+    assert deadlocks(findings) == [], [(f["cause"], f["thread_details"]) for f in findings]
+    for line in ("event True", "condition True", "semaphore True", "queue put", "pool True"):
+        assert line in out, out
+    assert "exit 0" in out
+
+
+POOL_ABBA = """
+import concurrent.futures
+
+def init(a, b, barrier):
+    global LOCKS, BARRIER
+    LOCKS, BARRIER = (a, b), barrier
+
+def task(i):
+    first, second = LOCKS if i == 0 else LOCKS[::-1]
+    with first:
+        BARRIER.wait(20)  # each task in its own worker: the other one is busy
+        try:
+            with second:
+                return f"task {{i}}: acquired"
+        except DeadlockError:
+            return f"task {{i}}: DeadlockError"
+
+if __name__ == "__main__":
+    ctx = mp.get_context("{method}")
+    a, b, barrier = ctx.Lock(), ctx.Lock(), ctx.Barrier(2)
+    if "{kind}" == "pool":
+        with ctx.Pool(2, initializer=init, initargs=(a, b, barrier)) as pool:
+            print(pool.map(task, [0, 1], chunksize=1), flush=True)
+    else:
+        with concurrent.futures.ProcessPoolExecutor(
+            2, mp_context=ctx, initializer=init, initargs=(a, b, barrier)
+        ) as ex:
+            print(list(ex.map(task, [0, 1])), flush=True)
+"""
+
+
+@pytest.mark.parametrize(("kind", "method"), [("pool", "spawn"), ("executor", "forkserver")])
+def test_a_deadlock_between_pool_workers(tmp_path: Path, kind: str, method: str) -> None:
+    if method not in __import__("multiprocessing").get_all_start_methods():
+        pytest.skip(f"no {method} start method")
+    out, findings = run(tmp_path, POOL_ABBA.format(kind=kind, method=method))
+    f = only_deadlock(findings)
+    assert f["cause"] == "2 threads each wait for a resource held by the next"
+    details = f["thread_details"]
+    assert len({d["pid"] for d in details}) == 2
+    prefix = "SpawnPoolWorker-" if kind == "pool" else "ForkServerProcess-"
+    assert all(d["process"].startswith(prefix) for d in details), details
+    for d in details:
+        (held,) = d["holds"]
+        assert held["acquired_at"]["function"] == "task"
+        assert d["waits_for"]["at"]["function"] == "task"
+    # Each worker acts when it has confirmed the finding itself: the one that
+    # is later may find the lock already let go by the other.
+    assert "DeadlockError" in out and "task 0: " in out and "task 1: " in out, out
+
+
 def test_value_and_array_locks(tmp_path: Path) -> None:
     out, findings = run(
         tmp_path,
@@ -384,3 +625,60 @@ def test_check_and_dump_see_the_other_process(tmp_path: Path) -> None:
     assert "check [('deadlock', ['MainProcess', 'child-proc'])]" in out, out
     assert "dump other True True" in out, out
     only_deadlock(findings)
+
+
+def _ledger_file(path: Path, slots: dict[int, tuple[Any, Any]], header: Any) -> None:
+    from deadlockwatch import _ledger
+
+    buf = bytearray(_ledger.HEADER + _ledger.SLOT * 4)
+    head = _ledger._encoded(header, _ledger.HEADER - 4)
+    assert head is not None
+    buf[: 4 + len(head)] = _ledger.MAGIC + head
+    for index, (lock, holder) in slots.items():
+        offset = _ledger.HEADER + index * _ledger.SLOT
+        buf[offset] = 1
+        for at, value in ((offset + 8, lock), (offset + _ledger._HOLDER, holder)):
+            data = value if isinstance(value, bytes) else _ledger._encoded(value, 500)
+            assert data is not None
+            buf[at : at + len(data)] = data
+    path.write_bytes(bytes(buf))
+
+
+def test_a_holds_file_is_read_slot_by_slot_and_malformed_slots_are_skipped(
+    tmp_path: Path,
+) -> None:
+    from deadlockwatch import _ledger
+
+    good = (["/mp-x", "mp.Lock", ["app.py", 3, "<module>"]], [7, "worker", False, None])
+    _ledger_file(
+        tmp_path / "4242.holds",
+        {
+            0: good,
+            1: (["/mp-y", "mp.RLock", None], [7, ["not", "a", "name"], False, 5]),  # bad site
+            2: (["/mp-z"], [8, "t", True, None]),  # too short
+            3: (["/mp-w", "mp.Lock", None], b"\xff\xff{{{"),  # torn
+        },
+        {"pid": 4242, "start": 1, "process": "gone"},
+    )
+    (tmp_path / "4243.holds").write_bytes(b"nope")
+    _ledger_file(tmp_path / "4244.holds", {}, {"pid": 4244, "start": 1, "process": "full"})
+    with open(tmp_path / "4244.holds", "r+b") as f:
+        f.seek(_ledger.HEADER - 1)
+        f.write(b"\x01")
+    assert _ledger.header(str(tmp_path / "4244.holds"))["incomplete"] is True  # type: ignore[index]
+    assert sorted(pid for pid, _ in _ledger.files(str(tmp_path))) == [4242, 4243, 4244]
+    assert _ledger.header(str(tmp_path / "4243.holds")) is None
+    head = _ledger.header(str(tmp_path / "4242.holds"))
+    assert head == {"pid": 4242, "start": 1, "process": "gone", "incomplete": False}
+    data = _ledger.snapshot(str(tmp_path / "4242.holds"), head)
+    assert data is not None
+    (thread,) = data["threads"]
+    assert (thread["ident"], thread["name"], thread["alive"]) == (7, "worker", False)
+    assert thread["held"] == [[0, 1, None]]
+    (res,) = data["resources"]
+    assert (res["name"], res["type"], res["created_at"]) == (
+        "/mp-x",
+        "mp.Lock",
+        ["app.py", 3, "<module>"],
+    )
+    assert res["holders"] == [[7, 1]]
