@@ -73,6 +73,19 @@ def _caller_site(depth: int) -> tuple[CodeType, int] | None:
     return frame.f_code, frame.f_lasti
 
 
+def _here() -> tuple[CodeType, int] | None:
+    """The hot path's acquisition site: its caller's caller, or the nearest
+    user frame outwards if that is threading's or ours (None when a thread
+    started from C calls ``acquire`` itself: no Python frame at all)."""
+    try:
+        f = _getframe(2)
+    except ValueError:
+        return None
+    if f.f_code.co_filename in INTERNAL_FILES:
+        f = user_frame(f) or f
+    return f.f_code, f.f_lasti
+
+
 def _site_of(pair: tuple[CodeType, int] | None) -> Site | None:
     """A site from ``(code, f_lasti)``: the hot path stores the instruction
     offset, which is free, and the line is looked up only when reported."""
@@ -178,10 +191,7 @@ class _LockMethods:
                 held.append(self)
                 self._owner = rec
                 self._ctx = False
-                f = _getframe(1)
-                if f.f_code.co_filename in INTERNAL_FILES:
-                    f = user_frame(f) or f
-                self._site = (f.f_code, f.f_lasti)
+                self._site = _here()
                 return True
             if blocking is False:
                 return False
@@ -201,10 +211,7 @@ class _LockMethods:
             held.append(self)
             self._owner = rec
             self._ctx = True
-            f = _getframe(1)
-            if f.f_code.co_filename in INTERNAL_FILES:
-                f = user_frame(f) or f
-            self._site = (f.f_code, f.f_lasti)
+            self._site = _here()
             return True
         return self._acquire_slow(True, -1, True)
 
@@ -346,10 +353,7 @@ class _RLockMethods:
                 held.append(self)
                 self._owner = rec
                 self._count = 1
-                f = _getframe(1)
-                if f.f_code.co_filename in INTERNAL_FILES:
-                    f = user_frame(f) or f
-                self._site = (f.f_code, f.f_lasti)
+                self._site = _here()
                 return True
         return self._acquire_slow(blocking, timeout)
 
@@ -547,6 +551,7 @@ def _cores() -> tuple[Any, Any]:
         )
     except Exception:  # not built, or built from another version of the source
         return _PyLockCore, _PyRLockCore
+    _state.forget_current = _speedups.forget
     return _speedups.LockCore, _speedups.RLockCore
 
 
@@ -664,6 +669,8 @@ class _TrackedSemaphoreMixin:
 
     def release(self, n: int = 1) -> None:
         super().release(n)  # type: ignore[misc]
+        if self._dw_signal:
+            return  # a signal's units belong to nobody: nothing to take back
         try:
             rec = tls.rec
         except AttributeError:

@@ -95,8 +95,17 @@ remember(PyThreadState *ts, PyObject *dict, PyObject *rec, PyObject *held)
 }
 
 static int
+not_configured(void)
+{
+    PyErr_SetString(PyExc_RuntimeError, "deadlockwatch._speedups is not configured");
+    return -1;
+}
+
+static int
 current_rec(int create, PyObject **rec_out, PyObject **held_out)
 {
+    if (g_tls == NULL)
+        return not_configured();
     PyThreadState *ts = PyThreadState_Get();
     if (last.ts == ts && ts->dict != NULL && last.dict == ts->dict && last.id == ts->id) {
         *rec_out = last.rec;
@@ -443,6 +452,10 @@ core_set_site(Core *self, PyObject *value, void *closure)
     }
     PyObject *code;
     int lasti;
+    if (!PyTuple_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "_site is (code, lasti) or None");
+        return -1;
+    }
     if (!PyArg_ParseTuple(value, "O!i;_site is (code, lasti) or None", &PyCode_Type, &code, &lasti))
         return -1;
     Py_INCREF(code);
@@ -523,6 +536,8 @@ core_set_created(Core *self, PyObject *value, void *closure)
 static int
 core_init(Core *self, PyObject *args, PyObject *kwds, PyObject *factory)
 {
+    if (factory == NULL || g_module_dict == NULL)
+        return not_configured();
     if (PyTuple_GET_SIZE(args) != 0 || (kwds != NULL && PyDict_GET_SIZE(kwds) != 0)) {
         PyErr_Format(PyExc_TypeError, "%s() takes no arguments", Py_TYPE(self)->tp_name);
         return -1;
@@ -743,12 +758,6 @@ rlock_acquire(Core *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwn
 }
 
 static PyObject *
-rlock_enter(Core *self, PyObject *unused)
-{
-    return rlock_acquire(self, NULL, 0, NULL);
-}
-
-static PyObject *
 rlock_release(Core *self, PyObject *unused)
 {
     PyObject *rec, *held;
@@ -795,7 +804,7 @@ rlock_is_owned(Core *self, PyObject *unused)
 static PyMethodDef rlock_methods[] = {
     {"_is_owned", (PyCFunction)rlock_is_owned, METH_NOARGS, NULL},
     {"acquire", (PyCFunction)(void (*)(void))rlock_acquire, METH_FASTCALL | METH_KEYWORDS, NULL},
-    {"__enter__", (PyCFunction)rlock_enter, METH_NOARGS, NULL},
+    {"__enter__", (PyCFunction)(void (*)(void))rlock_acquire, METH_FASTCALL | METH_KEYWORDS, NULL},
     {"release", (PyCFunction)rlock_release, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)(void (*)(void))rlock_exit, METH_FASTCALL, NULL},
     {NULL},
@@ -861,7 +870,31 @@ configure(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* The calling thread's record is gone (_state._thread_gone, run in the
+ * exiting thread): drop the (record, held) pair from its thread state and the
+ * C thread-local, so that code run later in its teardown (a finalizer taking
+ * a lock) gets a new record, as the Python path does.  On 3.13 threading.local
+ * data goes before the thread state's dict does. */
+static PyObject *
+forget(PyObject *module, PyObject *unused)
+{
+    memset(&last, 0, sizeof last);
+    /* The dict itself, not PyThreadState_GetDict(): that would make a new one
+     * for a thread state whose dict is being cleared (3.10-3.12). */
+    PyObject *tdict = PyThreadState_Get()->dict;
+    if (tdict != NULL) {
+        Py_INCREF(tdict);
+        int found = PyDict_Contains(tdict, s_key);
+        int rc = found == 1 ? PyDict_DelItem(tdict, s_key) : found;
+        Py_DECREF(tdict);
+        if (rc < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"forget", forget, METH_NOARGS, "forget(): the calling thread's record is gone"},
     {"configure", configure, METH_VARARGS,
      "configure(tls, new_record, internal_files, remove_held, module_globals, lock_factory, "
      "rlock_factory, site_of)"},

@@ -135,11 +135,18 @@ class _Guard:
     __slots__ = ("__weakref__",)
 
 
+#: Set by `_primitives` when the C hot path is in use: called in an exiting
+#: thread whose record is gone, so the C side forgets it too.
+forget_current: Callable[[], object] | None = None
+
+
 def _thread_gone(rec: ThreadRecord, _ref: object) -> None:
     # Runs while the thread's state is torn down, possibly at interpreter
     # shutdown when module globals are already gone: never raise.
     try:
         rec.alive = False
+        if forget_current is not None and rec.ident == _native.get_ident():
+            forget_current()
         if records.get(rec.ident) is rec:
             del records[rec.ident]
         if rec.pid != os.getpid():

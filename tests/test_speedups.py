@@ -314,3 +314,93 @@ def test_an_instance_never_initialised_raises_instead_of_crashing() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["AttributeError"] * 16
+
+
+@pytest.mark.parametrize("pure", ["0", "1"], ids=["default", "python"])
+def test_a_lock_taken_by_a_finalizer_at_thread_exit_has_a_registered_owner(pure: str) -> None:
+    """A finalizer run while a thread is torn down (``__del__`` of an object in
+    a ``threading.local``) takes a lock: its owner is a record the watcher
+    knows (``_state.records``), whatever order the interpreter tears the
+    thread's locals and state down in."""
+    proc = run_python(
+        """
+        import gc, threading
+        from deadlockwatch import _state
+        from deadlockwatch._primitives import TrackedLock
+        lock = TrackedLock()
+        out = []
+        class Finalizer:
+            def __del__(self):
+                lock.acquire()
+                owner = lock._owner
+                out.append(_state.records.get(owner.ident) is owner and owner.held[-1] is lock)
+                lock.release()
+        local = threading.local()
+        def body():
+            with lock:
+                pass
+            local.f = Finalizer()
+        for _ in range(20):
+            t = threading.Thread(target=body, daemon=True)
+            t.start()
+            t.join(10)
+            gc.collect()
+        print(out.count(True), len(out))
+        """,
+        env={"DEADLOCKWATCH_PURE": pure},
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["20", "20"]
+
+
+def test_odd_values_and_arguments_get_python_errors_not_crashes(kinds: tuple[Any, Any]) -> None:
+    lock_kind, rlock_kind = kinds
+    lock, rlock = lock_kind(), rlock_kind()
+    lock._site = None
+    code = sys._getframe().f_code
+    lock._site = (code, 2)
+    assert lock._site == (code, 2)
+    if lock_kind is _primitives.TrackedLock and _primitives.ACCELERATED:
+        with pytest.raises(TypeError, match="_site is"):
+            lock._site = [code, 2]
+    # An RLock's __enter__ takes acquire's arguments, as threading's does.
+    assert rlock.__enter__(False) is True
+    rlock.release()
+
+
+def test_an_acquire_called_from_no_python_frame_returns(kinds: tuple[Any, Any]) -> None:
+    """A thread started from C on ``lock.acquire`` itself: no caller frame."""
+    import _thread
+
+    lock_kind, _ = kinds
+    lock = lock_kind()
+    _thread.start_new_thread(lock.acquire, ())
+    for _ in range(1000):
+        if lock.locked():
+            break
+        threading.Event().wait(0.01)
+    assert lock.locked()
+    assert lock._site is None
+
+
+def test_the_c_module_unconfigured_raises() -> None:
+    """With DEADLOCKWATCH_PURE=1 nothing configures ``_speedups``: using it
+    raises RuntimeError (not a crash)."""
+    if not _primitives.ACCELERATED:
+        pytest.skip("deadlockwatch._speedups is not built in this installation")
+    proc = run_python(
+        """
+        from deadlockwatch import _primitives, _speedups
+        assert not _primitives.ACCELERATED
+        for make in (_speedups.LockCore, _speedups.RLockCore):
+            try:
+                make()
+            except RuntimeError as exc:
+                print(exc)
+        """,
+        env={"DEADLOCKWATCH_PURE": "1"},
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["deadlockwatch._speedups is not configured"] * 2
