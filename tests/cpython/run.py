@@ -715,6 +715,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             versions = f"CPython {e.since[0]}.{e.since[1]} to {e.until[0]}.{e.until[1]}"
             print(f"{e.test} ({versions}{', intermittent' if e.intermittent else ''})")
             print(f"    {e.reason}")
+        for finding in EXPECTED_FINDINGS:
+            print(f"finding with all of {', '.join(finding.parts)} (expected report)")
+            print(f"    {finding.reason}")
         for x in EXCLUDED:
             fixed = ", ".join(".".join(map(str, f)) for f in x.fixed_in)
             print(f"{x.pattern} (left out of both runs{', before ' + fixed if fixed else ''})")
