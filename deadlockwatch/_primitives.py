@@ -7,6 +7,14 @@ one non-blocking attempt on the raw lock, one append to the calling thread's
 held list, three attribute stores.  Only an acquire that would block goes to
 the slow path, which registers a wait the watcher can see.
 
+That uncontended path (and ``__init__``) also exists in C, in the optional
+``_speedups`` module: ``TrackedLock``/``TrackedRLock`` put its ``LockCore``/
+``RLockCore`` first where it is built, and the same path in Python
+(``_PyLockCore``/``_PyRLockCore``) otherwise, or with ``DEADLOCKWATCH_PURE=1``.
+The C methods hand everything else to the ``_py_*`` methods below, so there
+is one behaviour; ``PURE_LOCK``/``PURE_RLOCK`` are the Python variants, for
+checking one against the other.
+
 Ownership: an RLock and a semaphore unit belong to the thread that took them.
 A Lock may legally be released by any thread; when that is seen, the Lock is
 marked as handed off and is never again treated as owned by its acquirer.
