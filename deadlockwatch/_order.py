@@ -195,13 +195,19 @@ class LockOrder:
             pass  # at interpreter shutdown
 
     def _collect(self) -> None:
-        """Drop the nodes of collected locks (called under the lock)."""
+        """Drop the nodes of collected locks (called under the lock), and the
+        cycles reported through them: a new lock at a collected one's address
+        may close a new cycle with the same addresses, which must be reported."""
         while self._dead:
             key = self._dead.pop()
             node = self.nodes.get(key)
             if node is None or node.ref() is not None:
                 continue  # already gone, or the address is a new lock's
             del self.nodes[key]
+            if self._reported:
+                self._reported = {
+                    cycle for cycle in self._reported if not any(key in pair for pair in cycle)
+                }
             for src in node.inn:
                 pred = self.nodes.get(src)
                 if pred is not None and pred.out.pop(key, None) is not None:

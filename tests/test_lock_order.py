@@ -504,7 +504,6 @@ def _learn_checked(
     if (u, v) in known:  # the hot path never asks again
         return False
     path = _bfs_path(out, v, u)
-    graph._reported.clear()  # an address reused may repeat an old cycle's key
     finding = graph.learn(src, dst, [src], "t", 1, 1)
     if path is None:
         assert finding is None
@@ -569,3 +568,23 @@ def test_order_graph_cycles_match_brute_force_with_collected_locks(
     assert graph.edge_count == len(accepted)
     for a, b in accepted:
         assert graph.nodes[a].order < graph.nodes[b].order
+
+
+def test_a_cycle_through_a_collected_lock_can_be_reported_again() -> None:
+    """A reported cycle is remembered by its locks' addresses; once one of
+    them is collected, a new lock at that address may close a new cycle with
+    the same addresses, so the memory of the old one goes with the lock."""
+    graph = LockOrder()
+    a, b, c, d = TrackedLock(), TrackedLock(), TrackedLock(), TrackedLock()
+    assert graph.learn(a, b, [a], "t", 1, 1) is None
+    assert graph.learn(b, a, [b], "t", 1, 1) is not None
+    assert graph.learn(c, d, [c], "t", 1, 1) is None
+    assert graph.learn(d, c, [d], "t", 1, 1) is not None
+    gone = id(a)
+    assert any(gone in pair for cycle in graph._reported for pair in cycle)
+    del a
+    gc.collect()
+    e = TrackedLock()
+    graph.learn(b, e, [b], "t", 1, 1)  # any learn drops what was collected
+    assert not any(gone in pair for cycle in graph._reported for pair in cycle)
+    assert any(id(c) in pair for cycle in graph._reported for pair in cycle)  # c, d: kept
