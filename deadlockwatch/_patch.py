@@ -99,42 +99,36 @@ class _Module:
         return (importlib.import_module, (self.name,))
 
 
-def _factory(tracked: Callable[..., Any]) -> Callable[..., Any]:
-    def make(
-        wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
+def _maker(tracked: Callable[..., Any], original: Any) -> Callable[..., Any]:
+    """What ``threading.Lock()``/``RLock()`` do while patched, both for the
+    early stand-ins and for the wrapt wrappers that replace them."""
+
+    def make(*args: Any, **kwargs: Any) -> Any:
         if args or kwargs or not _installed:
             # The original's own answer to arguments (its error and message);
             # and a name bound to this wrapper before disable() (``from
             # threading import Lock``) makes untracked locks again after it.
-            return wrapped(*args, **kwargs)
+            return original(*args, **kwargs)
         return tracked()
 
     return make
 
 
-def _direct_call(tracked: Callable[..., Any], original: Any) -> Callable[..., Any]:
-    """A factory wrapper's ``__call__``: what ``_factory``'s wrapper does,
-    written out (one Python call per lock made, not two)."""
+def _as_wrapt_wrapper(make: Callable[..., Any]) -> Callable[..., Any]:
+    """``make`` with the signature wrapt gives its wrapper functions."""
 
-    def call(self: object, *args: Any, **kwargs: Any) -> Any:
-        if args or kwargs or not _installed:
-            return original(*args, **kwargs)
-        return tracked()
+    def wrapper(
+        wrapped: object, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        return make(*args, **kwargs)
 
-    return call
+    return wrapper
 
 
 def _early_factory(tracked: Callable[..., Any], original: Any) -> Callable[..., Any]:
     """What stands in ``threading`` for Lock or RLock while wrapt is imported:
     the same answers as the wrapper that replaces it, without wrapt."""
-    make = _factory(tracked)
-
-    @functools.wraps(original, updated=())
-    def early(*args: Any, **kwargs: Any) -> Any:
-        return make(original, None, args, kwargs)
-
-    return early
+    return functools.wraps(original, updated=())(_maker(tracked, original))
 
 
 def _install_early() -> dict[str, Any]:
@@ -226,19 +220,15 @@ def patch() -> None:
         if current is not original:
             # Someone else's wrapper: wrap it, and put it back on unpatch.
             original = current
-        make = _factory(tracked)
+        make = _maker(tracked, original)
 
         # wrapt's own call of a wrapped *function* looks for a ``__self__`` to
         # bind, and attribute lookups on its proxies are slow: 0.5-0.7 us a
         # call.  The factories are called for every lock a program makes (a
         # Future makes one), so each gets a class whose call goes straight
-        # to the wrapper function (about 0.2 us).
-        factory = type(
-            f"Tracked{name}Factory",
-            (TrackedFactory,),
-            {"__call__": _direct_call(tracked, original)},
-        )
-        wrapper = factory(original, make)
+        # to ``make`` (about 0.2 us).
+        factory = type(f"Tracked{name}Factory", (TrackedFactory,), {"__call__": staticmethod(make)})
+        wrapper = factory(original, _as_wrapt_wrapper(make))
         wrapper._self_tracked = tracked
         wrapper._self_name = name
         if early is None or getattr(threading, name) is early:
