@@ -94,6 +94,14 @@ remember(PyThreadState *ts, PyObject *dict, PyObject *rec, PyObject *held)
     last.held = held;
 }
 
+/* What the Python path raises for a field __init__ never set. */
+static void
+no_field(Core *self, const char *name)
+{
+    PyErr_Format(PyExc_AttributeError, "'%.100s' object has no attribute '%s'",
+                 Py_TYPE(self)->tp_name, name);
+}
+
 static int
 not_configured(void)
 {
@@ -192,8 +200,7 @@ try_acquire(Core *self)
     if (self->acq == NULL) {
         /* __init__ never ran (an instance made by __new__ alone): what the
          * Python path raises. */
-        PyErr_Format(PyExc_AttributeError, "'%.100s' object has no attribute '_acq'",
-                     Py_TYPE(self)->tp_name);
+        no_field(self, "_acq");
         return -1;
     }
     PyObject *r = call_raw(self->acq, Py_False);
@@ -369,8 +376,7 @@ raw_release(Core *self)
 {
     if (self->rel == NULL) {
         if (self->raw == NULL) {
-            PyErr_Format(PyExc_AttributeError, "'%.100s' object has no attribute '_raw'",
-                         Py_TYPE(self)->tp_name);
+            no_field(self, "_raw");
             return NULL;
         }
         self->rel = PyObject_GetAttr(self->raw, s_release);
@@ -487,7 +493,7 @@ static PyObject *
 core_get_raw(Core *self, void *closure)
 {
     if (self->raw == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "_raw");
+        no_field(self, "_raw");
         return NULL;
     }
     Py_INCREF(self->raw);
@@ -794,8 +800,7 @@ static PyObject *
 rlock_is_owned(Core *self, PyObject *unused)
 {
     if (self->raw == NULL) {
-        PyErr_Format(PyExc_AttributeError, "'%.100s' object has no attribute '_raw'",
-                     Py_TYPE(self)->tp_name);
+        no_field(self, "_raw");
         return NULL;
     }
     return PyObject_CallMethodNoArgs(self->raw, s_is_owned);
