@@ -67,7 +67,7 @@ class _Ledger:
         self.next = 0
         self.refs: dict[int, Any] = {}
         #: (thread record, code, lasti) -> the holder bytes of its slots
-        self.holders: dict[tuple[Any, CodeType, int], bytes] = {}
+        self.holders: dict[tuple[Any, CodeType | None, int], bytes] = {}
         self.lock = _native.allocate_lock()
         #: the pid in which the file could not be made
         self.failed = 0
@@ -109,7 +109,7 @@ def _open(directory: str, process: str, start: int | None) -> None:
 Opener = Callable[[], tuple[str | None, str, int | None]]
 
 
-def held(obj: Any, rec: Any, code: CodeType, lasti: int, opener: Opener) -> None:
+def held(obj: Any, rec: Any, code: CodeType | None, lasti: int, opener: Opener) -> None:
     """The thread of ``rec`` took ``obj`` (its first unit) at ``(code, lasti)``.
 
     ``obj._dw_slot`` is ``[file number, offset, rec, code, lasti]``: the holder last
@@ -194,7 +194,7 @@ def _collected(offset: int, gen: int, _ref: object) -> None:
             _L.free.append((offset - HEADER) // SLOT)
 
 
-def _write_holder(m: mmap.mmap, s: list[Any], rec: Any, code: CodeType, lasti: int) -> None:
+def _write_holder(m: mmap.mmap, s: list[Any], rec: Any, code: CodeType | None, lasti: int) -> None:
     key = (rec, code, lasti)
     data = _L.holders.get(key)
     if data is None:
@@ -207,10 +207,10 @@ def _write_holder(m: mmap.mmap, s: list[Any], rec: Any, code: CodeType, lasti: i
     s[2:] = [rec, code, lasti]
 
 
-def _holder_bytes(rec: Any, code: CodeType, lasti: int) -> bytes:
+def _holder_bytes(rec: Any, code: CodeType | None, lasti: int) -> bytes:
     from ._primitives import _site_of
 
-    site = _site_of((code, lasti))
+    site = _site_of((code, lasti)) if code is not None else None
     data = _encoded([rec.ident, rec.name, rec.daemon, _site_json(site)], SLOT - _HOLDER)
     if data is None:
         data = _encoded([rec.ident, rec.name, rec.daemon, None], SLOT - _HOLDER)

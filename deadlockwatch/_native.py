@@ -24,6 +24,18 @@ monotonic = time.monotonic
 current_frames = sys._current_frames
 getframe = sys._getframe
 
+
+def caller_frame(depth: int = 0) -> Any:
+    """``sys._getframe(depth)`` as if called where this is called, or None when
+    the stack is not that deep: a thread started from C on one of our methods
+    (``_thread.start_new_thread(lock.acquire, ())``) has no Python frame
+    below it."""
+    try:
+        return getframe(depth + 1)
+    except ValueError:
+        return None
+
+
 #: The threading factories exactly as they were before any patching.
 ORIGINAL_LOCK = threading.Lock
 ORIGINAL_RLOCK = threading.RLock

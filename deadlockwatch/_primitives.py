@@ -46,7 +46,7 @@ from ._state import (
 
 internal_file(__file__)
 
-_getframe = _native.getframe
+_caller_frame = _native.caller_frame
 _allocate_lock = _native.allocate_lock
 _RawRLock = _native.RawRLock
 _OrigSemaphore: Any = _native.ORIGINAL_SEMAPHORE
@@ -75,7 +75,7 @@ self_wait_hook: list[SelfWaitHook] = []
 
 
 def _caller_site(depth: int) -> tuple[CodeType, int] | None:
-    frame = user_frame(_getframe(depth + 1))
+    frame = user_frame(_caller_frame(depth + 1))
     if frame is None:
         return None
     return frame.f_code, frame.f_lasti
@@ -85,9 +85,8 @@ def _here() -> tuple[CodeType, int] | None:
     """The hot path's acquisition site: its caller's caller, or the nearest
     user frame outwards if that is threading's or ours (None when a thread
     started from C calls ``acquire`` itself: no Python frame at all)."""
-    try:
-        f = _getframe(2)
-    except ValueError:
+    f = _caller_frame(2)
+    if f is None:
         return None
     if f.f_code.co_filename in INTERNAL_FILES:
         f = user_frame(f) or f
@@ -655,7 +654,7 @@ class _TrackedSemaphoreMixin:
                 # with this timeout: raise what those raise (OverflowError).
                 _native.monotonic() + timeout
                 _validate_lock_args(rec, True, timeout)
-            wait = WaitRecord(rec, self, timeout, frame_site(_getframe(1)))
+            wait = WaitRecord(rec, self, timeout, frame_site(_caller_frame(1)))
 
             def attempt(seconds: float) -> bool:
                 return bool(orig_acquire(True, seconds))
@@ -673,7 +672,7 @@ class _TrackedSemaphoreMixin:
         rec.held.append(self)
         units = self._dw_units
         units[rec] = units.get(rec, 0) + 1
-        self._dw_sites[rec] = frame_site(_getframe(depth))
+        self._dw_sites[rec] = frame_site(_caller_frame(depth))
 
     def release(self, n: int = 1) -> None:
         super().release(n)  # type: ignore[misc]

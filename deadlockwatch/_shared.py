@@ -116,12 +116,13 @@ def _make_methods(self: Any) -> None:
     d["_dw_units"] = {}
     d["_dw_sites"] = {}
     d["_dw_signal"] = False
-    caller = _native.getframe(1)
-    d["_dw_created"] = _state.frame_site(caller) if caller.f_code.co_name == "__init__" else None
+    caller = _native.caller_frame(1)
+    init = caller is not None and caller.f_code.co_name == "__init__"
+    d["_dw_created"] = _state.frame_site(caller) if init else None
 
 
 def _acquire(self: Any, block: Any = True, timeout: Any = None) -> bool:
-    return _acquire_at(self, block, timeout, _native.getframe(1))
+    return _acquire_at(self, block, timeout, _native.caller_frame(1))
 
 
 def _acquire_at(self: Any, block: Any, timeout: Any, frame: Any) -> bool:
@@ -156,7 +157,8 @@ def _taken(self: Any, frame: Any) -> None:
     n = units.get(rec, 0)
     if not n:
         f = user_frame(frame) or frame
-        self._dw_sites[rec] = (f.f_code, f.f_lasti)
+        code, lasti = (f.f_code, f.f_lasti) if f is not None else (None, -1)
+        self._dw_sites[rec] = (code, lasti) if code is not None else None
         if _is_mutex(self):
             # A semaphore's units are counted on it only: it is a signal
             # across processes (see `_dw_owner_bound`), and one taken again
@@ -164,7 +166,7 @@ def _taken(self: Any, frame: Any) -> None:
             rec.held.append(self)
             # In this process's mapped file at once: it may be killed before
             # its watcher publishes anything.
-            _ledger.held(self, rec, f.f_code, f.f_lasti, _ledger_opener)
+            _ledger.held(self, rec, code, lasti, _ledger_opener)
             # A forked child's watcher waits for a first wait; a holder of
             # a shared lock must publish it.
             if _state.resume_watcher is not None:
@@ -211,7 +213,7 @@ def _release(self: Any) -> None:
 
 
 def _enter(self: Any) -> bool:
-    return _acquire_at(self, True, None, _native.getframe(1))
+    return _acquire_at(self, True, None, _native.caller_frame(1))
 
 
 def _exit(self: Any, *args: object) -> None:

@@ -232,7 +232,7 @@ def frame_site(frame: FrameType | None) -> Site | None:
 
 def creation_site() -> Site | None:
     """Where the primitive being constructed was asked for (cheap: a few frames)."""
-    return frame_site(_native.getframe(2))
+    return frame_site(_native.caller_frame(2))
 
 
 def raw_site(code: CodeType | None, line: int) -> Site | None:

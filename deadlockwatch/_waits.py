@@ -438,7 +438,7 @@ def condition_wait(
         return wrapped(*args, **kwargs)
     if not instance._is_owned():
         raise RuntimeError("cannot wait on un-acquired lock")
-    caller = _native.getframe(1)
+    caller = _native.caller_frame(1)
     waiter = _native.allocate_lock()
     waiter.acquire()
     instance._waiters.append(waiter)
@@ -470,7 +470,7 @@ def thread_join(
     if not instance.is_alive():
         return None
     rec = current_record()
-    wait = WaitRecord(rec, ThreadView(instance), timeout, frame_site(_native.getframe(1)))
+    wait = WaitRecord(rec, ThreadView(instance), timeout, frame_site(_native.caller_frame(1)))
 
     def attempt(seconds: float) -> bool:
         wrapped(seconds)

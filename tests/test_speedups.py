@@ -369,6 +369,37 @@ def test_odd_values_and_arguments_get_python_errors_not_crashes(kinds: tuple[Any
     rlock.release()
 
 
+@pytest.mark.parametrize("kind", ["Lock", "RLock", "PURE_LOCK", "PURE_RLOCK", "Semaphore"])
+def test_a_blocked_acquire_from_no_python_frame_waits_and_takes_it(kind: str) -> None:
+    """A thread started from C on ``acquire`` itself, while another thread
+    holds the lock: the slow path registers its wait with no site and takes
+    the lock once it is free (run apart: the thread cannot be joined)."""
+    name = {"Lock": "TrackedLock", "RLock": "TrackedRLock"}.get(kind, kind)
+    proc = run_python(
+        f"""
+        import _thread, time
+        from deadlockwatch import _primitives as p
+        kind = {kind!r}
+        lock = p.TrackedSemaphore(1) if kind == "Semaphore" else getattr(p, {name!r})()
+        lock.acquire()
+        _thread.start_new_thread(lock.acquire, ())
+        time.sleep(0.2)
+        lock.release()
+        for _ in range(500):
+            if (lock._value == 0) if kind == "Semaphore" else (lock._owner is not None):
+                break
+            time.sleep(0.01)
+        else:
+            raise SystemExit("the frame-less thread never took it")
+        print("taken")
+        """,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["taken"]
+    assert "Traceback" not in proc.stderr
+
+
 def test_an_acquire_called_from_no_python_frame_returns(kinds: tuple[Any, Any]) -> None:
     """A thread started from C on ``lock.acquire`` itself: no caller frame."""
     import _thread
