@@ -46,6 +46,7 @@ from ._state import (
 
 internal_file(__file__)
 
+_getframe = _native.getframe
 _caller_frame = _native.caller_frame
 _allocate_lock = _native.allocate_lock
 _RawRLock = _native.RawRLock
@@ -79,18 +80,6 @@ def _caller_site(depth: int) -> tuple[CodeType, int] | None:
     if frame is None:
         return None
     return frame.f_code, frame.f_lasti
-
-
-def _here() -> tuple[CodeType, int] | None:
-    """The hot path's acquisition site: its caller's caller, or the nearest
-    user frame outwards if that is threading's or ours (None when a thread
-    started from C calls ``acquire`` itself: no Python frame at all)."""
-    f = _caller_frame(2)
-    if f is None:
-        return None
-    if f.f_code.co_filename in INTERNAL_FILES:
-        f = user_frame(f) or f
-    return f.f_code, f.f_lasti
 
 
 def _site_of(pair: tuple[CodeType, int] | None) -> Site | None:
@@ -198,7 +187,14 @@ class _LockMethods:
                 held.append(self)
                 self._owner = rec
                 self._ctx = False
-                self._site = _here()
+                try:
+                    f = _getframe(1)
+                except ValueError:  # a thread started from C on this method
+                    self._site = None
+                    return True
+                if f.f_code.co_filename in INTERNAL_FILES:
+                    f = user_frame(f) or f
+                self._site = (f.f_code, f.f_lasti)
                 return True
             if blocking is False:
                 return False
@@ -218,7 +214,14 @@ class _LockMethods:
             held.append(self)
             self._owner = rec
             self._ctx = True
-            self._site = _here()
+            try:
+                f = _getframe(1)
+            except ValueError:  # a thread started from C on this method
+                self._site = None
+                return True
+            if f.f_code.co_filename in INTERNAL_FILES:
+                f = user_frame(f) or f
+            self._site = (f.f_code, f.f_lasti)
             return True
         return self._acquire_slow(True, -1, True)
 
@@ -360,7 +363,14 @@ class _RLockMethods:
                 held.append(self)
                 self._owner = rec
                 self._count = 1
-                self._site = _here()
+                try:
+                    f = _getframe(1)
+                except ValueError:  # a thread started from C on this method
+                    self._site = None
+                    return True
+                if f.f_code.co_filename in INTERNAL_FILES:
+                    f = user_frame(f) or f
+                self._site = (f.f_code, f.f_lasti)
                 return True
         return self._acquire_slow(blocking, timeout)
 
