@@ -5,6 +5,12 @@ or ``DEADLOCKWATCH=1`` in the environment (no code change).
 
 The names below are loaded on first use, so that ``import deadlockwatch`` (and
 the pytest plugin, when it is not asked for) costs next to nothing.
+
+PYTEST_DONT_REWRITE: pytest rewrites the asserts of the packages that provide
+a plugin, and warns when one was imported before it could; with
+``DEADLOCKWATCH=1`` this package is imported at start-up, before pytest, so
+the marker (pytest's documented opt-out; deadlockwatch has no assert helpers
+for tests) keeps that warning, an error under ``filterwarnings = error``, away.
 """
 
 from __future__ import annotations

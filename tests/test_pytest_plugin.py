@@ -350,3 +350,18 @@ def test_waits_beyond_locks_fail_their_test_and_held_at_exit_only_warns(
     )
     result.stdout.fnmatch_lines(["*deadlockwatch: 2 deadlock, 1 held-at-exit*"])
     assert result.duration < 60
+
+
+def test_environment_start_up_leaves_a_warnings_as_errors_session_alone(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DEADLOCKWATCH=1 imports deadlockwatch before pytest starts; pytest must not
+    warn that it cannot rewrite the plugin's package (an error, aborting the
+    session, under ``filterwarnings = error``, as in janus's setup.cfg)."""
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    pytester.makepyfile(test_one="def test_one():\n    assert True\n")
+    monkeypatch.setenv("DEADLOCKWATCH", "1")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=60)
+    result.assert_outcomes(passed=1)
+    result.stdout.no_fnmatch_line("*PytestAssertRewriteWarning*")
+    result.stderr.no_fnmatch_line("*PytestAssertRewriteWarning*")
