@@ -1,8 +1,9 @@
 """The pytest plugin (entry point ``pytest11: deadlockwatch``).
 
 ``pytest --deadlockwatch`` (or ini ``deadlockwatch = true``) enables the
-detector for the session, from configuration time on, so that locks made
-while test modules are imported are tracked too.  A deadlock breaks at once:
+detector for the session before the initial conftests are imported, so that
+locks made, and lock classes bound (``from threading import RLock``), while
+conftests and test modules import the project are tracked too.  A deadlock breaks at once:
 by default every deadlocked thread gets `DeadlockError` (``raise-all``), so the
 test's threads end, later tests run and the session never hangs at exit.  A
 finding is charged to the test phase during which it was reported: that phase
@@ -71,9 +72,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("deadlockwatch_lock_order_history", HISTORY_HELP, default=None)
 
 
-def _setting(config: pytest.Config, ini: str, dest: str, flag: str) -> tuple[Any, str] | None:
-    """The command line wins over the ini file; returns the value and its source."""
-    value = config.getoption(dest)
+def _setting(
+    config: pytest.Config, ini: str, dest: str, flag: str, options: Any = None
+) -> tuple[Any, str] | None:
+    """The command line wins over the ini file; returns the value and its source.
+    ``options``: the parsed command line (``config.option`` once configured; the
+    early ``known_args_namespace`` before the initial conftests)."""
+    value = getattr(config.option if options is None else options, dest, None)
     if value is not None:
         return value, f"command-line option {flag}"
     value = config.getini(ini)
@@ -91,12 +96,27 @@ def _choice(choices: tuple[str, ...], value: object, source: str) -> str:
     )
 
 
-def _plugin_choice(config: pytest.Config, name: str, choices: tuple[str, ...]) -> str:
+def _plugin_choice(
+    config: pytest.Config, name: str, choices: tuple[str, ...], options: Any
+) -> str:
     """A plugin-only setting (command line over ini), validated; the first choice
     is the default."""
     ini = "deadlockwatch_" + name
-    found = _setting(config, ini, ini, "--deadlockwatch-" + name.replace("_", "-"))
+    found = _setting(config, ini, ini, "--deadlockwatch-" + name.replace("_", "-"), options)
     return choices[0] if found is None else _choice(choices, *found)
+
+
+_SESSION = "deadlockwatch-session"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """Switch on before the initial conftests are imported: most import the
+    project's package, whose module-level ``from threading import RLock``
+    would otherwise bind the untracked class for the whole session.  The
+    command line is parsed by now (``known_args_namespace``), the ini file read.
+    A marker cannot be known this early (test modules are imported later)."""
+    _register(early_config, early_config.known_args_namespace)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -105,11 +125,16 @@ def pytest_configure(config: pytest.Config) -> None:
         "deadlockwatch(**options): detect deadlocks in this test (with these enable() options)",
     )
     config.addinivalue_line("markers", "no_deadlockwatch: no deadlock detection in this test")
+    if not config.pluginmanager.has_plugin(_SESSION):
+        _register(config, config.option)  # a run that skipped the early hook
+
+
+def _register(config: pytest.Config, options: Any) -> None:
     try:
-        plugin = _Plugin.from_config(config)
+        plugin = _Plugin.from_config(config, options)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
-    config.pluginmanager.register(plugin, "deadlockwatch-session")
+    config.pluginmanager.register(plugin, _SESSION)
 
 
 class _Plugin:
@@ -129,17 +154,17 @@ class _Plugin:
         self.per_test: bool = False
 
     @classmethod
-    def from_config(cls, config: pytest.Config) -> _Plugin:
+    def from_config(cls, config: pytest.Config, options: Any) -> _Plugin:
         base = Config().with_options(PYTEST_DEFAULTS, "deadlockwatch's pytest defaults")
         import os
 
         base = base.with_environ(os.environ)
         for option in OPTIONS:
-            found = _setting(config, option.ini, option.ini, option.pytest_flag)
+            found = _setting(config, option.ini, option.ini, option.pytest_flag, options)
             if found is not None:
                 base = base.with_options({option.name: found[0]}, found[1])
         enabled = False
-        flag = config.getoption("deadlockwatch")
+        flag = getattr(options, "deadlockwatch", None)
         if flag:
             enabled = True
         else:
@@ -147,11 +172,11 @@ class _Plugin:
             if ini not in (None, ""):
                 enabled = parse_bool(ini, "ini option deadlockwatch")
         failing = {"deadlock"}
-        if _plugin_choice(config, "timed_cycles", _TIMED_CHOICES) == "fail":
+        if _plugin_choice(config, "timed_cycles", _TIMED_CHOICES, options) == "fail":
             failing.add("timed-cycle")
-        if _plugin_choice(config, "inversions", ("fail", "warn")) == "fail":
+        if _plugin_choice(config, "inversions", ("fail", "warn"), options) == "fail":
             failing.add("lock-order-inversion")
-        history = _plugin_choice(config, "lock_order_history", _HISTORY_CHOICES)
+        history = _plugin_choice(config, "lock_order_history", _HISTORY_CHOICES, options)
         plugin = cls(base, enabled, frozenset(failing), history == "test")
         if enabled:
             plugin._enable(base)

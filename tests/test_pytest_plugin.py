@@ -365,3 +365,39 @@ def test_environment_start_up_leaves_a_warnings_as_errors_session_alone(
     result.assert_outcomes(passed=1)
     result.stdout.no_fnmatch_line("*PytestAssertRewriteWarning*")
     result.stderr.no_fnmatch_line("*PytestAssertRewriteWarning*")
+
+
+def test_locks_of_a_module_the_conftest_imports_are_tracked(pytester: pytest.Pytester) -> None:
+    """A conftest that imports the project (most do) runs before pytest_configure:
+    the plugin switches on before it, so a class bound at import
+    (``from threading import RLock``) is the tracked one."""
+    pytester.makepyfile(
+        app="""
+        from threading import RLock
+
+        def pair():
+            return RLock(), RLock()
+        """
+    )
+    pytester.makeconftest("import app\n")
+    pytester.makepyfile(
+        test_order="""
+        import app
+
+        def test_inverted_order():
+            a, b = app.pair()
+            with a:
+                with b:
+                    pass
+            with b:
+                with a:
+                    pass
+        """
+    )
+    result = pytester.runpytest_subprocess("--deadlockwatch", "-p", "no:cacheprovider", timeout=60)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*deadlockwatch: 1 lock-order-inversion*"])
+    # The same with the ini key.
+    pytester.makeini("[pytest]\ndeadlockwatch = true\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=60)
+    result.assert_outcomes(failed=1)
