@@ -64,6 +64,7 @@ class _Detector:
         #: the watcher must then end too, or it would keep the process alive.
         self._anchor: _state.ThreadRecord | None = None
         self.findings: list[Finding] = []
+        self._green_once = _native.allocate_lock()
 
     # -- life cycle ---------------------------------------------------------
     def start(self, config: Config) -> None:
@@ -83,6 +84,7 @@ class _Detector:
             _patch.unpatch()
             raise
         _primitives.self_wait_hook[:] = [self.on_self_wait]
+        _state.on_green = self.stand_down_for_green_threads
         self.enabled = True
         self._start_watcher()
         if not self._atexit_registered:
@@ -109,7 +111,28 @@ class _Detector:
         _shared.unpatch()
         _primitives.self_wait_hook[:] = []
         _primitives.learn_order = None
+        _state.on_green = None
         self._stop_watcher()
+
+    def stand_down_for_green_threads(self) -> None:
+        """eventlet or gevent monkey-patched ``_thread`` while enabled: their green
+        threads share OS threads, so deadlockwatch can neither tell them apart
+        nor block them the green way; it switches itself off (restoring only
+        the names its own wrappers still hold), with one warning line, rather
+        than hang the program or report waits it cannot see."""
+        if not self._green_once.acquire(False):
+            return
+        try:
+            if not self.enabled:
+                return
+            which = next((m for m in ("eventlet", "gevent") if m in sys.modules), None)
+            self.write_text(
+                f"deadlockwatch: warning: {which or 'a green-thread library'} monkey-patched "
+                "threading: green threads are not tracked; deadlockwatch switches itself off"
+            )
+            self.stop()
+        finally:
+            self._green_once.release()
 
     def _stop_watcher(self) -> None:
         self._stop = True
@@ -209,6 +232,9 @@ class _Detector:
                 self._done.release()
 
     def tick(self) -> None:
+        if _state.green():
+            self.stand_down_for_green_threads()
+            return
         if _state.departed:
             self._departed()
         if _shared.active:

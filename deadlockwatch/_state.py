@@ -9,10 +9,12 @@ is all the watcher reads when nothing is blocked.
 
 from __future__ import annotations
 
+import _thread
 import functools
 import itertools
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from types import CodeType, FrameType
@@ -241,6 +243,37 @@ def raw_site(code: CodeType | None, line: int) -> Site | None:
     return Site(code.co_filename, line, code.co_name)
 
 
+#: Called when a tracked wait finds green threads (see `green`); set by the
+#: detector while enabled: it switches itself off, with one warning line.
+on_green: Callable[[], object] | None = None
+
+
+def green() -> bool:
+    """True once eventlet or gevent has monkey-patched ``_thread``.  Their green
+    threads share one OS thread (and, for us, one record) and switch only when
+    one waits the green way: a wait on a raw OS lock would block every green
+    thread of its OS thread, the one that would release it included."""
+    return _thread.allocate_lock is not _native.allocate_lock
+
+
+def green_wait(attempt: Callable[[float], bool], timeout: float | None) -> bool:
+    """``attempt`` (never blocking) until it succeeds or ``timeout`` passes,
+    sleeping between tries with the patched ``time.sleep``, which lets the
+    other green threads run; untracked."""
+    deadline = None if timeout is None else _native.monotonic() + timeout
+    pause = 0.0005
+    while True:
+        if attempt(0.0):
+            return True
+        if deadline is not None:
+            left = deadline - _native.monotonic()
+            if left <= 0:
+                return False
+            pause = min(pause, left)
+        time.sleep(pause)
+        pause = min(pause * 2, WAIT_SLICE)
+
+
 def wait_until(
     wait: WaitRecord,
     attempt: Callable[[float], bool],
@@ -254,7 +287,15 @@ def wait_until(
     ``wait.interrupt`` is raised in this thread between slices.  One that
     arrives as the attempt succeeds (another victim of the same deadlock let
     go first) still wins: ``undo`` gives back what was just acquired.
+
+    Under green threads (`green`) nothing is registered: the detector stands
+    down and the wait is made the green way.
     """
+    if green():
+        hook = on_green
+        if hook is not None:
+            hook()
+        return green_wait(attempt, timeout)
     rec = wait.rec
     rec.wait = wait
     blocked[rec] = wait

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, ClassVar
 
-from . import _native
+from . import _native, _state
 from ._model import SIGNAL_KIND, Site
 from ._state import (
     ThreadRecord,
@@ -426,6 +426,17 @@ def _noop() -> None:
     return None
 
 
+def _green() -> bool:
+    """Under green threads the original waits (which take threading's
+    ``_allocate_lock``, patched to a green lock) and the detector stands down."""
+    if not _state.green():
+        return False
+    hook = _state.on_green
+    if hook is not None:
+        hook()
+    return True
+
+
 def condition_wait(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
@@ -434,7 +445,7 @@ def condition_wait(
         timeout = _timeout_arg(*args, **kwargs)
     except TypeError:
         return wrapped(*args, **kwargs)  # the original's own message
-    if not active or not _usable(timeout) or instance is None:
+    if not active or not _usable(timeout) or instance is None or _green():
         return wrapped(*args, **kwargs)
     if not instance._is_owned():
         raise RuntimeError("cannot wait on un-acquired lock")
@@ -464,7 +475,7 @@ def thread_join(
         timeout = _timeout_arg(*args, **kwargs)
     except TypeError:
         return wrapped(*args, **kwargs)
-    if not active or not _usable(timeout) or instance is None:
+    if not active or not _usable(timeout) or instance is None or _green():
         return wrapped(*args, **kwargs)
     wrapped(0)  # raises what the original raises (not started, current thread)
     if not instance.is_alive():
