@@ -28,7 +28,7 @@ from ._capture import capture, capture_all, capture_departed, outside_view, with
 from ._config import ABORT_EXIT_STATUS, Config
 from ._errors import DeadlockError
 from ._model import DEADLOCK, Finding
-from ._order import ORDER
+from ._order import ORDER, held_as_token
 from ._report import format_dump, format_text, to_json_line
 from ._state import WaitRecord
 
@@ -85,6 +85,7 @@ class _Detector:
             raise
         _primitives.self_wait_hook[:] = [self.on_self_wait]
         _state.on_green = self.stand_down_for_green_threads
+        _state.watch_thread_ends(True)
         self.enabled = True
         self._start_watcher()
         if not self._atexit_registered:
@@ -112,6 +113,7 @@ class _Detector:
         _primitives.self_wait_hook[:] = []
         _primitives.learn_order = None
         _state.on_green = None
+        _state.watch_thread_ends(False)
         self._stop_watcher()
 
     def stand_down_for_green_threads(self) -> None:
@@ -403,6 +405,14 @@ class _Detector:
         """A blocking acquire of ``lock`` right after ``held``, in an order not
         known yet: learn it, and report the inversion it closes, if any."""
         try:
+            frame = _native.caller_frame(1)
+            if held_as_token(held, frame):
+                # Not an order (see _order): the order is after the nearest lock
+                # held in a frame still running, if there is one not known yet.
+                running = (h for h in reversed(rec.held) if not held_as_token(h, frame))
+                held = next((h for h in running if h is not lock), None)
+                if held is None or id(lock) in held._dw_after:
+                    return
             name = _state.thread_name(rec.ident, rec.name)
             finding = ORDER.learn(held, lock, list(rec.held), name, rec.ident, rec.serial)
         except Exception as exc:

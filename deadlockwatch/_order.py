@@ -19,14 +19,26 @@ common other lock (a gate lock) cannot deadlock and is suppressed (counted,
 kept for `suppressed()`); cycles through a Lock seen handed between threads
 (a latch, not a mutex) are ignored; suppressions by creation site or function
 are honoured.  A cycle learned by one thread alone is still reported, and says
-so.  Locks that are garbage-collected leave the graph; node and edge counts
-are capped, with one warning.
+so.
+
+Tokens teach no order: a plain Lock still held after the function that took it
+has returned (``acquire()`` of a readers-writer lock leaving its group lock to
+the last reader, a latch, a hand-off) is not a critical section of that
+thread: any thread may release it, and who will is a matter of the program's
+own counts, not of lock order.  Holding such a token, a thread's next acquire
+is ordered after the nearest lock it holds in a frame still running instead
+(`held_as_token`).  A lock taken in a generator or coroutine (a
+``contextmanager``) may be held across its suspension: it is never a token.
+
+Locks that are garbage-collected leave the graph; node and edge counts are
+capped, with one warning.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import itertools
 import os
 import time
@@ -65,6 +77,29 @@ class _Edge:
     site: Site | None
     stack: tuple[Frame, ...]
     gates: frozenset[int]
+
+
+_SUSPENDABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
+def held_as_token(lock: Any, frame: Any) -> bool:
+    """True if ``lock`` is a plain Lock held past the return of the function that
+    took it: its acquisition site's code is not on the stack from ``frame``
+    outwards.  Unknown sites, RLocks (owner-bound), semaphores and locks taken
+    in generators or coroutines are never tokens."""
+    if getattr(lock, "_dw_type", None) != "Lock":
+        return False
+    site = getattr(lock, "_site", None)
+    if site is None:
+        return False
+    code = site[0]
+    if code.co_flags & _SUSPENDABLE:
+        return False
+    while frame is not None:
+        if frame.f_code is code:
+            return False
+        frame = frame.f_back
+    return True
 
 
 class _Node:

@@ -316,7 +316,12 @@ class _LockMethods:
         return 0 if self._raw.locked() else 1
 
     def _dw_owner_bound(self) -> bool:
-        return not self._handoff
+        # Handed over: released by another thread, or left held by a thread
+        # whose function that took it returned normally (see _state).
+        if self._handoff:
+            return False
+        owner = self._owner
+        return owner is None or not _state.returned_holding(owner, self._site)
 
 
 class _RLockMethods:

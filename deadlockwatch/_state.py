@@ -13,6 +13,7 @@ import _thread
 import functools
 import itertools
 import os
+import sys
 import threading
 import time
 import weakref
@@ -54,6 +55,8 @@ class ThreadRecord:
         "_gone",
         "alive",
         "daemon",
+        "died",
+        "ends_known",
         "held",
         "ident",
         "lost_at_fork",
@@ -80,6 +83,11 @@ class ThreadRecord:
         self.pid = os.getpid()
         #: In a forked child: this thread was the parent's, gone at the fork.
         self.lost_at_fork = False
+        #: A threading.Thread started while enabled: an uncaught exception
+        #: sets ``died`` (`watch_thread_ends`), so an end without one is known.
+        self.ends_known = False
+        #: The code objects its uncaught exception unwound, if it died of one.
+        self.died: frozenset[CodeType] | None = None
 
     def __repr__(self) -> str:
         return f"<ThreadRecord {self.name!r} ident={self.ident}>"
@@ -177,12 +185,67 @@ def _thread_object(ident: int) -> threading.Thread | None:
     return thread
 
 
+_ORIGINAL_MAKE_INVOKE: Any = getattr(threading, "_make_invoke_excepthook", None)
+
+
+def _make_invoke_excepthook() -> Any:
+    """threading's, for a Thread made while enabled: its ``_invoke_excepthook``,
+    called in the thread when ``run`` raised, first notes what the exception
+    unwound in the thread's record."""
+    invoke = _ORIGINAL_MAKE_INVOKE()
+
+    def invoke_excepthook(thread: Any) -> Any:
+        try:
+            rec: ThreadRecord | None = tls.rec
+        except AttributeError:
+            rec = None
+        if rec is not None:
+            codes = set()
+            tb = sys.exc_info()[2]
+            while tb is not None:
+                codes.add(tb.tb_frame.f_code)
+                tb = tb.tb_next
+            rec.died = frozenset(codes)
+        return invoke(thread)
+
+    invoke_excepthook._dw_ends_known = True  # type: ignore[attr-defined]
+    return invoke_excepthook
+
+
+def watch_thread_ends(on: bool) -> None:
+    """Install (or take back, if still ours) `_make_invoke_excepthook`."""
+    if _ORIGINAL_MAKE_INVOKE is None:
+        return
+    current = getattr(threading, "_make_invoke_excepthook", None)
+    if on and current is _ORIGINAL_MAKE_INVOKE:
+        threading._make_invoke_excepthook = _make_invoke_excepthook  # type: ignore[attr-defined]
+    elif not on and current is _make_invoke_excepthook:
+        threading._make_invoke_excepthook = _ORIGINAL_MAKE_INVOKE  # type: ignore[attr-defined]
+
+
+def returned_holding(rec: ThreadRecord, site: tuple[CodeType, int] | None) -> bool:
+    """True if ``rec``'s thread has ended and the user function that took a lock
+    at ``site`` had returned normally, leaving it held: the lock was handed over
+    on purpose (a plain Lock may be released by any thread).  False when the
+    thread is alive, died of an exception that unwound that function, or its end
+    or the function is not known."""
+    if rec.alive or not rec.ends_known or site is None:
+        return False
+    code = site[0]
+    if code.co_filename in INTERNAL_FILES:
+        return False
+    died = rec.died
+    return died is None or code not in died
+
+
 def new_record() -> ThreadRecord:
     """Create the calling thread's record (once per thread)."""
     ident = _native.get_ident()
     thread = _thread_object(ident)
     if thread is not None:
         rec = ThreadRecord(ident, thread.name, thread.daemon)
+        invoke = getattr(thread, "_invoke_excepthook", None)
+        rec.ends_known = bool(getattr(invoke, "_dw_ends_known", False))
     else:
         rec = ThreadRecord(ident, f"thread-{ident}")
     guard = _Guard()

@@ -240,6 +240,66 @@ def test_handed_off_lock_is_not_in_the_order(order: list[deadlockwatch.Finding])
     assert inversions() == []
 
 
+class ReadersWriterLock:
+    """The textbook design (readerwriterlock's RWLockRead): the first reader
+    takes the group lock under the count lock and returns holding it; the last
+    reader, maybe another thread, releases it under the count lock."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.count_lock = threading.Lock()
+        self.group = threading.Lock()
+
+    def acquire_read(self) -> None:
+        with self.count_lock:
+            self.count += 1
+            if self.count == 1:
+                self.group.acquire()
+
+    def release_read(self) -> None:
+        with self.count_lock:  # holding the group lock: count_lock after group
+            self.count -= 1
+            if self.count == 0:
+                self.group.release()
+
+    def read_in_frame(self) -> None:
+        """The group lock held in a frame still running while the count lock is
+        taken: a real order, against acquire_read's (two threads can deadlock)."""
+        with self.count_lock:
+            self.group.acquire()
+        with self.count_lock:
+            self.group.release()
+
+
+def test_readers_writer_group_lock_teaches_no_order(
+    order: list[deadlockwatch.Finding],
+) -> None:
+    """Holding the group lock after acquire_read() returned, release_read() takes
+    the count lock: the opposite of acquire_read's order, but the group lock is
+    a token (any reader may release it), not a critical section: no inversion,
+    read alone, by two threads handing it over, or beside a writer."""
+    rw = ReadersWriterLock()
+    rw.acquire_read()
+    rw.release_read()
+    rw.acquire_read()
+    run_in_thread(rw.acquire_read, "second reader")
+    rw.release_read()
+    run_in_thread(rw.release_read, "second reader")  # the last reader releases it
+    run_in_thread(lambda: nested(rw.group)(), "writer")
+    assert not rw.group.locked() and rw.count == 0
+    assert inversions() == []
+    # Positive control (a fresh lock: one seen handed over is out of the order
+    # for good): the group lock held in a running frame is ordered.
+    rw = ReadersWriterLock()
+    rw.acquire_read()
+    rw.release_read()
+    assert inversions() == []
+    run_in_thread(rw.read_in_frame, "in-frame reader")
+    found = inversions()
+    assert len(found) == 1
+    assert {r.key for r in found[0].resources} == {id(rw.count_lock), id(rw.group)}
+
+
 def test_each_cycle_is_reported_once(order: list[deadlockwatch.Finding]) -> None:
     a, b = threading.Lock(), threading.Lock()
     for _ in range(3):

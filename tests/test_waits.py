@@ -417,6 +417,50 @@ def test_thread_ending_after_handing_its_lock_over_is_no_warning(tmp_path: Path)
     assert findings == []
 
 
+#: The first reader of a readers-writer lock takes the group Lock and returns;
+#: it may end before the last reader, which releases it.  The writer waits
+#: for the last reader (``RESCUE``), starved for a while, not deadlocked.
+HANDED_OVER = """
+from deadlockwatch import _state
+group = threading.Lock()
+def first_reader():
+    group.acquire()        # returns normally, leaving it held: handed over
+t = threading.Thread(target=first_reader, name="first-reader")
+t.start(); t.join()
+def last_reader():
+    me = threading.main_thread().ident
+    while not any(r.ident == me for r in list(_state.blocked)):  # the writer waits
+        time.sleep(0.01)
+    time.sleep(0.3)        # for the watcher to look
+    group.release()
+RESCUE
+try:
+    with group:            # the writer
+        print("writer ran")
+except DeadlockError as e:
+    print("writer:", e)
+"""
+
+
+def test_lock_left_held_by_a_thread_that_returned_normally_is_handed_over(
+    tmp_path: Path,
+) -> None:
+    """A plain Lock may be released by any thread: one left held by a thread whose
+    function that took it returned normally was handed over (readerwriterlock's
+    first reader), not lost: no held-at-exit warning, and its waiter is no
+    deadlock while another thread can run."""
+    out, findings = watched(
+        tmp_path, HANDED_OVER.replace("RESCUE", "spawn(last_reader, 'last-reader')")
+    )
+    assert "writer ran" in out
+    assert findings == []
+    # Positive control: nobody left to release it, the writer is reported.
+    out, findings = watched(tmp_path, HANDED_OVER.replace("RESCUE", ""))
+    assert "writer: deadlock:" in out
+    assert [f["kind"] for f in findings] == ["deadlock"]
+    assert "held by thread 'first-reader', which exited" in findings[0]["cause"]
+
+
 def test_rlock_left_held_by_an_exited_thread_is_a_warning(tmp_path: Path) -> None:
     out, findings = watched(
         tmp_path,
