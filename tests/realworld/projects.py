@@ -1,0 +1,81 @@
+"""The real-world projects of ``run.py``: pinned sdists, their test
+dependencies and the pytest arguments of their own test suites.
+
+Each entry: ``name`` (PyPI), ``version`` (pinned), ``deps`` (test dependencies,
+pinned where a release changed the outcome), ``args`` (what follows
+``python -m pytest`` in the unpacked sdist), ``timeout`` (seconds per run).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROJECTS: list[dict[str, Any]] = [
+    {
+        "name": "readerwriterlock",
+        "version": "1.0.10",
+        "deps": ["pytest==8.3.4", "typing_extensions"],
+        "args": ["tests/test_rwlock.py"],
+        "timeout": 600,
+    },
+    {
+        "name": "fasteners",
+        "version": "0.20",
+        "deps": ["pytest==8.3.4", "diskcache==5.6.3", "eventlet==0.41.3", "more_itertools"],
+        "args": ["tests"],
+        "timeout": 600,
+    },
+    {
+        "name": "pebble",
+        "version": "5.2.3",
+        "deps": ["pytest==8.3.4"],
+        "args": ["test"],
+        "timeout": 900,
+        # A true lock-order inversion (README, What it found in real projects).
+        "true_findings": ["functions.py:140"],
+    },
+    {
+        "name": "janus",
+        "version": "2.0.0",
+        "deps": ["pytest==8.3.4", "pytest-asyncio==0.25.3", "pytest-cov"],
+        # test_benchmarks.py needs pytest-codspeed's fixture: errors, plain or not.
+        "args": ["tests", "--ignore=tests/test_benchmarks.py"],
+        "timeout": 600,
+    },
+    {
+        "name": "cachetools",
+        "version": "8.0.3",
+        "deps": ["pytest==8.3.4"],
+        "args": ["tests"],
+        "timeout": 300,
+    },
+    {
+        "name": "tenacity",
+        "version": "9.2.1",
+        "deps": ["pytest==8.3.4", "tornado==6.4.2", "typeguard"],
+        "args": ["tests"],
+        "timeout": 300,
+    },
+    {
+        "name": "APScheduler",
+        "version": "3.11.3",
+        "deps": [
+            "pytest==8.3.4",
+            "pytest-timeout",
+            "anyio>=4.5.2",
+            "pytz",
+            "tornado==6.4.2",
+            "sqlalchemy",
+            "gevent",
+        ],
+        "args": ["tests"],
+        "timeout": 900,
+    },
+    {
+        "name": "watchdog",
+        "version": "7.1.1",
+        "deps": ["pytest==8.3.4", "pytest-timeout==2.4.0", "flaky==3.8.1"],
+        "args": ["tests"],
+        "timeout": 900,
+    },
+]

@@ -1,0 +1,221 @@
+"""Real projects' own test suites with deadlockwatch on (not part of the default
+test run: it downloads pinned sdists and takes minutes).
+
+For each project of ``projects.py``: download its pinned sdist, make a virtual
+environment with the project, its test dependencies and this checkout of
+deadlockwatch (installed as a user would, not editable), then run its test
+suite three times: plain, with ``pytest --deadlockwatch`` and with
+``DEADLOCKWATCH=1``.  Prints one table: the outcomes of each run, the wall-time
+ratio to the plain run, the findings (kind counts), and whether the per-test
+outcomes are the same as plain.  A run whose outcomes differ is repeated once
+(a flake does not repeat).  Every finding is kept, as JSON lines, in the work
+directory (``findings-<project>-<mode>.jsonl``) to be read.
+
+    python tests/realworld/run.py                 # every project
+    python tests/realworld/run.py --only pebble,janus --work /tmp/rw
+
+Exit status 0 when every project has the same outcomes in every mode, no run
+hung, and every finding is one of the project's known true findings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+sys.path.insert(0, str(HERE))
+from projects import PROJECTS  # noqa: E402
+
+MODES = ("plain", "plugin", "env")
+HEADERS = {"plain": "plain", "plugin": "--deadlockwatch", "env": "DEADLOCKWATCH=1"}
+
+
+def sh(cmd: list[str], **kw: Any) -> None:
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **kw)
+
+
+def prepare(p: dict[str, Any], work: Path, python: str) -> tuple[Path, Path]:
+    """The unpacked sdist and the venv's python, made once per work directory."""
+    name, version = p["name"], p["version"]
+    sdists = work / "sdists"
+    sdists.mkdir(parents=True, exist_ok=True)
+    found = [f for f in sdists.glob("*.tar.gz") if _is(f.name, name, version)]
+    if not found:
+        sh([python, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+            f"{name}=={version}", "-d", str(sdists)])
+        found = [f for f in sdists.glob("*.tar.gz") if _is(f.name, name, version)]
+    src = work / "src" / f"{name}-{version}"
+    if not src.exists():
+        with tarfile.open(found[0]) as tar:
+            top = tar.getnames()[0].split("/")[0]
+            if sys.version_info >= (3, 12):
+                tar.extractall(work / "src", filter="data")
+            else:
+                tar.extractall(work / "src")  # a pinned sdist
+        (work / "src" / top).rename(src)
+    venv = work / "venv" / name
+    py = venv / "bin" / "python"
+    stamp = venv / ".deadlockwatch-realworld"
+    if not stamp.exists():
+        shutil.rmtree(venv, ignore_errors=True)
+        sh([python, "-m", "venv", str(venv)])
+        sh([str(py), "-m", "pip", "install", "-q", str(src), *p["deps"]])
+        stamp.write_text("ok")
+    # deadlockwatch itself, every time: this checkout as it is now.
+    sh([str(py), "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", str(REPO)])
+    return src, py
+
+
+def _is(filename: str, name: str, version: str) -> bool:
+    norm = filename.lower().replace("-", "_")
+    return norm == f"{name.lower().replace('-', '_')}_{version}.tar.gz"
+
+
+def outcomes(junit: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if not junit.exists():
+        return out
+    rank = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        key = f"{case.get('classname')}::{case.get('name')}"
+        state = "passed"
+        for child in case:
+            if child.tag in ("failure", "error", "skipped"):
+                state = {"failure": "failed"}.get(child.tag, child.tag)
+        if rank[state] >= rank[out.get(key, "passed")]:
+            out[key] = state
+    return out
+
+
+def run(p: dict[str, Any], src: Path, py: Path, mode: str, work: Path) -> dict[str, Any]:
+    tag = f"{p['name']}-{mode}"
+    junit = work / f"junit-{tag}.xml"
+    report = work / f"findings-{tag}.jsonl"
+    for f in (junit, report):
+        f.unlink(missing_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEADLOCKWATCH")}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    cmd = [str(py), "-m", "pytest", "-p", "no:cacheprovider", "-q", "-o", "addopts=",
+           f"--junitxml={junit}", "-o", "junit_family=xunit1", *p["args"]]
+    if mode != "plain":
+        env["DEADLOCKWATCH_REPORT"] = str(report)
+    if mode == "plugin":
+        cmd.append("--deadlockwatch")
+    elif mode == "env":
+        env["DEADLOCKWATCH"] = "1"
+    start = time.monotonic()
+    hung = False
+    with open(work / f"log-{tag}.txt", "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=src, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            rc = proc.wait(timeout=p["timeout"])
+        except subprocess.TimeoutExpired:
+            hung = True
+            os.killpg(proc.pid, 9)
+            rc = proc.wait()
+    took = time.monotonic() - start
+    findings = []
+    if report.exists():
+        findings = [json.loads(line) for line in report.read_text().splitlines() if line.strip()]
+    return {"rc": rc, "hung": hung, "time": took, "outcomes": outcomes(junit),
+            "findings": findings}
+
+
+def counts(res: dict[str, Any]) -> str:
+    if res["hung"]:
+        return "HANG"
+    c: dict[str, int] = {}
+    for state in res["outcomes"].values():
+        c[state] = c.get(state, 0) + 1
+    if not c:
+        return f"no tests (rc {res['rc']})"
+    return " ".join(f"{n} {s}" for s, n in sorted(c.items()))
+
+
+def finding_text(res: dict[str, Any]) -> str:
+    c: dict[str, int] = {}
+    for f in res["findings"]:
+        c[f["kind"]] = c.get(f["kind"], 0) + 1
+    return ", ".join(f"{n} {k}" for k, n in sorted(c.items())) or "none"
+
+
+def unexpected(p: dict[str, Any], res: dict[str, Any]) -> list[dict[str, Any]]:
+    known = p.get("true_findings", [])
+    return [f for f in res["findings"] if not any(k in f.get("cause", "") for k in known)]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--work", default=os.environ.get("DEADLOCKWATCH_REALWORLD_DIR",
+                                                     "/tmp/deadlockwatch-realworld"))
+    ap.add_argument("--only", default="", help="comma-separated project names")
+    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--python", default=sys.executable, help="the CPython to make venvs with")
+    args = ap.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    only = {n.strip().lower() for n in args.only.split(",") if n.strip()}
+    modes = [m for m in args.modes.split(",") if m]
+    rows = []
+    ok = True
+    for p in PROJECTS:
+        if only and p["name"].lower() not in only:
+            continue
+        src, py = prepare(p, work, args.python)
+        results: dict[str, dict[str, Any]] = {}
+        for mode in modes:
+            res = run(p, src, py, mode, work)
+            if mode != "plain" and "plain" in results and (
+                res["hung"] or res["outcomes"] != results["plain"]["outcomes"]
+            ):
+                print(f"{p['name']} {mode}: differs from plain, once more", flush=True)
+                again = run(p, src, py, mode, work)
+                again["repeated"] = res
+                res = again
+            results[mode] = res
+            print(f"{p['name']} {HEADERS[mode]}: {counts(res)} in {res['time']:.1f}s, "
+                  f"findings: {finding_text(res)}", flush=True)
+        rows.append((p, results))
+        plain = results.get("plain")
+        for mode, res in results.items():
+            if mode == "plain":
+                continue
+            bad = unexpected(p, res)
+            if res["hung"] or (plain and res["outcomes"] != plain["outcomes"]) or bad:
+                ok = False
+    print()
+    head = ["project", *(HEADERS[m] for m in modes), "same outcomes"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for p, results in rows:
+        plain = results.get("plain")
+        cells = [f"{p['name']} {p['version']}"]
+        same = []
+        for mode in modes:
+            res = results[mode]
+            cell = f"{counts(res)}, {res['time']:.0f}s"
+            if mode != "plain":
+                if plain:
+                    cell += f" (x{res['time'] / max(plain['time'], 0.01):.2f})"
+                    same.append(not res["hung"] and res["outcomes"] == plain["outcomes"])
+                cell += f"; findings: {finding_text(res)}"
+            cells.append(cell)
+        cells.append("yes" if all(same) else "NO")
+        print("| " + " | ".join(cells) + " |")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
