@@ -72,7 +72,9 @@ def prepare(p: dict[str, Any], work: Path, python: str) -> tuple[Path, Path]:
         sh([python, "-m", "venv", str(venv)])
         sh([str(py), "-m", "pip", "install", "-q", str(src), *p["deps"]])
         stamp.write_text("ok")
-    # deadlockwatch itself, every time: this checkout as it is now.
+    # deadlockwatch itself, every time: this checkout as it is now (its
+    # dependencies once, then the package alone, rebuilt).
+    sh([str(py), "-m", "pip", "install", "-q", str(REPO)])
     sh([str(py), "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", str(REPO)])
     return src, py
 
