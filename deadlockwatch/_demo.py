@@ -192,18 +192,26 @@ def starvation(workers: int = 2) -> list[str]:
 
 
 def died_holding_lock() -> list[str]:
-    """A thread returns without releasing a lock; another then needs it."""
+    """A thread dies of an exception between acquire and release; another then
+    needs the lock.  (One that *returned* holding a Lock handed it over: any
+    thread may release a Lock.)"""
     from ._detector import DETECTOR
 
     lock = threading.Lock()
     seen = len(DETECTOR.findings)
 
     def loader() -> None:
-        lock.acquire()  # and no release: an early return skipped it
+        lock.acquire()
+        raise OSError("load failed")  # before its release
 
     t = threading.Thread(target=loader, name="loader")
-    t.start()
-    t.join(_BOUND)
+    previous = threading.excepthook
+    threading.excepthook = lambda args: None  # the demo says what happened itself
+    try:
+        t.start()
+        t.join(_BOUND)
+    finally:
+        threading.excepthook = previous
     deadline = time.monotonic() + _BOUND  # the warning comes a threshold later
     while len(DETECTOR.findings) == seen and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -212,7 +220,7 @@ def died_holding_lock() -> list[str]:
         with lock:
             pass
 
-    return ["loader: returned holding the lock", *_run_threads([("reader", reader)])]
+    return ["loader: died of an exception holding the lock", *_run_threads([("reader", reader)])]
 
 
 def _fork_context() -> Any:

@@ -639,7 +639,7 @@ def test_demo_reports_belong_to_their_scenario() -> None:
         (
             "died-holding-lock",
             [
-                "    loader: returned holding the lock",
+                "    loader: died of an exception holding the lock",
                 "    reader: got DeadlockError, released its locks",
             ],
         ),
