@@ -182,7 +182,14 @@ def main() -> int:
             if mode != "plain" and "plain" in results and (
                 res["hung"] or res["outcomes"] != results["plain"]["outcomes"]
             ):
-                print(f"{p['name']} {mode}: differs from plain, once more", flush=True)
+                plain_out = results["plain"]["outcomes"]
+                diff = sorted(
+                    f"{k}: {plain_out.get(k)} -> {res['outcomes'].get(k)}"
+                    for k in set(plain_out) | set(res["outcomes"])
+                    if plain_out.get(k) != res["outcomes"].get(k)
+                )
+                what = "hung" if res["hung"] else "; ".join(diff[:10])
+                print(f"{p['name']} {mode}: differs from plain ({what}), once more", flush=True)
                 again = run(p, src, py, mode, work)
                 again["repeated"] = res
                 res = again
