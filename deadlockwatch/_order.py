@@ -17,7 +17,11 @@ it blocks, with the smallest cycle through the new edge.
 Fewer false alarms: a cycle whose edges were all learned while holding one
 common other lock (a gate lock) cannot deadlock and is suppressed (counted,
 kept for `suppressed()`); cycles through a Lock seen handed between threads
-(a latch, not a mutex) are ignored; suppressions by creation site or function
+(a latch, not a mutex) are ignored, and so are cycles through a Lock made at
+a creation site where such Locks are made (lockdep's lock class: a Lock
+released by another thread in one test marks the code that makes it, so the
+first instances, used before any hand-off was seen, are not reported either);
+suppressions by creation site or function
 are honoured.  A cycle learned by one thread alone is still reported, and says
 so.
 
@@ -60,6 +64,7 @@ from ._model import (
     Site,
     resource_labels,
 )
+from ._primitives import HANDOFF_SITES
 
 _state.internal_file(__file__)
 
@@ -387,6 +392,11 @@ class LockOrder:
         locks = [self.nodes[e.src].ref() for e in edges]
         if any(lock is None or getattr(lock, "_handoff", False) for lock in locks):
             return None  # a Lock handed between threads is a latch, not a mutex
+        if any(
+            self.nodes[e.src].type == "Lock" and self.nodes[e.src].created in HANDOFF_SITES
+            for e in edges
+        ):
+            return None  # so is one made where Locks handed between threads are made
         finding = _finding(self, edges)
         members = {e.src for e in edges}
         gates = frozenset.intersection(*(e.gates for e in edges)) - members

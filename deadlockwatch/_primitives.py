@@ -58,6 +58,10 @@ _RawCondition: Any = _native.RawCondition
 #: ``lock`` whose order after ``held_lock`` is not yet known (set by the
 #: detector while lock-order detection is on; None otherwise).
 learn_order: Callable[[Any, Any, ThreadRecord], None] | None = None
+#: Creation sites of Locks seen released by a thread other than their taker:
+#: the code there makes hand-off Locks (lockdep's lock class), so a cycle
+#: through any Lock made there is ignored (see `_order`), however early.
+HANDOFF_SITES: set[Site] = set()
 #: What a lock with no learned order has as its known successors.
 _NO_ORDERS: frozenset[int] = frozenset()
 
@@ -240,7 +244,11 @@ class _LockMethods:
                 else:
                     remove_held(owner, self)
             else:
-                self._handoff = True
+                if not self._handoff:
+                    self._handoff = True
+                    created = self._created
+                    if created is not None:
+                        HANDOFF_SITES.add(created)
                 remove_held(owner, self)
         self._raw.release()
 
