@@ -663,3 +663,42 @@ def test_a_cycle_through_a_collected_lock_can_be_reported_again() -> None:
     graph.learn(b, e, [b], "t", 1, 1)  # any learn drops what was collected
     assert not any(gone in pair for cycle in graph._reported for pair in cycle)
     assert any(id(c) in pair for cycle in graph._reported for pair in cycle)  # c, d: kept
+
+
+def test_a_second_call_of_the_function_that_took_a_token_is_another_frame(
+    order: list[deadlockwatch.Finding],
+) -> None:
+    """readerwriterlock's RWLockWrite writer: the first acquire() returns holding
+    the group lock; a second, failing acquire() by the same thread (the same
+    code, another frame) then takes the count lock while the group lock is
+    still held, as a token: no order, so no inversion."""
+    count_lock, group = threading.Lock(), threading.Lock()
+    writers = [0]
+
+    def acquire(blocking: bool = True) -> bool:
+        with count_lock:
+            writers[0] += 1
+            if writers[0] == 1:
+                group.acquire()
+                return True
+        if blocking:  # pragma: no cover (not taken here)
+            group.acquire()
+            return True
+        with count_lock:  # give up, the group lock held since the first call
+            writers[0] -= 1
+        return False
+
+    assert acquire() and not acquire(blocking=False)
+    assert inversions() == []
+    group.release()
+    # Positive control: the same order taken in the frame that took the group
+    # lock (still running) is an order, against acquire()'s.
+
+    def in_frame() -> None:
+        group.acquire()
+        with count_lock:
+            pass
+        group.release()
+
+    in_frame()
+    assert len(inversions()) == 1
