@@ -67,15 +67,15 @@ def prepare(p: dict[str, Any], work: Path, python: str) -> tuple[Path, Path]:
     venv = work / "venv" / name
     py = venv / "bin" / "python"
     stamp = venv / ".deadlockwatch-realworld"
+    # deadlockwatch itself, as a user installs it (not editable: its .pth),
+    # from this checkout as it is now: rebuilt in a venv made before.
     if not stamp.exists():
         shutil.rmtree(venv, ignore_errors=True)
         sh([python, "-m", "venv", str(venv)])
-        sh([str(py), "-m", "pip", "install", "-q", str(src), *p["deps"]])
+        sh([str(py), "-m", "pip", "install", "-q", str(src), *p["deps"], str(REPO)])
         stamp.write_text("ok")
-    # deadlockwatch itself, every time: this checkout as it is now (its
-    # dependencies once, then the package alone, rebuilt).
-    sh([str(py), "-m", "pip", "install", "-q", str(REPO)])
-    sh([str(py), "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", str(REPO)])
+    else:
+        sh([str(py), "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", str(REPO)])
     return src, py
 
 
