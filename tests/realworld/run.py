@@ -191,7 +191,7 @@ def main() -> int:
     rows = []
     ok = True
     for p in PROJECTS:
-        if only and p["name"].lower() not in only:
+        if (only and p["name"].lower() not in only) or (not only and p.get("slow")):
             continue
         src, py = prepare(p, work, args.python)
         results: dict[str, dict[str, Any]] = {}
