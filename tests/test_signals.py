@@ -19,8 +19,10 @@ each have a positive control: the same program with the rescue removed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -82,7 +84,12 @@ def program(body: str) -> str:
 def run_program(
     tmp_path: Path, text: str, timeout: float = 60.0, env: dict[str, str] | None = None
 ) -> tuple[str, list[Any]]:
-    """Run ``text`` as ``python prog.py``; its stdout and the findings it reported."""
+    """Run ``text`` as ``python prog.py``; its stdout and the findings it reported.
+
+    The program runs in a session of its own, killed as a whole when it ends:
+    a process pool's workers it leaves behind (it was stopped by its watchdog)
+    neither outlive the test nor keep its output open.
+    """
     report = tmp_path / "report.jsonl"
     prog = tmp_path / "prog.py"
     prog.write_text(text)
@@ -90,19 +97,30 @@ def run_program(
     full_env.update(env or {})
     full_env["REPORT"] = str(report)
     full_env.setdefault("PYTHONFAULTHANDLER", "1")
-    proc = subprocess.run(
-        [sys.executable, str(prog)],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=str(tmp_path),
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with open(tmp_path / "stdout", "w+") as out, open(tmp_path / "stderr", "w+") as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(prog)],
+            env=full_env,
+            stdout=out,
+            stderr=err,
+            text=True,
+            cwd=str(tmp_path),
+            start_new_session=True,
+        )
+        try:
+            returncode = proc.wait(timeout)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    assert returncode == 0, stdout + stderr
     findings = []
     if report.exists():
         findings = [json.loads(x) for x in report.read_text().splitlines() if x]
-    return proc.stdout, findings
+    return stdout, findings
 
 
 def line_of(text: str, needle: str) -> int:
@@ -344,6 +362,7 @@ def main():
     def starter():
         with lock:
             holding.set()
+            settle(lambda: blocked("service"), lambda: time.sleep(0.01), 5.0)
             ready.wait()
     def service():
         holding.wait(10)
@@ -351,6 +370,7 @@ def main():
             ready.set()
     s = spawn(starter, "starter")
     v = spawn(service, "service")
+    settle(lambda: blocked("service", "starter"), lambda: time.sleep(0.01), 5.0)
     try:
         s.join()
     except DeadlockError:
@@ -367,6 +387,7 @@ holding = threading.Event()
 def starter():
     with lock:
         holding.set()
+        settle(lambda: blocked("service"), lambda: time.sleep(0.01), 5.0)
         ready.wait()
 def service():
     holding.wait(10)
@@ -375,6 +396,7 @@ def service():
 def main():
     s = spawn(starter, "starter")
     v = spawn(service, "service")
+    settle(lambda: blocked("service", "starter"), lambda: time.sleep(0.01), 5.0)
     try:
         s.join()
     except DeadlockError:
@@ -385,8 +407,10 @@ main()
 """
 
 
-# Fails before issue 13: the cause says "... while holding what 'MainThread'
-# needs before it could set it" (the untimed joiner is blamed).
+# The service blocked first, the main thread joins last: before issue 13 the
+# cause says "'starter' waits on Event(...) while holding what 'MainThread'
+# needs before it could set it" (the walk of the cycle from the longest-blocked
+# thread, 'service', goes through the untimed joiner).
 @pytest.mark.parametrize("body", [BLAME_LOCAL, BLAME_GLOBAL], ids=["local", "global"])
 def test_blame_names_the_thread_that_would_signal(tmp_path: Path, body: str) -> None:
     text = program(body)
@@ -699,8 +723,6 @@ PROBABLE_AFTER = {"condition_notified_from_a_finalizer": "2.0"}
 
 
 def _skip_unsupported(name: str) -> None:
-    import signal
-
     if name == "signal_handler_sets_the_event" and not hasattr(signal, "setitimer"):
         pytest.skip("needs signal.setitimer")
     if name == "future_completed_by_a_process_pool" and not hasattr(os, "fork"):
