@@ -298,6 +298,16 @@ _TYPES = {
 }
 
 
+_VERBS = {
+    "event": "set",
+    "condition": "notify",
+    "queue_full": "take an item from",
+    "barrier": "reach",
+    "semaphore": "release",
+    "future": "complete",
+}
+
+
 def _case_id(case: tuple[str, str, tuple[str, ...]]) -> str:
     return "-".join([case[0], case[1], *case[2]])
 
@@ -309,12 +319,18 @@ def test_deadlock_through_a_signal_is_reported_beside_bystanders(
     tmp_path: Path, case: tuple[str, str, tuple[str, ...]]
 ) -> None:
     shape, main, extras = case
-    out, findings = run_program(tmp_path, shape_program(shape, main, extras, "local"))
+    text = shape_program(shape, main, extras, "local")
+    out, findings = run_program(tmp_path, text)
     f = only(findings, "deadlock")
     assert f["threads"] == ["waiter", "signaller"] or f["threads"] == ["signaller", "waiter"]
     assert {s["thread"] for s in f["cycle"]} == {"waiter", "signaller"}
-    assert f["cause"].startswith(f"'waiter' waits on {_TYPES[shape]}(created prog.py:")
-    assert "which 'signaller' needs before it could" in f["cause"], f["cause"]
+    made = line_of(text, SHAPES[shape][0].splitlines()[0])
+    lock = line_of(text, "lock = threading.Lock()")
+    assert f["cause"] == (
+        f"'waiter' waits on {_TYPES[shape]}(created prog.py:{made}) while holding "
+        f"Lock(created prog.py:{lock}), which 'signaller' needs before it could "
+        f"{_VERBS[shape]} it"
+    )
     # Within about a second of the workers blocking (generous: a shared machine).
     assert details(f, "waiter")["waits_for"]["blocked_for"] < 3.0
     assert "DeadlockError in waiter" in out and "DeadlockError in signaller" in out
