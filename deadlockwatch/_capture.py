@@ -10,6 +10,7 @@ watcher confirms a finding on a second capture before believing it.
 from __future__ import annotations
 
 import linecache
+import os
 import re
 import sys
 import threading
@@ -18,12 +19,13 @@ from dataclasses import replace
 from types import FrameType
 from typing import Any
 
-from . import _native, _state, _waits
+from . import _analysis, _native, _reach, _state, _waits
 from ._model import (
     LOCK_KIND,
     SIGNAL_KIND,
     Frame,
     HeldInfo,
+    ReachInfo,
     ResourceInfo,
     Site,
     Snapshot,
@@ -51,6 +53,8 @@ class _Builder:
         #: Records made up for threads that hold or run something but never
         #: touched a tracked primitive (a pool's idle worker, say).
         self.stand_ins: dict[int, ThreadRecord] = {}
+        #: Each resource's live object, for working out who can reach it.
+        self.live: dict[int, Any] = {}
 
     def record_for(self, holder: ThreadRecord | int) -> ThreadRecord:
         if isinstance(holder, ThreadRecord):
@@ -102,6 +106,7 @@ class _Builder:
                 waited.append(_key(obj))
         held_sites: dict[int, Site | None] = {}
         for key, obj in objs.items():
+            self.live.setdefault(key, obj)
             holders = [(self.record_for(r), n, site) for r, n, site in obj._dw_holders()]
             if key not in self.resources:
                 self.resources[key] = _resource_info(key, obj, holders)
@@ -143,12 +148,46 @@ class _Builder:
             for key in self.self_waiting:
                 r = self.resources[key]
                 self.resources[key] = replace(r, owner_bound=False)
-        return Snapshot(
+        snap = Snapshot(
             threads=self.threads,
             resources=self.resources,
             others_running=others,
             wakeable=self._wakeable(),
+            running=frozenset(i for i in self.frames if i not in in_snapshot),
         )
+        keys = _analysis.needs_reach(snap)
+        return self._with_reach(snap, keys) if keys else snap
+
+    def _with_reach(self, snap: Snapshot, keys: Iterable[int]) -> Snapshot:
+        """``snap`` with who can reach each resource of ``keys`` worked out."""
+        resources = dict(snap.resources)
+        for key in keys:
+            obj = self.live.get(key)
+            if obj is None:
+                continue
+            target = obj.obj if isinstance(obj, _waits.View) else obj
+            found = _reach.reach([target], self.frames)
+            named: list[tuple[int, str]] = []
+            if found.names:
+                for ident, frame in self.frames.items():
+                    how = _reach.names_in_stack(frame, found.names)
+                    if how:
+                        named.append((ident, how))
+            resources[key] = replace(
+                resources[key],
+                reach=ReachInfo(
+                    threads=tuple(found.threads.items()),
+                    shared=tuple(dict.fromkeys(found.shared)),
+                    named_by=tuple(named),
+                    handler=found.handler,
+                    complete=found.complete,
+                ),
+            )
+        whereabouts = {
+            ident: (_state.thread_name(ident, f"thread-{ident}"), _whereabouts(frame))
+            for ident, frame in self.frames.items()
+        }
+        return replace(snap, resources=resources, whereabouts=whereabouts)
 
     def _wakeable(self) -> frozenset[int]:
         """The main thread, if it waits on a signal and the application has a
@@ -197,6 +236,16 @@ def _resource_info(
     )
 
 
+def _whereabouts(frame: FrameType | None) -> str:
+    """Where a thread is, in the application's code: ``at app.py:12 in run: t.join(5)``."""
+    frame = _state.user_frame(frame) or frame
+    if frame is None:
+        return "nowhere deadlockwatch can see"
+    site = _state.frame_site(frame) or Site(frame.f_code.co_filename, frame.f_lineno or 0, "?")
+    code = linecache.getline(frame.f_code.co_filename, frame.f_lineno or 0).strip()
+    return f"at {site}" + (f": {code}" if code else "")
+
+
 def _import_site(frame: FrameType | None) -> Site | None:
     """Where a thread blocked in the import system asked for the import."""
     while frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
@@ -229,6 +278,24 @@ def _signal_handlers() -> bool:
     return False
 
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _app_frames(exclude: Iterable[int]) -> dict[int, FrameType]:
+    """The innermost frame of every live thread but ``exclude`` and
+    deadlockwatch's own (the watcher, the threads that log a finding)."""
+    frames = _native.current_frames()
+    for ident in exclude:
+        frames.pop(ident, None)
+    for ident, frame in list(frames.items()):
+        bottom = frame
+        while bottom.f_back is not None:
+            bottom = bottom.f_back
+        if os.path.abspath(bottom.f_code.co_filename).startswith(_PACKAGE):
+            del frames[ident]
+    return frames
+
+
 def capture(
     waits: Iterable[WaitRecord], exclude: Iterable[int] = ()
 ) -> tuple[Snapshot, dict[int, FrameType]]:
@@ -238,9 +305,7 @@ def capture(
     stacks); ``exclude`` names thread idents (the watcher's) that are neither
     reported nor counted as able to run.
     """
-    frames = _native.current_frames()
-    for ident in exclude:
-        frames.pop(ident, None)
+    frames = _app_frames(exclude)
     b = _Builder(frames)
     b.pending.extend(w.rec for w in waits)
     b.follow()
@@ -251,9 +316,7 @@ def capture_departed(
     rec: ThreadRecord, exclude: Iterable[int] = ()
 ) -> tuple[Snapshot, dict[int, FrameType]]:
     """A thread that has ended, with what it still holds."""
-    frames = _native.current_frames()
-    for ident in exclude:
-        frames.pop(ident, None)
+    frames = _app_frames(exclude)
     b = _Builder(frames)
     b.add(rec)
     return b.snapshot(), frames
@@ -261,9 +324,7 @@ def capture_departed(
 
 def capture_all(exclude: Iterable[int] = ()) -> tuple[Snapshot, dict[int, FrameType]]:
     """Every live thread (tracked or not) and every tracked primitive they touch, for dump()."""
-    frames = _native.current_frames()
-    for ident in exclude:
-        frames.pop(ident, None)
+    frames = _app_frames(exclude)
     b = _Builder(frames)
     records = _state.records.copy()
     for ident in frames:
