@@ -37,6 +37,9 @@ from ._state import ThreadRecord, WaitRecord
 _state.internal_file(__file__)
 
 MAX_STACK = 64
+#: How long a reachability answer is reused for the same waits (`_Builder._reach`).
+REACH_CACHE_SECONDS = 1.0
+_REACH_CACHE: dict[tuple[int, frozenset[int]], tuple[float, ReachInfo]] = {}
 
 
 class _Builder:
@@ -161,33 +164,44 @@ class _Builder:
     def _with_reach(self, snap: Snapshot, keys: Iterable[int]) -> Snapshot:
         """``snap`` with who can reach each resource of ``keys`` worked out."""
         resources = dict(snap.resources)
+        waits = frozenset(t.wait.token for t in snap.threads.values() if t.wait is not None)
         for key in keys:
             obj = self.live.get(key)
-            if obj is None:
-                continue
-            target = obj.obj if isinstance(obj, _waits.View) else obj
-            found = _reach.reach([target], self.frames)
-            named: list[tuple[int, str]] = []
-            if found.names:
-                for ident, frame in self.frames.items():
-                    how = _reach.names_in_stack(frame, found.names)
-                    if how:
-                        named.append((ident, how))
-            resources[key] = replace(
-                resources[key],
-                reach=ReachInfo(
-                    threads=tuple(found.threads.items()),
-                    shared=tuple(dict.fromkeys(found.shared)),
-                    named_by=tuple(named),
-                    handler=found.handler,
-                    complete=found.complete,
-                ),
-            )
+            if obj is not None:
+                resources[key] = replace(resources[key], reach=self._reach(key, obj, waits))
         whereabouts = {
             ident: (_state.thread_name(ident, f"thread-{ident}"), _whereabouts(frame))
             for ident, frame in self.frames.items()
         }
         return replace(snap, resources=resources, whereabouts=whereabouts)
+
+    def _reach(self, key: int, obj: Any, waits: frozenset[int]) -> ReachInfo:
+        """Who can reach resource ``obj``; the answer is kept for a moment
+        while the same threads wait in the same waits (what no thread that
+        can run reaches, no such thread can come to reach later: only a
+        global or a thread that reaches it can pass it on)."""
+        cached = _REACH_CACHE.get((key, waits))
+        if cached is not None and self.now - cached[0] < REACH_CACHE_SECONDS:
+            return cached[1]
+        target = obj.obj if isinstance(obj, _waits.View) else obj
+        found = _reach.reach([target], self.frames)
+        named: list[tuple[int, str]] = []
+        if found.names:
+            for ident, frame in self.frames.items():
+                how = _reach.names_in_stack(frame, found.names)
+                if how:
+                    named.append((ident, how))
+        info = ReachInfo(
+            threads=tuple(found.threads.items()),
+            shared=tuple(dict.fromkeys(found.shared)),
+            named_by=tuple(named),
+            handler=found.handler,
+            complete=found.complete,
+        )
+        if len(_REACH_CACHE) > 256:
+            _REACH_CACHE.clear()
+        _REACH_CACHE[(key, waits)] = (self.now, info)
+        return info
 
     def _wakeable(self) -> frozenset[int]:
         """The main thread, if it waits on a signal and the application has a

@@ -80,6 +80,11 @@ def all_locals(code: CodeType) -> frozenset[str]:
     )
 
 
+def locals_after(code: CodeType, lasti: int) -> frozenset[str]:
+    """The local variables ``code`` may load after the instruction at ``lasti``."""
+    return frozenset(n for n in live_after(code, lasti) if not n.startswith("."))
+
+
 def names_after(code: CodeType, lasti: int) -> frozenset[str]:
     """The global and attribute names the rest of ``code`` may load after
     the instruction at ``lasti``."""

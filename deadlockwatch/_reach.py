@@ -7,11 +7,13 @@ the hot path.  Two steps:
 1. Backwards from the objects (``gc.get_referrers``, one scan of the heap per
    level) to what holds them, up to the roots: a module global or a class
    attribute (every thread can reach those), a ``threading.Thread`` object
-   (its target and arguments belong to that thread), or an object held where
-   the garbage collector cannot see (more references than referrers found:
-   a signal handler, an atexit entry, C code) — every thread again.  Frames
-   are not followed: on 3.11+ a running frame hides its locals from the
-   collector, so they are read directly in step 2.
+   (its target and arguments belong to that thread), or an object that is
+   alive though nothing the collector sees holds it, nor any thread's locals
+   (a signal handler, an atexit entry, C code) — every thread again.  The
+   frames of running threads are not followed (on 3.11+ a running frame
+   hides its locals from the collector: they are read in step 2), nor are
+   tracebacks (the frames they keep have finished); a suspended generator's
+   frame is, to whoever holds the generator.
 2. For each thread, the locals of each of its frames that the rest of their
    function may still load (`_liveness`): a thread reaches the objects if one
    of those holds an object found in step 1, or if step 1 ended at its own
@@ -37,7 +39,7 @@ from . import _liveness, _state
 
 MAX_LEVELS = 12
 MAX_OBJECTS = 50_000
-MAX_SECONDS = 0.25
+MAX_SECONDS = 0.5
 
 #: A Thread's (and a Timer's) own callable and arguments: that thread's alone.
 _THREAD_OWN = ("_target", "_args", "_kwargs", "function", "args", "kwargs")
@@ -136,6 +138,9 @@ def reach(
                 mine.add(id(values))
             pairs.append((f, values))
         local_values[ident] = pairs
+    # Every thread's, this one's too (on 3.10 a running frame is an object
+    # the collector sees).
+    on_stacks = {id(f) for top in sys._current_frames().values() for f in _stack(top)}
     in_frames = {
         id(v) for pairs in local_values.values() for _, values in pairs for v in _values(values)
     }
@@ -159,21 +164,22 @@ def reach(
                 out.complete = False
                 break
             front_ids = {id(o) for o in frontier}
-            mine.add(id(frontier))
             args = tuple(frontier)  # passed as is: the call's own tuple refers to them all
-            mine.add(id(args))
             found = gc.get_referrers(*args)
+            # The walk's own containers: neither holders nor ways to reach.
+            walking = {id(frontier), id(args), id(found), id(ancestors), id(keys)}
             del args
-            mine.add(id(found))
             seen: set[int] = set()
             nxt: list[Any] = []
             for r in found:
                 rid = id(r)
-                if rid in mine:
+                if rid in walking:
                     continue
                 seen.update(id(x) for x in gc.get_referents(r) if id(x) in front_ids)
-                if rid in ancestors or isinstance(r, (types.FrameType, types.ModuleType)):
-                    continue  # frames: step 2; modules: through their __dict__
+                if rid in mine:
+                    continue
+                if rid in ancestors or rid in on_stacks or isinstance(r, _DEAD_ENDS):
+                    continue  # running frames: step 2; modules: through their __dict__
                 if _ours(r) or (isinstance(r, types.MethodType) and id(r.__self__) in by_object):
                     continue  # our records; a thread's own bound run()
                 if isinstance(r, dict) and rid in modules:
@@ -263,9 +269,7 @@ def _frame_reach(pairs: list[tuple[FrameType, Any]], ancestors: Mapping[int, Any
         code = f.f_code
         if os.path.abspath(code.co_filename).startswith(_PACKAGE):
             continue
-        for name in _liveness.live_after(code, f.f_lasti):
-            if name.startswith("."):
-                continue
+        for name in _liveness.locals_after(code, f.f_lasti):
             try:
                 value = values.get(name, _MISSING)
             except Exception:
@@ -276,6 +280,9 @@ def _frame_reach(pairs: list[tuple[FrameType, Any]], ancestors: Mapping[int, Any
 
 
 _MISSING = object()
+#: Referrers not followed: a module is reached through its ``__dict__``; a
+#: traceback keeps frames that have finished, whose locals no code uses.
+_DEAD_ENDS = (types.ModuleType, types.TracebackType)
 
 
 def names_in_stack(top: FrameType | None, names: set[str]) -> str:
