@@ -110,8 +110,10 @@ def _rescuers(snap: Snapshot, r: ResourceInfo, progress: set[int], mode: str) ->
     assert reach is not None
     running = _running_idents(snap, progress)
     found = [i for i, _ in reach.threads if i in running]
-    if found or reach.handler:
-        return found or [0]
+    if reach.rescues:
+        found.append(0)  # a signal handler's main thread, a thread starting
+    if found:
+        return found
     if not reach.complete or (reach.shared and mode == CERTAIN):
         return sorted(running)
     if reach.shared:

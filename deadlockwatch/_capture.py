@@ -143,7 +143,8 @@ class _Builder:
 
     def snapshot(self) -> Snapshot:
         in_snapshot = {t.ident for t in self.threads.values() if t.alive}
-        others = any(ident not in in_snapshot for ident in self.frames)
+        # A thread started but not running Python yet (no frame) can run too.
+        others = any(ident not in in_snapshot for ident in self.frames) or _starting()
         if others:
             # A thread blocking on a Lock it took with a bare acquire() may be
             # waiting for another thread to release it (a latch): while other
@@ -195,7 +196,7 @@ class _Builder:
             threads=tuple(found.threads.items()),
             shared=tuple(dict.fromkeys(found.shared)),
             named_by=tuple(named),
-            handler=found.handler,
+            rescues=tuple(found.rescues),
             complete=found.complete,
         )
         if len(_REACH_CACHE) > 256:
@@ -248,6 +249,11 @@ def _resource_info(
         group=text("_dw_group"),
         parts=tuple(_key(p) for p in getattr(obj, "_dw_parts", list)()),
     )
+
+
+def _starting() -> bool:
+    threading_ = sys.modules.get("threading")
+    return bool(getattr(threading_, "_limbo", None))
 
 
 def _whereabouts(frame: FrameType | None) -> str:

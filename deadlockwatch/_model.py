@@ -80,8 +80,9 @@ class ReachInfo:
     shared: tuple[str, ...] = ()
     #: Threads whose running code names one of the globals of ``shared``.
     named_by: tuple[tuple[int, str], ...] = ()
-    #: A Python signal handler reaches it (it runs in the main thread).
-    handler: str = ""
+    #: Ways a thread that can run reaches it though it is in no snapshot: a
+    #: Python signal handler (run by the main thread), a thread starting.
+    rescues: tuple[str, ...] = ()
     #: False: the search hit a bound; every thread counts as reaching it.
     complete: bool = True
 

@@ -55,10 +55,21 @@ class Reach:
     shared: list[str] = field(default_factory=list)
     #: The global and attribute names those ways go through.
     names: set[str] = field(default_factory=set)
-    #: A Python signal handler reaches them (it runs in the main thread).
-    handler: str = ""
+    #: Ways a thread that can run reaches them though it is in no snapshot:
+    #: a Python signal handler (run by the main thread), a thread starting.
+    rescues: list[str] = field(default_factory=list)
     #: False: a bound was hit; treat them as reachable by every thread.
     complete: bool = True
+
+
+def _starting() -> dict[int, Any]:
+    """Threads started but not running Python yet (threading's ``_limbo``),
+    by the id of their Thread object."""
+    threading = sys.modules.get("threading")
+    try:
+        return {id(t): t for t in list(getattr(threading, "_limbo", {}).values())}
+    except Exception:
+        return {}
 
 
 def _thread_objects() -> dict[int, Any]:
@@ -149,6 +160,7 @@ def reach(
     keys: dict[int, str] = {}
     threads = _thread_objects()
     by_object = {id(t): ident for ident, t in threads.items()}
+    starting = _starting()
     modules = {id(m.__dict__): m for m in list(sys.modules.values()) if m is not None}
     deadline = time.monotonic() + max_seconds
     frontier = list(targets)
@@ -195,9 +207,14 @@ def reach(
                     out.shared.append(f"the class attribute {r.__qualname__}.{attr}")
                     out.names.add(attr)
                     continue
-                if rid in by_object:
-                    ident = by_object[rid]
-                    out.threads.setdefault(ident, "its own Thread object")
+                if rid in by_object or rid in starting:
+                    if rid in by_object:
+                        out.threads.setdefault(by_object[rid], "its own Thread object")
+                    else:
+                        name = getattr(starting[rid], "_name", "?")
+                        out.rescues.append(
+                            f"thread {name!r}, which is starting, through its own Thread object"
+                        )
                     attrs = getattr(r, "__dict__", None)
                     via = keys.get(id(attrs)) if id(attrs) in front_ids else None
                     if via is None and isinstance(attrs, dict):
@@ -214,7 +231,12 @@ def reach(
                     out.complete = False
                     return out
             for obj in frontier:
-                if id(obj) not in seen and id(obj) not in in_frames and id(obj) not in by_object:
+                if (
+                    id(obj) not in seen
+                    and id(obj) not in in_frames
+                    and id(obj) not in by_object
+                    and id(obj) not in starting
+                ):
                     # Alive, yet nothing the collector sees holds it, nor any
                     # thread's locals: C code does (a signal handler, atexit).
                     out.shared.append(f"{_describe(obj)} held where deadlockwatch cannot see")
@@ -257,7 +279,7 @@ def _handlers(out: Reach, ancestors: Mapping[int, Any]) -> None:
             except (ValueError, OSError):
                 continue
             if callable(handler) and id(handler) in ancestors:
-                out.handler = f"the handler of {signal.Signals(sig).name}"
+                out.rescues.append(f"the handler of {signal.Signals(sig).name}")
                 return
     except Exception:
         return

@@ -253,10 +253,10 @@ def test_a_signal_handler_reaching_it_is_found() -> None:
         found = _reach.reach([ev], _frames())
     finally:
         signal.signal(signal.SIGUSR1, old)
-    assert found.handler == "the handler of SIGUSR1"
+    assert found.rescues == ["the handler of SIGUSR1"]
     # Held by C alone, the handler also makes the object reachable by all.
     assert any("cannot see" in s for s in found.shared)
-    assert _reach.reach([ev], _frames()).handler == ""
+    assert _reach.reach([ev], _frames()).rescues == []
 
 
 def _holds_generator(ready: threading.Event, release: threading.Event, box: list[Any]) -> None:
@@ -291,3 +291,18 @@ def test_past_its_bound_the_walk_says_so(parked: _Parked) -> None:
     parked.start(_holds_live, [node], name="deep")
     assert not _reach.reach([ev], _frames(), max_levels=3).complete
     assert _reach.reach([ev], _frames()).complete
+
+
+def test_a_thread_still_starting_can_reach_what_its_thread_object_holds() -> None:
+    # Thread.start() waits on the new thread's `_started` Event while the
+    # thread sits in threading's `_limbo`, with no frame yet: it can run.
+    t = threading.Thread(target=lambda: None, name="newborn", daemon=True)
+    limbo = threading._limbo  # type: ignore[attr-defined]
+    limbo[t] = t
+    try:
+        found = _reach.reach([t._started], _frames())  # type: ignore[attr-defined]
+    finally:
+        del limbo[t]
+    assert found.rescues and "'newborn', which is starting" in found.rescues[0]
+    # Positive control: out of _limbo (never started), nobody reaches it.
+    assert _reach.reach([t._started], _frames()).rescues == []  # type: ignore[attr-defined]
