@@ -41,13 +41,11 @@ class _Node:
 
 
 def _heap(n: int) -> list[Any]:
-    """``n`` small objects in a few shapes, kept alive."""
+    """``n`` small objects the collector tracks (lists, instances), kept alive."""
     out: list[Any] = []
-    for i in range(n // 4):
+    for i in range(n // 2):
         out.append([i])
-        out.append({"k": i})
         out.append(_Node(i))
-        out.append((i, str(i)))
     return out
 
 

@@ -39,6 +39,10 @@ _state.internal_file(__file__)
 MAX_STACK = 64
 #: How long a reachability answer is reused for the same waits (`_Builder._reach`).
 REACH_CACHE_SECONDS = 1.0
+#: The reachability walks' share of the watcher's time: after a walk that
+#: took d seconds, the next one waits until d / REACH_SHARE have passed.
+REACH_SHARE = 0.1
+_next_walk = 0.0
 _REACH_CACHE: dict[tuple[int, frozenset[int]], tuple[float, ReachInfo]] = {}
 
 
@@ -46,8 +50,10 @@ class _Builder:
     """Turns thread records into `ThreadInfo` and the primitives they touch into
     `ResourceInfo`, following holders of waited-for resources when asked."""
 
-    def __init__(self, frames: Mapping[int, FrameType]) -> None:
+    def __init__(self, frames: Mapping[int, FrameType], budget: bool = True) -> None:
         self.frames = frames
+        #: Keep the reachability walks within their share of time.
+        self.budget = budget
         self.now = _native.monotonic()
         self.threads: dict[int, ThreadInfo] = {}
         self.resources: dict[int, ResourceInfo] = {}
@@ -166,26 +172,39 @@ class _Builder:
         """``snap`` with who can reach each resource of ``keys`` worked out."""
         resources = dict(snap.resources)
         waits = frozenset(t.wait.token for t in snap.threads.values() if t.wait is not None)
+        deferred = False
         for key in keys:
             obj = self.live.get(key)
-            if obj is not None:
-                resources[key] = replace(resources[key], reach=self._reach(key, obj, waits))
+            if obj is None:
+                continue
+            info = self._reach(key, obj, waits)
+            if info is None:
+                deferred = True
+            else:
+                resources[key] = replace(resources[key], reach=info)
         whereabouts = {
             ident: (_state.thread_name(ident, f"thread-{ident}"), _whereabouts(frame))
             for ident, frame in self.frames.items()
         }
-        return replace(snap, resources=resources, whereabouts=whereabouts)
+        return replace(snap, resources=resources, whereabouts=whereabouts, reach_deferred=deferred)
 
-    def _reach(self, key: int, obj: Any, waits: frozenset[int]) -> ReachInfo:
-        """Who can reach resource ``obj``; the answer is kept for a moment
-        while the same threads wait in the same waits (what no thread that
-        can run reaches, no such thread can come to reach later: only a
-        global or a thread that reaches it can pass it on)."""
+    def _reach(self, key: int, obj: Any, waits: frozenset[int]) -> ReachInfo | None:
+        """Who can reach resource ``obj`` (None: not now, the walks' share of
+        time is spent).  The answer is kept for a moment while the same
+        threads wait in the same waits (what no thread that can run reaches,
+        no such thread can come to reach later: only a global or a thread
+        that reaches it can pass it on)."""
+        global _next_walk
         cached = _REACH_CACHE.get((key, waits))
         if cached is not None and self.now - cached[0] < REACH_CACHE_SECONDS:
             return cached[1]
+        if self.budget and _native.monotonic() < _next_walk:
+            return None
         target = obj.obj if isinstance(obj, _waits.View) else obj
+        start = _native.monotonic()
         found = _reach.reach([target], self.frames)
+        end = _native.monotonic()
+        _next_walk = end + (end - start) * (1 / REACH_SHARE - 1)
         named: list[tuple[int, str]] = []
         if found.names:
             for ident, frame in self.frames.items():
@@ -317,16 +336,17 @@ def _app_frames(exclude: Iterable[int]) -> dict[int, FrameType]:
 
 
 def capture(
-    waits: Iterable[WaitRecord], exclude: Iterable[int] = ()
+    waits: Iterable[WaitRecord], exclude: Iterable[int] = (), budget: bool = True
 ) -> tuple[Snapshot, dict[int, FrameType]]:
     """Snapshot the given waits, the holders of what they wait for, and so on.
 
     Returns the snapshot and the current frame of every live thread (for
     stacks); ``exclude`` names thread idents (the watcher's) that are neither
-    reported nor counted as able to run.
+    reported nor counted as able to run; ``budget=False`` works out who can
+    reach a signal whatever the walks have cost lately.
     """
     frames = _app_frames(exclude)
-    b = _Builder(frames)
+    b = _Builder(frames, budget)
     b.pending.extend(w.rec for w in waits)
     b.follow()
     return b.snapshot(), frames

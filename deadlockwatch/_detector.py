@@ -232,11 +232,14 @@ class _Detector:
         quiet = (frozenset(map(id, waits)), _native.thread_count())
         if quiet == self._quiet:
             return
-        first = self._analyse(waits)
+        snap, _ = capture(waits, self._exclude())
+        first = _shared.local_findings(analyze(snap))
         due = [f for f in first if self._due(f)]
         new = {f.key for f in due if f.key and not self._seen(f, waits)}
         if not new:
-            if len(due) == len(first):  # no probable deadlock still to come due
+            # Unless a probable deadlock is still to come due, or who can
+            # reach a signal is still to be worked out.
+            if len(due) == len(first) and not snap.reach_deferred:
                 self._quiet = quiet
             return
         if self._wake.acquire(True, min(_CONFIRM_DELAY, self.config.interval)):
@@ -247,7 +250,7 @@ class _Detector:
     def _confirm(self, new: set[frozenset[int]], probable_after: float | None = None) -> None:
         """Capture again and act on the findings of ``new`` still there."""
         waits2 = list(_state.blocked.copy().values())
-        snap, frames = capture(waits2, self._exclude())
+        snap, frames = capture(waits2, self._exclude(), budget=probable_after is None)
         by_token = {id(w): w for w in waits2}
         for f in _shared.local_findings(analyze(snap)):
             if f.key in new and self._due(f, probable_after) and not self._seen(f, waits2):
@@ -275,7 +278,8 @@ class _Detector:
         waits = list(_state.blocked.copy().values())
         if not self.enabled or not any(w.rec.ident in idents for w in waits):
             return []
-        first = self._analyse(waits)
+        snap, _ = capture(waits, self._exclude(), budget=False)
+        first = _shared.local_findings(analyze(snap))
         new = {
             f.key
             for f in first

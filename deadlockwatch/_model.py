@@ -210,6 +210,9 @@ class Snapshot:
     running: frozenset[int] = frozenset()
     #: Every live thread's ident -> (name, where it is), when reach was worked out.
     whereabouts: Mapping[int, tuple[str, str]] = field(default_factory=dict)
+    #: Some reach was not worked out this time (the walks' time budget was
+    #: spent): look again later even if the waits stay the same.
+    reach_deferred: bool = False
 
 
 @dataclass(frozen=True)

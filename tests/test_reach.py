@@ -306,3 +306,24 @@ def test_a_thread_still_starting_can_reach_what_its_thread_object_holds() -> Non
     assert found.rescues and "'newborn', which is starting" in found.rescues[0]
     # Positive control: out of _limbo (never started), nobody reaches it.
     assert _reach.reach([t._started], _frames()).rescues == []  # type: ignore[attr-defined]
+
+
+def test_the_walks_keep_to_their_share_of_the_watchers_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from deadlockwatch import _capture, _native
+
+    ev = threading.Event()
+    monkeypatch.setattr(_capture, "_next_walk", _native.monotonic() + 100.0)
+    monkeypatch.setattr(_capture, "_REACH_CACHE", {})
+    assert _capture._Builder(_frames())._reach(id(ev), ev, frozenset()) is None
+    # Without the budget (a test that ends, in pytest) it walks, and keeps
+    # the answer for the same waits.
+    info = _capture._Builder(_frames(), budget=False)._reach(id(ev), ev, frozenset({1}))
+    assert info is not None and info.threads == ()
+    assert _capture._Builder(_frames())._reach(id(ev), ev, frozenset({1})) is info
+    # After a walk, the next waits nine times as long as it took.
+    monkeypatch.setattr(_capture, "_next_walk", 0.0)
+    before = _native.monotonic()
+    assert _capture._Builder(_frames())._reach(id(ev), ev, frozenset({2})) is not None
+    assert _capture._next_walk > before
