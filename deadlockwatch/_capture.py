@@ -171,7 +171,13 @@ class _Builder:
     def _with_reach(self, snap: Snapshot, keys: Iterable[int]) -> Snapshot:
         """``snap`` with who can reach each resource of ``keys`` worked out."""
         resources = dict(snap.resources)
-        waits = frozenset(t.wait.token for t in snap.threads.values() if t.wait is not None)
+        # Timed waits come and go (a heartbeat's): the untimed ones are what
+        # stays while threads are stuck.
+        waits = frozenset(
+            t.wait.token
+            for t in snap.threads.values()
+            if t.wait is not None and t.wait.timeout is None
+        )
         deferred = False
         for key in keys:
             obj = self.live.get(key)
