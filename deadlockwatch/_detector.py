@@ -506,8 +506,12 @@ def _victims(finding: Finding, waits: dict[int, WaitRecord], every: bool) -> lis
         candidates = [t.wait for t in finding.threads if t.wait is not None]
     else:
         keys = [s.thread for s in finding.cycle] or [t.key for t in finding.threads]
-        candidates = [t.wait for t in finding.threads if t.key in keys and t.wait is not None]
-        candidates = sorted(candidates, key=lambda w: w.blocked_for)[:1]
+        # The thread that closed the cycle, among those whose unwinding frees
+        # something: in a cycle through a signal, the one that would give it
+        # may hold nothing, and raising in it would break nothing.
+        threads = [t for t in finding.threads if t.key in keys and t.wait is not None]
+        threads.sort(key=lambda t: (not t.held, t.wait.blocked_for if t.wait else 0.0))
+        candidates = [t.wait for t in threads[:1] if t.wait is not None]
     found = [waits.get(w.token) for w in candidates]
     return [w for w in found if w is not None]
 

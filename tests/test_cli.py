@@ -633,7 +633,7 @@ def test_demo_reports_belong_to_their_scenario() -> None:
         (
             "signal-with-bystanders",
             [
-                "    service: got DeadlockError, released its locks",
+                "    service: finished",
                 "    starter: got DeadlockError, released its locks",
             ],
         ),
