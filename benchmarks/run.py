@@ -35,6 +35,7 @@ SECTIONS = (
     "memory",
     "startup",
     "shared",
+    "reach",
 )
 HERE = Path(os.path.abspath(__file__)).parent
 REPO = HERE.parent

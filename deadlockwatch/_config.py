@@ -160,6 +160,13 @@ OPTIONS: tuple[Option, ...] = (
         alias="action",
     ),
     Option(
+        "probable_after",
+        "DEADLOCKWATCH_PROBABLE_AFTER",
+        _seconds(0.0, True),
+        "seconds threads must have been stuck before a probable deadlock is reported (what "
+        "they wait for is reachable only through a global that no running thread names)",
+    ),
+    Option(
         "report",
         "DEADLOCKWATCH_REPORT",
         parse_path,
@@ -201,6 +208,7 @@ class Config:
 
     interval: float = 0.1
     threshold: float = 0.1
+    probable_after: float = 5.0
     on_deadlock: str | Callable[[Any], object] = "report"
     report: str | None = None
     text: bool = True

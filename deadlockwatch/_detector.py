@@ -27,7 +27,7 @@ from ._analysis import analyze, held_at_exit
 from ._capture import capture, capture_all, capture_departed, outside_view, with_stacks
 from ._config import ABORT_EXIT_STATUS, Config
 from ._errors import DeadlockError
-from ._model import DEADLOCK, Finding
+from ._model import DEADLOCK, PROBABLE_DEADLOCK, Finding
 from ._order import ORDER
 from ._report import format_dump, format_text, to_json_line
 from ._state import WaitRecord
@@ -64,6 +64,10 @@ class _Detector:
         #: the watcher must then end too, or it would keep the process alive.
         self._anchor: _state.ThreadRecord | None = None
         self.findings: list[Finding] = []
+        #: Keys of the probable deadlocks reported: they leave their waits
+        #: unmarked, so that the same threads found certainly stuck later
+        #: are reported again, as a deadlock.
+        self._probable_reported: set[frozenset[int]] = set()
 
     # -- life cycle ---------------------------------------------------------
     def start(self, config: Config) -> None:
@@ -228,20 +232,65 @@ class _Detector:
         quiet = (frozenset(map(id, waits)), _native.thread_count())
         if quiet == self._quiet:
             return
-        first = self._analyse(waits)
-        new = {f.key for f in first if f.key and not self._reported(f.key, waits)}
+        snap, _ = capture(waits, self._exclude())
+        first = _shared.local_findings(analyze(snap))
+        due = [f for f in first if self._due(f)]
+        new = {f.key for f in due if f.key and not self._seen(f, waits)}
         if not new:
-            self._quiet = quiet
+            # Unless a probable deadlock is still to come due, or who can
+            # reach a signal is still to be worked out.
+            if len(due) == len(first) and not snap.reach_deferred:
+                self._quiet = quiet
             return
         if self._wake.acquire(True, min(_CONFIRM_DELAY, self.config.interval)):
             self._wake.release()
             return
+        self._confirm(new)
+
+    def _confirm(self, new: set[frozenset[int]], probable_after: float | None = None) -> None:
+        """Capture again and act on the findings of ``new`` still there."""
         waits2 = list(_state.blocked.copy().values())
-        snap, frames = capture(waits2, self._exclude())
+        snap, frames = capture(waits2, self._exclude(), budget=probable_after is None)
         by_token = {id(w): w for w in waits2}
         for f in _shared.local_findings(analyze(snap)):
-            if f.key in new and not self._reported(f.key, waits2):
+            if f.key in new and self._due(f, probable_after) and not self._seen(f, waits2):
                 self.handle(self.complete(f, frames), by_token)
+
+    def _due(self, f: Finding, probable_after: float | None = None) -> bool:
+        """A probable deadlock is reported once its threads have been stuck
+        ``probable_after`` seconds: a rescue may still come meanwhile."""
+        if f.kind != PROBABLE_DEADLOCK:
+            return True
+        after = self.config.probable_after if probable_after is None else probable_after
+        blocked = [t.wait.blocked_for for t in f.threads if t.wait is not None]
+        return bool(blocked) and min(blocked) >= after
+
+    def _seen(self, f: Finding, waits: Iterable[WaitRecord]) -> bool:
+        if f.kind == PROBABLE_DEADLOCK:
+            return f.key in self._probable_reported
+        return self._reported(f.key, waits)
+
+    def sweep(self, idents: Iterable[int]) -> list[Finding]:
+        """Analyse at once what threads ``idents`` wait for (a test's threads,
+        as the test ends) and act on it, probable deadlocks included; returns
+        the findings handled."""
+        idents = set(idents)
+        waits = list(_state.blocked.copy().values())
+        if not self.enabled or not any(w.rec.ident in idents for w in waits):
+            return []
+        snap, _ = capture(waits, self._exclude(), budget=False)
+        first = _shared.local_findings(analyze(snap))
+        new = {
+            f.key
+            for f in first
+            if f.key and any(t.ident in idents for t in f.threads) and self._due(f, 0.0)
+        }
+        if not new:
+            return []
+        before = len(self.findings)
+        time.sleep(_CONFIRM_DELAY)
+        self._confirm(new, probable_after=0.0)
+        return self.findings[before:]
 
     def _departed(self) -> None:
         """Report what threads that ended a threshold ago still hold (another
@@ -314,6 +363,13 @@ class _Detector:
         ``current`` is the calling thread's own wait when the finding is made
         at an acquire (self-deadlock): an error meant for it is raised here.
         """
+        if finding.kind == PROBABLE_DEADLOCK:
+            if len(self._probable_reported) > 10_000:
+                self._probable_reported.clear()
+            self._probable_reported.add(finding.key)
+            self.findings.append(finding)
+            self.emit(finding)
+            return
         # Every wait of the finding, not only the cycle's: the same threads
         # seen through another cycle later are the same deadlock.
         tokens = set(finding.key) | {t.wait.token for t in finding.threads if t.wait is not None}
@@ -450,8 +506,12 @@ def _victims(finding: Finding, waits: dict[int, WaitRecord], every: bool) -> lis
         candidates = [t.wait for t in finding.threads if t.wait is not None]
     else:
         keys = [s.thread for s in finding.cycle] or [t.key for t in finding.threads]
-        candidates = [t.wait for t in finding.threads if t.key in keys and t.wait is not None]
-        candidates = sorted(candidates, key=lambda w: w.blocked_for)[:1]
+        # The thread that closed the cycle, among those whose unwinding frees
+        # something: in a cycle through a signal, the one that would give it
+        # may hold nothing, and raising in it would break nothing.
+        threads = [t for t in finding.threads if t.key in keys and t.wait is not None]
+        threads.sort(key=lambda t: (not t.held, t.wait.blocked_for if t.wait else 0.0))
+        candidates = [t.wait for t in threads[:1] if t.wait is not None]
     found = [waits.get(w.token) for w in candidates]
     return [w for w in found if w is not None]
 

@@ -19,6 +19,7 @@ _TITLES = {
     "timed-cycle": "TIMED CYCLE (will break when a timeout expires)",
     "lock-order-inversion": "POTENTIAL DEADLOCK: lock-order inversion",
     "held-at-exit": "WARNING: a thread exited holding a lock",
+    "probable-deadlock": "PROBABLE DEADLOCK (unless a thread that never touched it rescues them)",
 }
 
 
@@ -62,6 +63,10 @@ def format_text(f: Finding) -> str:
             " counted as able to run):"
         )
         lines.extend(f"    {o}" for o in f.outside)
+    if f.rescuers:
+        lines.append("")
+        lines.append("  Could still rescue them (not counted, see why):")
+        lines.extend(f"    {o}" for o in f.rescuers)
     lines.append("")
     return "\n".join(lines)
 
@@ -227,6 +232,7 @@ def to_json(f: Finding) -> dict[str, Any]:
         ],
         "single_thread": f.single_thread,
         "outside_view": list(f.outside),
+        "rescuers": list(f.rescuers),
     }
 
 
