@@ -31,7 +31,6 @@ from typing import Any
 
 import pytest
 
-import deadlockwatch
 from deadlockwatch._config import OPTIONS, ConfigError
 
 #: probable_after=1.0 (or $PROBABLE_AFTER) where the option exists: the
@@ -979,10 +978,12 @@ def _has_probable_after() -> bool:
 # Fails before issue 13: enable() has no probable_after option.
 def test_probable_after_option_is_validated() -> None:
     assert _has_probable_after()
-    assert deadlockwatch.configure(probable_after=2.5).probable_after == 2.5
+    from deadlockwatch._api import configure
+
+    assert configure(probable_after=2.5).probable_after == 2.5
     for bad in ("soon", -1, float("nan"), True):
         with pytest.raises(ConfigError) as info:
-            deadlockwatch.configure(probable_after=bad)
+            configure(probable_after=bad)
         assert str(info.value).startswith(
             f"deadlockwatch: invalid value {bad!r} for enable(probable_after=...): expected "
         )
