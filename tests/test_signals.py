@@ -833,6 +833,131 @@ def test_control_global_nobody_names_is_probable(tmp_path: Path) -> None:
     assert "DeadlockError" not in out and "workers alive: [True, True]" in out
 
 
+#: Where the Event is kept besides the stuck threads' own frames: each makes it
+#: reachable by every thread, so that nobody reaching it is only probable.
+HOLDERS = {
+    "class_attribute": ("class Registry:\n    ready = None\n", "Registry.ready = ready"),
+    "atexit": ("import atexit\n", "atexit.register(ready.set)"),
+}
+
+HELD = """
+def setup():
+    lock = threading.Lock()
+    ready = threading.Event()
+    holding = threading.Event()
+    KEEP
+    def waiter():
+        with lock:
+            holding.set()
+            ready.wait()
+    def blocker():
+        holding.wait(10)
+        with lock:
+            pass
+    return [spawn(waiter, "waiter"), spawn(blocker, "blocker")]
+
+def main():
+    workers = setup()
+    settle(
+        lambda: DETECTOR.findings or not any(t.is_alive() for t in workers),
+        lambda: time.sleep(0.05),
+        5.0,
+    )
+    print("workers alive:", [t.is_alive() for t in workers])
+main()
+"""
+
+
+# Fails before issue 13 (no probable-deadlock kind; the polling main hides it).
+@pytest.mark.parametrize("holder", sorted(HOLDERS))
+def test_signal_held_by_a_class_attribute_or_unseen_holder_is_probable(
+    tmp_path: Path, holder: str
+) -> None:
+    header, keep = HOLDERS[holder]
+    out, findings = run_program(tmp_path, program(header + HELD.replace("KEEP", keep)))
+    f = only(findings, "probable-deadlock")
+    assert sorted(f["threads"]) == ["blocker", "waiter"]
+    assert any(r.startswith("'MainThread'") for r in f["rescuers"]), f["rescuers"]
+    assert "DeadlockError" not in out and "workers alive: [True, True]" in out
+
+
+#: A lone thread idles on an Event kept in a module global, holding nothing.
+IDLE = """
+READY = threading.Event()
+
+def idler():
+    READY.wait()
+    print("idler woke\\n", end="", flush=True)
+
+def main():
+    t = spawn(idler, "idler")
+    settle(lambda: blocked("idler"), lambda: time.sleep(0.01), 5.0)
+    time.sleep(2.0)                # twice probable_after: no hold-and-wait, no warning
+    print("findings:", len(DETECTOR.findings))
+    release()
+    t.join(10)
+
+def release():
+    READY.set()
+main()
+"""
+
+
+def test_a_lone_idle_waiter_on_a_global_is_not_reported(tmp_path: Path) -> None:
+    out, findings = run_program(tmp_path, program(IDLE))
+    assert findings == [], findings
+    assert "findings: 0" in out and "idler woke" in out
+
+
+def test_workers_given_the_objects_as_thread_arguments(tmp_path: Path) -> None:
+    # The main thread holds the Thread objects, and so their arguments, in a
+    # live local: they are the workers' own, not a way for main to signal.
+    # Fails before issue 13 (main's timed joins count as a possible signaller).
+    out, findings = run_program(
+        tmp_path,
+        program(
+            """
+            def waiter(lock, holding, ready):
+                try:
+                    with lock:
+                        holding.set()
+                        ready.wait()
+                except DeadlockError:
+                    print("DeadlockError in waiter\\n", end="", flush=True)
+
+            def signaller(lock, holding, ready):
+                try:
+                    holding.wait(10)
+                    with lock:
+                        ready.set()
+                except DeadlockError:
+                    print("DeadlockError in signaller\\n", end="", flush=True)
+
+            def main():
+                objects = (threading.Lock(), threading.Event(), threading.Event())
+                workers = [
+                    threading.Thread(target=fn, args=objects, name=fn.__name__, daemon=True)
+                    for fn in (waiter, signaller)
+                ]
+                del objects
+                for t in workers:
+                    t.start()
+                deadline = time.monotonic() + 5.0
+                while any(t.is_alive() for t in workers) and time.monotonic() < deadline:
+                    for t in workers:
+                        t.join(timeout=0.2)
+                print("workers alive:", [t.is_alive() for t in workers])
+            main()
+            """
+        ),
+    )
+    f = only(findings, "deadlock")
+    assert sorted(f["threads"]) == ["signaller", "waiter"]
+    assert "which 'signaller' needs before it could set it" in f["cause"]
+    assert "DeadlockError in waiter" in out and "DeadlockError in signaller" in out
+    assert "workers alive: [False, False]" in out
+
+
 # -- pytest: findings charged to the test that started the threads --------------------
 
 RECORDER = """
