@@ -199,9 +199,11 @@ class _Builder:
         time is spent).  The answer is kept for a moment while the same
         threads wait in the same waits (what no thread that can run reaches,
         no such thread can come to reach later: only a global or a thread
-        that reaches it can pass it on)."""
+        that reaches it can pass it on; the reverse does not hold, a frame
+        that reached it may have returned since: without the budget, as at
+        the end of a test, it is worked out afresh)."""
         global _next_walk
-        cached = _REACH_CACHE.get((key, waits))
+        cached = _REACH_CACHE.get((key, waits)) if self.budget else None
         if cached is not None and self.now - cached[0] < REACH_CACHE_SECONDS:
             return cached[1]
         if self.budget and _native.monotonic() < _next_walk:

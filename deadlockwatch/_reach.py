@@ -156,6 +156,7 @@ def reach(
         id(v) for pairs in local_values.values() for _, values in pairs for v in _values(values)
     }
     ancestors: dict[int, Any] = {id(t): t for t in targets}
+    target_ids = set(ancestors)
     #: For a dict among the ancestors: the key that leads to the targets.
     keys: dict[int, str] = {}
     threads = _thread_objects()
@@ -236,6 +237,7 @@ def reach(
                     and id(obj) not in in_frames
                     and id(obj) not in by_object
                     and id(obj) not in starting
+                    and _held_beyond_walk(obj, id(obj) in target_ids)
                 ):
                     # Alive, yet nothing the collector sees holds it, nor any
                     # thread's locals: C code does (a signal handler, atexit).
@@ -252,6 +254,18 @@ def reach(
     finally:
         ancestors.clear()
         frontier = []
+
+
+def _held_beyond_walk(obj: Any, target: bool) -> bool:
+    """Does anything hold ``obj`` besides the walk?  The walk holds it in the
+    frontier list, the ancestors dict and its loop variable (and a target in
+    two more lists); ``getrefcount`` adds its argument.  An object found at one
+    level may have been dropped by its holder since (another thread's
+    temporary): then only the walk holds it."""
+    try:
+        return sys.getrefcount(obj) > 4 + (2 if target else 0)
+    except Exception:
+        return True
 
 
 def _values(values: Any) -> list[Any]:

@@ -93,6 +93,29 @@ def test_a_function_that_calls_locals_keeps_every_local_live() -> None:
     assert {"ev", "t"} <= _liveness.locals_after(_sample_locals.__code__, at)
 
 
+def test_pytests_rewritten_asserts_do_not_keep_every_local_live() -> None:
+    # pytest's rewritten asserts call @py_builtins.locals() only to ask whether
+    # a name is local, for the failure message.
+    import ast
+
+    from _pytest.assertion.rewrite import rewrite_asserts
+
+    source = "import time\ndef f(ev, t):\n    t.join(0.1)\n    assert len(t.name) == 2\n"
+    tree = ast.parse(source)
+    rewrite_asserts(tree, source.encode(), "sample.py", None)
+    namespace: dict[str, Any] = {}
+    exec(compile(tree, "sample.py", "exec"), namespace)
+    f = namespace["f"]
+    assert "locals" in f.__code__.co_names
+    (at,) = _calls(f, "join")
+    assert "ev" not in _liveness.locals_after(f.__code__, at)
+    # Positive control: the same function calling locals() itself.
+    plain = "def f(ev, t):\n    t.join(0.1)\n    return locals()\n"
+    exec(compile(plain, "plain.py", "exec"), namespace)
+    (at,) = _calls(namespace["f"], "join")
+    assert "ev" in _liveness.locals_after(namespace["f"].__code__, at)
+
+
 def test_a_cell_is_dead_in_its_frame_once_the_closure_is_made() -> None:
     (at,) = _calls(_sample_closure, "sleep")
     live = _liveness.locals_after(_sample_closure.__code__, at)
