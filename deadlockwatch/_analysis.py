@@ -468,19 +468,23 @@ def coffman(
     ]
     shared = [r for r in res if not r.owner_bound]
     signal = [r for r in shared if _is_signal(r) and r.verb]
+    #: Signals (and hand-off locks) whose reach was worked out.
+    reached = [r for r in shared if r.reach is not None]
     if timed:
         w = snap.threads[timed[0]].wait
         assert w is not None
         preempt = Check(False, f"{_name(snap, timed[0])} waits with a timeout of {w.timeout:g} s")
-    elif signal and signal[0].reach is not None and kind == DEADLOCK:
+    elif reached and kind == DEADLOCK:
+        r = reached[0]
         preempt = Check(
-            True, f"no thread that can run can reach {signal[0].label} to {signal[0].verb} it"
+            True, f"no thread that can run can reach {r.label} to {r.verb or 'release'} it"
         )
-    elif signal and signal[0].reach is not None and signal[0].reach.shared:
+    elif reached and reached[0].reach is not None and reached[0].reach.shared:
+        r = reached[0]
+        assert r.reach is not None
         preempt = Check(
             False,
-            f"a thread could still {signal[0].verb} {signal[0].label} through "
-            f"{signal[0].reach.shared[0]}",
+            f"a thread could still {r.verb or 'release'} {r.label} through {r.reach.shared[0]}",
         )
     elif signal:
         preempt = Check(False, f"any thread could {signal[0].verb} {signal[0].label}")
@@ -543,7 +547,7 @@ def _cycle_cause(snap: Snapshot, cycle: tuple[CycleStep, ...]) -> str:
         what = f"{needed[0].label}, which" if needed else "what"
         return (
             f"{_name(snap, signal.thread)} waits on {r.label} while holding {what} "
-            f"{_name(snap, signal.held_by)} needs before it could {r.verb} it"
+            f"{_name(snap, signal.held_by)} needs before it could {r.verb or 'release'} it"
         )
     if len(cycle) == 2 and first.kind == "join":
         other = snap.resources[cycle[1].waits_for]

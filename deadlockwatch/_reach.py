@@ -238,6 +238,7 @@ def reach(
                     and id(obj) not in by_object
                     and id(obj) not in starting
                     and _held_beyond_walk(obj, id(obj) in target_ids)
+                    and not _with_exit(obj, target_ids)
                 ):
                     # Alive, yet nothing the collector sees holds it, nor any
                     # thread's locals: C code does (a signal handler, atexit).
@@ -254,6 +255,20 @@ def reach(
     finally:
         ancestors.clear()
         frontier = []
+
+
+def _with_exit(obj: Any, target_ids: set[int]) -> bool:
+    """A ``with`` block's bound ``__exit__``, kept on its frame's value stack
+    (where the collector cannot see), which only ever calls it: it gives no
+    other way to its object.  Unless the object is what is waited for and
+    its exit is what ends the wait (a semaphore's or a lock's release)."""
+    if not isinstance(obj, types.MethodType) or obj.__name__ not in ("__exit__", "__aexit__"):
+        return False
+    owner = obj.__self__
+    if id(owner) not in target_ids:
+        return True
+    threading = sys.modules.get("threading")
+    return threading is not None and isinstance(owner, threading.Condition)
 
 
 def _held_beyond_walk(obj: Any, target: bool) -> bool:

@@ -350,3 +350,23 @@ def test_the_walks_keep_to_their_share_of_the_watchers_time(
     before = _native.monotonic()
     assert _capture._Builder(_frames())._reach(id(ev), ev, frozenset({2})) is not None
     assert _capture._next_walk > before
+
+
+def _inside_with(ready: threading.Event, release: threading.Event, box: list[Any]) -> None:
+    obj = box.pop()
+    with obj:  # its bound __exit__ waits on this frame's value stack
+        del obj
+        ready.set()
+        release.wait(30)
+
+
+def test_a_with_blocks_exit_on_a_value_stack_is_no_unseen_holder(parked: _Parked) -> None:
+    cond = threading.Condition()
+    parked.start(_inside_with, [cond], name="inside")
+    assert _reach.reach([cond], _frames()).shared == []
+    # Positive control: the exit of a semaphore is a release, which is what a
+    # wait on it needs: held where the collector cannot see, it could rescue.
+    sem = threading.Semaphore(1)
+    parked.start(_inside_with, [sem], name="inside-sem")
+    found = _reach.reach([sem], _frames())
+    assert any("__exit__" in s and "cannot see" in s for s in found.shared), found.shared
