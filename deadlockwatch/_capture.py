@@ -307,22 +307,12 @@ _PASSIVE_HANDLER_MODULES = ("pytest_timeout", "_pytest", "faulthandler", "deadlo
 def _signal_handlers() -> bool:
     """Has the application installed a Python-level signal handler?"""
     signal = sys.modules.get("signal")
-    if signal is None:
-        return False
-    try:
-        for sig in signal.valid_signals():
-            try:
-                handler = signal.getsignal(sig)
-            except (ValueError, OSError):
-                continue
-            if not callable(handler) or handler is signal.default_int_handler:
-                continue
-            module = getattr(handler, "__module__", "") or ""
-            if not module.startswith(_PASSIVE_HANDLER_MODULES):
-                return True
-    except Exception:
-        return False
-    return False
+    default = getattr(signal, "default_int_handler", None)
+    return any(
+        handler is not default
+        and not (getattr(handler, "__module__", "") or "").startswith(_PASSIVE_HANDLER_MODULES)
+        for _, handler in _reach.python_handlers()
+    )
 
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep

@@ -297,21 +297,30 @@ def _describe(obj: Any) -> str:
     return f"a {type(obj).__name__}"
 
 
-def _handlers(out: Reach, ancestors: Mapping[int, Any]) -> None:
+def python_handlers() -> list[tuple[str, Any]]:
+    """The Python-level signal handlers installed: (signal name, handler)."""
     signal = sys.modules.get("signal")
     if signal is None:
-        return
+        return []
+    out = []
     try:
         for sig in signal.valid_signals():
             try:
                 handler = signal.getsignal(sig)
             except (ValueError, OSError):
                 continue
-            if callable(handler) and id(handler) in ancestors:
-                out.rescues.append(f"the handler of {signal.Signals(sig).name}")
-                return
+            if callable(handler):
+                out.append((signal.Signals(sig).name, handler))
     except Exception:
-        return
+        return out
+    return out
+
+
+def _handlers(out: Reach, ancestors: Mapping[int, Any]) -> None:
+    for name, handler in python_handlers():
+        if id(handler) in ancestors:
+            out.rescues.append(f"the handler of {name}")
+            return
 
 
 def _frame_reach(pairs: list[tuple[FrameType, Any]], ancestors: Mapping[int, Any]) -> str:
