@@ -3,9 +3,13 @@
 Deadlock is decided by reduction, not by spotting a cycle alone: a blocked
 thread can still progress if what it waits for has a free unit, or can be
 released by a thread that can progress (for owner-bound resources only their
-holders count; for resources any thread may release, any thread that can
-progress counts).  Running threads, and threads in a timed wait, can
-progress.  The threads left when nothing more reduces are deadlocked.  The
+holders count; for a signal, or a lock any thread may release, the threads
+that can progress and can reach it, when the capture worked that out, else
+any thread that can progress).  Running threads, and threads in a timed
+wait, can progress.  The threads left when nothing more reduces are
+deadlocked.  A second reduction, counting for a signal reached only through
+a global just the threads whose running code names that global, gives the
+``probable-deadlock`` warnings.  The
 wait-for graph among them (a networkx DiGraph) gives the cycles to report and
 the four Coffman conditions of each.
 
@@ -288,9 +292,9 @@ def _thread_graph(snap: Snapshot, stuck: set[int]) -> DiGraph:
                     g.add_edge(key, h, resource=t.wait.resource)
             if _is_signal(r) and not r.parts:
                 signals.append((key, r.key))
-    # A thread waiting for a signal (a notify, a set, an item) while holding
-    # what the would-be signallers wait for: an edge to each stuck thread
-    # that is blocked, directly or not, behind it.
+    # A thread waiting for a signal (a notify, a set, an item): an edge to
+    # each stuck thread that could give it (without reach worked out, each
+    # stuck thread blocked, directly or not, behind it).
     for key, rk in signals:
         reach = snap.resources[rk].reach
         if reach is not None:

@@ -370,3 +370,62 @@ def test_a_with_blocks_exit_on_a_value_stack_is_no_unseen_holder(parked: _Parked
     parked.start(_inside_with, [sem], name="inside-sem")
     found = _reach.reach([sem], _frames())
     assert any("__exit__" in s and "cannot see" in s for s in found.shared), found.shared
+
+
+# -- the analysis with reach, on snapshots built by hand --------------------------------
+
+
+def _event_snapshot(reach: Any, *, running: frozenset[int] = frozenset({77})) -> Any:
+    """'waiter' holds L and waits (untimed) on Event E; 'setter' waits for L.
+    Thread 77 (outside the snapshot) runs; ``reach`` says who reaches E."""
+    from dataclasses import replace
+
+    from test_analysis import Snap
+
+    b = Snap()
+    lock = b.lock()
+    event = b.lock(type="Event", owner_bound=False, free=0)
+    b.thread("waiter", holds=[lock], waits=event)
+    b.thread("setter", waits=lock)
+    snap = b.build(others_running=True)
+    resources = dict(snap.resources)
+    resources[event] = replace(resources[event], kind="signal", verb="set", reach=reach)
+    whereabouts = {77: ("bystander", "at app.py:9 in poll: time.sleep(0.1)")}
+    return replace(snap, resources=resources, running=running, whereabouts=whereabouts)
+
+
+def test_a_signal_only_stuck_threads_reach_is_a_deadlock_though_others_run() -> None:
+    from deadlockwatch._analysis import analyze
+    from deadlockwatch._model import ReachInfo
+
+    setter = 1002  # Snap's idents: 1000 + key
+    (f,) = analyze(_event_snapshot(ReachInfo(threads=((setter, "its own Thread object"),))))
+    assert f.kind == "deadlock"
+    assert f.cause.startswith("'waiter' waits on Event(") and "'setter' needs" in f.cause
+    assert f.conditions.no_preemption.holds
+    # Positive control: the running bystander reaches it: no finding.
+    reach = ReachInfo(threads=((setter, "own"), (77, "the local 'ev' of poll()")))
+    assert analyze(_event_snapshot(reach)) == []
+
+
+def test_a_signal_reached_through_a_global_is_probable_unless_running_code_names_it() -> None:
+    from deadlockwatch._analysis import analyze
+    from deadlockwatch._model import ReachInfo
+
+    shared = ("the module global 'READY' of app",)
+    (f,) = analyze(_event_snapshot(ReachInfo(shared=shared, named_by=((1002, "names"),))))
+    assert f.kind == "probable-deadlock"
+    assert f.rescuers == (
+        "'bystander' is at app.py:9 in poll: time.sleep(0.1); it can reach Event(created"
+        " app.py:101) only through the module global 'READY' of app, and neither names it"
+        " in the code it runs nor has touched it",
+    )
+    # The bystander's running code names the global: it may rescue them.
+    named = ReachInfo(shared=shared, named_by=((1002, "names"), (77, "poll() names 'READY'")))
+    assert analyze(_event_snapshot(named)) == []
+    # A walk past its bounds, a signal handler or a starting thread: no finding.
+    assert analyze(_event_snapshot(ReachInfo(complete=False))) == []
+    assert analyze(_event_snapshot(ReachInfo(rescues=("the handler of SIGALRM",)))) == []
+    # Nobody running at all: the global changes nothing, it is a deadlock.
+    (f,) = analyze(_event_snapshot(ReachInfo(shared=shared), running=frozenset()))
+    assert f.kind == "deadlock"
