@@ -3,9 +3,13 @@
 Deadlock is decided by reduction, not by spotting a cycle alone: a blocked
 thread can still progress if what it waits for has a free unit, or can be
 released by a thread that can progress (for owner-bound resources only their
-holders count; for resources any thread may release, any thread that can
-progress counts).  Running threads, and threads in a timed wait, can
-progress.  The threads left when nothing more reduces are deadlocked.  The
+holders count; for a signal, or a lock any thread may release, the threads
+that can progress and can reach it, when the capture worked that out, else
+any thread that can progress).  Running threads, and threads in a timed
+wait, can progress.  The threads left when nothing more reduces are
+deadlocked.  A second reduction, counting for a signal reached only through
+a global just the threads whose running code names that global, gives the
+``probable-deadlock`` warnings.  The
 wait-for graph among them (a networkx DiGraph) gives the cycles to report and
 the four Coffman conditions of each.
 
@@ -288,9 +292,9 @@ def _thread_graph(snap: Snapshot, stuck: set[int]) -> DiGraph:
                     g.add_edge(key, h, resource=t.wait.resource)
             if _is_signal(r) and not r.parts:
                 signals.append((key, r.key))
-    # A thread waiting for a signal (a notify, a set, an item) while holding
-    # what the would-be signallers wait for: an edge to each stuck thread
-    # that is blocked, directly or not, behind it.
+    # A thread waiting for a signal (a notify, a set, an item): an edge to
+    # each stuck thread that could give it (without reach worked out, each
+    # stuck thread blocked, directly or not, behind it).
     for key, rk in signals:
         reach = snap.resources[rk].reach
         if reach is not None:
@@ -468,19 +472,23 @@ def coffman(
     ]
     shared = [r for r in res if not r.owner_bound]
     signal = [r for r in shared if _is_signal(r) and r.verb]
+    #: Signals (and hand-off locks) whose reach was worked out.
+    reached = [r for r in shared if r.reach is not None]
     if timed:
         w = snap.threads[timed[0]].wait
         assert w is not None
         preempt = Check(False, f"{_name(snap, timed[0])} waits with a timeout of {w.timeout:g} s")
-    elif signal and signal[0].reach is not None and kind == DEADLOCK:
+    elif reached and kind == DEADLOCK:
+        r = reached[0]
         preempt = Check(
-            True, f"no thread that can run can reach {signal[0].label} to {signal[0].verb} it"
+            True, f"no thread that can run can reach {r.label} to {r.verb or 'release'} it"
         )
-    elif signal and signal[0].reach is not None and signal[0].reach.shared:
+    elif reached and reached[0].reach is not None and reached[0].reach.shared:
+        r = reached[0]
+        assert r.reach is not None
         preempt = Check(
             False,
-            f"a thread could still {signal[0].verb} {signal[0].label} through "
-            f"{signal[0].reach.shared[0]}",
+            f"a thread could still {r.verb or 'release'} {r.label} through {r.reach.shared[0]}",
         )
     elif signal:
         preempt = Check(False, f"any thread could {signal[0].verb} {signal[0].label}")
@@ -543,7 +551,7 @@ def _cycle_cause(snap: Snapshot, cycle: tuple[CycleStep, ...]) -> str:
         what = f"{needed[0].label}, which" if needed else "what"
         return (
             f"{_name(snap, signal.thread)} waits on {r.label} while holding {what} "
-            f"{_name(snap, signal.held_by)} needs before it could {r.verb} it"
+            f"{_name(snap, signal.held_by)} needs before it could {r.verb or 'release'} it"
         )
     if len(cycle) == 2 and first.kind == "join":
         other = snap.resources[cycle[1].waits_for]

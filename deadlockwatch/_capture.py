@@ -199,9 +199,11 @@ class _Builder:
         time is spent).  The answer is kept for a moment while the same
         threads wait in the same waits (what no thread that can run reaches,
         no such thread can come to reach later: only a global or a thread
-        that reaches it can pass it on)."""
+        that reaches it can pass it on; the reverse does not hold, a frame
+        that reached it may have returned since: without the budget, as at
+        the end of a test, it is worked out afresh)."""
         global _next_walk
-        cached = _REACH_CACHE.get((key, waits))
+        cached = _REACH_CACHE.get((key, waits)) if self.budget else None
         if cached is not None and self.now - cached[0] < REACH_CACHE_SECONDS:
             return cached[1]
         if self.budget and _native.monotonic() < _next_walk:
@@ -305,22 +307,12 @@ _PASSIVE_HANDLER_MODULES = ("pytest_timeout", "_pytest", "faulthandler", "deadlo
 def _signal_handlers() -> bool:
     """Has the application installed a Python-level signal handler?"""
     signal = sys.modules.get("signal")
-    if signal is None:
-        return False
-    try:
-        for sig in signal.valid_signals():
-            try:
-                handler = signal.getsignal(sig)
-            except (ValueError, OSError):
-                continue
-            if not callable(handler) or handler is signal.default_int_handler:
-                continue
-            module = getattr(handler, "__module__", "") or ""
-            if not module.startswith(_PASSIVE_HANDLER_MODULES):
-                return True
-    except Exception:
-        return False
-    return False
+    default = getattr(signal, "default_int_handler", None)
+    return any(
+        handler is not default
+        and not (getattr(handler, "__module__", "") or "").startswith(_PASSIVE_HANDLER_MODULES)
+        for _, handler in _reach.python_handlers()
+    )
 
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep

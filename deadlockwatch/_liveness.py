@@ -6,9 +6,11 @@ answers, for the instruction a frame is executing, with the set of local
 names (fast locals, cells and free variables) that some path of the rest of
 the function loads before storing to it or deleting it.
 
-The answer errs on the side of "live": a jump or handler it cannot read,
-or a function that can see its own locals some other way (``locals()``,
-``vars()``, ``eval``, ``exec``, ``sys._getframe``), makes every local live.
+The answer errs on the side of "live": a jump or handler it cannot read
+makes every local live, and so does, from where it stands, a way for the
+function to see its own locals without loading them (``locals()``,
+``vars()``, ``eval``, ``exec``, ``sys._getframe``) — except the ``locals()``
+that pytest's rewritten asserts call, only to ask whether a name is local.
 Results are cached per code object.
 """
 
@@ -112,9 +114,19 @@ def live_after(code: CodeType, lasti: int) -> frozenset[str]:
     return table[max(before)] if before else all_locals(code)
 
 
-def _uses_defs(ins: dis.Instruction) -> tuple[tuple[str, ...], tuple[str, ...]]:
+#: pytest's assertion rewriting loads builtins under this global name.
+_PYTEST_BUILTINS = "@py_builtins"
+
+
+def _uses_defs(
+    ins: dis.Instruction, before: dis.Instruction | None, every: tuple[str, ...]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     name = ins.opname
     arg = ins.argval
+    if arg in _INTROSPECTION and name in _NAME_LOADS:
+        if before is not None and before.argval == _PYTEST_BUILTINS:
+            return (), ()
+        return every, ()
     if name in _LOADS and isinstance(arg, str):
         return (arg,), ()
     if name in _NAME_LOADS and isinstance(arg, str):
@@ -150,8 +162,6 @@ def _handlers(code: CodeType, offsets: list[int]) -> dict[int, list[int]] | None
 
 def _analyse(code: CodeType) -> dict[int, frozenset[str]] | None:
     """live-out of every instruction, or None (treat every local as live)."""
-    if _INTROSPECTION & set(code.co_names):
-        return None
     try:
         instrs = list(dis.get_instructions(code))
     except Exception:
@@ -184,7 +194,8 @@ def _analyse(code: CodeType) -> dict[int, frozenset[str]] | None:
             if target is None:
                 return None
             succ[n].append(target)
-    uses_defs = [_uses_defs(i) for i in instrs]
+    every = tuple(n for n in all_locals(code) if not n.startswith("."))
+    uses_defs = [_uses_defs(i, instrs[n - 1] if n else None, every) for n, i in enumerate(instrs)]
     live_in: list[frozenset[str]] = [frozenset()] * len(instrs)
     live_out: list[frozenset[str]] = [frozenset()] * len(instrs)
     changed = True

@@ -156,6 +156,7 @@ def reach(
         id(v) for pairs in local_values.values() for _, values in pairs for v in _values(values)
     }
     ancestors: dict[int, Any] = {id(t): t for t in targets}
+    target_ids = set(ancestors)
     #: For a dict among the ancestors: the key that leads to the targets.
     keys: dict[int, str] = {}
     threads = _thread_objects()
@@ -236,6 +237,8 @@ def reach(
                     and id(obj) not in in_frames
                     and id(obj) not in by_object
                     and id(obj) not in starting
+                    and _held_beyond_walk(obj, id(obj) in target_ids)
+                    and not _with_exit(obj, target_ids)
                 ):
                     # Alive, yet nothing the collector sees holds it, nor any
                     # thread's locals: C code does (a signal handler, atexit).
@@ -254,6 +257,32 @@ def reach(
         frontier = []
 
 
+def _with_exit(obj: Any, target_ids: set[int]) -> bool:
+    """A ``with`` block's bound ``__exit__``, kept on its frame's value stack
+    (where the collector cannot see), which only ever calls it: it gives no
+    other way to its object.  Unless the object is what is waited for and
+    its exit is what ends the wait (a semaphore's or a lock's release)."""
+    if not isinstance(obj, types.MethodType) or obj.__name__ not in ("__exit__", "__aexit__"):
+        return False
+    owner = obj.__self__
+    if id(owner) not in target_ids:
+        return True
+    threading = sys.modules.get("threading")
+    return threading is not None and isinstance(owner, threading.Condition)
+
+
+def _held_beyond_walk(obj: Any, target: bool) -> bool:
+    """Does anything hold ``obj`` besides the walk?  The walk holds it in the
+    frontier list, the ancestors dict and its loop variable (and a target in
+    two more lists); ``getrefcount`` adds its argument.  An object found at one
+    level may have been dropped by its holder since (another thread's
+    temporary): then only the walk holds it."""
+    try:
+        return sys.getrefcount(obj) > 4 + (2 if target else 0)
+    except Exception:
+        return True
+
+
 def _values(values: Any) -> list[Any]:
     try:
         return list(values.values())
@@ -268,21 +297,30 @@ def _describe(obj: Any) -> str:
     return f"a {type(obj).__name__}"
 
 
-def _handlers(out: Reach, ancestors: Mapping[int, Any]) -> None:
+def python_handlers() -> list[tuple[str, Any]]:
+    """The Python-level signal handlers installed: (signal name, handler)."""
     signal = sys.modules.get("signal")
     if signal is None:
-        return
+        return []
+    out = []
     try:
         for sig in signal.valid_signals():
             try:
                 handler = signal.getsignal(sig)
             except (ValueError, OSError):
                 continue
-            if callable(handler) and id(handler) in ancestors:
-                out.rescues.append(f"the handler of {signal.Signals(sig).name}")
-                return
+            if callable(handler):
+                out.append((signal.Signals(sig).name, handler))
     except Exception:
-        return
+        return out
+    return out
+
+
+def _handlers(out: Reach, ancestors: Mapping[int, Any]) -> None:
+    for name, handler in python_handlers():
+        if id(handler) in ancestors:
+            out.rescues.append(f"the handler of {name}")
+            return
 
 
 def _frame_reach(pairs: list[tuple[FrameType, Any]], ancestors: Mapping[int, Any]) -> str:

@@ -94,7 +94,7 @@ def step_text(f: Finding, step: CycleStep) -> str:
         workers = [repr(f.thread_label(h)) for h in step.holders] or [nxt]
         return f"{me} waits for {label}{state}, queued behind {_and(workers)}"
     if not r.owner_bound and not r.holders and r.verb:
-        return f"{me} waits on {label}; {nxt} could {r.verb} it"
+        return f"{me} waits on {label}; {nxt} could {r.verb or 'release'} it"
     return f"{me} waits for {label} held by {nxt}{also}"
 
 

@@ -93,6 +93,29 @@ def test_a_function_that_calls_locals_keeps_every_local_live() -> None:
     assert {"ev", "t"} <= _liveness.locals_after(_sample_locals.__code__, at)
 
 
+def test_pytests_rewritten_asserts_do_not_keep_every_local_live() -> None:
+    # pytest's rewritten asserts call @py_builtins.locals() only to ask whether
+    # a name is local, for the failure message.
+    import ast
+
+    from _pytest.assertion.rewrite import rewrite_asserts
+
+    source = "import time\ndef f(ev, t):\n    t.join(0.1)\n    assert len(t.name) == 2\n"
+    tree = ast.parse(source)
+    rewrite_asserts(tree, source.encode(), "sample.py", None)
+    namespace: dict[str, Any] = {}
+    exec(compile(tree, "sample.py", "exec"), namespace)
+    f = namespace["f"]
+    assert "locals" in f.__code__.co_names
+    (at,) = _calls(f, "join")
+    assert "ev" not in _liveness.locals_after(f.__code__, at)
+    # Positive control: the same function calling locals() itself.
+    plain = "def f(ev, t):\n    t.join(0.1)\n    return locals()\n"
+    exec(compile(plain, "plain.py", "exec"), namespace)
+    (at,) = _calls(namespace["f"], "join")
+    assert "ev" in _liveness.locals_after(namespace["f"].__code__, at)
+
+
 def test_a_cell_is_dead_in_its_frame_once_the_closure_is_made() -> None:
     (at,) = _calls(_sample_closure, "sleep")
     live = _liveness.locals_after(_sample_closure.__code__, at)
@@ -327,3 +350,82 @@ def test_the_walks_keep_to_their_share_of_the_watchers_time(
     before = _native.monotonic()
     assert _capture._Builder(_frames())._reach(id(ev), ev, frozenset({2})) is not None
     assert _capture._next_walk > before
+
+
+def _inside_with(ready: threading.Event, release: threading.Event, box: list[Any]) -> None:
+    obj = box.pop()
+    with obj:  # its bound __exit__ waits on this frame's value stack
+        del obj
+        ready.set()
+        release.wait(30)
+
+
+def test_a_with_blocks_exit_on_a_value_stack_is_no_unseen_holder(parked: _Parked) -> None:
+    cond = threading.Condition()
+    parked.start(_inside_with, [cond], name="inside")
+    assert _reach.reach([cond], _frames()).shared == []
+    # Positive control: the exit of a semaphore is a release, which is what a
+    # wait on it needs: held where the collector cannot see, it could rescue.
+    sem = threading.Semaphore(1)
+    parked.start(_inside_with, [sem], name="inside-sem")
+    found = _reach.reach([sem], _frames())
+    assert any("__exit__" in s and "cannot see" in s for s in found.shared), found.shared
+
+
+# -- the analysis with reach, on snapshots built by hand --------------------------------
+
+
+def _event_snapshot(reach: Any, *, running: frozenset[int] = frozenset({77})) -> Any:
+    """'waiter' holds L and waits (untimed) on Event E; 'setter' waits for L.
+    Thread 77 (outside the snapshot) runs; ``reach`` says who reaches E."""
+    from dataclasses import replace
+
+    from test_analysis import Snap
+
+    b = Snap()
+    lock = b.lock()
+    event = b.lock(type="Event", owner_bound=False, free=0)
+    b.thread("waiter", holds=[lock], waits=event)
+    b.thread("setter", waits=lock)
+    snap = b.build(others_running=True)
+    resources = dict(snap.resources)
+    resources[event] = replace(resources[event], kind="signal", verb="set", reach=reach)
+    whereabouts = {77: ("bystander", "at app.py:9 in poll: time.sleep(0.1)")}
+    return replace(snap, resources=resources, running=running, whereabouts=whereabouts)
+
+
+def test_a_signal_only_stuck_threads_reach_is_a_deadlock_though_others_run() -> None:
+    from deadlockwatch._analysis import analyze
+    from deadlockwatch._model import ReachInfo
+
+    setter = 1002  # Snap's idents: 1000 + key
+    (f,) = analyze(_event_snapshot(ReachInfo(threads=((setter, "its own Thread object"),))))
+    assert f.kind == "deadlock"
+    assert f.cause.startswith("'waiter' waits on Event(") and "'setter' needs" in f.cause
+    assert f.conditions.no_preemption.holds
+    # Positive control: the running bystander reaches it: no finding.
+    reach = ReachInfo(threads=((setter, "own"), (77, "the local 'ev' of poll()")))
+    assert analyze(_event_snapshot(reach)) == []
+
+
+def test_a_signal_reached_through_a_global_is_probable_unless_running_code_names_it() -> None:
+    from deadlockwatch._analysis import analyze
+    from deadlockwatch._model import ReachInfo
+
+    shared = ("the module global 'READY' of app",)
+    (f,) = analyze(_event_snapshot(ReachInfo(shared=shared, named_by=((1002, "names"),))))
+    assert f.kind == "probable-deadlock"
+    assert f.rescuers == (
+        "'bystander' is at app.py:9 in poll: time.sleep(0.1); it can reach Event(created"
+        " app.py:101) only through the module global 'READY' of app, and neither names it"
+        " in the code it runs nor has touched it",
+    )
+    # The bystander's running code names the global: it may rescue them.
+    named = ReachInfo(shared=shared, named_by=((1002, "names"), (77, "poll() names 'READY'")))
+    assert analyze(_event_snapshot(named)) == []
+    # A walk past its bounds, a signal handler or a starting thread: no finding.
+    assert analyze(_event_snapshot(ReachInfo(complete=False))) == []
+    assert analyze(_event_snapshot(ReachInfo(rescues=("the handler of SIGALRM",)))) == []
+    # Nobody running at all: the global changes nothing, it is a deadlock.
+    (f,) = analyze(_event_snapshot(ReachInfo(shared=shared), running=frozenset()))
+    assert f.kind == "deadlock"
