@@ -12,7 +12,6 @@ exit with status 2.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import io
 import os
 import sys
@@ -101,7 +100,7 @@ def _parse_run(args: list[str]) -> tuple[Config, dict[str, str], str | None, lis
             if option.name == "report" and value:
                 # The program or its children may change directory.
                 value = os.path.abspath(value)
-                config = dataclasses.replace(config, report=value)
+                config = config.replace(report=value)
             env[option.env] = value
             i += 1
             continue
@@ -112,7 +111,7 @@ def _parse_run(args: list[str]) -> tuple[Config, dict[str, str], str | None, lis
 def _run(args: list[str]) -> int:
     import runpy
 
-    from ._api import _warn_unknown_env
+    from ._config import warn_unknown_env
 
     config, env, module, argv = _parse_run(args)
     if module is None:
@@ -124,7 +123,7 @@ def _run(args: list[str]) -> int:
     os.environ.update({"DEADLOCKWATCH": "1", **env})
     from ._detector import DETECTOR
 
-    _warn_unknown_env()
+    warn_unknown_env(os.environ, sys.stderr.write)
     DETECTOR.start(config)
     try:
         if module is not None:

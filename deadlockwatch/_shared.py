@@ -11,11 +11,12 @@ every process that unpickled it: that is its identity across processes (a
 fork-context one, unlinked at once, is named after its creating process and
 handle, which forked children share).
 
-Processes exchange what they hold and wait for through a run directory (made
-by the first process, ``0700``, passed down in ``DEADLOCKWATCH_RUN_DIR``): no
-server, no port.  A process writes ``<pid>.json`` (atomically) only while one
-of its threads has waited for a shared Lock or RLock longer than the
-threshold, or holds one across two ticks of its watcher, or holds one while
+Processes exchange what they hold and wait for through a run directory
+(named at start-up in ``DEADLOCKWATCH_RUN_DIR``, which children inherit; made
+``0700`` by the first process that needs it): no server, no port.  A process
+writes ``<pid>.json`` (atomically) only while one of its threads has waited
+for a shared Lock or RLock longer than the threshold, or holds one across two
+ticks of its watcher, or holds one while
 another process has a file there; it removes it when it holds and waits for
 nothing shared.  The file is the process's local snapshot (its blocked threads,
 the holders they reach, the holders of shared locks), so cycles that pass
@@ -38,9 +39,8 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
+import stat
 import sys
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import replace
@@ -167,8 +167,8 @@ def _taken(self: Any, frame: Any) -> None:
             # In this process's mapped file at once: it may be killed before
             # its watcher publishes anything.
             _ledger.held(self, rec, code, lasti, _ledger_opener)
-            # A forked child's watcher waits for a first wait; a holder of
-            # a shared lock must publish it.
+            # The watcher starts at a first blocking wait; a holder of a
+            # shared lock must publish it.
             if _state.resume_watcher is not None:
                 _state.resume_watcher()
     units[rec] = n + 1
@@ -286,10 +286,10 @@ def patch() -> None:
     if module is not None:
         _install(module)
     elif not _hooked:
-        from wrapt import register_post_import_hook
+        from ._hook import when_imported
 
         _hooked = True
-        register_post_import_hook(_install, MODULE)
+        when_imported(MODULE, _install)
 
 
 def unpatch() -> None:
@@ -302,6 +302,20 @@ def unpatch() -> None:
     _originals.clear()
     _remove_own()
     _ledger.close()
+
+
+def idle() -> bool:
+    """Nothing shared to watch: no shared Lock or RLock held here, no snapshot
+    published (the watcher may end)."""
+    if not active or _cls is None:
+        return True
+    if _EX.written is not None:
+        return False
+    for rec in list(_state.records.values()):
+        for obj in list(rec.held):
+            if is_shared(obj) and _is_mutex(obj):
+                return False
+    return True
 
 
 def is_shared(obj: object) -> bool:
@@ -334,26 +348,57 @@ _own_dir_pid = 0
 
 
 def run_dir() -> str | None:
-    """The run directory of this process tree (made here if none was inherited)."""
-    global _run_dir, _own_dir_pid
+    """The run directory of this process tree: the one named in
+    ``DEADLOCKWATCH_RUN_DIR`` (set at start-up, before the program runs), made
+    here if no process made it yet; else a private one, which only children
+    forked from here share.  ``os.environ`` is never changed here."""
+    global _run_dir
     if _run_dir is not None and os.path.isdir(_run_dir):
         return _run_dir
-    inherited = os.environ.get(RUN_DIR_VAR, "")
-    try:
-        if inherited and os.path.isdir(inherited) and os.stat(inherited).st_uid == os.getuid():
-            _run_dir = inherited
+    named = os.environ.get(RUN_DIR_VAR, "")
+    if named and os.path.isabs(named):
+        try:
+            os.mkdir(named, 0o700)
+        except FileExistsError:
+            pass
+        except OSError:
+            named = ""
+        else:
+            _owned_here(named)
+        if named and _usable(named):
+            _run_dir = named
             return _run_dir
+    try:
+        import tempfile
+
         _run_dir = tempfile.mkdtemp(prefix="deadlockwatch-")
     except OSError:
         return None
-    os.environ[RUN_DIR_VAR] = _run_dir
-    _own_dir_pid = os.getpid()
-    atexit.register(_cleanup_dir)
+    _owned_here(_run_dir)
     return _run_dir
+
+
+def _usable(path: str) -> bool:
+    """A directory (not a link to one) of this user's that nobody else can use."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
+
+
+def _owned_here(path: str) -> None:
+    """This process made the directory: it removes it when it ends."""
+    global _own_dir_pid
+    if _own_dir_pid != os.getpid():
+        _own_dir_pid = os.getpid()
+        atexit.register(_cleanup_dir)
 
 
 def _cleanup_dir() -> None:
     if _run_dir is not None and _own_dir_pid == os.getpid():
+        import shutil
+
         shutil.rmtree(_run_dir, ignore_errors=True)
 
 
