@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 #: Module name -> hooks waiting for its import.
 _hooks: dict[str, list[Hook]] = {}
+#: (name prefix, hook): run after each import of a module whose name starts so,
+#: until taken off.
+_prefix_hooks: list[tuple[str, Hook]] = []
 _lock = _thread.allocate_lock()
 #: Per thread: the names whose spec this finder is looking up (so that a
 #: finder behind it that asks ``sys.meta_path`` again does not loop).
@@ -52,13 +55,28 @@ def when_imported(name: str, hook: Hook) -> None:
             sys.meta_path.insert(0, _Finder())
 
 
-def pending(name: str) -> bool:
-    return bool(_hooks.get(name))
+def after_each_import(prefix: str, hook: Hook) -> None:
+    """Run ``hook(module)`` after each import of a module whose name starts
+    with ``prefix``, until `forget` takes it off."""
+    with _lock:
+        _prefix_hooks.append((prefix, hook))
+        if not any(type(f) is _Finder for f in sys.meta_path):
+            sys.meta_path.insert(0, _Finder())
+
+
+def forget(hook: Hook) -> None:
+    with _lock:
+        _prefix_hooks[:] = [(p, h) for p, h in _prefix_hooks if h is not hook]
+
+
+def _wanted(name: str) -> bool:
+    return name in _hooks or any(name.startswith(p) for p, _ in _prefix_hooks)
 
 
 def _run(name: str, module: ModuleType) -> None:
     with _lock:
         hooks = _hooks.pop(name, [])
+        hooks += [h for p, h in _prefix_hooks if name.startswith(p)]
     for hook in hooks:
         try:
             hook(module)
@@ -73,7 +91,7 @@ class _Finder:
     """Finds only modules with a hook waiting, through the finders behind it."""
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name not in _hooks:
+        if not _wanted(name):
             return None
         busy: set[str] | None = getattr(_busy, "names", None)
         if busy is None:

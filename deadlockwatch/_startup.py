@@ -52,15 +52,41 @@ def _in_subinterpreter() -> bool:
     return False
 
 
+def _initializing(module: object) -> bool:
+    return bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
+
+
 def _enable(config: Config) -> None:
-    def enable(threading: ModuleType) -> None:
+    """Enable the detector with ``config`` right after threading is imported.
+
+    When threading is first imported by one of deadlockwatch's own modules
+    (``from deadlockwatch._detector import DETECTOR`` before anything else),
+    enabling waits until no deadlockwatch module is half-imported any more:
+    the end of that import."""
+    from ._hook import after_each_import, forget, when_imported
+
+    started = False
+
+    def start(just_imported: ModuleType) -> None:
+        nonlocal started
+        if started or "threading" not in sys.modules:
+            return
+        for name, module in list(sys.modules.items()):
+            if (
+                name.startswith("deadlockwatch.")
+                and name != __name__
+                and module is not just_imported
+                and _initializing(module)
+            ):
+                return  # again when that import is done
+        started = True
+        forget(start)
         from ._detector import DETECTOR
 
         DETECTOR.start(config)
 
-    from ._hook import when_imported
-
-    when_imported("threading", enable)
+    after_each_import("deadlockwatch.", start)
+    when_imported("threading", start)
 
 
 def _start() -> None:
