@@ -136,6 +136,9 @@ class _Builder:
     def snapshot(self) -> Snapshot:
         in_snapshot = {t.ident for t in self.threads.values() if t.alive}
         others = any(ident not in in_snapshot for ident in self.frames)
+        # A thread just started (Thread.start() waits for it to signal) may
+        # not run Python code yet, so it has no frame: it will run.
+        others = others or bool(getattr(threading, "_limbo", None))
         if others:
             # A thread blocking on a Lock it took with a bare acquire() may be
             # waiting for another thread to release it (a latch): while other

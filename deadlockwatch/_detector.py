@@ -22,7 +22,6 @@ import os
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
@@ -339,6 +338,8 @@ class _Detector:
     def _internal_error(self, exc: BaseException) -> None:
         # Once per kind of error and place, whatever its message says: a message
         # with an id or a count in it would otherwise be new at every tick.
+        import traceback  # here: imported with threading, it costs a few ms
+
         frames = traceback.extract_tb(exc.__traceback__)
         key = (type(exc).__qualname__, tuple((f.filename, f.lineno, f.name) for f in frames))
         if key in self._errors_seen:
@@ -410,6 +411,8 @@ class _Detector:
         try:
             action(finding)
         except BaseException as exc:
+            import traceback
+
             self.write_text(
                 "deadlockwatch: the on_deadlock callable raised:\n"
                 + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))

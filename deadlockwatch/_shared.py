@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import hashlib
-import json
 import os
 import stat
 import sys
@@ -80,6 +78,8 @@ _hooked = False
 
 def gkey(*parts: object) -> int:
     """A key every process computes alike (``hash`` of a str is salted)."""
+    import hashlib  # here (and json below): not paid when threading is imported
+
     digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1
 
@@ -662,6 +662,8 @@ def tick(detector: Any) -> None:
         _remove_own()
         return
     state = _local_state(detector)
+    import json
+
     _write_own(json.dumps(state, sort_keys=True))
     if not old_wait:
         _EX.seen.clear()
@@ -676,6 +678,8 @@ def _read(entries: Iterable[os.DirEntry[str]]) -> list[dict[str, Any]]:
             if e.stat().st_size > _MAX_FILE:
                 continue
             with open(e.path, encoding="utf-8") as f:
+                import json
+
                 data = json.load(f)
         except (OSError, ValueError, RecursionError):
             continue
@@ -827,6 +831,8 @@ def _analyse(state: dict[str, Any], others: list[os.DirEntry[str]]) -> list[Find
     from ._analysis import analyze
 
     dead = _dead_holds(_run_dir) if _run_dir is not None else {}
+    import json
+
     signature: list[Any] = [json.dumps(state, sort_keys=True), tuple(sorted(dead))]
     for e in others:
         try:
@@ -927,6 +933,8 @@ def _claim(key: frozenset[int]) -> bool:
     d = _run_dir
     if d is None:
         return True
+    import hashlib
+
     name = hashlib.blake2b(repr(sorted(key)).encode(), digest_size=12).hexdigest()
     try:
         fd = os.open(
