@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 import textwrap
 from pathlib import Path
 
@@ -666,3 +667,37 @@ def test_a_lock_left_held_by_an_ended_thread_is_reported_with_nothing_blocked() 
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["watcher before False", "['held-at-exit']"]
     assert "a thread exited holding a lock" in r.stderr
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="operator.call is 3.11+")
+def test_thread_start_waiting_for_a_thread_without_a_frame_yet_is_no_deadlock() -> None:
+    """Thread.start() waits for the new thread to signal; on a loaded machine
+    that thread may not run Python code (no frame) for a while: it is in
+    threading._limbo, and will run.  (CPython 3.13's test_concurrent_futures,
+    under load, had it reported as a deadlock.)  Positive control: the same
+    wait with no thread to come is reported."""
+    code = """
+    import _thread, collections, functools, operator, sys, threading, time
+    from deadlockwatch._detector import DETECTOR
+
+    def c_only(*calls):
+        # Makes the calls without a Python frame of its own.
+        return functools.partial(collections.deque, map(operator.call, calls), 0)
+
+    gate = _thread.allocate_lock()
+    gate.acquire()
+    t = threading.Thread(target=time.sleep, args=(0,), name="late")
+    t._bootstrap = c_only(gate.acquire, t._bootstrap)
+    # Releases the gate in 1 s, from a thread without a Python frame either.
+    _thread.start_new_thread(c_only(functools.partial(time.sleep, 1.0), gate.release), ())
+    t.start()  # waits about 1 s for a thread that has no frame yet
+    t.join()
+    print([f.kind for f in DETECTOR.findings], flush=True)
+    try:
+        threading.Event().wait()  # nobody else to set it
+    except Exception as e:
+        print(type(e).__name__, [f.kind for f in DETECTOR.findings], flush=True)
+    """
+    r = run_python(code, env={"DEADLOCKWATCH": "1", "DEADLOCKWATCH_ACTION": "raise"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["[]", "DeadlockError ['deadlock']"]
