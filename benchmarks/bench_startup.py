@@ -106,7 +106,9 @@ def _make_venv(root: Path, name: str, with_pth: bool, line: str) -> Path:
     site.mkdir(parents=True, exist_ok=True)
     # The package (editable checkout) and its dependencies, by plain paths.
     paths = [str(REPO), sysconfig.get_paths()["purelib"]]
-    (site / "paths.pth").write_text("\n".join(paths) + "\n")
+    # Named to be read before deadlockwatch.pth (site reads them sorted):
+    # otherwise DEADLOCKWATCH=1 would time a failing import.
+    (site / "00-paths.pth").write_text("\n".join(paths) + "\n")
     if with_pth:
         (site / "deadlockwatch.pth").write_text(line + "\n")
     return python
