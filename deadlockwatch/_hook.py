@@ -145,4 +145,7 @@ class _Loader:
         if getattr(module, "__loader__", None) is self:
             module.__loader__ = loader
         loader.exec_module(module)
-        _run(self._dw_name, module)
+        if sys.modules.get(self._dw_name) is module:
+            _run(self._dw_name, module)
+        # else a private copy (module_from_spec() and exec_module() by hand):
+        # the hooks wait for the real import.

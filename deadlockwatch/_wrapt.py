@@ -42,8 +42,8 @@ def _extension() -> Any:
                 continue
             try:
                 return _load(path, exceptions)
-            except ImportError:
-                return None
+            except (ImportError, OSError):
+                return None  # wrapt is imported as usual
     return None
 
 
@@ -57,7 +57,7 @@ def _load(path: str, exceptions: str) -> Any:
         stand_ins: dict[str, Any] = {}
         if "wrapt" not in sys.modules:
             stand_ins["wrapt"] = type(sys)("wrapt")
-        if "wrapt.exceptions" not in sys.modules:
+        if "wrapt.exceptions" not in sys.modules and os.path.isfile(exceptions):  # wrapt 2
             source = SourceFileLoader("wrapt.exceptions", exceptions)
             spec = spec_from_loader("wrapt.exceptions", source)
             if spec is None:

@@ -701,3 +701,16 @@ def test_thread_start_waiting_for_a_thread_without_a_frame_yet_is_no_deadlock() 
     r = run_python(code, env={"DEADLOCKWATCH": "1", "DEADLOCKWATCH_ACTION": "raise"})
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["[]", "DeadlockError ['deadlock']"]
+
+
+def test_without_wrapts_extension_wrapt_is_imported_as_usual() -> None:
+    code = """
+    import sys, threading, concurrent.futures as cf
+    print("wrapt" in sys.modules, type(threading.Lock()).__name__)
+    with cf.ThreadPoolExecutor(2) as ex:
+        print(sum(ex.map(abs, range(-5, 5))), type(threading.Condition.wait).__name__)
+    """
+    r = run_python(code, env={"DEADLOCKWATCH": "1", "WRAPT_DISABLE_EXTENSIONS": "1"})
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    assert r.stdout.splitlines() == ["True TrackedLock", "25 BoundMethodWrapper"]
