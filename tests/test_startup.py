@@ -714,3 +714,17 @@ def test_without_wrapts_extension_wrapt_is_imported_as_usual() -> None:
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""
     assert r.stdout.splitlines() == ["True TrackedLock", "25 BoundMethodWrapper"]
+
+
+def test_module_level_locks_of_logging_futures_and_asyncio_are_tracked() -> None:
+    """Each imports threading first, so its locks made at import are tracked
+    although nothing was patched at start-up."""
+    code = """
+    import asyncio.events, asyncio.mixins, concurrent.futures.thread as cft, logging
+    locks = (logging._lock, cft._global_shutdown_lock, asyncio.events._lock,
+             asyncio.mixins._global_lock)
+    print(" ".join(type(lock).__name__ for lock in locks))
+    """
+    r = run_python(code, env={"DEADLOCKWATCH": "1"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["TrackedRLock", "TrackedLock", "TrackedLock", "TrackedLock"]

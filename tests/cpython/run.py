@@ -37,13 +37,14 @@ Usage (the interpreter must have deadlockwatch installed, with its ``.pth``)::
 Exit status: 0 transparent, 1 a difference or a finding, 2 a usage error or
 an interpreter that cannot run the check.
 
-Profiles: ``full`` runs every module entirely (on 3.13, 2-core machine:
-about 2.5 minutes plain and 3 with the detector; test_concurrent_futures is
-85 s and 120 s of it).  ``ci`` is what fits the CI budget of about 4 extra
-minutes: every module, both runs, but test_concurrent_futures only for its
-thread-pool and Future tests (about 40 s for both runs), leaving its
-process-pool tests (190 of 256, every one starting interpreters) to the full
-profile.  Those did find a bug (multiprocessing managers could not pickle
+Profiles: ``full`` runs every module entirely; it is what ``.ci/run`` runs,
+on 3.11 and 3.13 (on 3.13, 2-core machine: about 2.5 minutes plain and 3
+with the detector when the machine is otherwise idle, 7 minutes in all under
+a load average of 10 to 40; test_concurrent_futures is 85 s and 120 s of
+it).  ``ci`` is the quicker check: every module, both runs, but
+test_concurrent_futures only for its thread-pool and Future tests (about 40
+s for both runs), leaving its process-pool tests (190 of 256, every one
+starting interpreters) out.  Those did find a bug (multiprocessing managers could not pickle
 the patched threading.Lock), now covered by tests/test_startup.py.  On 3.11
 the ci profile takes about 85 s, or about 2 minutes where
 test_concurrent_futures is installed (3.11.7 and 3.12.1 builds omit that
