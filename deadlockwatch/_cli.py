@@ -119,7 +119,12 @@ def _run(args: list[str]) -> int:
             raise UsageError(f"can't open file {argv[0]!r}: no such file")
         if not os.path.isfile(argv[0]):
             raise UsageError(f"can't run {argv[0]!r}: not a file (give a Python script)")
-    # Child Python processes start with the detector on, with the same options.
+    # Child Python processes start with the detector on, with the same options,
+    # and share one run directory (named now, before the program runs).
+    from ._config import RUN_DIR_VAR, run_dir_name
+
+    if not os.environ.get(RUN_DIR_VAR):
+        env[RUN_DIR_VAR] = run_dir_name()
     os.environ.update({"DEADLOCKWATCH": "1", **env})
     from ._detector import DETECTOR
 

@@ -728,3 +728,34 @@ def test_module_level_locks_of_logging_futures_and_asyncio_are_tracked() -> None
     r = run_python(code, env={"DEADLOCKWATCH": "1"})
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["TrackedRLock", "TrackedLock", "TrackedLock", "TrackedLock"]
+
+
+def test_the_runner_names_one_run_directory_for_its_children(tmp_path: Path) -> None:
+    """``python -m deadlockwatch prog.py``: the program's spawned children
+    share its run directory, named before the program runs."""
+    prog = tmp_path / "prog.py"
+    prog.write_text(
+        textwrap.dedent(
+            """
+            import os, multiprocessing as mp
+            def child(q):
+                q.put(os.environ.get("DEADLOCKWATCH_RUN_DIR"))
+            if __name__ == "__main__":
+                before = dict(os.environ)
+                named = os.environ.get("DEADLOCKWATCH_RUN_DIR")
+                ctx = mp.get_context("spawn")
+                q = ctx.Queue()
+                p = ctx.Process(target=child, args=(q,))
+                p.start()
+                print(named is not None, q.get(timeout=60) == named, dict(os.environ) == before)
+                p.join(60)
+            """
+        )
+    )
+    r = run_python(
+        f"import runpy, sys; sys.argv = ['deadlockwatch', {str(prog)!r}]; "
+        "runpy.run_module('deadlockwatch', run_name='__main__')",
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "True", "True"]
