@@ -655,9 +655,9 @@ def test_a_lock_left_held_by_an_ended_thread_is_reported_with_nothing_blocked() 
     def leave():
         lock.acquire()
         ended.release()
+    print("watcher before", DETECTOR.watcher_ident is not None, flush=True)
     _thread.start_new_thread(leave, ())
     ended.acquire()
-    print("watcher before", DETECTOR.watcher_ident is not None, flush=True)
     deadline = time.monotonic() + 10
     while not DETECTOR.findings and time.monotonic() < deadline:
         time.sleep(0.01)  # untracked: nothing blocks
