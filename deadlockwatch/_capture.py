@@ -19,7 +19,7 @@ from dataclasses import replace
 from types import FrameType
 from typing import Any
 
-from . import _analysis, _native, _reach, _state, _waits
+from . import _analysis, _native, _state, _waits
 from ._model import (
     LOCK_KIND,
     SIGNAL_KIND,
@@ -210,6 +210,8 @@ class _Builder:
             return None
         target = obj.obj if isinstance(obj, _waits.View) else obj
         start = _native.monotonic()
+        from . import _reach  # the walk and bytecode liveness: only when needed
+
         found = _reach.reach([target], self.frames)
         end = _native.monotonic()
         _next_walk = end + (end - start) * (1 / REACH_SHARE - 1)
@@ -306,12 +308,14 @@ _PASSIVE_HANDLER_MODULES = ("pytest_timeout", "_pytest", "faulthandler", "deadlo
 
 def _signal_handlers() -> bool:
     """Has the application installed a Python-level signal handler?"""
+    from ._reach import python_handlers
+
     signal = sys.modules.get("signal")
     default = getattr(signal, "default_int_handler", None)
     return any(
         handler is not default
         and not (getattr(handler, "__module__", "") or "").startswith(_PASSIVE_HANDLER_MODULES)
-        for _, handler in _reach.python_handlers()
+        for _, handler in python_handlers()
     )
 
 

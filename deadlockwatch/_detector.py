@@ -1,8 +1,13 @@
 """The running detector: enable/disable, the watcher thread, reports and actions.
 
 The watcher is a bare ``_thread`` thread (invisible to ``threading.enumerate``)
-that sleeps on an untracked lock.  Each tick costs one dict copy while nothing
-is blocked.  When some wait is older than the threshold it captures a
+that sleeps on an untracked lock.  It exists only while there is something to
+watch: the first tracked wait that blocks starts it (from its slow path,
+through ``_state.resume_watcher``), and so do a thread that ends holding a
+lock and a shared lock taken; at a tick that finds nothing blocked, nothing
+left held by an ended thread and nothing shared held or published, it ends.
+Each tick costs one dict copy while nothing is blocked.  When some wait is
+older than the threshold it captures a
 snapshot, analyses it, and if that finds something new, takes a second
 capture shortly after: only a finding whose waits are the very same in both
 (a thread's wait record is new for every wait) is real, since a thread that
@@ -17,7 +22,6 @@ import os
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
@@ -47,7 +51,12 @@ class _Detector:
         self.watcher_ident: int | None = None
         self._stop = False
         self._wake = _native.allocate_lock()
+        #: Released by each watcher thread as it ends (one per thread).
         self._done = _native.allocate_lock()
+        #: A watcher thread exists (started, and not yet decided to end).
+        self._running = False
+        #: At interpreter exit: no watcher is started any more.
+        self._exiting = False
         self._emit_lock = _native.allocate_lock()
         self._join: Any = None
         self._quiet: tuple[frozenset[int], int] | None = None
@@ -88,7 +97,9 @@ class _Detector:
             raise
         _primitives.self_wait_hook[:] = [self.on_self_wait]
         self.enabled = True
-        self._start_watcher()
+        self._exiting = False
+        # No thread yet: the first blocking wait starts the watcher.
+        _state.resume_watcher = self._resume
         if not self._atexit_registered:
             # After threading's own shutdown (so a deadlock that hangs it is
             # still reported): stop the watcher before the interpreter ends.
@@ -96,11 +107,20 @@ class _Detector:
             self._atexit_registered = True
 
     def _start_watcher(self) -> None:
+        """Start a watcher thread (with ``_resume_lock`` held)."""
         self._stop = False
         if not self._wake.locked():
             self._wake.acquire()
-        self._done.acquire()
-        self._join = _native.start_joinable(self._run)
+        done = _native.allocate_lock()
+        done.acquire()
+        self._done = done
+        self._running = True
+        try:
+            self._join = _native.start_joinable(lambda: self._run(done))
+        except BaseException:
+            self._running = False
+            done.release()
+            raise
 
     def stop(self) -> None:
         if not self.enabled:
@@ -124,17 +144,23 @@ class _Detector:
             self._done.release()
 
     def _at_exit(self) -> None:
+        self._exiting = True
+        _state.resume_watcher = None
         if self.enabled:
             self._stop_watcher()
 
     def before_fork(self) -> None:
-        """Stop the watcher for the fork: CPython 3.12+ warns about forking a
-        process with other threads, and the watcher must not be why."""
-        if not self.enabled or sys.version_info < (3, 12) or self._join is None:
+        """No watcher is started while a fork is under way; on 3.12+ a running
+        one is stopped for it (CPython warns about forking a process with
+        other threads, and the watcher must not be why)."""
+        if not self.enabled:
             return
-        if self.watcher_ident is None or self.watcher_ident == _native.get_ident():
+        with self._resume_lock:
+            self._paused_for_fork = True
+            _state.resume_watcher = None
+            running = self._running and self.watcher_ident != _native.get_ident()
+        if not running or sys.version_info < (3, 12) or self._join is None:
             return
-        self._paused_for_fork = True
         native = self._native_id
         self._stop_watcher()
         self._join(1.0)
@@ -149,16 +175,50 @@ class _Detector:
         # next blocking wait (or the next slice of one in progress) restarts
         # the watcher; nothing can deadlock without one.
         if self._paused_for_fork:
+            self._paused_for_fork = False
+            self._arm()
+
+    def _arm(self) -> None:
+        """No watcher runs: the next blocking wait (or the next slice of one
+        in progress) starts one."""
+        if self.enabled and not self._exiting:
             _state.resume_watcher = self._resume
 
     def _resume(self) -> None:
+        """Start the watcher if none runs (called from the slow path of a
+        tracked wait, by a thread that ends holding a lock, and by the taking
+        of a shared lock).  Never raises into the caller's wait."""
         with self._resume_lock:
-            if _state.resume_watcher is None:
+            if not self.enabled or self._exiting or self._paused_for_fork or self._running:
+                _state.resume_watcher = None
                 return
             _state.resume_watcher = None
-            self._paused_for_fork = False
-            if self.enabled and self.watcher_ident is None:
+            try:
                 self._start_watcher()
+            except Exception:  # no new threads (interpreter shutting down)
+                return
+
+    def _retire(self) -> bool:
+        """At a tick with nothing to watch: end this watcher (True), unless a
+        wait began meanwhile.  A thread that registers its wait and then reads
+        ``resume_watcher`` either sees the watcher stay or starts a new one
+        (and its next slice looks again, whatever the memory order)."""
+        with self._resume_lock:
+            if self._stop:
+                return True
+            if self._paused_for_fork or not self.enabled or self._exiting:
+                return False
+            _state.resume_watcher = self._resume
+            if not self._idle():
+                _state.resume_watcher = None
+                return False
+            self._running = False
+            self.watcher_ident = None
+            return True
+
+    @staticmethod
+    def _idle() -> bool:
+        return not _state.blocked and not _state.departed and _shared.idle()
 
     def after_fork_in_child(self) -> None:
         """Only the forking thread survives a fork: it gets a new watcher."""
@@ -170,6 +230,7 @@ class _Detector:
         self._emit_lock = _native.allocate_lock()
         _graph.after_fork_in_child()
         self.watcher_ident = None
+        self._running = False
         me = _native.get_ident()
         self._anchor = _state.current_record() if me != _MAIN_IDENT else None
         for rec in list(_state.blocked):
@@ -184,15 +245,14 @@ class _Detector:
         # The parent's threads did not exit: what they held is reported when
         # a thread of the child blocks on it.
         _state.departed.clear()
-        if self.enabled:
-            # Not at once: a child that checks its threads right after the
-            # fork must see only its own.  The first blocking wait starts it.
-            self._paused_for_fork = True
-            _state.resume_watcher = self._resume
+        # Not at once: a child that checks its threads right after the
+        # fork must see only its own.  The first blocking wait starts it.
+        self._arm()
 
     # -- the watcher ----------------------------------------------------------
-    def _run(self) -> None:
-        self.watcher_ident = _native.get_ident()
+    def _run(self, done: Any) -> None:
+        me = _native.get_ident()
+        self.watcher_ident = me
         self._native_id = _native.get_native_id()
         try:
             while not self._stop:
@@ -205,12 +265,17 @@ class _Detector:
                     self.tick()
                 except Exception as exc:  # the watcher must outlive its own bugs
                     self._internal_error(exc)
+                if self._idle() and self._retire():
+                    return
         except BaseException:  # interpreter shutdown tearing things down
             pass
         finally:
-            self.watcher_ident = None
+            with contextlib.suppress(Exception), self._resume_lock:
+                if self.watcher_ident == me:
+                    self.watcher_ident = None
+                    self._running = False
             with contextlib.suppress(Exception):
-                self._done.release()
+                done.release()
 
     def tick(self) -> None:
         if _state.departed:
@@ -322,6 +387,8 @@ class _Detector:
     def _internal_error(self, exc: BaseException) -> None:
         # Once per kind of error and place, whatever its message says: a message
         # with an id or a count in it would otherwise be new at every tick.
+        import traceback  # here: imported with threading, it costs a few ms
+
         frames = traceback.extract_tb(exc.__traceback__)
         key = (type(exc).__qualname__, tuple((f.filename, f.lineno, f.name) for f in frames))
         if key in self._errors_seen:
@@ -400,6 +467,8 @@ class _Detector:
         try:
             action(finding)
         except BaseException as exc:
+            import traceback
+
             self.write_text(
                 "deadlockwatch: the on_deadlock callable raised:\n"
                 + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))

@@ -6,7 +6,6 @@ is the detector's job.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -251,6 +250,8 @@ def _known(f: Finding, key: int) -> bool:
 
 
 def to_json_line(f: Finding) -> str:
+    import json  # here: not paid when threading is imported
+
     return json.dumps(to_json(f), sort_keys=False) + "\n"
 
 
