@@ -7,10 +7,17 @@
   same base interpreter that differ only by ``deadlockwatch.pth`` (both put
   the package and its dependencies on ``sys.path`` with a plain path file),
   ``DEADLOCKWATCH`` unset: the whole cost of having the package installed.
-- The same with ``DEADLOCKWATCH=1`` (the detector enabled at start-up).
+- The same with ``DEADLOCKWATCH=1`` against unset, paired (start-up only
+  validates the options and installs an import hook), and what it imports
+  beyond the unset start: how many modules, and whether any of threading,
+  asyncio, logging, concurrent.futures, ssl, socket, subprocess, email,
+  importlib.metadata, inspect, networkx or wrapt (0 = none: the detector is
+  enabled when the program imports threading).
+- ``python -c "import threading"`` with ``DEADLOCKWATCH=1`` against unset,
+  paired: what enabling costs a program that uses threads.
 - ``import deadlockwatch`` in a fresh interpreter, and whether it loaded
   networkx or wrapt (1 = loaded; both should be 0), and the first
-  ``enable()`` (patching, watcher start).
+  ``enable()`` (patching; no thread until a wait blocks).
 
 Runs alternate between the variants; medians are compared.
 """
@@ -99,7 +106,9 @@ def _make_venv(root: Path, name: str, with_pth: bool, line: str) -> Path:
     site.mkdir(parents=True, exist_ok=True)
     # The package (editable checkout) and its dependencies, by plain paths.
     paths = [str(REPO), sysconfig.get_paths()["purelib"]]
-    (site / "paths.pth").write_text("\n".join(paths) + "\n")
+    # Named to be read before deadlockwatch.pth (site reads them sorted):
+    # otherwise DEADLOCKWATCH=1 would time a failing import.
+    (site / "00-paths.pth").write_text("\n".join(paths) + "\n")
     if with_pth:
         (site / "deadlockwatch.pth").write_text(line + "\n")
     return python
@@ -129,6 +138,27 @@ t0 = time.perf_counter()
 import deadlockwatch
 t1 = time.perf_counter()
 print(t1 - t0, int('networkx' in sys.modules), int('wrapt' in sys.modules))
+"""
+
+#: Modules start-up with DEADLOCKWATCH=1 must not import (issue 16).
+HEAVY = (
+    "threading",
+    "asyncio",
+    "logging",
+    "concurrent.futures",
+    "ssl",
+    "socket",
+    "subprocess",
+    "email",
+    "importlib.metadata",
+    "inspect",
+    "networkx",
+    "wrapt",
+)
+
+MODULES_PROBE = f"""
+import sys
+print(len(sys.modules), sum(m in sys.modules for m in {HEAVY!r}))
 """
 
 ENABLE_PROBE = """
@@ -217,11 +247,20 @@ def run(quick: bool) -> Section:
                     "with2": lambda: _start_time(with_pth, unset),
                     "enabled": lambda: _start_time(with_pth, on),
                 },
-                max(5, rounds // 2),
+                rounds,
+            )
+        )
+        code = "import threading"
+        res.update(
+            interleave(
+                {
+                    "threading": lambda: _start_time(with_pth, unset, code),
+                    "threading_on": lambda: _start_time(with_pth, on, code),
+                },
+                rounds,
             )
         )
         base, with_ = median(res["without"]), median(res["with"])
-        with2, enabled = median(res["with2"]), median(res["enabled"])
         # Paired: the difference within each round, its median and a bootstrap
         # 95% confidence interval of that median.
         diffs = [w - b for w, b in zip(res["with"], res["without"], strict=True)]
@@ -238,14 +277,57 @@ def run(quick: bool) -> Section:
                 "diff_ci_high_ms": round(high * 1e3, 3),
             }
         )
+        for case, key_base, key_on in (
+            ("python -c pass: DEADLOCKWATCH unset vs DEADLOCKWATCH=1", "with2", "enabled"),
+            (
+                'python -c "import threading": DEADLOCKWATCH unset vs DEADLOCKWATCH=1',
+                "threading",
+                "threading_on",
+            ),
+        ):
+            diffs = [on_ - off for on_, off in zip(res[key_on], res[key_base], strict=True)]
+            low, high = _median_ci(diffs)
+            section.rows.append(
+                {
+                    "case": case,
+                    "base_ms": round(median(res[key_base]) * 1e3, 2),
+                    "with_ms": round(median(res[key_on]) * 1e3, 2),
+                    "diff_ms": round(median(diffs) * 1e3, 3),
+                    "ratio": ratio(median(res[key_on]), median(res[key_base])),
+                    "value": round((high - low) / 2 * 1e3, 3),
+                    "diff_ci_low_ms": round(low * 1e3, 3),
+                    "diff_ci_high_ms": round(high * 1e3, 3),
+                }
+            )
+        probes = {}
+        for name, env in (("unset", unset), ("on", on)):
+            out = subprocess.run(
+                [str(with_pth), "-c", MODULES_PROBE],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT,
+                check=True,
+            )
+            probes[name] = [int(x) for x in out.stdout.split()]
         section.rows.append(
             {
-                "case": "python -c pass: DEADLOCKWATCH unset vs DEADLOCKWATCH=1",
-                "base_ms": round(with2 * 1e3, 2),
-                "with_ms": round(enabled * 1e3, 2),
-                "diff_ms": round((enabled - with2) * 1e3, 2),
-                "ratio": ratio(enabled, with2),
-                "value": None,
+                "case": "modules imported by DEADLOCKWATCH=1 start-up beyond unset: value = count",
+                "base_ms": None,
+                "with_ms": None,
+                "diff_ms": None,
+                "ratio": None,
+                "value": probes["on"][0] - probes["unset"][0],
+            }
+        )
+        section.rows.append(
+            {
+                "case": "of them threading, asyncio, logging, inspect, wrapt...: value = count",
+                "base_ms": None,
+                "with_ms": None,
+                "diff_ms": None,
+                "ratio": None,
+                "value": probes["on"][1] - probes["unset"][1],
             }
         )
         imports = [_probe(with_pth, IMPORT_PROBE) for _ in range(rounds)]
@@ -273,7 +355,7 @@ def run(quick: bool) -> Section:
         enables = [float(_probe(with_pth, ENABLE_PROBE)[0]) for _ in range(rounds)]
         section.rows.append(
             {
-                "case": "first enable() in a process (imports wrapt, patches, starts watcher)",
+                "case": "first enable() in a process (imports threading, patches; no thread)",
                 "base_ms": None,
                 "with_ms": round(median(enables) * 1e3, 2),
                 "diff_ms": None,
@@ -287,6 +369,7 @@ def run(quick: bool) -> Section:
         "rows 1-2: in-process, site.addpackage() on the file, and exec of its line minus "
         "exec of an empty line.  Row 3: two "
         "throw-away venvs that differ only by deadlockwatch.pth, diff = median of the "
-        "paired differences, value = half the width of its bootstrap 95% confidence interval."
+        "paired differences, value = half the width of its bootstrap 95% confidence interval "
+        "(the same for rows 4-5, DEADLOCKWATCH=1 against unset in the venv with the file)."
     )
     return section

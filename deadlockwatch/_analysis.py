@@ -3,9 +3,13 @@
 Deadlock is decided by reduction, not by spotting a cycle alone: a blocked
 thread can still progress if what it waits for has a free unit, or can be
 released by a thread that can progress (for owner-bound resources only their
-holders count; for resources any thread may release, any thread that can
-progress counts).  Running threads, and threads in a timed wait, can
-progress.  The threads left when nothing more reduces are deadlocked.  The
+holders count; for a signal, or a lock any thread may release, the threads
+that can progress and can reach it, when the capture worked that out, else
+any thread that can progress).  Running threads, and threads in a timed
+wait, can progress.  The threads left when nothing more reduces are
+deadlocked.  A second reduction, counting for a signal reached only through
+a global just the threads whose running code names that global, gives the
+``probable-deadlock`` warnings.  The
 wait-for graph among them (a networkx DiGraph) gives the cycles to report and
 the four Coffman conditions of each.
 
@@ -25,11 +29,13 @@ from . import _graph
 from ._model import (
     DEADLOCK,
     HELD_AT_EXIT,
+    PROBABLE_DEADLOCK,
     TIMED_CYCLE,
     Check,
     Conditions,
     CycleStep,
     Finding,
+    ReachInfo,
     ResourceInfo,
     Snapshot,
     ThreadInfo,
@@ -39,7 +45,17 @@ if TYPE_CHECKING:
     from ._graph import DiGraph
 
 
-def stuck_threads(snap: Snapshot, timed_waits_progress: bool = True) -> set[int]:
+#: How sure the reduction is that a signal nobody in reach can give stays
+#: ungiven: CERTAIN counts every thread that can reach it at all; PROBABLE
+#: counts, for a signal reachable through a global, only the threads that
+#: name that global in the code they run, or have touched the signal.
+CERTAIN = "certain"
+PROBABLE = "probable"
+
+
+def stuck_threads(
+    snap: Snapshot, timed_waits_progress: bool = True, mode: str = CERTAIN
+) -> set[int]:
     """The keys of the blocked threads that can never progress (the fixpoint)."""
     progress: set[int] = set()
     blocked: list[ThreadInfo] = []
@@ -54,20 +70,22 @@ def stuck_threads(snap: Snapshot, timed_waits_progress: bool = True) -> set[int]
     while changed:
         changed = False
         for t in blocked:
-            if t.key not in progress and _can_progress(snap, t, progress):
+            if t.key not in progress and _can_progress(snap, t, progress, mode):
                 progress.add(t.key)
                 changed = True
     return {t.key for t in blocked if t.key not in progress}
 
 
-def _can_progress(snap: Snapshot, t: ThreadInfo, progress: set[int]) -> bool:
+def _can_progress(snap: Snapshot, t: ThreadInfo, progress: set[int], mode: str) -> bool:
     assert t.wait is not None
     if t.key in snap.wakeable:
         return True
-    return _releasable(snap, t.wait.resource, progress)
+    return _releasable(snap, t.wait.resource, progress, mode)
 
 
-def _releasable(snap: Snapshot, key: int, progress: set[int], depth: int = 0) -> bool:
+def _releasable(
+    snap: Snapshot, key: int, progress: set[int], mode: str = CERTAIN, depth: int = 0
+) -> bool:
     """Can some thread that can progress release (signal, finish) ``key``?"""
     r = snap.resources.get(key)
     if r is None or r.free > 0 or (not r.holders and r.owner_bound and not r.parts):
@@ -75,13 +93,73 @@ def _releasable(snap: Snapshot, key: int, progress: set[int], depth: int = 0) ->
     if r.parts:
         if depth > 2:
             return True
-        parts = [_releasable(snap, p, progress, depth + 1) for p in r.parts]
+        parts = [_releasable(snap, p, progress, mode, depth + 1) for p in r.parts]
         return all(parts) if r.kind == "all" else any(parts)
     if r.owner_bound:
         # Holders missing from the snapshot are threads we know nothing
         # against: they can progress.
         return any(h in progress or h not in snap.threads for h, _ in r.holders)
-    return snap.others_running or bool(progress)
+    if r.reach is None:
+        return snap.others_running or bool(progress)
+    return bool(_rescuers(snap, r, progress, mode))
+
+
+def _running_idents(snap: Snapshot, progress: set[int]) -> set[int]:
+    return {snap.threads[k].ident for k in progress if snap.threads[k].alive} | set(snap.running)
+
+
+def _rescuers(snap: Snapshot, r: ResourceInfo, progress: set[int], mode: str) -> list[int]:
+    """The idents of the threads that can progress and could give signal ``r``."""
+    reach = r.reach
+    assert reach is not None
+    running = _running_idents(snap, progress)
+    found = [i for i, _ in reach.threads if i in running]
+    if reach.rescues:
+        found.append(0)  # a signal handler's main thread, a thread starting
+    if found:
+        return found
+    if not reach.complete or (reach.shared and mode == CERTAIN):
+        return sorted(running)
+    if reach.shared:
+        # A thread polling it with a timed wait has touched it.
+        touched = {
+            t.ident
+            for t in snap.threads.values()
+            if t.wait is not None and t.wait.resource == r.key
+        }
+        return [i for i, _ in reach.named_by if i in running] + sorted(touched & running)
+    return []
+
+
+def needs_reach(snap: Snapshot) -> list[int]:
+    """The signals worth working out who can reach: those that threads wait
+    for, untimed, where the threads would be stuck if nobody could give them,
+    and stuck in a way that matters (one of them holds something, or waits for
+    something owned).  A lone idle waiter that holds nothing blocks nobody."""
+    pending = {
+        k
+        for k, r in snap.resources.items()
+        if r.reach is None and not r.owner_bound and r.free == 0 and not r.parts
+    }
+    if not pending:
+        return []
+    pessimistic = replace(
+        snap,
+        resources={
+            k: replace(r, reach=ReachInfo()) if k in pending else r
+            for k, r in snap.resources.items()
+        },
+    )
+    stuck = stuck_threads(pessimistic, timed_waits_progress=True)
+    if not stuck:
+        return []
+    matters = any(
+        snap.threads[k].held or any(r.owner_bound for r in waited(snap, snap.threads[k]))
+        for k in stuck
+    )
+    if not matters:
+        return []
+    return sorted({r.key for k in stuck for r in waited(snap, snap.threads[k]) if r.key in pending})
 
 
 def waited(snap: Snapshot, t: ThreadInfo) -> list[ResourceInfo]:
@@ -101,6 +179,9 @@ def analyze(snap: Snapshot) -> list[Finding]:
     """Every deadlock and timed cycle in the snapshot, one finding each."""
     stuck = stuck_threads(snap, timed_waits_progress=True)
     findings = _findings(snap, stuck, DEADLOCK)
+    probable = stuck_threads(snap, timed_waits_progress=True, mode=PROBABLE) - stuck
+    if probable:
+        findings.extend(_probable(snap, probable, stuck))
     stuck_untimed = stuck_threads(snap, timed_waits_progress=False)
     if stuck_untimed - stuck:
         for f in _findings(snap, stuck_untimed, TIMED_CYCLE):
@@ -111,6 +192,49 @@ def analyze(snap: Snapshot) -> list[Finding]:
             if len(threads) > 1 and not threads <= stuck and not polling:
                 findings.append(f)
     return findings
+
+
+def _probable(snap: Snapshot, probable: set[int], stuck: set[int]) -> list[Finding]:
+    """Threads stuck unless a thread that can reach what they wait for only
+    through a global, and never touched it, gives it: a warning, with each
+    such thread named.  Only where they hold what another of them waits for
+    (hold and wait): an idle waiter alone is no deadlock."""
+    out = []
+    for f in _findings(snap, probable, PROBABLE_DEADLOCK):
+        keys = {t.key for t in f.threads}
+        held = {h.resource for k in keys for h in snap.threads[k].held}
+        if not f.cycle and not any(
+            r.key in held for k in keys for r in waited(snap, snap.threads[k])
+        ):
+            continue
+        signals = [
+            r
+            for k in keys
+            for r in waited(snap, snap.threads[k])
+            if r.reach is not None and r.reach.shared
+        ]
+        if not signals:
+            continue
+        r = signals[0]
+        assert r.reach is not None
+        stopped = stuck | probable
+        running = sorted(
+            {t.ident for t in snap.threads.values() if t.alive and t.key not in stopped}
+            | set(snap.running)
+        )
+        lines = []
+        for ident in running:
+            name, where = snap.whereabouts.get(ident, (f"thread-{ident}", "somewhere"))
+            lines.append(
+                f"{name!r} is {where}; it can reach {r.label} only through {r.reach.shared[0]}, "
+                "and neither names it in the code it runs nor has touched it"
+            )
+        cause = (
+            f"{f.cause}; probably: {r.label} can still be reached through {r.reach.shared[0]}, "
+            "but no thread that can run names it or has touched it"
+        )
+        out.append(replace(f, cause=cause, rescuers=tuple(lines)))
+    return out
 
 
 def held_at_exit(snap: Snapshot, key: int) -> Finding | None:
@@ -168,12 +292,20 @@ def _thread_graph(snap: Snapshot, stuck: set[int]) -> DiGraph:
                     g.add_edge(key, h, resource=t.wait.resource)
             if _is_signal(r) and not r.parts:
                 signals.append((key, r.key))
-    # A thread waiting for a signal (a notify, a set, an item) while holding
-    # what the would-be signallers wait for: an edge to each stuck thread
-    # that is blocked, directly or not, behind it.
+    # A thread waiting for a signal (a notify, a set, an item): an edge to
+    # each stuck thread that could give it (without reach worked out, each
+    # stuck thread blocked, directly or not, behind it).
     for key, rk in signals:
-        for other in nx.ancestors(g, key):
-            if other in stuck and not g.has_edge(key, other):
+        reach = snap.resources[rk].reach
+        if reach is not None:
+            # The stuck threads that could give it: their own frames reach
+            # it, or the code they run names the global it is reached through.
+            givers = {i for i, _ in (*reach.threads, *reach.named_by)}
+            others = [k for k in stuck if k != key and snap.threads[k].ident in givers]
+        else:
+            others = [k for k in nx.ancestors(g, key) if k in stuck]
+        for other in others:
+            if not g.has_edge(key, other):
                 g.add_edge(key, other, resource=rk, signal=True)
     return g
 
@@ -206,7 +338,7 @@ def _findings(snap: Snapshot, stuck: set[int], kind: str) -> list[Finding]:
         findings.append(
             _finding(snap, kind, cycle, [*_by_ident(snap, scc), *_by_ident(snap, behind)])
         )
-    if kind == DEADLOCK:
+    if kind in (DEADLOCK, PROBABLE_DEADLOCK):
         rest = stuck - claimed
         for comp in sorted(
             nx.weakly_connected_components(g.subgraph(rest | _dead_nodes(snap, g))),
@@ -291,7 +423,7 @@ def _finding(
         for k in cycle_keys
         if snap.threads[k].wait is not None
     )
-    conditions = coffman(snap, cycle, keys)
+    conditions = coffman(snap, cycle, keys, kind)
     return Finding(
         kind=kind,
         cycle=cycle,
@@ -307,7 +439,9 @@ def _name(snap: Snapshot, key: int) -> str:
     return repr(snap.threads[key].name)
 
 
-def coffman(snap: Snapshot, cycle: tuple[CycleStep, ...], members: list[int]) -> Conditions:
+def coffman(
+    snap: Snapshot, cycle: tuple[CycleStep, ...], members: list[int], kind: str = DEADLOCK
+) -> Conditions:
     """The four Coffman conditions over the cycle (or, without one, over ``members``)."""
     keys = [s.thread for s in cycle] or members
     waits = [snap.threads[k].wait for k in keys]
@@ -338,10 +472,24 @@ def coffman(snap: Snapshot, cycle: tuple[CycleStep, ...], members: list[int]) ->
     ]
     shared = [r for r in res if not r.owner_bound]
     signal = [r for r in shared if _is_signal(r) and r.verb]
+    #: Signals (and hand-off locks) whose reach was worked out.
+    reached = [r for r in shared if r.reach is not None]
     if timed:
         w = snap.threads[timed[0]].wait
         assert w is not None
         preempt = Check(False, f"{_name(snap, timed[0])} waits with a timeout of {w.timeout:g} s")
+    elif reached and kind == DEADLOCK:
+        r = reached[0]
+        preempt = Check(
+            True, f"no thread that can run can reach {r.label} to {r.verb or 'release'} it"
+        )
+    elif reached and reached[0].reach is not None and reached[0].reach.shared:
+        r = reached[0]
+        assert r.reach is not None
+        preempt = Check(
+            False,
+            f"a thread could still {r.verb or 'release'} {r.label} through {r.reach.shared[0]}",
+        )
     elif signal:
         preempt = Check(False, f"any thread could {signal[0].verb} {signal[0].label}")
     elif shared:
@@ -403,7 +551,7 @@ def _cycle_cause(snap: Snapshot, cycle: tuple[CycleStep, ...]) -> str:
         what = f"{needed[0].label}, which" if needed else "what"
         return (
             f"{_name(snap, signal.thread)} waits on {r.label} while holding {what} "
-            f"{_name(snap, signal.held_by)} needs before it could {r.verb} it"
+            f"{_name(snap, signal.held_by)} needs before it could {r.verb or 'release'} it"
         )
     if len(cycle) == 2 and first.kind == "join":
         other = snap.resources[cycle[1].waits_for]

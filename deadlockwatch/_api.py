@@ -8,23 +8,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
-from ._config import Config, unknown_env
+from ._config import Config, warn_unknown_env
 from ._detector import DETECTOR
 from ._model import Finding
-
-_warned_env = False
-
-
-def _warn_unknown_env() -> None:
-    global _warned_env
-    if _warned_env:
-        return
-    _warned_env = True
-    for name in unknown_env(os.environ):
-        sys.stderr.write(
-            f"deadlockwatch: warning: unknown environment variable {name} is ignored"
-            " (see the options table in README)\n"
-        )
 
 
 def configure(**options: Any) -> Config:
@@ -42,7 +28,7 @@ def enable(**options: Any) -> None:
     applies the new options.
     """
     config = configure(**options)
-    _warn_unknown_env()
+    warn_unknown_env(os.environ, sys.stderr.write)
     DETECTOR.start(config)
 
 

@@ -10,6 +10,7 @@ watcher confirms a finding on a second capture before believing it.
 from __future__ import annotations
 
 import linecache
+import os
 import re
 import sys
 import threading
@@ -18,12 +19,13 @@ from dataclasses import replace
 from types import FrameType
 from typing import Any
 
-from . import _native, _state, _waits
+from . import _analysis, _native, _state, _waits
 from ._model import (
     LOCK_KIND,
     SIGNAL_KIND,
     Frame,
     HeldInfo,
+    ReachInfo,
     ResourceInfo,
     Site,
     Snapshot,
@@ -35,14 +37,23 @@ from ._state import ThreadRecord, WaitRecord
 _state.internal_file(__file__)
 
 MAX_STACK = 64
+#: How long a reachability answer is reused for the same waits (`_Builder._reach`).
+REACH_CACHE_SECONDS = 1.0
+#: The reachability walks' share of the watcher's time: after a walk that
+#: took d seconds, the next one waits until d / REACH_SHARE have passed.
+REACH_SHARE = 0.1
+_next_walk = 0.0
+_REACH_CACHE: dict[tuple[int, frozenset[int]], tuple[float, ReachInfo]] = {}
 
 
 class _Builder:
     """Turns thread records into `ThreadInfo` and the primitives they touch into
     `ResourceInfo`, following holders of waited-for resources when asked."""
 
-    def __init__(self, frames: Mapping[int, FrameType]) -> None:
+    def __init__(self, frames: Mapping[int, FrameType], budget: bool = True) -> None:
         self.frames = frames
+        #: Keep the reachability walks within their share of time.
+        self.budget = budget
         self.now = _native.monotonic()
         self.threads: dict[int, ThreadInfo] = {}
         self.resources: dict[int, ResourceInfo] = {}
@@ -51,6 +62,8 @@ class _Builder:
         #: Records made up for threads that hold or run something but never
         #: touched a tracked primitive (a pool's idle worker, say).
         self.stand_ins: dict[int, ThreadRecord] = {}
+        #: Each resource's live object, for working out who can reach it.
+        self.live: dict[int, Any] = {}
 
     def record_for(self, holder: ThreadRecord | int) -> ThreadRecord:
         if isinstance(holder, ThreadRecord):
@@ -102,6 +115,7 @@ class _Builder:
                 waited.append(_key(obj))
         held_sites: dict[int, Site | None] = {}
         for key, obj in objs.items():
+            self.live.setdefault(key, obj)
             holders = [(self.record_for(r), n, site) for r, n, site in obj._dw_holders()]
             if key not in self.resources:
                 self.resources[key] = _resource_info(key, obj, holders)
@@ -135,7 +149,8 @@ class _Builder:
 
     def snapshot(self) -> Snapshot:
         in_snapshot = {t.ident for t in self.threads.values() if t.alive}
-        others = any(ident not in in_snapshot for ident in self.frames)
+        # A thread started but not running Python yet (no frame) can run too.
+        others = any(ident not in in_snapshot for ident in self.frames) or _starting()
         if others:
             # A thread blocking on a Lock it took with a bare acquire() may be
             # waiting for another thread to release it (a latch): while other
@@ -143,12 +158,80 @@ class _Builder:
             for key in self.self_waiting:
                 r = self.resources[key]
                 self.resources[key] = replace(r, owner_bound=False)
-        return Snapshot(
+        snap = Snapshot(
             threads=self.threads,
             resources=self.resources,
             others_running=others,
             wakeable=self._wakeable(),
+            running=frozenset(i for i in self.frames if i not in in_snapshot),
         )
+        keys = _analysis.needs_reach(snap)
+        return self._with_reach(snap, keys) if keys else snap
+
+    def _with_reach(self, snap: Snapshot, keys: Iterable[int]) -> Snapshot:
+        """``snap`` with who can reach each resource of ``keys`` worked out."""
+        resources = dict(snap.resources)
+        # Timed waits come and go (a heartbeat's): the untimed ones are what
+        # stays while threads are stuck.
+        waits = frozenset(
+            t.wait.token
+            for t in snap.threads.values()
+            if t.wait is not None and t.wait.timeout is None
+        )
+        deferred = False
+        for key in keys:
+            obj = self.live.get(key)
+            if obj is None:
+                continue
+            info = self._reach(key, obj, waits)
+            if info is None:
+                deferred = True
+            else:
+                resources[key] = replace(resources[key], reach=info)
+        whereabouts = {
+            ident: (_state.thread_name(ident, f"thread-{ident}"), _whereabouts(frame))
+            for ident, frame in self.frames.items()
+        }
+        return replace(snap, resources=resources, whereabouts=whereabouts, reach_deferred=deferred)
+
+    def _reach(self, key: int, obj: Any, waits: frozenset[int]) -> ReachInfo | None:
+        """Who can reach resource ``obj`` (None: not now, the walks' share of
+        time is spent).  The answer is kept for a moment while the same
+        threads wait in the same waits (what no thread that can run reaches,
+        no such thread can come to reach later: only a global or a thread
+        that reaches it can pass it on; the reverse does not hold, a frame
+        that reached it may have returned since: without the budget, as at
+        the end of a test, it is worked out afresh)."""
+        global _next_walk
+        cached = _REACH_CACHE.get((key, waits)) if self.budget else None
+        if cached is not None and self.now - cached[0] < REACH_CACHE_SECONDS:
+            return cached[1]
+        if self.budget and _native.monotonic() < _next_walk:
+            return None
+        target = obj.obj if isinstance(obj, _waits.View) else obj
+        start = _native.monotonic()
+        from . import _reach  # the walk and bytecode liveness: only when needed
+
+        found = _reach.reach([target], self.frames)
+        end = _native.monotonic()
+        _next_walk = end + (end - start) * (1 / REACH_SHARE - 1)
+        named: list[tuple[int, str]] = []
+        if found.names:
+            for ident, frame in self.frames.items():
+                how = _reach.names_in_stack(frame, found.names)
+                if how:
+                    named.append((ident, how))
+        info = ReachInfo(
+            threads=tuple(found.threads.items()),
+            shared=tuple(dict.fromkeys(found.shared)),
+            named_by=tuple(named),
+            rescues=tuple(found.rescues),
+            complete=found.complete,
+        )
+        if len(_REACH_CACHE) > 256:
+            _REACH_CACHE.clear()
+        _REACH_CACHE[(key, waits)] = (self.now, info)
+        return info
 
     def _wakeable(self) -> frozenset[int]:
         """The main thread, if it waits on a signal and the application has a
@@ -197,6 +280,21 @@ def _resource_info(
     )
 
 
+def _starting() -> bool:
+    threading_ = sys.modules.get("threading")
+    return bool(getattr(threading_, "_limbo", None))
+
+
+def _whereabouts(frame: FrameType | None) -> str:
+    """Where a thread is, in the application's code: ``at app.py:12 in run: t.join(5)``."""
+    frame = _state.user_frame(frame) or frame
+    if frame is None:
+        return "nowhere deadlockwatch can see"
+    site = _state.frame_site(frame) or Site(frame.f_code.co_filename, frame.f_lineno or 0, "?")
+    code = linecache.getline(frame.f_code.co_filename, frame.f_lineno or 0).strip()
+    return f"at {site}" + (f": {code}" if code else "")
+
+
 def _import_site(frame: FrameType | None) -> Site | None:
     """Where a thread blocked in the import system asked for the import."""
     while frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
@@ -210,38 +308,47 @@ _PASSIVE_HANDLER_MODULES = ("pytest_timeout", "_pytest", "faulthandler", "deadlo
 
 def _signal_handlers() -> bool:
     """Has the application installed a Python-level signal handler?"""
+    from ._reach import python_handlers
+
     signal = sys.modules.get("signal")
-    if signal is None:
-        return False
-    try:
-        for sig in signal.valid_signals():
-            try:
-                handler = signal.getsignal(sig)
-            except (ValueError, OSError):
-                continue
-            if not callable(handler) or handler is signal.default_int_handler:
-                continue
-            module = getattr(handler, "__module__", "") or ""
-            if not module.startswith(_PASSIVE_HANDLER_MODULES):
-                return True
-    except Exception:
-        return False
-    return False
+    default = getattr(signal, "default_int_handler", None)
+    return any(
+        handler is not default
+        and not (getattr(handler, "__module__", "") or "").startswith(_PASSIVE_HANDLER_MODULES)
+        for _, handler in python_handlers()
+    )
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _app_frames(exclude: Iterable[int]) -> dict[int, FrameType]:
+    """The innermost frame of every live thread but ``exclude`` and
+    deadlockwatch's own (the watcher, the threads that log a finding)."""
+    frames = _native.current_frames()
+    for ident in exclude:
+        frames.pop(ident, None)
+    for ident, frame in list(frames.items()):
+        bottom = frame
+        while bottom.f_back is not None:
+            bottom = bottom.f_back
+        if os.path.abspath(bottom.f_code.co_filename).startswith(_PACKAGE):
+            del frames[ident]
+    return frames
 
 
 def capture(
-    waits: Iterable[WaitRecord], exclude: Iterable[int] = ()
+    waits: Iterable[WaitRecord], exclude: Iterable[int] = (), budget: bool = True
 ) -> tuple[Snapshot, dict[int, FrameType]]:
     """Snapshot the given waits, the holders of what they wait for, and so on.
 
     Returns the snapshot and the current frame of every live thread (for
     stacks); ``exclude`` names thread idents (the watcher's) that are neither
-    reported nor counted as able to run.
+    reported nor counted as able to run; ``budget=False`` works out who can
+    reach a signal whatever the walks have cost lately.
     """
-    frames = _native.current_frames()
-    for ident in exclude:
-        frames.pop(ident, None)
-    b = _Builder(frames)
+    frames = _app_frames(exclude)
+    b = _Builder(frames, budget)
     b.pending.extend(w.rec for w in waits)
     b.follow()
     return b.snapshot(), frames
@@ -251,9 +358,7 @@ def capture_departed(
     rec: ThreadRecord, exclude: Iterable[int] = ()
 ) -> tuple[Snapshot, dict[int, FrameType]]:
     """A thread that has ended, with what it still holds."""
-    frames = _native.current_frames()
-    for ident in exclude:
-        frames.pop(ident, None)
+    frames = _app_frames(exclude)
     b = _Builder(frames)
     b.add(rec)
     return b.snapshot(), frames
@@ -261,9 +366,7 @@ def capture_departed(
 
 def capture_all(exclude: Iterable[int] = ()) -> tuple[Snapshot, dict[int, FrameType]]:
     """Every live thread (tracked or not) and every tracked primitive they touch, for dump()."""
-    frames = _native.current_frames()
-    for ident in exclude:
-        frames.pop(ident, None)
+    frames = _app_frames(exclude)
     b = _Builder(frames)
     records = _state.records.copy()
     for ident in frames:

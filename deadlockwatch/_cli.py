@@ -12,7 +12,6 @@ exit with status 2.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import io
 import os
 import sys
@@ -101,7 +100,7 @@ def _parse_run(args: list[str]) -> tuple[Config, dict[str, str], str | None, lis
             if option.name == "report" and value:
                 # The program or its children may change directory.
                 value = os.path.abspath(value)
-                config = dataclasses.replace(config, report=value)
+                config = config.replace(report=value)
             env[option.env] = value
             i += 1
             continue
@@ -112,7 +111,7 @@ def _parse_run(args: list[str]) -> tuple[Config, dict[str, str], str | None, lis
 def _run(args: list[str]) -> int:
     import runpy
 
-    from ._api import _warn_unknown_env
+    from ._config import warn_unknown_env
 
     config, env, module, argv = _parse_run(args)
     if module is None:
@@ -120,11 +119,16 @@ def _run(args: list[str]) -> int:
             raise UsageError(f"can't open file {argv[0]!r}: no such file")
         if not os.path.isfile(argv[0]):
             raise UsageError(f"can't run {argv[0]!r}: not a file (give a Python script)")
-    # Child Python processes start with the detector on, with the same options.
+    # Child Python processes start with the detector on, with the same options,
+    # and share one run directory (named now, before the program runs).
+    from ._config import RUN_DIR_VAR, run_dir_name
+
+    if not os.environ.get(RUN_DIR_VAR):
+        env[RUN_DIR_VAR] = run_dir_name()
     os.environ.update({"DEADLOCKWATCH": "1", **env})
     from ._detector import DETECTOR
 
-    _warn_unknown_env()
+    warn_unknown_env(os.environ, sys.stderr.write)
     DETECTOR.start(config)
     try:
         if module is not None:

@@ -3,15 +3,19 @@
 A `Config` is built from the defaults, then the environment, then explicit
 arguments; every value is checked by its option's parser, and a bad one
 raises `ConfigError` naming the source, the value and what is accepted.
+
+Read at every start-up with ``DEADLOCKWATCH`` set, so it imports nothing but
+``os`` (no dataclasses, which imports inspect, nor typing).
 """
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
 ENV_PREFIX = "DEADLOCKWATCH"
 ACTIONS = ("report", "raise", "raise-all", "abort")
@@ -50,7 +54,7 @@ def _seconds(minimum: float, inclusive: bool) -> Callable[[object, str], float]:
         except (TypeError, ValueError):
             raise _bad(source, value, accepted) from None
         ok = number >= minimum if inclusive else number > minimum
-        if not ok or not math.isfinite(number) or number > 3600:
+        if not ok or number != number or number > 3600:  # NaN; inf > 3600
             raise _bad(source, value, accepted)
         return number
 
@@ -105,7 +109,6 @@ def parse_suppress(value: object, source: str) -> tuple[str, ...]:
     return tuple(items)
 
 
-@dataclass(frozen=True)
 class Option:
     """One setting: its `enable()` name, environment variable, parser and help.
 
@@ -113,12 +116,25 @@ class Option:
     ``-`` for ``_``); pytest's ini key is ``deadlockwatch_NAME``.
     """
 
-    name: str
-    env: str
-    parse: Callable[[object, str], Any]
-    help: str
-    #: The name on the command line and in ini files, when not ``name``.
-    alias: str = ""
+    __slots__ = ("alias", "env", "help", "name", "parse")
+
+    def __init__(
+        self,
+        name: str,
+        env: str,
+        parse: Callable[[object, str], Any],
+        help: str,
+        alias: str = "",
+    ) -> None:
+        self.name = name
+        self.env = env
+        self.parse = parse
+        self.help = help
+        #: The name on the command line and in ini files, when not ``name``.
+        self.alias = alias
+
+    def __repr__(self) -> str:
+        return f"Option({self.name!r}, {self.env!r})"
 
     @property
     def _cli(self) -> str:
@@ -160,6 +176,13 @@ OPTIONS: tuple[Option, ...] = (
         alias="action",
     ),
     Option(
+        "probable_after",
+        "DEADLOCKWATCH_PROBABLE_AFTER",
+        _seconds(0.0, True),
+        "seconds threads must have been stuck before a probable deadlock is reported (what "
+        "they wait for is reachable only through a global that no running thread names)",
+    ),
+    Option(
         "report",
         "DEADLOCKWATCH_REPORT",
         parse_path,
@@ -189,23 +212,90 @@ _BY_NAME = {o.name: o for o in OPTIONS}
 ENABLE_VAR = ENV_PREFIX
 #: Set by deadlockwatch itself for child processes (see `_shared`), not an option.
 RUN_DIR_VAR = f"{ENV_PREFIX}_RUN_DIR"
+
+
+def run_dir_name() -> str:
+    """A new, unguessable name for a run directory (in the temporary directory,
+    as `tempfile` would choose it from ``TMPDIR``, ``TEMP`` or ``TMP``): what
+    start-up puts in ``RUN_DIR_VAR`` for the process tree.  The directory is
+    made (mode ``0700``) by the first process that needs it (`_shared`)."""
+    base = ""
+    for var in ("TMPDIR", "TEMP", "TMP"):
+        base = os.environ.get(var, "")
+        if base:
+            break
+    if not base:
+        base = "/tmp" if os.name == "posix" else os.getcwd()
+    return os.path.join(base, f"deadlockwatch-{os.getpid()}-{os.urandom(8).hex()}")
+
+
 #: Read once, when deadlockwatch is imported: 1 runs the tracked Lock's and
 #: RLock's hot path in Python even where the C one (``_speedups``) is built.
 PURE_VAR = f"{ENV_PREFIX}_PURE"
 KNOWN_ENV = frozenset({ENABLE_VAR, RUN_DIR_VAR, PURE_VAR, *(o.env for o in OPTIONS)})
 
 
-@dataclass(frozen=True)
 class Config:
-    """The detector's settings; see `OPTIONS` for each one's meaning."""
+    """The detector's settings; see `OPTIONS` for each one's meaning.
 
-    interval: float = 0.1
-    threshold: float = 0.1
-    on_deadlock: str | Callable[[Any], object] = "report"
-    report: str | None = None
-    text: bool = True
-    lock_order: bool = True
-    suppress: tuple[str, ...] = ()
+    Immutable, compared by value; `replace` makes a changed copy.  (A plain
+    class, not a dataclass: this module is imported at start-up.)
+    """
+
+    interval: float
+    threshold: float
+    probable_after: float
+    on_deadlock: str | Callable[[Any], object]
+    report: str | None
+    text: bool
+    lock_order: bool
+    suppress: tuple[str, ...]
+
+    _DEFAULTS: tuple[tuple[str, object], ...] = (
+        ("interval", 0.1),
+        ("threshold", 0.1),
+        ("probable_after", 5.0),
+        ("on_deadlock", "report"),
+        ("report", None),
+        ("text", True),
+        ("lock_order", True),
+        ("suppress", ()),
+    )
+    __slots__ = tuple(name for name, _ in _DEFAULTS)
+
+    def __init__(self, **values: Any) -> None:
+        for name, default in self._DEFAULTS:
+            object.__setattr__(self, name, values.pop(name, default))
+        if values:
+            raise TypeError(f"Config() got unexpected arguments {sorted(values)}")
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}")
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name, _ in self._DEFAULTS)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Config)
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name, _ in self._DEFAULTS)
+        return f"Config({fields})"
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with ``changes`` (field values, not checked: see `with_options`)."""
+        values = {name: getattr(self, name) for name, _ in self._DEFAULTS}
+        values.update(changes)
+        return Config(**values)
 
     def with_options(self, options: Mapping[str, object], source: str) -> Config:
         """A copy with ``options`` applied; ``source`` names where they come from,
@@ -220,7 +310,7 @@ class Config:
                     f"deadlockwatch: unknown option {name!r} for {where}; accepted: {known}"
                 )
             changes[name] = option.parse(value, source.format(name=name))
-        return replace(self, **changes)
+        return self.replace(**changes)
 
     def with_environ(self, environ: Mapping[str, str]) -> Config:
         changes = {o.name: environ[o.env] for o in OPTIONS if environ.get(o.env, "") != ""}
@@ -237,3 +327,19 @@ def env_enabled(environ: Mapping[str, str]) -> bool:
 def unknown_env(environ: Mapping[str, str]) -> list[str]:
     """``DEADLOCKWATCH_*`` variables nobody reads (most likely typos)."""
     return sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in KNOWN_ENV)
+
+
+_warned_env = False
+
+
+def warn_unknown_env(environ: Mapping[str, str], write: Callable[[str], object]) -> None:
+    """Warn once per process about each unknown ``DEADLOCKWATCH_*`` variable."""
+    global _warned_env
+    if _warned_env:
+        return
+    _warned_env = True
+    for name in unknown_env(environ):
+        write(
+            f"deadlockwatch: warning: unknown environment variable {name} is ignored"
+            " (see the options table in README)\n"
+        )

@@ -165,6 +165,38 @@ def condition() -> list[str]:
     return sorted(outcome)
 
 
+def signal_with_bystanders() -> list[str]:
+    """Two workers deadlock through an Event while other threads keep running
+    (a heartbeat, and the main thread in a timed join): only a thread that can
+    reach the Event could set it, and the only one that can is stuck."""
+    state = threading.Lock()
+    ready = threading.Event()
+    holding = threading.Event()
+    stop = threading.Event()
+
+    def starter() -> None:
+        with state:
+            holding.set()
+            ready.wait()
+
+    def service() -> None:
+        holding.wait(_BOUND)
+        with state:
+            ready.set()
+
+    def heartbeat() -> None:
+        while not stop.wait(0.01):
+            pass
+
+    beat = threading.Thread(target=heartbeat, name="heartbeat", daemon=True)
+    beat.start()
+    try:
+        return _run_threads([("starter", starter), ("service", service)])
+    finally:
+        stop.set()
+        beat.join(_BOUND)
+
+
 def starvation(workers: int = 2) -> list[str]:
     """Every worker of a ThreadPoolExecutor waits on a future queued behind it."""
     from concurrent.futures import ThreadPoolExecutor
@@ -314,6 +346,7 @@ SCENARIOS: dict[str, Callable[[], list[str]]] = {
     "pool-exhaustion": pool_exhaustion,
     "inversion": inversion,
     "condition": condition,
+    "signal-with-bystanders": signal_with_bystanders,
     "starvation": starvation,
     "died-holding-lock": died_holding_lock,
     "two-process-abba": two_process_abba,

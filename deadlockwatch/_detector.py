@@ -1,8 +1,13 @@
 """The running detector: enable/disable, the watcher thread, reports and actions.
 
 The watcher is a bare ``_thread`` thread (invisible to ``threading.enumerate``)
-that sleeps on an untracked lock.  Each tick costs one dict copy while nothing
-is blocked.  When some wait is older than the threshold it captures a
+that sleeps on an untracked lock.  It exists only while there is something to
+watch: the first tracked wait that blocks starts it (from its slow path,
+through ``_state.resume_watcher``), and so do a thread that ends holding a
+lock and a shared lock taken; at a tick that finds nothing blocked, nothing
+left held by an ended thread and nothing shared held or published, it ends.
+Each tick costs one dict copy while nothing is blocked.  When some wait is
+older than the threshold it captures a
 snapshot, analyses it, and if that finds something new, takes a second
 capture shortly after: only a finding whose waits are the very same in both
 (a thread's wait record is new for every wait) is real, since a thread that
@@ -17,7 +22,6 @@ import os
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
@@ -27,7 +31,7 @@ from ._analysis import analyze, held_at_exit
 from ._capture import capture, capture_all, capture_departed, outside_view, with_stacks
 from ._config import ABORT_EXIT_STATUS, Config
 from ._errors import DeadlockError
-from ._model import DEADLOCK, Finding
+from ._model import DEADLOCK, PROBABLE_DEADLOCK, Finding
 from ._order import ORDER, held_as_token
 from ._report import format_dump, format_text, to_json_line
 from ._state import WaitRecord
@@ -47,7 +51,12 @@ class _Detector:
         self.watcher_ident: int | None = None
         self._stop = False
         self._wake = _native.allocate_lock()
+        #: Released by each watcher thread as it ends (one per thread).
         self._done = _native.allocate_lock()
+        #: A watcher thread exists (started, and not yet decided to end).
+        self._running = False
+        #: At interpreter exit: no watcher is started any more.
+        self._exiting = False
         self._emit_lock = _native.allocate_lock()
         self._join: Any = None
         self._quiet: tuple[frozenset[int], int] | None = None
@@ -65,6 +74,10 @@ class _Detector:
         self._anchor: _state.ThreadRecord | None = None
         self.findings: list[Finding] = []
         self._green_once = _native.allocate_lock()
+        #: Keys of the probable deadlocks reported: they leave their waits
+        #: unmarked, so that the same threads found certainly stuck later
+        #: are reported again, as a deadlock.
+        self._probable_reported: set[frozenset[int]] = set()
 
     # -- life cycle ---------------------------------------------------------
     def start(self, config: Config) -> None:
@@ -87,7 +100,9 @@ class _Detector:
         _state.on_green = self.stand_down_for_green_threads
         _state.watch_thread_ends(True)
         self.enabled = True
-        self._start_watcher()
+        self._exiting = False
+        # No thread yet: the first blocking wait starts the watcher.
+        _state.resume_watcher = self._resume
         if not self._atexit_registered:
             # After threading's own shutdown (so a deadlock that hangs it is
             # still reported): stop the watcher before the interpreter ends.
@@ -95,11 +110,20 @@ class _Detector:
             self._atexit_registered = True
 
     def _start_watcher(self) -> None:
+        """Start a watcher thread (with ``_resume_lock`` held)."""
         self._stop = False
         if not self._wake.locked():
             self._wake.acquire()
-        self._done.acquire()
-        self._join = _native.start_joinable(self._run)
+        done = _native.allocate_lock()
+        done.acquire()
+        self._done = done
+        self._running = True
+        try:
+            self._join = _native.start_joinable(lambda: self._run(done))
+        except BaseException:
+            self._running = False
+            done.release()
+            raise
 
     def stop(self) -> None:
         if not self.enabled:
@@ -145,17 +169,23 @@ class _Detector:
             self._done.release()
 
     def _at_exit(self) -> None:
+        self._exiting = True
+        _state.resume_watcher = None
         if self.enabled:
             self._stop_watcher()
 
     def before_fork(self) -> None:
-        """Stop the watcher for the fork: CPython 3.12+ warns about forking a
-        process with other threads, and the watcher must not be why."""
-        if not self.enabled or sys.version_info < (3, 12) or self._join is None:
+        """No watcher is started while a fork is under way; on 3.12+ a running
+        one is stopped for it (CPython warns about forking a process with
+        other threads, and the watcher must not be why)."""
+        if not self.enabled:
             return
-        if self.watcher_ident is None or self.watcher_ident == _native.get_ident():
+        with self._resume_lock:
+            self._paused_for_fork = True
+            _state.resume_watcher = None
+            running = self._running and self.watcher_ident != _native.get_ident()
+        if not running or sys.version_info < (3, 12) or self._join is None:
             return
-        self._paused_for_fork = True
         native = self._native_id
         self._stop_watcher()
         self._join(1.0)
@@ -170,16 +200,50 @@ class _Detector:
         # next blocking wait (or the next slice of one in progress) restarts
         # the watcher; nothing can deadlock without one.
         if self._paused_for_fork:
+            self._paused_for_fork = False
+            self._arm()
+
+    def _arm(self) -> None:
+        """No watcher runs: the next blocking wait (or the next slice of one
+        in progress) starts one."""
+        if self.enabled and not self._exiting:
             _state.resume_watcher = self._resume
 
     def _resume(self) -> None:
+        """Start the watcher if none runs (called from the slow path of a
+        tracked wait, by a thread that ends holding a lock, and by the taking
+        of a shared lock).  Never raises into the caller's wait."""
         with self._resume_lock:
-            if _state.resume_watcher is None:
+            if not self.enabled or self._exiting or self._paused_for_fork or self._running:
+                _state.resume_watcher = None
                 return
             _state.resume_watcher = None
-            self._paused_for_fork = False
-            if self.enabled and self.watcher_ident is None:
+            try:
                 self._start_watcher()
+            except Exception:  # no new threads (interpreter shutting down)
+                return
+
+    def _retire(self) -> bool:
+        """At a tick with nothing to watch: end this watcher (True), unless a
+        wait began meanwhile.  A thread that registers its wait and then reads
+        ``resume_watcher`` either sees the watcher stay or starts a new one
+        (and its next slice looks again, whatever the memory order)."""
+        with self._resume_lock:
+            if self._stop:
+                return True
+            if self._paused_for_fork or not self.enabled or self._exiting:
+                return False
+            _state.resume_watcher = self._resume
+            if not self._idle():
+                _state.resume_watcher = None
+                return False
+            self._running = False
+            self.watcher_ident = None
+            return True
+
+    @staticmethod
+    def _idle() -> bool:
+        return not _state.blocked and not _state.departed and _shared.idle()
 
     def after_fork_in_child(self) -> None:
         """Only the forking thread survives a fork: it gets a new watcher."""
@@ -191,6 +255,7 @@ class _Detector:
         self._emit_lock = _native.allocate_lock()
         _graph.after_fork_in_child()
         self.watcher_ident = None
+        self._running = False
         me = _native.get_ident()
         self._anchor = _state.current_record() if me != _MAIN_IDENT else None
         for rec in list(_state.blocked):
@@ -205,15 +270,14 @@ class _Detector:
         # The parent's threads did not exit: what they held is reported when
         # a thread of the child blocks on it.
         _state.departed.clear()
-        if self.enabled:
-            # Not at once: a child that checks its threads right after the
-            # fork must see only its own.  The first blocking wait starts it.
-            self._paused_for_fork = True
-            _state.resume_watcher = self._resume
+        # Not at once: a child that checks its threads right after the
+        # fork must see only its own.  The first blocking wait starts it.
+        self._arm()
 
     # -- the watcher ----------------------------------------------------------
-    def _run(self) -> None:
-        self.watcher_ident = _native.get_ident()
+    def _run(self, done: Any) -> None:
+        me = _native.get_ident()
+        self.watcher_ident = me
         self._native_id = _native.get_native_id()
         try:
             while not self._stop:
@@ -226,12 +290,17 @@ class _Detector:
                     self.tick()
                 except Exception as exc:  # the watcher must outlive its own bugs
                     self._internal_error(exc)
+                if self._idle() and self._retire():
+                    return
         except BaseException:  # interpreter shutdown tearing things down
             pass
         finally:
-            self.watcher_ident = None
+            with contextlib.suppress(Exception), self._resume_lock:
+                if self.watcher_ident == me:
+                    self.watcher_ident = None
+                    self._running = False
             with contextlib.suppress(Exception):
-                self._done.release()
+                done.release()
 
     def tick(self) -> None:
         if _state.green():
@@ -256,20 +325,65 @@ class _Detector:
         quiet = (frozenset(map(id, waits)), _native.thread_count())
         if quiet == self._quiet:
             return
-        first = self._analyse(waits)
-        new = {f.key for f in first if f.key and not self._reported(f.key, waits)}
+        snap, _ = capture(waits, self._exclude())
+        first = _shared.local_findings(analyze(snap))
+        due = [f for f in first if self._due(f)]
+        new = {f.key for f in due if f.key and not self._seen(f, waits)}
         if not new:
-            self._quiet = quiet
+            # Unless a probable deadlock is still to come due, or who can
+            # reach a signal is still to be worked out.
+            if len(due) == len(first) and not snap.reach_deferred:
+                self._quiet = quiet
             return
         if self._wake.acquire(True, min(_CONFIRM_DELAY, self.config.interval)):
             self._wake.release()
             return
+        self._confirm(new)
+
+    def _confirm(self, new: set[frozenset[int]], probable_after: float | None = None) -> None:
+        """Capture again and act on the findings of ``new`` still there."""
         waits2 = list(_state.blocked.copy().values())
-        snap, frames = capture(waits2, self._exclude())
+        snap, frames = capture(waits2, self._exclude(), budget=probable_after is None)
         by_token = {id(w): w for w in waits2}
         for f in _shared.local_findings(analyze(snap)):
-            if f.key in new and not self._reported(f.key, waits2):
+            if f.key in new and self._due(f, probable_after) and not self._seen(f, waits2):
                 self.handle(self.complete(f, frames), by_token)
+
+    def _due(self, f: Finding, probable_after: float | None = None) -> bool:
+        """A probable deadlock is reported once its threads have been stuck
+        ``probable_after`` seconds: a rescue may still come meanwhile."""
+        if f.kind != PROBABLE_DEADLOCK:
+            return True
+        after = self.config.probable_after if probable_after is None else probable_after
+        blocked = [t.wait.blocked_for for t in f.threads if t.wait is not None]
+        return bool(blocked) and min(blocked) >= after
+
+    def _seen(self, f: Finding, waits: Iterable[WaitRecord]) -> bool:
+        if f.kind == PROBABLE_DEADLOCK:
+            return f.key in self._probable_reported
+        return self._reported(f.key, waits)
+
+    def sweep(self, idents: Iterable[int]) -> list[Finding]:
+        """Analyse at once what threads ``idents`` wait for (a test's threads,
+        as the test ends) and act on it, probable deadlocks included; returns
+        the findings handled."""
+        idents = set(idents)
+        waits = list(_state.blocked.copy().values())
+        if not self.enabled or not any(w.rec.ident in idents for w in waits):
+            return []
+        snap, _ = capture(waits, self._exclude(), budget=False)
+        first = _shared.local_findings(analyze(snap))
+        new = {
+            f.key
+            for f in first
+            if f.key and any(t.ident in idents for t in f.threads) and self._due(f, 0.0)
+        }
+        if not new:
+            return []
+        before = len(self.findings)
+        time.sleep(_CONFIRM_DELAY)
+        self._confirm(new, probable_after=0.0)
+        return self.findings[before:]
 
     def _departed(self) -> None:
         """Report what threads that ended a threshold ago still hold (another
@@ -301,6 +415,8 @@ class _Detector:
     def _internal_error(self, exc: BaseException) -> None:
         # Once per kind of error and place, whatever its message says: a message
         # with an id or a count in it would otherwise be new at every tick.
+        import traceback  # here: imported with threading, it costs a few ms
+
         frames = traceback.extract_tb(exc.__traceback__)
         key = (type(exc).__qualname__, tuple((f.filename, f.lineno, f.name) for f in frames))
         if key in self._errors_seen:
@@ -342,6 +458,13 @@ class _Detector:
         ``current`` is the calling thread's own wait when the finding is made
         at an acquire (self-deadlock): an error meant for it is raised here.
         """
+        if finding.kind == PROBABLE_DEADLOCK:
+            if len(self._probable_reported) > 10_000:
+                self._probable_reported.clear()
+            self._probable_reported.add(finding.key)
+            self.findings.append(finding)
+            self.emit(finding)
+            return
         # Every wait of the finding, not only the cycle's: the same threads
         # seen through another cycle later are the same deadlock.
         tokens = set(finding.key) | {t.wait.token for t in finding.threads if t.wait is not None}
@@ -372,6 +495,8 @@ class _Detector:
         try:
             action(finding)
         except BaseException as exc:
+            import traceback
+
             self.write_text(
                 "deadlockwatch: the on_deadlock callable raised:\n"
                 + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
@@ -486,8 +611,12 @@ def _victims(finding: Finding, waits: dict[int, WaitRecord], every: bool) -> lis
         candidates = [t.wait for t in finding.threads if t.wait is not None]
     else:
         keys = [s.thread for s in finding.cycle] or [t.key for t in finding.threads]
-        candidates = [t.wait for t in finding.threads if t.key in keys and t.wait is not None]
-        candidates = sorted(candidates, key=lambda w: w.blocked_for)[:1]
+        # The thread that closed the cycle, among those whose unwinding frees
+        # something: in a cycle through a signal, the one that would give it
+        # may hold nothing, and raising in it would break nothing.
+        threads = [t for t in finding.threads if t.key in keys and t.wait is not None]
+        threads.sort(key=lambda t: (not t.held, t.wait.blocked_for if t.wait else 0.0))
+        candidates = [t.wait for t in threads[:1] if t.wait is not None]
     found = [waits.get(w.token) for w in candidates]
     return [w for w in found if w is not None]
 

@@ -99,6 +99,9 @@ def to_dot(findings: Iterable[Finding]) -> str:
                     f"    f{i}_r{r.key} -> f{i}_t{s.held_by} "
                     f"[label={_q('could ' + (r.verb or 'signal'))}, style=dotted, {_CYCLE}];"
                 )
+        if f.rescuers:
+            text = "could still rescue them:\n" + "\n".join(f.rescuers)
+            out.append(f"    f{i}_rescuers [shape=note, label={_q(text)}];")
         out.append("  }")
     out.append("}")
     return "\n".join(out) + "\n"

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-import json
 import mmap
 import os
 import struct
@@ -82,6 +81,8 @@ def _site_json(site: Site | None) -> list[Any] | None:
 
 
 def _encoded(value: Any, room: int) -> bytes | None:
+    import json  # here: not paid when threading is imported
+
     data = json.dumps(value).encode("utf-8", "replace")
     if len(data) + _LEN.size > room:
         return None
@@ -285,6 +286,8 @@ def files(directory: str) -> list[tuple[int, str]]:
 
 def _decode(buf: bytes, offset: int) -> Any:
     (n,) = _LEN.unpack_from(buf, offset)
+    import json
+
     return json.loads(buf[offset + _LEN.size : offset + _LEN.size + n].decode("utf-8"))
 
 

@@ -242,6 +242,7 @@ def _finding_from_json(record: Any, where: str) -> Finding:
         order=tuple(order),
         single_thread=bool(record.get("single_thread", False)),
         outside=_strings(record, "outside_view", where),
+        rescuers=_strings(record, "rescuers", where),
         cause=_text(record, "cause", where),
         pid=int(_need(record, "pid", int, where)),
         time=_unix_time(_need(record, "time", (int, float), where), where),

@@ -14,6 +14,9 @@ DEADLOCK = "deadlock"
 TIMED_CYCLE = "timed-cycle"
 LOCK_ORDER_INVERSION = "lock-order-inversion"
 HELD_AT_EXIT = "held-at-exit"
+#: Stuck unless a thread that never touched what they wait for, and can reach
+#: it only through a global, rescues them (see `ReachInfo`).
+PROBABLE_DEADLOCK = "probable-deadlock"
 
 #: What a resource is, for the analysis: who can release or signal it.
 #: ``lock``: its holders (or, if not owner-bound, any thread that can run);
@@ -62,6 +65,29 @@ class Frame:
 
 
 @dataclass(frozen=True)
+class ReachInfo:
+    """Which threads could give a signal (set an Event, notify a Condition,
+    fill or drain a queue, complete a future): those that can reach it.
+
+    Worked out by the watcher from the live heap (`_reach`); each entry pairs
+    a thread ident with how it reaches the object, in words.
+    """
+
+    #: Threads whose live locals (or own target and arguments) reach it.
+    threads: tuple[tuple[int, str], ...] = ()
+    #: Ways every thread can reach it: module globals, class attributes,
+    #: holders deadlockwatch cannot see.  Empty: none.
+    shared: tuple[str, ...] = ()
+    #: Threads whose running code names one of the globals of ``shared``.
+    named_by: tuple[tuple[int, str], ...] = ()
+    #: Ways a thread that can run reaches it though it is in no snapshot: a
+    #: Python signal handler (run by the main thread), a thread starting.
+    rescues: tuple[str, ...] = ()
+    #: False: the search hit a bound; every thread counts as reaching it.
+    complete: bool = True
+
+
+@dataclass(frozen=True)
 class ResourceInfo:
     """A tracked primitive as seen in one snapshot.
 
@@ -91,6 +117,9 @@ class ResourceInfo:
     group: str = ""
     #: For a wait on several futures: the keys of its parts.
     parts: tuple[int, ...] = ()
+    #: For a signal: who can reach it (None: not worked out; any thread that
+    #: can run counts as able to give it).
+    reach: ReachInfo | None = field(default=None, compare=False)
 
     @property
     def label(self) -> str:
@@ -177,6 +206,13 @@ class Snapshot:
     #: Threads a Python signal handler may wake (the main thread, when the
     #: application installed one): their waits on signals can progress.
     wakeable: frozenset[int] = frozenset()
+    #: Idents of the live threads not in ``threads`` (they can all run).
+    running: frozenset[int] = frozenset()
+    #: Every live thread's ident -> (name, where it is), when reach was worked out.
+    whereabouts: Mapping[int, tuple[str, str]] = field(default_factory=dict)
+    #: Some reach was not worked out this time (the walks' time budget was
+    #: spent): look again later even if the waits stay the same.
+    reach_deferred: bool = False
 
 
 @dataclass(frozen=True)
@@ -259,6 +295,9 @@ class Finding:
     #: track (made before it was enabled, say): "'name' at file:line: code".
     #: They are counted as able to run, so they never make a deadlock.
     outside: tuple[str, ...] = ()
+    #: For a probable deadlock: each thread that could still rescue the stuck
+    #: ones, where it is, and why it was not counted.
+    rescuers: tuple[str, ...] = ()
 
     def thread(self, key: int) -> ThreadInfo:
         for t in self.threads:

@@ -9,16 +9,15 @@ locks too.
 
 from __future__ import annotations
 
-import functools
 import importlib
-import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from . import _native
 from ._primitives import TrackedBoundedSemaphore, TrackedLock, TrackedRLock, TrackedSemaphore
 from ._state import internal_file
+from ._wrapt import wrapper_types
 
 internal_file(__file__)
 
@@ -100,8 +99,7 @@ class _Module:
 
 
 def _maker(tracked: Callable[..., Any], original: Any) -> Callable[..., Any]:
-    """What ``threading.Lock()``/``RLock()`` do while patched, both for the
-    early stand-ins and for the wrapt wrappers that replace them."""
+    """What ``threading.Lock()``/``RLock()`` do while patched."""
 
     def make(*args: Any, **kwargs: Any) -> Any:
         if args or kwargs or not _installed:
@@ -125,63 +123,15 @@ def _as_wrapt_wrapper(make: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _early_factory(tracked: Callable[..., Any], original: Any) -> Callable[..., Any]:
-    """What stands in ``threading`` for Lock or RLock while wrapt is imported:
-    the same answers as the wrapper that replaces it, without wrapt."""
-    return functools.wraps(original, updated=())(_maker(tracked, original))
-
-
-def _install_early() -> dict[str, Any]:
-    """Put plain stand-ins for the factories in ``threading`` before wrapt is
-    first imported.  Importing wrapt imports asyncio and with it logging,
-    concurrent.futures and more, whose module-level locks (``logging._lock``)
-    are made once, at import: made by the stand-ins, they are tracked.  (A
-    module the program imported before enabling keeps its untracked locks.)
-    Returns what the factories were before, by name."""
-    before: dict[str, Any] = {}
-    if "wrapt" in sys.modules:
-        return before
-    for name, tracked, _original in _FACTORIES:
-        if name in _installed:
-            continue
-        current = getattr(threading, name)
-        before[name] = current
-        early = _early_factory(tracked, current)
-        _installed[name] = (early, current)
-        setattr(threading, name, early)
-    return before
-
-
-def _replace_early(early: Any, wrapper: Any, modules: Iterable[str]) -> None:
-    """A module imported with wrapt that bound a stand-in by name (``from
-    threading import RLock``: wrapt.synchronization) gets the wrapper, as if
-    it had been imported after enabling."""
-    for mod_name in modules:
-        namespace = getattr(sys.modules.get(mod_name), "__dict__", None)
-        if not isinstance(namespace, dict):
-            continue
-        for attr, value in list(namespace.items()):
-            if value is early:
-                namespace[attr] = wrapper
-
-
 def patch() -> None:
     """Make ``threading``'s lock factories create tracked primitives (idempotent)."""
     for name, cls, _original in _CLASSES:
         if name not in _installed:
             _installed[name] = (cls, getattr(threading, name))
             setattr(threading, name, cls)
-    loaded = set(sys.modules)
-    before = _install_early()
-    try:
-        # Imported here: wrapt 2 imports asyncio, too slow for `import deadlockwatch`.
-        from wrapt import FunctionWrapper
-    except BaseException:
-        unpatch()
-        raise
-    imported = set(sys.modules) - loaded
+    FunctionWrapper: Any = wrapper_types()[0]
 
-    class TrackedFactory(FunctionWrapper):  # type: ignore[type-arg]
+    class TrackedFactory(FunctionWrapper):  # type: ignore[misc]
         """``isinstance(x, threading.Lock)`` (a class on 3.13) holds for tracked locks."""
 
         def __instancecheck__(self, obj: object) -> bool:
@@ -209,14 +159,9 @@ def patch() -> None:
             return self.__reduce__()
 
     for name, tracked, original in _FACTORIES:
-        early = None
-        if name in before:
-            early, _ = _installed.pop(name)
-            current = before[name]
-        elif name in _installed:
+        if name in _installed:
             continue
-        else:
-            current = getattr(threading, name)
+        current = getattr(threading, name)
         if current is not original:
             # Someone else's wrapper: wrap it, and put it back on unpatch.
             original = current
@@ -231,11 +176,8 @@ def patch() -> None:
         wrapper = factory(original, _as_wrapt_wrapper(make))
         wrapper._self_tracked = tracked
         wrapper._self_name = name
-        if early is None or getattr(threading, name) is early:
-            setattr(threading, name, wrapper)
+        setattr(threading, name, wrapper)
         _installed[name] = (wrapper, original)
-        if early is not None:
-            _replace_early(early, wrapper, imported)
 
 
 def unpatch() -> None:

@@ -31,6 +31,10 @@ _TIMED_CHOICES = ("warn", "fail")
 INVERSIONS_HELP = (
     "what a lock-order inversion (a potential deadlock) does to its test: fail (default) or warn"
 )
+PROBABLE_HELP = (
+    "what a probable-deadlock finding (stuck threads that only a thread that never touched "
+    "what they wait for could rescue) does to its test: warn (default: report only) or fail"
+)
 HISTORY_HELP = (
     "how long learned lock orders are kept: test (default: each test starts afresh, so "
     "orders of different tests never combine) or session"
@@ -63,6 +67,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=INVERSIONS_HELP,
     )
     parser.addini("deadlockwatch_inversions", INVERSIONS_HELP, default=None)
+    group.addoption(
+        "--deadlockwatch-probable",
+        dest="deadlockwatch_probable",
+        default=None,
+        help=PROBABLE_HELP,
+    )
+    parser.addini("deadlockwatch_probable", PROBABLE_HELP, default=None)
     group.addoption(
         "--deadlockwatch-lock-order-history",
         dest="deadlockwatch_lock_order_history",
@@ -176,6 +187,8 @@ class _Plugin:
             failing.add("timed-cycle")
         if _plugin_choice(config, "inversions", ("fail", "warn"), options) == "fail":
             failing.add("lock-order-inversion")
+        if _plugin_choice(config, "probable", ("warn", "fail"), options) == "fail":
+            failing.add("probable-deadlock")
         history = _plugin_choice(config, "lock_order_history", _HISTORY_CHOICES, options)
         plugin = cls(base, enabled, frozenset(failing), history == "test")
         if enabled:
@@ -209,6 +222,7 @@ class _Plugin:
         from ._detector import DETECTOR
 
         self.cursor = len(DETECTOR.findings)
+        item.stash[_THREADS] = _live_threads()
         if self.history_per_test:
             from ._order import ORDER
 
@@ -261,6 +275,8 @@ class _Plugin:
         if not (self.session_enabled or self.per_test):
             return  # not asked for: findings of a test that enables it itself are its own
         report: pytest.TestReport = outcome.get_result()
+        if call.when == "call" or report.failed:
+            self._sweep(item)
         findings = self._findings()
         new = findings[self.cursor :]
         self.cursor = len(findings)
@@ -282,6 +298,20 @@ class _Plugin:
                 + "\n(see the 'deadlockwatch' section below for threads, locks and stacks)"
             )
 
+    @staticmethod
+    def _sweep(item: pytest.Item) -> None:
+        """The test is over: threads it started that are still blocked are
+        analysed now, so that what they are stuck in is charged to it (and
+        not to whichever later test happens to wait long enough)."""
+        from ._detector import DETECTOR
+
+        before = item.stash.get(_THREADS, None)
+        if before is None or not DETECTOR.enabled:
+            return
+        started = {ident for key, ident in _live_threads().items() if key not in before}
+        if started:
+            DETECTOR.sweep(started)
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         counts: dict[str, int] = {}
         for reports in terminalreporter.stats.values():
@@ -297,6 +327,14 @@ class _Plugin:
 
 
 _RESTORE = pytest.StashKey[bool]()
+#: The threads alive when a test started: id of the Thread object -> ident.
+_THREADS = pytest.StashKey[dict[int, int]]()
+
+
+def _live_threads() -> dict[int, int]:
+    import threading
+
+    return {id(t): t.ident for t in threading.enumerate() if t.ident is not None}
 
 
 def _has_markers(item: pytest.Item) -> bool:

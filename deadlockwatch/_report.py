@@ -6,7 +6,6 @@ is the detector's job.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -19,6 +18,7 @@ _TITLES = {
     "timed-cycle": "TIMED CYCLE (will break when a timeout expires)",
     "lock-order-inversion": "POTENTIAL DEADLOCK: lock-order inversion",
     "held-at-exit": "WARNING: a thread exited holding a lock",
+    "probable-deadlock": "PROBABLE DEADLOCK (unless a thread that never touched it rescues them)",
 }
 
 
@@ -62,6 +62,10 @@ def format_text(f: Finding) -> str:
             " counted as able to run):"
         )
         lines.extend(f"    {o}" for o in f.outside)
+    if f.rescuers:
+        lines.append("")
+        lines.append("  Could still rescue them (not counted, see why):")
+        lines.extend(f"    {o}" for o in f.rescuers)
     lines.append("")
     return "\n".join(lines)
 
@@ -89,7 +93,7 @@ def step_text(f: Finding, step: CycleStep) -> str:
         workers = [repr(f.thread_label(h)) for h in step.holders] or [nxt]
         return f"{me} waits for {label}{state}, queued behind {_and(workers)}"
     if not r.owner_bound and not r.holders and r.verb:
-        return f"{me} waits on {label}; {nxt} could {r.verb} it"
+        return f"{me} waits on {label}; {nxt} could {r.verb or 'release'} it"
     return f"{me} waits for {label} held by {nxt}{also}"
 
 
@@ -227,6 +231,7 @@ def to_json(f: Finding) -> dict[str, Any]:
         ],
         "single_thread": f.single_thread,
         "outside_view": list(f.outside),
+        "rescuers": list(f.rescuers),
     }
 
 
@@ -245,6 +250,8 @@ def _known(f: Finding, key: int) -> bool:
 
 
 def to_json_line(f: Finding) -> str:
+    import json  # here: not paid when threading is imported
+
     return json.dumps(to_json(f), sort_keys=False) + "\n"
 
 

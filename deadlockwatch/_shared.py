@@ -11,11 +11,12 @@ every process that unpickled it: that is its identity across processes (a
 fork-context one, unlinked at once, is named after its creating process and
 handle, which forked children share).
 
-Processes exchange what they hold and wait for through a run directory (made
-by the first process, ``0700``, passed down in ``DEADLOCKWATCH_RUN_DIR``): no
-server, no port.  A process writes ``<pid>.json`` (atomically) only while one
-of its threads has waited for a shared Lock or RLock longer than the
-threshold, or holds one across two ticks of its watcher, or holds one while
+Processes exchange what they hold and wait for through a run directory
+(named at start-up in ``DEADLOCKWATCH_RUN_DIR``, which children inherit; made
+``0700`` by the first process that needs it): no server, no port.  A process
+writes ``<pid>.json`` (atomically) only while one of its threads has waited
+for a shared Lock or RLock longer than the threshold, or holds one across two
+ticks of its watcher, or holds one while
 another process has a file there; it removes it when it holds and waits for
 nothing shared.  The file is the process's local snapshot (its blocked threads,
 the holders they reach, the holders of shared locks), so cycles that pass
@@ -35,12 +36,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import hashlib
-import json
 import os
-import shutil
+import stat
 import sys
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import replace
@@ -80,6 +78,8 @@ _hooked = False
 
 def gkey(*parts: object) -> int:
     """A key every process computes alike (``hash`` of a str is salted)."""
+    import hashlib  # here (and json below): not paid when threading is imported
+
     digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1
 
@@ -167,8 +167,8 @@ def _taken(self: Any, frame: Any) -> None:
             # In this process's mapped file at once: it may be killed before
             # its watcher publishes anything.
             _ledger.held(self, rec, code, lasti, _ledger_opener)
-            # A forked child's watcher waits for a first wait; a holder of
-            # a shared lock must publish it.
+            # The watcher starts at a first blocking wait; a holder of a
+            # shared lock must publish it.
             if _state.resume_watcher is not None:
                 _state.resume_watcher()
     units[rec] = n + 1
@@ -286,10 +286,10 @@ def patch() -> None:
     if module is not None:
         _install(module)
     elif not _hooked:
-        from wrapt import register_post_import_hook
+        from ._hook import when_imported
 
         _hooked = True
-        register_post_import_hook(_install, MODULE)
+        when_imported(MODULE, _install)
 
 
 def unpatch() -> None:
@@ -302,6 +302,20 @@ def unpatch() -> None:
     _originals.clear()
     _remove_own()
     _ledger.close()
+
+
+def idle() -> bool:
+    """Nothing shared to watch: no shared Lock or RLock held here, no snapshot
+    published (the watcher may end)."""
+    if not active or _cls is None:
+        return True
+    if _EX.written is not None:
+        return False
+    for rec in list(_state.records.values()):
+        for obj in list(rec.held):
+            if is_shared(obj) and _is_mutex(obj):
+                return False
+    return True
 
 
 def is_shared(obj: object) -> bool:
@@ -334,26 +348,57 @@ _own_dir_pid = 0
 
 
 def run_dir() -> str | None:
-    """The run directory of this process tree (made here if none was inherited)."""
-    global _run_dir, _own_dir_pid
+    """The run directory of this process tree: the one named in
+    ``DEADLOCKWATCH_RUN_DIR`` (set at start-up, before the program runs), made
+    here if no process made it yet; else a private one, which only children
+    forked from here share.  ``os.environ`` is never changed here."""
+    global _run_dir
     if _run_dir is not None and os.path.isdir(_run_dir):
         return _run_dir
-    inherited = os.environ.get(RUN_DIR_VAR, "")
-    try:
-        if inherited and os.path.isdir(inherited) and os.stat(inherited).st_uid == os.getuid():
-            _run_dir = inherited
+    named = os.environ.get(RUN_DIR_VAR, "")
+    if named and os.path.isabs(named):
+        try:
+            os.mkdir(named, 0o700)
+        except FileExistsError:
+            pass
+        except OSError:
+            named = ""
+        else:
+            _owned_here(named)
+        if named and _usable(named):
+            _run_dir = named
             return _run_dir
+    try:
+        import tempfile
+
         _run_dir = tempfile.mkdtemp(prefix="deadlockwatch-")
     except OSError:
         return None
-    os.environ[RUN_DIR_VAR] = _run_dir
-    _own_dir_pid = os.getpid()
-    atexit.register(_cleanup_dir)
+    _owned_here(_run_dir)
     return _run_dir
+
+
+def _usable(path: str) -> bool:
+    """A directory (not a link to one) of this user's that nobody else can use."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
+
+
+def _owned_here(path: str) -> None:
+    """This process made the directory: it removes it when it ends."""
+    global _own_dir_pid
+    if _own_dir_pid != os.getpid():
+        _own_dir_pid = os.getpid()
+        atexit.register(_cleanup_dir)
 
 
 def _cleanup_dir() -> None:
     if _run_dir is not None and _own_dir_pid == os.getpid():
+        import shutil
+
         shutil.rmtree(_run_dir, ignore_errors=True)
 
 
@@ -617,6 +662,8 @@ def tick(detector: Any) -> None:
         _remove_own()
         return
     state = _local_state(detector)
+    import json
+
     _write_own(json.dumps(state, sort_keys=True))
     if not old_wait:
         _EX.seen.clear()
@@ -631,6 +678,8 @@ def _read(entries: Iterable[os.DirEntry[str]]) -> list[dict[str, Any]]:
             if e.stat().st_size > _MAX_FILE:
                 continue
             with open(e.path, encoding="utf-8") as f:
+                import json
+
                 data = json.load(f)
         except (OSError, ValueError, RecursionError):
             continue
@@ -782,6 +831,8 @@ def _analyse(state: dict[str, Any], others: list[os.DirEntry[str]]) -> list[Find
     from ._analysis import analyze
 
     dead = _dead_holds(_run_dir) if _run_dir is not None else {}
+    import json
+
     signature: list[Any] = [json.dumps(state, sort_keys=True), tuple(sorted(dead))]
     for e in others:
         try:
@@ -882,6 +933,8 @@ def _claim(key: frozenset[int]) -> bool:
     d = _run_dir
     if d is None:
         return True
+    import hashlib
+
     name = hashlib.blake2b(repr(sorted(key)).encode(), digest_size=12).hexdigest()
     try:
         fd = os.open(

@@ -134,8 +134,8 @@ blocked: dict[ThreadRecord, WaitRecord] = {}
 
 tls = _native.ThreadLocal()
 
-#: Set while the watcher is paused after a fork (see `_detector`): the next
-#: blocking wait, or the next slice of one, starts it again.
+#: Set while enabled and no watcher thread runs (see `_detector`): the next
+#: blocking wait, or the next slice of one, starts one.
 resume_watcher: Callable[[], None] | None = None
 
 
@@ -164,6 +164,10 @@ def _thread_gone(rec: ThreadRecord, _ref: object) -> None:
             rec.lost_at_fork = True
         elif rec.held and not rec.lost_at_fork:
             departed.append((rec, _native.monotonic()))
+            # The watcher reports it a threshold from now: it must be running.
+            wake = resume_watcher
+            if wake is not None:
+                wake()
     except Exception:
         pass
 

@@ -1,8 +1,9 @@
 """Tracked waits beyond locks: Condition (and what is built on it: Event,
 Barrier, queue.Queue, futures), ``Thread.join``, and executor futures.
 
-They are patched in place on their classes (with wrapt), so objects made
-before `enable()` are covered too.  Only a wait that really blocks pays:
+They are patched in place on their classes (with wrapt's function wrappers),
+so objects made before `enable()` are covered too; a module not imported yet
+is patched right after it is (`_hook`).  Only a wait that really blocks pays:
 ``Condition.wait`` is itself the blocking path.  What the wait *means* (an
 Event, a queue, a future) is read from the caller's frames at that moment,
 so ``get``, ``put`` and ``result`` pay nothing on their fast paths.
@@ -24,6 +25,7 @@ from types import FrameType
 from typing import Any, ClassVar
 
 from . import _native, _state
+from ._hook import when_imported
 from ._model import SIGNAL_KIND, Site
 from ._state import (
     ThreadRecord,
@@ -33,6 +35,7 @@ from ._state import (
     internal_file,
     wait_until,
 )
+from ._wrapt import wrapper_types
 
 internal_file(__file__)
 
@@ -531,17 +534,18 @@ _hooked: set[str] = set()
 def _install(module: Any) -> None:
     global _MethodWrapper
     if _MethodWrapper is None:
-        from wrapt import BoundFunctionWrapper, FunctionWrapper
+        FunctionWrapper: Any = wrapper_types()[0]
+        BoundFunctionWrapper: Any = wrapper_types()[1]
 
         # Pickled as the originals are: ``Condition.wait`` by reference, and
         # a method bound to an object as getattr(object, name).
-        class BoundMethodWrapper(BoundFunctionWrapper):  # type: ignore[type-arg]
+        class BoundMethodWrapper(BoundFunctionWrapper):  # type: ignore[misc]
             def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
                 cls, attr = self._self_parent._self_dw_target
                 instance = self._self_instance
                 return (getattr, (cls if instance is None else instance, attr))
 
-        class MethodWrapper(FunctionWrapper):  # type: ignore[type-arg]
+        class MethodWrapper(FunctionWrapper):  # type: ignore[misc]
             __bound_function_wrapper__ = BoundMethodWrapper
 
             def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
@@ -569,8 +573,6 @@ def patch() -> None:
     """Install the wrappers; for modules not imported yet, when they are."""
     global active
     active = True
-    from wrapt import register_post_import_hook
-
     for mod_name in dict.fromkeys(t[0] for t in _TARGETS):
         module = sys.modules.get(mod_name)
         if module is not None:
@@ -578,7 +580,7 @@ def patch() -> None:
         elif mod_name not in _hooked:
             # Registered once: the hook checks `active` itself.
             _hooked.add(mod_name)
-            register_post_import_hook(_install, mod_name)
+            when_imported(mod_name, _install)
 
 
 def unpatch() -> None:

@@ -27,6 +27,7 @@ SECTIONS = (
     "memory",
     "startup",
     "shared",
+    "reach",
 )
 #: The quick mode takes well under a minute alone; leave room for a loaded machine.
 TIMEOUT = 120.0

@@ -585,6 +585,7 @@ DEMO_MARKS = {
     "self-deadlock": "which it holds itself",
     "pool-exhaustion": "every unit of BoundedSemaphore(",
     "condition": "'MainThread' waits on Condition(",
+    "signal-with-bystanders": "'starter' waits on Event(",
     "starvation": "all 2 workers of ThreadPoolExecutor 'pool' wait on futures queued behind them",
     "died-holding-lock": "is held by thread 'loader', which exited",
     "two-process-abba": "in auditor (pid ",
@@ -627,6 +628,13 @@ def test_demo_reports_belong_to_their_scenario() -> None:
             [
                 "    consumer: got DeadlockError, released its locks",
                 "    producer: got DeadlockError, released its locks",
+            ],
+        ),
+        (
+            "signal-with-bystanders",
+            [
+                "    service: finished",
+                "    starter: got DeadlockError, released its locks",
             ],
         ),
         (

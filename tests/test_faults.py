@@ -11,6 +11,7 @@ from __future__ import annotations
 import _thread
 import json
 import queue
+import sys
 import threading
 import time
 from pathlib import Path
@@ -356,17 +357,30 @@ def test_enable_twice_starts_one_watcher_and_wraps_once() -> None:
     before = _thread._count()
     deadlockwatch.enable(interval=0.01, threshold=0.01, on_deadlock="raise")
     try:
-        assert _settle(lambda: DETECTOR.watcher_ident is not None)
-        watcher = DETECTOR.watcher_ident
-        assert _settle(lambda: _thread._count() == before + 1)  # the watcher
+        # No watcher thread until a tracked wait blocks.
+        time.sleep(0.05)
+        assert DETECTOR.watcher_ident is None and _thread._count() <= before
         lock_factory = threading.Lock
         installed = dict(_patch._installed)
         deadlockwatch.enable(interval=0.01, threshold=0.01, on_deadlock="raise")
         deadlockwatch.enable(interval=0.01, threshold=0.01, on_deadlock="raise")
         time.sleep(0.05)
-        assert _thread._count() == before + 1
-        assert DETECTOR.watcher_ident == watcher
+        assert _thread._count() <= before and DETECTOR.watcher_ident is None
         assert threading.Lock is lock_factory and _patch._installed == installed
+        # A blocking wait starts one watcher; enabling again adds none.
+        gate = threading.Event()
+        waiter = start(gate.wait, BOUND)
+        assert _settle(lambda: DETECTOR.watcher_ident is not None)
+        watcher = DETECTOR.watcher_ident
+        deadlockwatch.enable(interval=0.01, threshold=0.01, on_deadlock="raise")
+        time.sleep(0.05)
+        assert DETECTOR.watcher_ident == watcher
+        assert watcher in sys._current_frames()
+        gate.set()
+        waiter.join(BOUND)
+        # Nothing blocked any more: the watcher ends.
+        assert _settle(lambda: DETECTOR.watcher_ident is None)
+        assert _settle(lambda: watcher not in sys._current_frames())
         # One report per deadlock, not one per enable().
         start_count = len(DETECTOR.findings)
         a, b = threading.Lock(), threading.Lock()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -394,8 +396,8 @@ os._exit(0)  # the two threads stay deadlocked, one of them inside logging
 
 
 def test_deadlock_through_loggings_module_lock_is_detected() -> None:
-    """With DEADLOCKWATCH=1, logging (imported at start-up by wrapt, through
-    asyncio) makes its module lock after threading's factories are patched."""
+    """With DEADLOCKWATCH=1, logging (which imports threading first) makes its
+    module lock after threading's factories are patched."""
     r = run_python(LOGGING_DEADLOCK, env={"DEADLOCKWATCH": "1"}, args=["10"], timeout=60)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
@@ -406,12 +408,12 @@ def test_deadlock_through_loggings_module_lock_is_detected() -> None:
 
 
 def test_modules_enabling_imports_make_tracked_locks() -> None:
-    """What enabling imports (wrapt, and with it asyncio and logging) is
-    imported after the factories are patched; a module the program imported
-    first keeps the locks it made then (they cannot be swapped safely)."""
+    """Modules imported after threading (logging, wrapt's synchronization
+    helpers) make tracked locks; a module the program imported before
+    enabling keeps the locks it made then (they cannot be swapped safely)."""
     code = """
     import threading
-    import logging, wrapt.synchronization as ws  # both imported at start-up already
+    import logging, wrapt.synchronization as ws
     print(type(logging._lock).__name__, type(threading.RLock()).__name__)
     print(ws.RLock is threading.RLock, ws.Lock is threading.Lock)
     """
@@ -424,3 +426,336 @@ def test_modules_enabling_imports_make_tracked_locks() -> None:
     r = run_python(first)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["RLock", "TrackedRLock"]
+
+
+# -- start-up does the least it can (issue 16) -------------------------------------------
+
+#: What start-up with DEADLOCKWATCH=1 must not import: the detector is enabled
+#: when the program imports threading.
+HEAVY = (
+    "threading",
+    "asyncio",
+    "logging",
+    "concurrent.futures",
+    "ssl",
+    "socket",
+    "subprocess",
+    "email",
+    "importlib.metadata",
+    "inspect",
+    "networkx",
+    "wrapt",
+    "dataclasses",
+    "typing",
+)
+
+
+def test_startup_imports_nothing_heavy_and_starts_no_thread() -> None:
+    code = f"""
+    import sys, _thread
+    print(sorted(m for m in {HEAVY!r} if m in sys.modules), _thread._count())
+    print(sorted(m for m in sys.modules if m.startswith("deadlockwatch")))
+    """
+    r = run_python(code, env={"DEADLOCKWATCH": "1"})
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    lines = r.stdout.splitlines()
+    assert lines[0] == "[] 0"
+    assert lines[1] == (
+        "['deadlockwatch', 'deadlockwatch._config', 'deadlockwatch._hook', "
+        "'deadlockwatch._startup']"
+    )
+
+
+def test_importing_threading_enables_before_any_other_module_sees_it() -> None:
+    code = """
+    import sys
+    from threading import Lock, RLock  # bound at once: already the tracked factories
+    import threading, logging, queue
+    print(type(Lock()).__name__, type(RLock()).__name__, type(logging._lock).__name__,
+          type(queue.Queue().mutex).__name__)
+    print(threading.__loader__ is threading.__spec__.loader,
+          type(threading.__loader__).__module__)
+    print("wrapt" in sys.modules, "asyncio" in sys.modules)
+    import deadlockwatch
+    print(deadlockwatch.is_enabled())
+    """
+    r = run_python(code, env={"DEADLOCKWATCH": "1"})
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    assert r.stdout.splitlines() == [
+        "TrackedLock TrackedRLock TrackedRLock TrackedLock",
+        "True _frozen_importlib_external",
+        "False False",
+        "True",
+    ]
+
+
+def test_a_program_importing_wrapt_gets_all_of_it() -> None:
+    """deadlockwatch uses wrapt's C wrappers without importing the package;
+    a program that imports wrapt later gets the whole of it, working."""
+    code = """
+    import sys, threading
+    print("wrapt" in sys.modules, "wrapt._wrappers" in sys.modules)
+    import wrapt
+    @wrapt.decorator
+    def plus_one(wrapped, instance, args, kwargs):
+        return wrapped(*args, **kwargs) + 1
+    @plus_one
+    def two():
+        return 2
+    print(two(), hasattr(wrapt, "synchronized"), type(threading.Lock()).__name__)
+    """
+    r = run_python(code, env={"DEADLOCKWATCH": "1"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["False False", "3 True TrackedLock"]
+
+
+def test_threading_first_imported_from_another_thread() -> None:
+    """CPython's test_import_from_another_thread, with the detector on."""
+    code = """
+    import _thread, sys
+    event = _thread.allocate_lock()
+    event.acquire()
+    def import_threading():
+        import threading
+        event.release()
+    if "threading" in sys.modules:
+        raise Exception("threading is already imported")
+    _thread.start_new_thread(import_threading, ())
+    event.acquire()
+    event.release()
+    import threading, deadlockwatch
+    print(deadlockwatch.is_enabled(), type(threading.Lock()).__name__)
+    """
+    r = run_python(code, env={"DEADLOCKWATCH": "1"})
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    assert r.stdout.split() == ["True", "TrackedLock"]
+
+
+def test_deadlockwatch_modules_imported_before_threading() -> None:
+    """Enabling waits for the end of a half-done import of deadlockwatch's own
+    modules (they import threading)."""
+    for first in (
+        "from deadlockwatch._detector import DETECTOR",
+        "import deadlockwatch._state",
+        "import deadlockwatch; deadlockwatch.is_enabled()",
+    ):
+        code = f"{first}\nimport threading, deadlockwatch\n"
+        code += "print(deadlockwatch.is_enabled(), type(threading.Lock()).__name__)"
+        r = run_python(code, env={"DEADLOCKWATCH": "1"})
+        assert r.returncode == 0, r.stderr
+        assert r.stderr == "", (first, r.stderr)
+        assert r.stdout.split() == ["True", "TrackedLock"], first
+
+
+def test_os_environ_never_changes_while_the_program_runs(tmp_path: Path) -> None:
+    """The run directory children share is named at start-up; using
+    multiprocessing's locks (which makes it) changes nothing in os.environ,
+    and a spawned child shares it."""
+    code = """
+    import os, multiprocessing as mp, threading, time
+    def child(lock, q):
+        with lock:
+            q.put(os.environ.get("DEADLOCKWATCH_RUN_DIR"))
+    if __name__ == "__main__":
+        before = dict(os.environ)
+        named = before.get("DEADLOCKWATCH_RUN_DIR", "")
+        print(os.path.basename(named).startswith("deadlockwatch-"), os.path.exists(named))
+        ctx = mp.get_context("spawn")
+        lock, q = ctx.Lock(), ctx.Queue()
+        with lock:
+            p = ctx.Process(target=child, args=(lock, q))
+            p.start()
+            time.sleep(0.5)  # the child blocks on the lock meanwhile
+        print(q.get(timeout=60) == named, os.path.isdir(named))
+        p.join(60)
+        print(dict(os.environ) == before, p.exitcode)
+    """
+    prog = tmp_path / "prog.py"
+    prog.write_text(textwrap.dedent(code))
+    r = run_python(
+        f"import runpy; runpy.run_path({str(prog)!r}, run_name='__main__')",
+        env={"DEADLOCKWATCH": "1"},
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "False", "True", "True", "True", "0"], r.stderr
+
+
+WATCHER_COUNT = """
+import _thread, os, sys, threading, time
+
+def settle(n):
+    deadline = time.monotonic() + 10
+    while _thread._count() != n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return _thread._count()
+
+lock = threading.Lock()
+with lock:
+    pass
+print("uncontended", settle(0))
+gate = threading.Event()
+t = threading.Thread(target=gate.wait, args=(10,), daemon=True)
+t.start()
+time.sleep(0.3)
+print("blocked", _thread._count())  # the waiter and the watcher
+gate.set()
+t.join()
+print("idle", settle(0))
+"""
+
+
+def test_no_watcher_thread_until_a_wait_blocks() -> None:
+    r = run_python(WATCHER_COUNT, env={"DEADLOCKWATCH": "1"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["uncontended 0", "blocked 2", "idle 0"]
+
+
+def test_a_forked_child_sees_only_its_own_thread() -> None:
+    """CPython's test_clear_threads_states_after_fork: the parent's watcher
+    runs (its threads block) while it forks; the child must see one thread."""
+    code = """
+    import os, sys, threading, time
+    gate = threading.Event()
+    threads = [threading.Thread(target=gate.wait, args=(10,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    from deadlockwatch._detector import DETECTOR
+    running = DETECTOR.watcher_ident is not None or sys.version_info >= (3, 12)
+    bad = 0
+    for _ in range(20):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(51 if len(sys._current_frames()) == 1 else 52)
+        _, status = os.waitpid(pid, 0)
+        bad += os.waitstatus_to_exitcode(status) != 51
+    gate.set()
+    for t in threads:
+        t.join()
+    print(running, bad)
+    """
+    r = run_python(code, env={"DEADLOCKWATCH": "1"}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "0"]
+
+
+def test_a_lock_left_held_by_an_ended_thread_is_reported_with_nothing_blocked() -> None:
+    """The watcher starts for a thread that ends holding a lock, though
+    nothing ever blocks (the thread is started and awaited untracked)."""
+    code = """
+    import _thread, sys, threading, time
+    from deadlockwatch._detector import DETECTOR
+    lock = threading.Lock()
+    ended = _thread.allocate_lock()
+    ended.acquire()
+    def leave():
+        lock.acquire()
+        ended.release()
+    print("watcher before", DETECTOR.watcher_ident is not None, flush=True)
+    _thread.start_new_thread(leave, ())
+    ended.acquire()
+    deadline = time.monotonic() + 10
+    while not DETECTOR.findings and time.monotonic() < deadline:
+        time.sleep(0.01)  # untracked: nothing blocks
+    print([f.kind for f in DETECTOR.findings], flush=True)
+    """
+    r = run_python(code, env={"DEADLOCKWATCH": "1"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["watcher before False", "['held-at-exit']"]
+    assert "a thread exited holding a lock" in r.stderr
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="operator.call is 3.11+")
+def test_thread_start_waiting_for_a_thread_without_a_frame_yet_is_no_deadlock() -> None:
+    """Thread.start() waits for the new thread to signal; on a loaded machine
+    that thread may not run Python code (no frame) for a while: it is in
+    threading._limbo, and will run.  (CPython 3.13's test_concurrent_futures,
+    under load, had it reported as a deadlock.)  Positive control: the same
+    wait with no thread to come is reported."""
+    code = """
+    import _thread, collections, functools, operator, sys, threading, time
+    from deadlockwatch._detector import DETECTOR
+
+    def c_only(*calls):
+        # Makes the calls without a Python frame of its own.
+        return functools.partial(collections.deque, map(operator.call, calls), 0)
+
+    gate = _thread.allocate_lock()
+    gate.acquire()
+    t = threading.Thread(target=time.sleep, args=(0,), name="late")
+    t._bootstrap = c_only(gate.acquire, t._bootstrap)
+    # Releases the gate in 1 s, from a thread without a Python frame either.
+    _thread.start_new_thread(c_only(functools.partial(time.sleep, 1.0), gate.release), ())
+    t.start()  # waits about 1 s for a thread that has no frame yet
+    t.join()
+    print([f.kind for f in DETECTOR.findings], flush=True)
+    try:
+        threading.Event().wait()  # nobody else to set it
+    except Exception as e:
+        print(type(e).__name__, [f.kind for f in DETECTOR.findings], flush=True)
+    """
+    r = run_python(code, env={"DEADLOCKWATCH": "1", "DEADLOCKWATCH_ACTION": "raise"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["[]", "DeadlockError ['deadlock']"]
+
+
+def test_without_wrapts_extension_wrapt_is_imported_as_usual() -> None:
+    code = """
+    import sys, threading, concurrent.futures as cf
+    print("wrapt" in sys.modules, type(threading.Lock()).__name__)
+    with cf.ThreadPoolExecutor(2) as ex:
+        print(sum(ex.map(abs, range(-5, 5))), type(threading.Condition.wait).__name__)
+    """
+    r = run_python(code, env={"DEADLOCKWATCH": "1", "WRAPT_DISABLE_EXTENSIONS": "1"})
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    assert r.stdout.splitlines() == ["True TrackedLock", "25 BoundMethodWrapper"]
+
+
+def test_module_level_locks_of_logging_futures_and_asyncio_are_tracked() -> None:
+    """Each imports threading first, so its locks made at import are tracked
+    although nothing was patched at start-up."""
+    code = """
+    import asyncio.events, asyncio.mixins, concurrent.futures.thread as cft, logging
+    locks = (logging._lock, cft._global_shutdown_lock, asyncio.events._lock,
+             asyncio.mixins._global_lock)
+    print(" ".join(type(lock).__name__ for lock in locks))
+    """
+    r = run_python(code, env={"DEADLOCKWATCH": "1"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["TrackedRLock", "TrackedLock", "TrackedLock", "TrackedLock"]
+
+
+def test_the_runner_names_one_run_directory_for_its_children(tmp_path: Path) -> None:
+    """``python -m deadlockwatch prog.py``: the program's spawned children
+    share its run directory, named before the program runs."""
+    prog = tmp_path / "prog.py"
+    prog.write_text(
+        textwrap.dedent(
+            """
+            import os, multiprocessing as mp
+            def child(q):
+                q.put(os.environ.get("DEADLOCKWATCH_RUN_DIR"))
+            if __name__ == "__main__":
+                before = dict(os.environ)
+                named = os.environ.get("DEADLOCKWATCH_RUN_DIR")
+                ctx = mp.get_context("spawn")
+                q = ctx.Queue()
+                p = ctx.Process(target=child, args=(q,))
+                p.start()
+                print(named is not None, q.get(timeout=60) == named, dict(os.environ) == before)
+                p.join(60)
+            """
+        )
+    )
+    r = run_python(
+        f"import runpy, sys; sys.argv = ['deadlockwatch', {str(prog)!r}]; "
+        "runpy.run_module('deadlockwatch', run_name='__main__')",
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "True", "True"]

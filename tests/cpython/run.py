@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """CPython's own threading tests, with and without deadlockwatch: transparency.
 
-Runs ``python -m test MODULE`` for each module below twice with the same
-interpreter: once plain, once with ``DEADLOCKWATCH=1`` (lock-order detection
-on, a JSON Lines report file set), and checks that
+Runs ``python -m test MODULE --fail-env-changed`` for each module below
+twice with the same interpreter: once plain, once with ``DEADLOCKWATCH=1``
+from start-up (lock-order detection on, a JSON Lines report file set), and
+checks that
 
 * every test has the same outcome (passed, failed, error, skipped, ...) in
   both runs, per test id, read from regrtest's ``--junit-xml`` output, except
   the differences listed in `EXPECTED_DIFFERENCES` (each with its reason);
+* the watched run changed no more of regrtest's saved environment than the
+  plain one (``os.environ``, threads, files...: "env changed");
 * the detector found nothing: the report file stays empty, and no
   ``deadlockwatch:`` line (a report, an internal error of the watcher) was
   written by the test process;
@@ -34,13 +37,14 @@ Usage (the interpreter must have deadlockwatch installed, with its ``.pth``)::
 Exit status: 0 transparent, 1 a difference or a finding, 2 a usage error or
 an interpreter that cannot run the check.
 
-Profiles: ``full`` runs every module entirely (on 3.13, 2-core machine:
-about 2.5 minutes plain and 3 with the detector; test_concurrent_futures is
-85 s and 120 s of it).  ``ci`` is what fits the CI budget of about 4 extra
-minutes: every module, both runs, but test_concurrent_futures only for its
-thread-pool and Future tests (about 40 s for both runs), leaving its
-process-pool tests (190 of 256, every one starting interpreters) to the full
-profile.  Those did find a bug (multiprocessing managers could not pickle
+Profiles: ``full`` runs every module entirely; it is what ``.ci/run`` runs,
+on 3.11 and 3.13 (on 3.13, 2-core machine: about 2.5 minutes plain and 3
+with the detector when the machine is otherwise idle, 7 minutes in all under
+a load average of 10 to 40; test_concurrent_futures is 85 s and 120 s of
+it).  ``ci`` is the quicker check: every module, both runs, but
+test_concurrent_futures only for its thread-pool and Future tests (about 40
+s for both runs), leaving its process-pool tests (190 of 256, every one
+starting interpreters) out.  Those did find a bug (multiprocessing managers could not pickle
 the patched threading.Lock), now covered by tests/test_startup.py.  On 3.11
 the ci profile takes about 85 s, or about 2 minutes where
 test_concurrent_futures is installed (3.11.7 and 3.12.1 builds omit that
@@ -119,29 +123,6 @@ EXPECTED_DIFFERENCES: tuple[Expected, ...] = (
         "in 3.13, where _thread.lock itself can be instantiated.",
         until=(3, 12),
     ),
-    Expected(
-        "test.test_threading.ThreadTests.test_import_from_another_thread",
-        "It starts a fresh interpreter and checks that threading is not imported before "
-        "its own code runs.  With DEADLOCKWATCH=1 the .pth imports threading at start-up: "
-        "that is the point (the detector must patch threading before any user code), "
-        "so it cannot be preserved.",
-    ),
-    Expected(
-        "test.test_threading.ThreadJoinOnShutdown.test_clear_threads_states_after_fork",
-        "A forked child checks at once that sys._current_frames() holds its one thread.  "
-        "With the detector on, the child restarts its watcher in os.fork()'s after-fork "
-        "hook, and when that thread is already running (a race: measured 3 forks in 100 "
-        "on 3.11, 19 in 100 on 3.13) the child sees two threads and the test fails.",
-        intermittent=True,
-    ),
-    Expected(
-        "test.test_logging.FormatterTest.test_relativeCreated_has_higher_precision",
-        "It mocks time.time_ns() before 'import logging' in a fresh interpreter, so that "
-        "logging._startTime takes the mocked value.  With DEADLOCKWATCH=1, enabling at "
-        "start-up imports wrapt, which imports asyncio, which imports logging, so logging "
-        "is already imported with the real clock.",
-        since=(3, 13),
-    ),
 )
 
 
@@ -168,8 +149,9 @@ EXPECTED_FINDINGS: tuple[ExpectedFinding, ...] = (
             '"function": "createLock"',
             '"function": "shutdown"',
         ),
-        "A real lock-order inversion in CPython's logging (logging's module lock is tracked "
-        "since enable() patches before importing wrapt): logging.shutdown() holds a "
+        "A real lock-order inversion in CPython's logging (logging's module lock is tracked: "
+        "threading is patched as soon as it is imported, before logging makes its lock): "
+        "logging.shutdown() holds a "
         "handler's lock while Handler.close() takes the module lock, and dictConfig() holds "
         "the module lock while its shutdown() takes a handler's lock (test_logging's "
         "test_90195, then a cleanup). Two threads doing these at once on one handler hang.",
@@ -216,20 +198,6 @@ EXCLUDED: tuple[Excluded, ...] = (
         fixed_in=((3, 12, 8), (3, 13, 1)),
     ),
 )
-
-
-_BEFORE_AFTER = ("Warning --   Before", "Warning --   After")
-
-
-def _only_run_dir(log: str) -> bool:
-    """regrtest's 'env changed' is only os.environ gaining DEADLOCKWATCH_RUN_DIR (the
-    run directory multiprocessing children inherit, set when multiprocessing's
-    locks are first used: see README, Deadlocks across processes)."""
-    warnings = [line for line in log.splitlines() if line.startswith("Warning -- ")]
-    about_environ = all(
-        "os.environ was modified" in w or w.startswith(_BEFORE_AFTER) for w in warnings
-    )
-    return bool(warnings) and about_environ and "DEADLOCKWATCH_RUN_DIR" in log
 
 
 #: Runs Python's regression tests as ``python -m test`` would from a terminal
@@ -358,6 +326,7 @@ def run_regrtest(
         if os.path.exists(path):
             os.remove(path)
     cmd = [python, "-c", LAUNCHER, module, "--junit-xml", xml, "--timeout", str(test_timeout)]
+    cmd.append("--fail-env-changed")
     for pattern in match:
         cmd += ["--match", pattern]
     for pattern in ignore:
@@ -524,7 +493,7 @@ def compare(
                 f"the {name} run ended without results (exit status {run.returncode}; "
                 "a test over --test-timeout ends regrtest: see its log)"
             )
-    if watched.env_changed and not plain.env_changed and not _only_run_dir(watched.log):
+    if watched.env_changed and not plain.env_changed:
         verdict.differences.append("regrtest says the watched run altered the environment")
     expected_texts: list[str] = []
     for line in watched.findings:

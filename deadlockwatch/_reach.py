@@ -1,0 +1,358 @@
+"""Who can reach an object: the threads that could signal an Event, notify a
+Condition, fill or drain a queue, complete a future.
+
+Run by the watcher only, on the objects blocked threads wait for, never on
+the hot path.  Two steps:
+
+1. Backwards from the objects (``gc.get_referrers``, one scan of the heap per
+   level) to what holds them, up to the roots: a module global or a class
+   attribute (every thread can reach those), a ``threading.Thread`` object
+   (its target and arguments belong to that thread), or an object that is
+   alive though nothing the collector sees holds it, nor any thread's locals
+   (a signal handler, an atexit entry, C code) — every thread again.  The
+   frames of running threads are not followed (on 3.11+ a running frame
+   hides its locals from the collector: they are read in step 2), nor are
+   tracebacks (the frames they keep have finished); a suspended generator's
+   frame is, to whoever holds the generator.
+2. For each thread, the locals of each of its frames that the rest of their
+   function may still load (`_liveness`): a thread reaches the objects if one
+   of those holds an object found in step 1, or if step 1 ended at its own
+   ``Thread`` object.
+
+The walk is bounded in levels, objects and time; past a bound the objects
+count as reachable by every thread (``complete`` is False).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import time
+import types
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from . import _liveness, _state
+
+MAX_LEVELS = 12
+MAX_OBJECTS = 50_000
+MAX_SECONDS = 0.5
+
+#: A Thread's (and a Timer's) own callable and arguments: that thread's alone.
+_THREAD_OWN = ("_target", "_args", "_kwargs", "function", "args", "kwargs")
+
+
+@dataclass
+class Reach:
+    """How a set of objects can be reached."""
+
+    #: Thread ident -> how it reaches them ("local 'ev' of main() at app.py:12").
+    threads: dict[int, str] = field(default_factory=dict)
+    #: Ways every thread can reach them ("the module global 'READY' of app").
+    shared: list[str] = field(default_factory=list)
+    #: The global and attribute names those ways go through.
+    names: set[str] = field(default_factory=set)
+    #: Ways a thread that can run reaches them though it is in no snapshot:
+    #: a Python signal handler (run by the main thread), a thread starting.
+    rescues: list[str] = field(default_factory=list)
+    #: False: a bound was hit; treat them as reachable by every thread.
+    complete: bool = True
+
+
+def _starting() -> dict[int, Any]:
+    """Threads started but not running Python yet (threading's ``_limbo``),
+    by the id of their Thread object."""
+    threading = sys.modules.get("threading")
+    try:
+        return {id(t): t for t in list(getattr(threading, "_limbo", {}).values())}
+    except Exception:
+        return {}
+
+
+def _thread_objects() -> dict[int, Any]:
+    threading = sys.modules.get("threading")
+    if threading is None:
+        return {}
+    out: dict[int, Any] = {}
+    for table in ("_active", "_limbo"):
+        try:
+            items = list(getattr(threading, table, {}).values())
+        except Exception:
+            continue
+        for t in items:
+            ident = getattr(t, "_ident", None)
+            if ident is not None:
+                out.setdefault(ident, t)
+    return out
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _ours(obj: Any) -> bool:
+    """deadlockwatch's own bookkeeping (views, records): not a way for the
+    application to reach anything."""
+    module = getattr(type(obj), "__module__", "") or ""
+    return module.startswith("deadlockwatch")
+
+
+def _key_of(container: Any, child_ids: set[int]) -> str | None:
+    """The key of dict ``container`` that holds one of ``child_ids``."""
+    try:
+        for k, v in list(container.items()):
+            if id(v) in child_ids:
+                return str(k)
+    except Exception:
+        return None
+    return None
+
+
+def _stack(top: FrameType | None) -> list[FrameType]:
+    out = []
+    f = top
+    while f is not None:
+        out.append(f)
+        f = f.f_back
+    return out
+
+
+def reach(
+    targets: Iterable[Any],
+    frames: Mapping[int, FrameType],
+    *,
+    max_levels: int = MAX_LEVELS,
+    max_objects: int = MAX_OBJECTS,
+    max_seconds: float = MAX_SECONDS,
+) -> Reach:
+    """How the threads of ``frames`` (ident -> innermost frame) can reach any of ``targets``."""
+    out = Reach()
+    given = targets
+    targets = list(given)
+    stacks = {ident: _stack(top) for ident, top in frames.items()}
+    # Each frame's locals, read once: on 3.10-3.12 reading them fills a dict
+    # that the frame keeps, which must not count as a holder.
+    local_values: dict[int, list[tuple[FrameType, Any]]] = {}
+    mine: set[int] = set()
+    for ident, stack in stacks.items():
+        pairs = []
+        for f in stack:
+            try:
+                values = f.f_locals
+            except Exception:
+                continue
+            if values is f.f_globals:
+                continue
+            if isinstance(values, dict):
+                mine.add(id(values))
+            pairs.append((f, values))
+        local_values[ident] = pairs
+    # Every thread's, this one's too (on 3.10 a running frame is an object
+    # the collector sees).
+    on_stacks = {id(f) for top in sys._current_frames().values() for f in _stack(top)}
+    in_frames = {
+        id(v) for pairs in local_values.values() for _, values in pairs for v in _values(values)
+    }
+    ancestors: dict[int, Any] = {id(t): t for t in targets}
+    target_ids = set(ancestors)
+    #: For a dict among the ancestors: the key that leads to the targets.
+    keys: dict[int, str] = {}
+    threads = _thread_objects()
+    by_object = {id(t): ident for ident, t in threads.items()}
+    starting = _starting()
+    modules = {id(m.__dict__): m for m in list(sys.modules.values()) if m is not None}
+    deadline = time.monotonic() + max_seconds
+    frontier = list(targets)
+    mine |= {id(ancestors), id(targets), id(given), id(threads), id(modules), id(local_values)}
+    # threading's tables of live threads are how it finds them, not the application.
+    threading = sys.modules.get("threading")
+    mine |= {id(getattr(threading, n, None)) for n in ("_active", "_limbo")}
+    level = 0
+    try:
+        while frontier:
+            level += 1
+            if level > max_levels or time.monotonic() > deadline:
+                out.complete = False
+                break
+            front_ids = {id(o) for o in frontier}
+            args = tuple(frontier)  # passed as is: the call's own tuple refers to them all
+            found = gc.get_referrers(*args)
+            # The walk's own containers: neither holders nor ways to reach.
+            walking = {id(frontier), id(args), id(found), id(ancestors), id(keys)}
+            del args
+            seen: set[int] = set()
+            nxt: list[Any] = []
+            for r in found:
+                rid = id(r)
+                if rid in walking:
+                    continue
+                seen.update(id(x) for x in gc.get_referents(r) if id(x) in front_ids)
+                if rid in mine:
+                    continue
+                if rid in ancestors or rid in on_stacks or isinstance(r, _DEAD_ENDS):
+                    continue  # running frames: step 2; modules: through their __dict__
+                if _ours(r) or (isinstance(r, types.MethodType) and id(r.__self__) in by_object):
+                    continue  # our records; a thread's own bound run()
+                if isinstance(r, dict) and rid in modules:
+                    name = getattr(modules[rid], "__name__", "?")
+                    if not name.startswith("deadlockwatch"):
+                        key = _key_of(r, front_ids) or "?"
+                        out.shared.append(f"the module global {key!r} of {name}")
+                        out.names.add(key)
+                    continue
+                if isinstance(r, type):
+                    inner = [x for x in gc.get_referents(r) if id(x) in keys]
+                    attr = keys[id(inner[0])] if inner else "?"
+                    out.shared.append(f"the class attribute {r.__qualname__}.{attr}")
+                    out.names.add(attr)
+                    continue
+                if rid in by_object or rid in starting:
+                    if rid in by_object:
+                        out.threads.setdefault(by_object[rid], "its own Thread object")
+                    else:
+                        name = getattr(starting[rid], "_name", "?")
+                        out.rescues.append(
+                            f"thread {name!r}, which is starting, through its own Thread object"
+                        )
+                    attrs = getattr(r, "__dict__", None)
+                    via = keys.get(id(attrs)) if id(attrs) in front_ids else None
+                    if via is None and isinstance(attrs, dict):
+                        via = _key_of(attrs, front_ids)
+                    if via is None or via in _THREAD_OWN:
+                        continue  # its target and arguments are that thread's alone
+                if isinstance(r, dict):
+                    dict_key = _key_of(r, front_ids)
+                    if dict_key is not None:
+                        keys[rid] = dict_key
+                ancestors[rid] = r
+                nxt.append(r)
+                if len(ancestors) > max_objects:
+                    out.complete = False
+                    return out
+            for obj in frontier:
+                if (
+                    id(obj) not in seen
+                    and id(obj) not in in_frames
+                    and id(obj) not in by_object
+                    and id(obj) not in starting
+                    and _held_beyond_walk(obj, id(obj) in target_ids)
+                    and not _with_exit(obj, target_ids)
+                ):
+                    # Alive, yet nothing the collector sees holds it, nor any
+                    # thread's locals: C code does (a signal handler, atexit).
+                    out.shared.append(f"{_describe(obj)} held where deadlockwatch cannot see")
+            frontier = nxt
+            del found
+        _handlers(out, ancestors)
+        for ident, pairs in local_values.items():
+            if ident not in out.threads:
+                how = _frame_reach(pairs, ancestors)
+                if how:
+                    out.threads[ident] = how
+        return out
+    finally:
+        ancestors.clear()
+        frontier = []
+
+
+def _with_exit(obj: Any, target_ids: set[int]) -> bool:
+    """A ``with`` block's bound ``__exit__``, kept on its frame's value stack
+    (where the collector cannot see), which only ever calls it: it gives no
+    other way to its object.  Unless the object is what is waited for and
+    its exit is what ends the wait (a semaphore's or a lock's release)."""
+    if not isinstance(obj, types.MethodType) or obj.__name__ not in ("__exit__", "__aexit__"):
+        return False
+    owner = obj.__self__
+    if id(owner) not in target_ids:
+        return True
+    threading = sys.modules.get("threading")
+    return threading is not None and isinstance(owner, threading.Condition)
+
+
+def _held_beyond_walk(obj: Any, target: bool) -> bool:
+    """Does anything hold ``obj`` besides the walk?  The walk holds it in the
+    frontier list, the ancestors dict and its loop variable (and a target in
+    two more lists); ``getrefcount`` adds its argument.  An object found at one
+    level may have been dropped by its holder since (another thread's
+    temporary): then only the walk holds it."""
+    try:
+        return sys.getrefcount(obj) > 4 + (2 if target else 0)
+    except Exception:
+        return True
+
+
+def _values(values: Any) -> list[Any]:
+    try:
+        return list(values.values())
+    except Exception:
+        return []
+
+
+def _describe(obj: Any) -> str:
+    name = getattr(obj, "__qualname__", None)
+    if isinstance(name, str):
+        return f"{type(obj).__name__} {name!r}"
+    return f"a {type(obj).__name__}"
+
+
+def python_handlers() -> list[tuple[str, Any]]:
+    """The Python-level signal handlers installed: (signal name, handler)."""
+    signal = sys.modules.get("signal")
+    if signal is None:
+        return []
+    out = []
+    try:
+        for sig in signal.valid_signals():
+            try:
+                handler = signal.getsignal(sig)
+            except (ValueError, OSError):
+                continue
+            if callable(handler):
+                out.append((signal.Signals(sig).name, handler))
+    except Exception:
+        return out
+    return out
+
+
+def _handlers(out: Reach, ancestors: Mapping[int, Any]) -> None:
+    for name, handler in python_handlers():
+        if id(handler) in ancestors:
+            out.rescues.append(f"the handler of {name}")
+            return
+
+
+def _frame_reach(pairs: list[tuple[FrameType, Any]], ancestors: Mapping[int, Any]) -> str:
+    """How a thread's live locals reach one of ``ancestors``, or ""."""
+    for f, values in pairs:
+        code = f.f_code
+        if os.path.abspath(code.co_filename).startswith(_PACKAGE):
+            continue
+        for name in _liveness.locals_after(code, f.f_lasti):
+            try:
+                value = values.get(name, _MISSING)
+            except Exception:
+                return "a frame it could not read"
+            if value is not _MISSING and id(value) in ancestors:
+                return f"the local {name!r} of {code.co_name}() at {_state.frame_site(f)}"
+    return ""
+
+
+_MISSING = object()
+#: Referrers not followed: a module is reached through its ``__dict__``; a
+#: traceback keeps frames that have finished, whose locals no code uses.
+_DEAD_ENDS = (types.ModuleType, types.TracebackType)
+
+
+def names_in_stack(top: FrameType | None, names: set[str]) -> str:
+    """Where a frame of the stack names one of ``names`` (a global or an
+    attribute the rest of its code may load), or ""."""
+    f = top
+    while f is not None:
+        code = f.f_code
+        hit = names.intersection(_liveness.names_after(code, f.f_lasti))
+        if hit:
+            return f"{code.co_name}() at {_state.frame_site(f)} names {sorted(hit)[0]!r}"
+        f = f.f_back
+    return ""
