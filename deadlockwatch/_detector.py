@@ -340,12 +340,19 @@ class _Detector:
             return
         self._confirm(new)
 
-    def _confirm(self, new: set[frozenset[int]], probable_after: float | None = None) -> None:
-        """Capture again and act on the findings of ``new`` still there."""
+    def _confirm(
+        self,
+        new: set[frozenset[int]],
+        probable_after: float | None = None,
+        kinds: set[str] | None = None,
+    ) -> None:
+        """Capture again and act on the findings of ``new`` still there (of ``kinds``)."""
         waits2 = list(_state.blocked.copy().values())
         snap, frames = capture(waits2, self._exclude(), budget=probable_after is None)
         by_token = {id(w): w for w in waits2}
         for f in _shared.local_findings(analyze(snap)):
+            if kinds is not None and f.kind not in kinds:
+                continue
             if f.key in new and self._due(f, probable_after) and not self._seen(f, waits2):
                 self.handle(self.complete(f, frames), by_token)
 
@@ -371,18 +378,28 @@ class _Detector:
         waits = list(_state.blocked.copy().values())
         if not self.enabled or not any(w.rec.ident in idents for w in waits):
             return []
-        snap, _ = capture(waits, self._exclude(), budget=False)
-        first = _shared.local_findings(analyze(snap))
-        new = {
-            f.key
-            for f in first
-            if f.key and any(t.ident in idents for t in f.threads) and self._due(f, 0.0)
-        }
-        if not new:
+        # A probable finding may rest on a transient holder (a frame's
+        # temporary the collector cannot see): look a few times, and take a
+        # certain deadlock if one shows.
+        found: list[Finding] = []
+        for attempt in range(3):
+            if attempt:
+                time.sleep(_CONFIRM_DELAY)
+            snap, _ = capture(list(_state.blocked.copy().values()), self._exclude(), budget=False)
+            found = [
+                f
+                for f in _shared.local_findings(analyze(snap))
+                if f.key and any(t.ident in idents for t in f.threads) and self._due(f, 0.0)
+            ]
+            if any(f.kind == DEADLOCK for f in found):
+                break
+        if not found:
             return []
+        certain = any(f.kind == DEADLOCK for f in found)
+        kinds = {DEADLOCK} if certain else None
         before = len(self.findings)
         time.sleep(_CONFIRM_DELAY)
-        self._confirm(new, probable_after=0.0)
+        self._confirm({f.key for f in found}, probable_after=0.0, kinds=kinds)
         return self.findings[before:]
 
     def _departed(self) -> None:
