@@ -89,9 +89,9 @@ _SUSPENDABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GE
 
 def held_as_token(lock: Any, frame: Any) -> bool:
     """True if ``lock`` is a plain Lock held past the return of the function that
-    took it: the frame that took it (which the lock keeps while held) is not on
-    the stack from ``frame`` outwards.  Unknown sites, RLocks (owner-bound),
-    semaphores and locks taken in generators or coroutines are never tokens."""
+    took it: its acquisition site's code is not on the stack from ``frame``
+    outwards.  Unknown sites, RLocks (owner-bound), semaphores and locks taken
+    in generators or coroutines are never tokens."""
     if getattr(lock, "_dw_type", None) != "Lock":
         return False
     site = getattr(lock, "_site", None)
@@ -100,11 +100,8 @@ def held_as_token(lock: Any, frame: Any) -> bool:
     code = site[0]
     if code.co_flags & _SUSPENDABLE:
         return False
-    taker = getattr(lock, "_site_frame", None)  # kept while held
     while frame is not None:
-        # By identity: a second call of the same function (a second writer in
-        # acquire()) is another frame; without it, by code.
-        if frame is taker or (taker is None and frame.f_code is code):
+        if frame.f_code is code:
             return False
         frame = frame.f_back
     return True

@@ -158,8 +158,6 @@ class _LockMethods:
     _dw_after: frozenset[int] | set[int]
     _owner: ThreadRecord | None
     _site: tuple[CodeType, int] | None
-    #: The frame that took it, while held (is it still running? see _order).
-    _site_frame: Any
     _handoff: bool
     _ctx: bool
     _created: Site | None
@@ -171,7 +169,6 @@ class _LockMethods:
         self._dw_after = _NO_ORDERS
         self._owner = None
         self._site = None
-        self._site_frame = None
         self._handoff = False
         self._ctx = False
         self._created = creation_site()
@@ -198,12 +195,10 @@ class _LockMethods:
                     f = _getframe(1)
                 except ValueError:  # a thread started from C on this method
                     self._site = None
-                    self._site_frame = None
                     return True
                 if f.f_code.co_filename in INTERNAL_FILES:
                     f = user_frame(f) or f
                 self._site = (f.f_code, f.f_lasti)
-                self._site_frame = f
                 return True
             if blocking is False:
                 return False
@@ -227,12 +222,10 @@ class _LockMethods:
                 f = _getframe(1)
             except ValueError:  # a thread started from C on this method
                 self._site = None
-                self._site_frame = None
                 return True
             if f.f_code.co_filename in INTERNAL_FILES:
                 f = user_frame(f) or f
             self._site = (f.f_code, f.f_lasti)
-            self._site_frame = f
             return True
         return self._acquire_slow(True, -1, True)
 
@@ -257,10 +250,7 @@ class _LockMethods:
                     if created is not None:
                         HANDOFF_SITES.add(created)
                 remove_held(owner, self)
-        frame = self._site_frame  # let go once the lock is free
-        self._site_frame = None
         self._raw.release()
-        del frame
 
     # -- slow path --------------------------------------------------------
     def _acquire_slow(self, blocking: Any, timeout: Any, ctx: bool) -> bool:
@@ -288,9 +278,7 @@ class _LockMethods:
             rec.held.append(self)
             self._owner = rec
             self._ctx = ctx
-            f = user_frame(_caller_frame(2))
-            self._site = None if f is None else (f.f_code, f.f_lasti)
-            self._site_frame = f
+            self._site = _caller_site(2)
         return got
 
     def _attempt(self, seconds: float) -> bool:
@@ -304,7 +292,6 @@ class _LockMethods:
         self._raw._at_fork_reinit()
         owner = self._owner
         self._owner = None
-        self._site_frame = None
         self._handoff = False
         if owner is not None:
             remove_held(owner, self)
@@ -543,7 +530,6 @@ class _PyLockCore(_LockMethods):
         "_owner",
         "_raw",
         "_site",
-        "_site_frame",
     )
     acquire = _LockMethods._py_acquire
     __enter__ = _LockMethods._py_enter

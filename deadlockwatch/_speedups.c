@@ -52,8 +52,6 @@ typedef struct {
     PyObject *owner;    /* ThreadRecord or NULL */
     PyObject *site_code;  /* acquisition site: code object or NULL */
     int site_lasti;
-    PyObject *site_frame; /* the frame that took it, while held (is it still
-                             running?), or NULL */
     PyObject *dw_after; /* ids of primitives known to be taken after this one */
     PyObject *created;  /* creation Site, or NULL while only created_code is known */
     PyObject *created_code; /* creation site as (code, offset), made a Site when read */
@@ -297,7 +295,6 @@ store_site(Core *self)
     PyFrameObject *frame = PyEval_GetFrame(); /* borrowed */
     if (frame == NULL) {
         Py_CLEAR(self->site_code);
-        Py_CLEAR(self->site_frame);
         self->site_lasti = 0;
         return 0;
     }
@@ -305,8 +302,6 @@ store_site(Core *self)
     if ((PyObject *)co == self->site_code && self->site_user) {
         /* Taken from the same (user) code as last time: no need to look. */
         self->site_lasti = frame_lasti(frame);
-        Py_INCREF(frame);
-        Py_XSETREF(self->site_frame, (PyObject *)frame);
         Py_DECREF(co);
         return 0;
     }
@@ -316,8 +311,6 @@ store_site(Core *self)
         return -1;
     PyFrameObject *at = user != NULL ? user : frame; /* all internal: the innermost */
     self->site_lasti = frame_lasti(at);
-    Py_INCREF(at);
-    Py_XSETREF(self->site_frame, (PyObject *)at);
     Py_XSETREF(self->site_code, (PyObject *)PyFrame_GetCode(at));
     self->site_user = user != NULL;
     Py_XDECREF(user);
@@ -415,7 +408,6 @@ core_traverse(Core *self, visitproc visit, void *arg)
     Py_VISIT(self->rel);
     Py_VISIT(self->owner);
     Py_VISIT(self->site_code);
-    Py_VISIT(self->site_frame);
     Py_VISIT(self->dw_after);
     Py_VISIT(self->created);
     Py_VISIT(self->created_code);
@@ -430,7 +422,6 @@ core_clear(Core *self)
     Py_CLEAR(self->rel);
     Py_CLEAR(self->owner);
     Py_CLEAR(self->site_code);
-    Py_CLEAR(self->site_frame);
     Py_CLEAR(self->dw_after);
     Py_CLEAR(self->created);
     Py_CLEAR(self->created_code);
@@ -625,7 +616,6 @@ static PyMemberDef lock_members[] = {
     COMMON_MEMBERS,
     {"_ctx", T_BOOL, offsetof(Core, ctx), 0, NULL},
     {"_handoff", T_BOOL, offsetof(Core, handoff), 0, NULL},
-    {"_site_frame", T_OBJECT, offsetof(Core, site_frame), 0, NULL},
     {NULL},
 };
 
@@ -701,13 +691,7 @@ lock_release(Core *self, PyObject *unused)
         if (rc < 0)
             return NULL;
     }
-    /* The taker's frame is let go once the lock is free (its locals may run
-     * finalizers that take this lock). */
-    PyObject *frame = self->site_frame;
-    self->site_frame = NULL;
-    PyObject *r = raw_release(self);
-    Py_XDECREF(frame);
-    return r;
+    return raw_release(self);
 }
 
 static PyObject *
@@ -788,7 +772,6 @@ rlock_release(Core *self, PyObject *unused)
     if (rec == NULL || self->owner != rec)
         return raw_release(self); /* raises "cannot release un-acquired lock" */
     self->count -= 1;
-    PyObject *frame = NULL;
     if (self->count == 0) {
         Py_INCREF(rec);
         Py_INCREF(held);
@@ -798,12 +781,8 @@ rlock_release(Core *self, PyObject *unused)
         Py_DECREF(rec);
         if (rc < 0)
             return NULL;
-        frame = self->site_frame;
-        self->site_frame = NULL;
     }
-    PyObject *r = raw_release(self);
-    Py_XDECREF(frame);
-    return r;
+    return raw_release(self);
 }
 
 static PyObject *
