@@ -498,12 +498,7 @@ class _Detector:
             # One exception per victim: an instance raised in several threads
             # would collect all their frames in one traceback.
             victims = _victims(finding, waits, every=action == "raise-all")
-            # Those that hold nothing first: a holder that unwinds first would
-            # let a waiter for what it held take it before its own error is
-            # set (the would-be signaller of a cycle through a signal).
-            for victim in sorted(victims, key=lambda v: bool(v.rec.held)):
-                if victim is not current:
-                    victim.interrupt = DeadlockError(finding)
+            _state.deliver([(v, DeadlockError(finding)) for v in victims if v is not current])
             if current is not None and current in victims:
                 raise DeadlockError(finding)
         elif action == "abort":

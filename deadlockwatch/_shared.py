@@ -918,34 +918,87 @@ def _confirm(detector: Any, findings: list[Finding], waits: list[WaitRecord]) ->
         seen[f.key] = first
         if f.key in _EX.reported or now - first < delay:
             continue
+        turn = _turn(f.key, now - first)
+        if turn is _WAIT:
+            continue
         _EX.reported.add(f.key)
         done = replace(f, pid=pid, time=time.time())
-        if _claim(done.key):
+        if turn is _REPORT:
             detector.handle(done, local)
+            _reported(f.key)
         else:
             _act(detector, done, local)
     _EX.seen = seen
     _EX.reported &= set(seen)
 
 
-def _claim(key: frozenset[int]) -> bool:
-    """The first participant to create the finding's marker reports it."""
+_REPORT, _ACT, _WAIT = object(), object(), object()
+
+#: How long the other participants of a finding wait for the one that claimed
+#: it to write its report before they act on their own threads anyway.
+_CLAIM_GRACE = 2.0
+
+
+def _marker(key: frozenset[int]) -> str | None:
     d = _run_dir
     if d is None:
-        return True
+        return None
     import hashlib
 
     name = hashlib.blake2b(repr(sorted(key)).encode(), digest_size=12).hexdigest()
+    return os.path.join(d, f"reported-{name}")
+
+
+def _turn(key: frozenset[int], age: float) -> object:
+    """Whether this participant reports the finding, only acts on its own
+    threads, or waits a tick.
+
+    The first to create the finding's marker reports it; the others act once
+    its report is out (the marker's ``.done`` twin exists).  Acting earlier
+    would free locks that let the reporter's own threads finish, and its
+    process exit, before the report is written.  A reporter that died first
+    is replaced by whoever creates the ``.done`` twin first; one still alive
+    after `_CLAIM_GRACE` seconds is not waited for any longer.
+    """
+    path = _marker(key)
+    if path is None:
+        return _REPORT
     try:
-        fd = os.open(
-            os.path.join(d, f"reported-{name}"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
-        )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return False
+        pass
     except OSError:
-        return True
-    os.close(fd)
-    return True
+        return _REPORT
+    else:
+        try:
+            os.write(fd, str(os.getpid()).encode())
+        finally:
+            os.close(fd)
+        return _REPORT
+    if os.path.exists(path + ".done"):
+        return _ACT
+    try:
+        with open(path, "rb") as f:
+            claimer = int(f.read() or b"0")
+    except (OSError, ValueError):
+        claimer = 0
+    if claimer and not process_alive(claimer, None):
+        try:
+            os.close(os.open(path + ".done", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            return _ACT
+        except OSError:
+            return _ACT
+        return _REPORT
+    return _ACT if age > _CLAIM_GRACE else _WAIT
+
+
+def _reported(key: frozenset[int]) -> None:
+    """Tell the other participants the finding's report is out."""
+    path = _marker(key)
+    if path is not None:
+        with contextlib.suppress(OSError):
+            os.close(os.open(path + ".done", os.O_WRONLY | os.O_CREAT, 0o600))
 
 
 def _act(detector: Any, finding: Finding, waits: dict[int, WaitRecord]) -> None:
@@ -958,8 +1011,8 @@ def _act(detector: Any, finding: Finding, waits: dict[int, WaitRecord]) -> None:
             waits[t.wait.token].reported = True
     action = detector.config.on_deadlock
     if action in ("raise", "raise-all"):
-        for victim in _victims(finding, waits, every=action == "raise-all"):
-            victim.interrupt = DeadlockError(finding)
+        victims = _victims(finding, waits, every=action == "raise-all")
+        _state.deliver([(v, DeadlockError(finding)) for v in victims])
     elif action == "abort":
         detector.abort()
 

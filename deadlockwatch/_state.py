@@ -101,6 +101,7 @@ class WaitRecord:
     """
 
     __slots__ = (
+        "gate",
         "interrupt",
         "rec",
         "reported",
@@ -120,8 +121,29 @@ class WaitRecord:
         self.site = site
         self.since = _native.monotonic()
         self.interrupt: BaseException | None = None
+        #: ``gate[0]`` says whether ``interrupt`` may be raised yet (see `deliver`).
+        self.gate = _OPEN
         self.reported = False
         self.self_wait = False
+
+
+_OPEN = [True]
+
+
+def deliver(errors: list[tuple[WaitRecord, BaseException]]) -> None:
+    """Give each wait its error, all at once.
+
+    No victim raises before every victim has its error: one that unwound
+    first could free what another waits for, and that one's wait would then
+    end normally before its own error was set (a ``join`` of the thread that
+    unwound, a lock that thread held).  An error that arrives as the wait
+    succeeds still wins (`wait_until`), so every victim raises.
+    """
+    gate = [False]
+    for wait, error in errors:
+        wait.gate = gate
+        wait.interrupt = error
+    gate[0] = True
 
 
 #: Every thread that has used a tracked primitive, by ident.
@@ -373,10 +395,11 @@ def wait_until(
                 resume_watcher()
             remaining = WAIT_SLICE if deadline is None else deadline - _native.monotonic()
             got = attempt(min(WAIT_SLICE, max(remaining, 0.0)))
-            if wait.interrupt is not None:
+            error = wait.interrupt
+            if error is not None and wait.gate[0]:
                 if got:
                     undo()
-                raise wait.interrupt
+                raise error
             if got:
                 return True
             if deadline is not None and remaining <= WAIT_SLICE:

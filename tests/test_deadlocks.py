@@ -364,6 +364,29 @@ def test_interrupt_wins_over_a_late_success() -> None:
     assert rec.wait is None and rec not in _state.blocked
 
 
+def test_errors_of_one_finding_are_raised_only_once_all_are_given() -> None:
+    """raise-all: no victim raises while another victim's error is still to be
+    set (its unwinding could end that one's wait normally: CI saw a main
+    thread's ``join`` return because the joined worker unwound first); once
+    they are all given, each victim raises even if its wait just succeeded."""
+    from deadlockwatch import _state
+
+    rec = _state.current_record()
+    lock = threading.Lock()  # untracked here: the detector is off
+    wait = _state.WaitRecord(rec, lock, None, None)
+    wait.gate = [False]  # what `deliver` holds while it sets the errors
+    wait.interrupt = DeadlockError.__new__(DeadlockError)
+    assert _state.wait_until(wait, lambda s: lock.acquire(timeout=s), None, lock.release)
+    lock.release()
+
+    other = _state.WaitRecord(rec, lock, None, None)
+    _state.deliver([(wait, DeadlockError.__new__(DeadlockError)), (other, KeyError("x"))])
+    assert wait.gate is other.gate and wait.gate == [True]
+    with pytest.raises(DeadlockError):
+        _state.wait_until(wait, lambda s: lock.acquire(timeout=s), None, lock.release)
+    assert not lock.locked()
+
+
 def test_latch_released_by_a_just_started_foreign_thread(detector: Watch) -> None:
     """CPython's test_foreign_thread: the releaser is a bare _thread thread that
     may not be visible yet when the main thread blocks again."""

@@ -83,10 +83,15 @@ def run(
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, out + err
     assert "internal error" not in err, err
+    _LAST[:] = [out, err]
     findings = []
     if report.exists():
         findings = [json.loads(line) for line in report.read_text().splitlines() if line]
     return out, findings
+
+
+#: The last scenario's output, for failure messages.
+_LAST: list[str] = []
 
 
 def deadlocks(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -95,7 +100,7 @@ def deadlocks(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def only_deadlock(findings: list[dict[str, Any]]) -> dict[str, Any]:
     found = deadlocks(findings)
-    assert len(found) == 1, findings
+    assert len(found) == 1, (findings, _LAST)
     return found[0]
 
 
