@@ -1,4 +1,4 @@
-"""Build hook: compile the optional C hot path, ``deadlockwatch._speedups``.
+"""Build hook: compile the optional C hot path, ``deadlockwatch._track._speedups``.
 
 deadlockwatch works without it (``_primitives`` falls back to the same code
 in Python), so a failed build is a warning, never an error: no compiler, a
@@ -14,7 +14,7 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-SOURCE = "deadlockwatch/_speedups.c"
+SOURCE = "deadlockwatch/_track/_speedups.c"
 
 
 def _compile(root: str) -> str:
@@ -27,14 +27,14 @@ def _compile(root: str) -> str:
         dist = Distribution(
             {
                 "name": "deadlockwatch",
-                "ext_modules": [Extension("deadlockwatch._speedups", [SOURCE])],
+                "ext_modules": [Extension("deadlockwatch._track._speedups", [SOURCE])],
             }
         )
         cmd: Any = dist.get_command_obj("build_ext")
         cmd.inplace = True
         cmd.ensure_finalized()
         cmd.run()
-        return os.path.join(root, cmd.get_ext_fullpath("deadlockwatch._speedups"))
+        return os.path.join(root, cmd.get_ext_fullpath("deadlockwatch._track._speedups"))
     finally:
         os.chdir(here)
 
@@ -62,4 +62,4 @@ class SpeedupsHook(BuildHookInterface):  # type: ignore[type-arg]
         build_data["pure_python"] = False
         build_data["infer_tag"] = True
         if version != "editable":
-            build_data["force_include"][built] = "deadlockwatch/" + os.path.basename(built)
+            build_data["force_include"][built] = "deadlockwatch/_track/" + os.path.basename(built)

@@ -23,9 +23,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import deadlockwatch
-from deadlockwatch import _state
 from deadlockwatch._config import Config
-from deadlockwatch._detector import DETECTOR
+from deadlockwatch._track import state as _state
+from deadlockwatch._watch.watcher import DETECTOR
 
 from ._common import Section, median, wait_for
 

@@ -22,15 +22,17 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
-from deadlockwatch import _native, _primitives, _state
-from deadlockwatch._detector import DETECTOR
-from deadlockwatch._order import ORDER
-from deadlockwatch._primitives import (
+from deadlockwatch._track import native as _native
+from deadlockwatch._track import primitives as _primitives
+from deadlockwatch._track import state as _state
+from deadlockwatch._track.order import ORDER
+from deadlockwatch._track.primitives import (
     TrackedBoundedSemaphore,
     TrackedLock,
     TrackedRLock,
     TrackedSemaphore,
 )
+from deadlockwatch._watch.watcher import DETECTOR
 
 from ._common import Section
 

@@ -2,7 +2,7 @@
 
 When threads wait untimed on a signal (an Event, a Condition, a queue, a
 future) while holding what others wait for, the watcher works out which
-threads can reach it (``deadlockwatch._reach.reach``): one scan of the heap
+threads can reach it (``deadlockwatch._watch.reach.reach``): one scan of the heap
 per level of referrers, then each thread's live locals.  Its cost follows
 the size of the heap, so it is timed here on a heap of many objects (quick:
 100,000; full: 1,000,000 plus the interpreter's own), with a few threads
@@ -27,7 +27,7 @@ import time
 import types
 from typing import Any
 
-from deadlockwatch import _reach
+from deadlockwatch._watch import reach as _reach
 
 from ._common import Section, median
 

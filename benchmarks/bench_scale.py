@@ -23,11 +23,12 @@ import threading
 import time
 from typing import Any
 
-from deadlockwatch import _native, _state
 from deadlockwatch._config import Config
-from deadlockwatch._detector import DETECTOR
-from deadlockwatch._order import LockOrder
-from deadlockwatch._primitives import TrackedLock
+from deadlockwatch._track import native as _native
+from deadlockwatch._track import state as _state
+from deadlockwatch._track.order import LockOrder
+from deadlockwatch._track.primitives import TrackedLock
+from deadlockwatch._watch.watcher import DETECTOR
 
 from ._common import Section, calibrate, median, ns_per_op, wait_for
 

@@ -31,8 +31,9 @@ from collections.abc import Callable
 from typing import Any
 
 import deadlockwatch
-from deadlockwatch import _ledger, _shared
-from deadlockwatch._detector import DETECTOR
+from deadlockwatch._processes import ledger as _ledger
+from deadlockwatch._processes import shared as _shared
+from deadlockwatch._watch.watcher import DETECTOR
 
 from ._common import Row, Section, calibrate, interleave, median, ns_per_op, ratio
 

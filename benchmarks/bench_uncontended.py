@@ -15,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from deadlockwatch import _native, _primitives
-from deadlockwatch._detector import DETECTOR
-from deadlockwatch._primitives import TrackedLock, TrackedRLock, TrackedSemaphore
+from deadlockwatch._track import native as _native
+from deadlockwatch._track import primitives as _primitives
+from deadlockwatch._track.primitives import TrackedLock, TrackedRLock, TrackedSemaphore
+from deadlockwatch._watch.watcher import DETECTOR
 
 from ._common import Row, Section, calibrate, interleave, ns_per_op, ratio
 

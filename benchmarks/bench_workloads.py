@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import deadlockwatch
-from deadlockwatch._detector import DETECTOR
+from deadlockwatch._watch.watcher import DETECTOR
 
 from ._common import Section, interleave, median, ratio
 

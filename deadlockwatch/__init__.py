@@ -6,6 +6,24 @@ or ``DEADLOCKWATCH=1`` in the environment (no code change).
 The names below are loaded on first use, so that ``import deadlockwatch`` (and
 the pytest plugin, when it is not asked for) costs next to nothing.
 
+Layout: the package is split by stage, in the order a blocked acquire goes
+through it to its report. Imports go one way, down this list (checked by
+``tests/test_layout.py``, imports inside functions included):
+
+- surfaces: `_api` (enable, disable, check, dump...), `_cli` and
+  ``__main__`` (the runner and ``deadlockwatch report``), `_pytest_plugin`,
+  `_startup` (``DEADLOCKWATCH=1`` through the ``.pth`` file), `auto`, `_demo`;
+- `_watch/`: the watcher thread: tick, capture, confirmation, who can signal,
+  the one action policy;
+- `_processes/`: the multiprocessing extension the watcher calls at each tick;
+- `_analysis/`: pure analysis of a snapshot (deadlock reduction, networkx);
+- `_report/`: text, JSON written and read back with one schema, DOT;
+- `_track/`: what runs in the application's threads: records, sites, tracked
+  primitives and their C core, wait wrappers, lock order, every patch and the
+  import hook;
+- vocabulary shared by all: `_model` (findings, sites), `_config` (settings
+  from every source, validated), `_errors`.
+
 PYTEST_DONT_REWRITE: pytest rewrites the asserts of the packages that provide
 a plugin, and warns when one was imported before it could; with
 ``DEADLOCKWATCH=1`` this package is imported at start-up, before pytest, so
@@ -19,28 +37,28 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from ._api import check as check
-    from ._api import disable as disable
-    from ._api import dump as dump
-    from ._api import enable as enable
-    from ._api import forget as forget
-    from ._api import is_enabled as is_enabled
-    from ._api import suppressed as suppressed
-    from ._api import watching as watching
-    from ._config import ABORT_EXIT_STATUS as ABORT_EXIT_STATUS
-    from ._config import ConfigError as ConfigError
-    from ._errors import DeadlockError as DeadlockError
-    from ._model import Check as Check
-    from ._model import Conditions as Conditions
-    from ._model import CycleStep as CycleStep
-    from ._model import Finding as Finding
-    from ._model import Frame as Frame
-    from ._model import HeldInfo as HeldInfo
-    from ._model import OrderEdge as OrderEdge
-    from ._model import ResourceInfo as ResourceInfo
-    from ._model import Site as Site
-    from ._model import ThreadInfo as ThreadInfo
-    from ._model import WaitInfo as WaitInfo
+    from deadlockwatch._api import check as check
+    from deadlockwatch._api import disable as disable
+    from deadlockwatch._api import dump as dump
+    from deadlockwatch._api import enable as enable
+    from deadlockwatch._api import forget as forget
+    from deadlockwatch._api import is_enabled as is_enabled
+    from deadlockwatch._api import suppressed as suppressed
+    from deadlockwatch._api import watching as watching
+    from deadlockwatch._config import ABORT_EXIT_STATUS as ABORT_EXIT_STATUS
+    from deadlockwatch._config import ConfigError as ConfigError
+    from deadlockwatch._errors import DeadlockError as DeadlockError
+    from deadlockwatch._model import Check as Check
+    from deadlockwatch._model import Conditions as Conditions
+    from deadlockwatch._model import CycleStep as CycleStep
+    from deadlockwatch._model import Finding as Finding
+    from deadlockwatch._model import Frame as Frame
+    from deadlockwatch._model import HeldInfo as HeldInfo
+    from deadlockwatch._model import OrderEdge as OrderEdge
+    from deadlockwatch._model import ResourceInfo as ResourceInfo
+    from deadlockwatch._model import Site as Site
+    from deadlockwatch._model import ThreadInfo as ThreadInfo
+    from deadlockwatch._model import WaitInfo as WaitInfo
 
 __version__ = "0.1.0"
 

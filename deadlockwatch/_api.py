@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
-from ._config import Config, warn_unknown_env
-from ._detector import DETECTOR
-from ._model import Finding
+from deadlockwatch._config import Config, warn_unknown_env
+from deadlockwatch._model import Finding
+from deadlockwatch._watch.watcher import DETECTOR
 
 
 def configure(**options: Any) -> Config:
@@ -56,7 +56,7 @@ def dump(file: IO[str] | None = None) -> None:
 
 def forget() -> None:
     """Forget every learned lock order (and which inversions were reported)."""
-    from ._order import ORDER
+    from deadlockwatch._track.order import ORDER
 
     ORDER.forget()
 
@@ -64,7 +64,7 @@ def forget() -> None:
 def suppressed() -> list[Finding]:
     """Lock-order inversions that were found but not reported: cycles guarded
     by a common gate lock, and those matching the ``suppress`` option."""
-    from ._order import ORDER
+    from deadlockwatch._track.order import ORDER
 
     return list(ORDER.suppressed_cycles)
 

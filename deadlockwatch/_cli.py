@@ -18,7 +18,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from ._config import ACTIONS, OPTIONS, Config, ConfigError
+from deadlockwatch._config import ACTIONS, OPTIONS, Config, ConfigError
 
 USAGE = """\
 usage: python -m deadlockwatch [OPTIONS] script.py [ARGS...]
@@ -111,7 +111,7 @@ def _parse_run(args: list[str]) -> tuple[Config, dict[str, str], str | None, lis
 def _run(args: list[str]) -> int:
     import runpy
 
-    from ._config import warn_unknown_env
+    from deadlockwatch._config import warn_unknown_env
 
     config, env, module, argv = _parse_run(args)
     if module is None:
@@ -121,12 +121,12 @@ def _run(args: list[str]) -> int:
             raise UsageError(f"can't run {argv[0]!r}: not a file (give a Python script)")
     # Child Python processes start with the detector on, with the same options,
     # and share one run directory (named now, before the program runs).
-    from ._config import RUN_DIR_VAR, run_dir_name
+    from deadlockwatch._config import RUN_DIR_VAR, run_dir_name
 
     if not os.environ.get(RUN_DIR_VAR):
         env[RUN_DIR_VAR] = run_dir_name()
     os.environ.update({"DEADLOCKWATCH": "1", **env})
-    from ._detector import DETECTOR
+    from deadlockwatch._watch.watcher import DETECTOR
 
     warn_unknown_env(os.environ, sys.stderr.write)
     DETECTOR.start(config)
@@ -182,8 +182,8 @@ LOCK_ORDER_DEMOS = frozenset({"inversion"})
 
 
 def _demo(args: list[str]) -> int:
-    from . import _api
-    from ._demo import RAISE_ALL, SCENARIOS
+    from deadlockwatch import _api
+    from deadlockwatch._demo import RAISE_ALL, SCENARIOS
 
     parser = _ArgParser(prog="python -m deadlockwatch demo", description="Run built-in deadlocks.")
     parser.add_argument("name", nargs="?", choices=sorted(SCENARIOS), help="default: all")
@@ -214,9 +214,9 @@ _FORMATS = ("text", "json", "dot", "svg")
 
 
 def _report(args: list[str]) -> int:
-    from ._dot import GraphvizMissing, to_dot, to_svg
-    from ._load import ReportError, load_findings
-    from ._report import format_text, to_json_line
+    from deadlockwatch._report.dot import GraphvizMissing, to_dot, to_svg
+    from deadlockwatch._report.load import ReportError, load_findings
+    from deadlockwatch._report.text import format_text, to_json_line
 
     parser = _ArgParser(
         prog="python -m deadlockwatch report",

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._errors import DeadlockError
+from deadlockwatch._errors import DeadlockError
 
 _BOUND = 10.0
 
@@ -227,7 +227,7 @@ def died_holding_lock() -> list[str]:
     """A thread dies of an exception between acquire and release; another then
     needs the lock.  (One that *returned* holding a Lock handed it over: any
     thread may release a Lock.)"""
-    from ._detector import DETECTOR
+    from deadlockwatch._watch.watcher import DETECTOR
 
     lock = threading.Lock()
     seen = len(DETECTOR.findings)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._model import Finding
-from ._report import step_text
+from deadlockwatch._model import Finding
+from deadlockwatch._report.text import step_text
 
 
 def summary(finding: Finding) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from ._config import OPTIONS, Config, ConfigError, parse_bool
+from deadlockwatch._config import OPTIONS, Config, ConfigError, parse_bool
 
 ENABLE_HELP = "detect deadlocks between threads; a deadlocked test fails at once with a report"
 TIMED_HELP = (
@@ -198,20 +198,20 @@ class _Plugin:
     # -- switching --------------------------------------------------------------
     @staticmethod
     def _enable(config: Config) -> None:
-        from ._detector import DETECTOR
+        from deadlockwatch._watch.watcher import DETECTOR
 
         DETECTOR.log = False
         DETECTOR.start(config)
 
     @staticmethod
     def _findings() -> list[Any]:
-        from ._detector import DETECTOR
+        from deadlockwatch._watch.watcher import DETECTOR
 
         return DETECTOR.findings
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         if self.session_enabled:
-            from ._detector import DETECTOR
+            from deadlockwatch._watch.watcher import DETECTOR
 
             DETECTOR.stop()
 
@@ -219,12 +219,12 @@ class _Plugin:
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         if not self.session_enabled and not _has_markers(item):
             return
-        from ._detector import DETECTOR
+        from deadlockwatch._watch.watcher import DETECTOR
 
         self.cursor = len(DETECTOR.findings)
         item.stash[_THREADS] = _live_threads()
         if self.history_per_test:
-            from ._order import ORDER
+            from deadlockwatch._track.order import ORDER
 
             ORDER.forget()
         if item.get_closest_marker("no_deadlockwatch") is not None:
@@ -259,7 +259,7 @@ class _Plugin:
         if not self.per_test:
             return
         self.per_test = False
-        from ._detector import DETECTOR
+        from deadlockwatch._watch.watcher import DETECTOR
 
         if self.session_enabled:
             DETECTOR.start(self.base)
@@ -282,8 +282,8 @@ class _Plugin:
         self.cursor = len(findings)
         if not new:
             return
-        from ._errors import summary
-        from ._report import format_text
+        from deadlockwatch._errors import summary
+        from deadlockwatch._report.text import format_text
 
         failing = []
         for finding in new:
@@ -303,7 +303,7 @@ class _Plugin:
         """The test is over: threads it started that are still blocked are
         analysed now, so that what they are stuck in is charged to it (and
         not to whichever later test happens to wait long enough)."""
-        from ._detector import DETECTOR
+        from deadlockwatch._watch.watcher import DETECTOR
 
         before = item.stash.get(_THREADS, None)
         if before is None or not DETECTOR.enabled:

@@ -29,7 +29,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from ._config import Config
+    from deadlockwatch._config import Config
 
 
 def _in_subinterpreter() -> bool:
@@ -60,10 +60,10 @@ def _enable(config: Config) -> None:
     """Enable the detector with ``config`` right after threading is imported.
 
     When threading is first imported by one of deadlockwatch's own modules
-    (``from deadlockwatch._detector import DETECTOR`` before anything else),
+    (``from deadlockwatch._watch.watcher import DETECTOR`` before anything else),
     enabling waits until no deadlockwatch module is half-imported any more:
     the end of that import."""
-    from ._hook import after_each_import, forget, when_imported
+    from deadlockwatch._track.hook import after_each_import, forget, when_imported
 
     started = False
 
@@ -81,7 +81,7 @@ def _enable(config: Config) -> None:
                 return  # again when that import is done
         started = True
         forget(start)
-        from ._detector import DETECTOR
+        from deadlockwatch._watch.watcher import DETECTOR
 
         DETECTOR.start(config)
 
@@ -90,7 +90,7 @@ def _enable(config: Config) -> None:
 
 
 def _start() -> None:
-    from ._config import RUN_DIR_VAR, Config, ConfigError, env_enabled, run_dir_name
+    from deadlockwatch._config import RUN_DIR_VAR, Config, ConfigError, env_enabled, run_dir_name
 
     try:
         if not env_enabled(os.environ) or _in_subinterpreter():
@@ -100,7 +100,7 @@ def _start() -> None:
         sys.stderr.write(f"{exc}\n")
         sys.stderr.flush()
         os._exit(2)
-    from ._config import warn_unknown_env
+    from deadlockwatch._config import warn_unknown_env
 
     warn_unknown_env(os.environ, sys.stderr.write)
     if not os.environ.get(RUN_DIR_VAR):

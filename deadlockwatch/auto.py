@@ -7,8 +7,8 @@ switches it off without touching the code.
 
 import os
 
-from ._api import enable
-from ._config import ENABLE_VAR, parse_bool
+from deadlockwatch._api import enable
+from deadlockwatch._config import ENABLE_VAR, parse_bool
 
 if os.environ.get(ENABLE_VAR, "") == "" or parse_bool(
     os.environ[ENABLE_VAR], f"environment variable {ENABLE_VAR}"

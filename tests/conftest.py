@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 import deadlockwatch
-from deadlockwatch import _state
-from deadlockwatch._detector import DETECTOR
+from deadlockwatch._track import state as _state
+from deadlockwatch._watch.watcher import DETECTOR
 
 #: Upper bound for any wait in a test: a broken detector fails, never hangs.
 BOUND = 10.0

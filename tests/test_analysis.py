@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deadlockwatch._analysis import analyze, stuck_threads
+from deadlockwatch._analysis.deadlock import analyze, stuck_threads
 from deadlockwatch._model import (
     DEADLOCK,
     TIMED_CYCLE,
@@ -29,7 +29,7 @@ from deadlockwatch._model import (
     WaitInfo,
     resource_labels,
 )
-from deadlockwatch._report import format_text, to_json, to_json_line
+from deadlockwatch._report.text import format_text, to_json, to_json_line
 
 COFFMAN = ("mutual_exclusion", "hold_and_wait", "no_preemption", "circular_wait")
 

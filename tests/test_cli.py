@@ -24,10 +24,10 @@ from hypothesis import strategies as st
 
 from deadlockwatch._config import OPTIONS, Config, ConfigError
 from deadlockwatch._demo import SCENARIOS
-from deadlockwatch._dot import to_dot
-from deadlockwatch._load import ReportError, finding_from_json, load_findings
 from deadlockwatch._model import Finding
-from deadlockwatch._report import format_text, to_json, to_json_line
+from deadlockwatch._report.dot import to_dot
+from deadlockwatch._report.load import ReportError, finding_from_json, load_findings
+from deadlockwatch._report.text import format_text, to_json, to_json_line
 
 #: Upper bound for one command line run: a broken CLI fails, never hangs.
 TIMEOUT = 60.0
@@ -304,7 +304,7 @@ def test_script_runs_as_main_with_its_argv_path_and_the_detector_on(tmp_path: Pa
     assert os.path.realpath(seen["path0"]) == os.path.realpath(tmp_path / "app")
     assert seen["helper"] == 42
     assert seen["enabled"] is True
-    assert seen["lock"] == "deadlockwatch._primitives.TrackedLock"
+    assert seen["lock"] == "deadlockwatch._track.primitives.TrackedLock"
     assert seen["env"] == "1"
 
 
@@ -406,7 +406,7 @@ def test_dash_m_module_that_cannot_be_found_is_a_usage_error(
 RECOVERING_ABBA = """
 import json, sys, threading
 import deadlockwatch
-from deadlockwatch._detector import DETECTOR
+from deadlockwatch._watch.watcher import DETECTOR
 a = threading.Lock()
 b = threading.Lock()
 barrier = threading.Barrier(2)
@@ -468,7 +468,8 @@ def test_each_option_reaches_the_detector(
 ) -> None:
     script = write(
         tmp_path / "s.py",
-        f"from deadlockwatch._detector import DETECTOR\nprint(repr(DETECTOR.config.{field}))\n",
+        "from deadlockwatch._watch.watcher import DETECTOR\n"
+        f"print(repr(DETECTOR.config.{field}))\n",
     )
     r = dw(*args, str(script))
     assert r.returncode == 0, r.stderr
@@ -478,7 +479,7 @@ def test_each_option_reaches_the_detector(
 def test_command_line_overrides_the_environment(tmp_path: Path) -> None:
     script = write(
         tmp_path / "s.py",
-        "from deadlockwatch._detector import DETECTOR as D\n"
+        "from deadlockwatch._watch.watcher import DETECTOR as D\n"
         "print(D.config.interval, D.config.threshold)\n",
     )
     env = clean_env(DEADLOCKWATCH_INTERVAL="2", DEADLOCKWATCH_THRESHOLD="0.3")
@@ -491,7 +492,7 @@ CHILD = """
 import json, os, subprocess, sys
 code = (
     "import json, os, deadlockwatch\\n"
-    "from deadlockwatch._detector import DETECTOR\\n"
+    "from deadlockwatch._watch.watcher import DETECTOR\\n"
     "print(json.dumps({'var': os.environ.get('DEADLOCKWATCH'),"
     " 'report': os.environ.get('DEADLOCKWATCH_REPORT'),"
     " 'enabled': deadlockwatch.is_enabled(), 'interval': DETECTOR.config.interval}))"

@@ -15,7 +15,8 @@ import pytest
 from conftest import BOUND, Watch, start
 
 import deadlockwatch
-from deadlockwatch import DeadlockError, _state
+from deadlockwatch import DeadlockError
+from deadlockwatch._track import state as _state
 
 
 def _cycle(n: int, kind: str = "Lock") -> tuple[dict[str, str], list[Any]]:
@@ -252,7 +253,7 @@ def test_handed_off_lock_is_not_owned_by_its_acquirer(detector: Watch) -> None:
 def test_cross_thread_release_keeps_state_correct(detector: Watch) -> None:
     lock = threading.Lock()
     lock.acquire()
-    from deadlockwatch import _state
+    from deadlockwatch._track import state as _state
 
     me = _state.current_record()
     assert lock in me.held
@@ -297,7 +298,7 @@ def test_watcher_is_invisible_to_threading(detector: Watch) -> None:
 
 
 def test_disable_restores_the_originals() -> None:
-    from deadlockwatch import _native
+    from deadlockwatch._track import native as _native
 
     deadlockwatch.enable()
     lock = threading.Lock()
@@ -316,7 +317,7 @@ def test_enable_twice_is_harmless() -> None:
     deadlockwatch.enable(interval=0.5)
     try:
         deadlockwatch.enable(interval=0.2)
-        from deadlockwatch._detector import DETECTOR
+        from deadlockwatch._watch.watcher import DETECTOR
 
         assert DETECTOR.config.interval == 0.2
         assert deadlockwatch.is_enabled()
@@ -333,8 +334,8 @@ def test_watching_context_manager() -> None:
 
 
 def test_names_bound_while_enabled_make_untracked_locks_after_disable() -> None:
-    from deadlockwatch import _native
-    from deadlockwatch._primitives import TrackedLock
+    from deadlockwatch._track import native as _native
+    from deadlockwatch._track.primitives import TrackedLock
 
     deadlockwatch.enable()
     bound_lock = threading.Lock  # as ``from threading import Lock`` would
@@ -348,7 +349,7 @@ def test_names_bound_while_enabled_make_untracked_locks_after_disable() -> None:
 def test_interrupt_wins_over_a_late_success() -> None:
     """A victim whose lock comes free as the error arrives still gets the error,
     and gives back what it had just acquired."""
-    from deadlockwatch import _state
+    from deadlockwatch._track import state as _state
 
     rec = _state.current_record()
     lock = threading.Lock()  # untracked here: the detector is off
@@ -369,7 +370,7 @@ def test_errors_of_one_finding_are_raised_only_once_all_are_given() -> None:
     set (its unwinding could end that one's wait normally: CI saw a main
     thread's ``join`` return because the joined worker unwound first); once
     they are all given, each victim raises even if its wait just succeeded."""
-    from deadlockwatch import _state
+    from deadlockwatch._track import state as _state
 
     rec = _state.current_record()
     lock = threading.Lock()  # untracked here: the detector is off

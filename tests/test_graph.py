@@ -7,7 +7,7 @@ import networkx as nx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deadlockwatch import _graph
+from deadlockwatch._analysis import graph as _graph
 
 edges = st.lists(st.tuples(st.integers(0, 12), st.integers(0, 12)), max_size=40)
 

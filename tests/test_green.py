@@ -86,7 +86,7 @@ def test_patched_thread_module_switches_the_detector_off() -> None:
         """
         import _thread, threading, time
         import deadlockwatch
-        from deadlockwatch._detector import DETECTOR
+        from deadlockwatch._watch.watcher import DETECTOR
         deadlockwatch.enable()
         lock = threading.Lock()
         cond = threading.Condition()

@@ -22,10 +22,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import deadlockwatch
-from deadlockwatch import _primitives
-from deadlockwatch._detector import DETECTOR
-from deadlockwatch._order import ORDER, LockOrder
-from deadlockwatch._primitives import TrackedLock
+from deadlockwatch._track import primitives as _primitives
+from deadlockwatch._track.order import ORDER, LockOrder
+from deadlockwatch._track.primitives import TrackedLock
+from deadlockwatch._watch.watcher import DETECTOR
 
 
 @pytest.fixture
@@ -513,8 +513,8 @@ def test_order_graph_matches_a_plain_cycle_check(case: tuple[int, list[tuple[int
     and keeps every accepted order consistent with it."""
     import networkx as nx
 
-    from deadlockwatch._order import LockOrder
-    from deadlockwatch._primitives import TrackedLock
+    from deadlockwatch._track.order import LockOrder
+    from deadlockwatch._track.primitives import TrackedLock
 
     n, edges = case
     graph = LockOrder()

@@ -1,12 +1,12 @@
 """Parity: the tracked primitives behave exactly like CPython's originals.
 
-Most tests run one scenario against the original (``deadlockwatch._native``)
+Most tests run one scenario against the original (``deadlockwatch._track.native``)
 and against the tracked type, and compare the transcripts: return values
 with their types, exception types and messages.  The running interpreter's
 original is the reference, so version differences (3.10/3.11 reject
 ``blocking="x"``, 3.12+ accept it; OverflowError messages) need no
 hard-coding.  Tracked-only checks then look at the bookkeeping behind the
-behaviour: who holds what, per `deadlockwatch._state.records`.
+behaviour: who holds what, per `deadlockwatch._track.state.records`.
 
 Every thread is a daemon, every wait and join is bounded by ``BOUND``, and
 threads are ordered with Events; the only timed waits are the ones whose
@@ -36,9 +36,10 @@ import pytest
 from conftest import BOUND, start
 
 import deadlockwatch
-from deadlockwatch import _native, _state
 from deadlockwatch._model import Site
-from deadlockwatch._primitives import (
+from deadlockwatch._track import native as _native
+from deadlockwatch._track import state as _state
+from deadlockwatch._track.primitives import (
     TrackedBoundedSemaphore,
     TrackedLock,
     TrackedRLock,

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from deadlockwatch._config import unknown_env
-from deadlockwatch._load import load_findings
+from deadlockwatch._report.load import load_findings
 
 pytestmark = pytest.mark.skipif(
     sys.platform == "win32" or not hasattr(os, "fork"), reason="POSIX processes"
@@ -323,7 +323,7 @@ def test_a_holder_with_more_locks_than_its_holds_file_has_slots(tmp_path: Path) 
     out, findings = run(
         tmp_path,
         """
-        from deadlockwatch import _ledger
+        from deadlockwatch._processes import ledger as _ledger
 
         _ledger.SLOTS = 4  # as if it had 1,024 locks held already
 
@@ -588,7 +588,7 @@ def test_check_and_dump_see_the_other_process(tmp_path: Path) -> None:
         """
         import io
         import deadlockwatch
-        from deadlockwatch._detector import DETECTOR
+        from deadlockwatch._watch.watcher import DETECTOR
 
         def child(a, b, ready, go):
             with b:
@@ -633,7 +633,7 @@ def test_check_and_dump_see_the_other_process(tmp_path: Path) -> None:
 
 
 def _ledger_file(path: Path, slots: dict[int, tuple[Any, Any]], header: Any) -> None:
-    from deadlockwatch import _ledger
+    from deadlockwatch._processes import ledger as _ledger
 
     buf = bytearray(_ledger.HEADER + _ledger.SLOT * 4)
     head = _ledger._encoded(header, _ledger.HEADER - 4)
@@ -652,7 +652,7 @@ def _ledger_file(path: Path, slots: dict[int, tuple[Any, Any]], header: Any) -> 
 def test_a_holds_file_is_read_slot_by_slot_and_malformed_slots_are_skipped(
     tmp_path: Path,
 ) -> None:
-    from deadlockwatch import _ledger
+    from deadlockwatch._processes import ledger as _ledger
 
     good = (["/mp-x", "mp.Lock", ["app.py", 3, "<module>"]], [7, "worker", False, None])
     _ledger_file(

@@ -94,7 +94,7 @@ def test_without_the_flag_nothing_is_patched(pytester: pytest.Pytester) -> None:
 
         def test_untouched():
             assert type(threading.Lock()).__name__ == "lock"
-            assert "deadlockwatch._detector" not in sys.modules
+            assert "deadlockwatch._watch.watcher" not in sys.modules
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=60)
@@ -113,7 +113,7 @@ def test_ini_key_and_options(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
         import threading
-        from deadlockwatch._detector import DETECTOR
+        from deadlockwatch._watch.watcher import DETECTOR
 
         def test_enabled():
             assert DETECTOR.enabled
@@ -127,7 +127,7 @@ def test_ini_key_and_options(pytester: pytest.Pytester) -> None:
     # The command line wins over the ini file.
     pytester.makepyfile(
         test_cli_wins="""
-        from deadlockwatch._detector import DETECTOR
+        from deadlockwatch._watch.watcher import DETECTOR
 
         def test_interval():
             assert DETECTOR.config.interval == 0.2
@@ -185,7 +185,7 @@ def test_markers(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
         import threading, pytest
-        from deadlockwatch._detector import DETECTOR
+        from deadlockwatch._watch.watcher import DETECTOR
 
         @pytest.mark.deadlockwatch(interval=0.03)
         def test_marker_enables_for_this_test_only():
@@ -211,7 +211,7 @@ def test_no_deadlockwatch_marker(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
         import pytest
-        from deadlockwatch._detector import DETECTOR
+        from deadlockwatch._watch.watcher import DETECTOR
 
         @pytest.mark.no_deadlockwatch
         def test_off():

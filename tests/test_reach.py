@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from deadlockwatch import _liveness, _reach
+from deadlockwatch._watch import liveness as _liveness
+from deadlockwatch._watch import reach as _reach
 
 # -- liveness ----------------------------------------------------------------------
 
@@ -334,7 +335,8 @@ def test_a_thread_still_starting_can_reach_what_its_thread_object_holds() -> Non
 def test_the_walks_keep_to_their_share_of_the_watchers_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from deadlockwatch import _capture, _native
+    from deadlockwatch._track import native as _native
+    from deadlockwatch._watch import capture as _capture
 
     ev = threading.Event()
     monkeypatch.setattr(_capture, "_next_walk", _native.monotonic() + 100.0)
@@ -395,7 +397,7 @@ def _event_snapshot(reach: Any, *, running: frozenset[int] = frozenset({77})) ->
 
 
 def test_a_signal_only_stuck_threads_reach_is_a_deadlock_though_others_run() -> None:
-    from deadlockwatch._analysis import analyze
+    from deadlockwatch._analysis.deadlock import analyze
     from deadlockwatch._model import ReachInfo
 
     setter = 1002  # Snap's idents: 1000 + key
@@ -409,7 +411,7 @@ def test_a_signal_only_stuck_threads_reach_is_a_deadlock_though_others_run() -> 
 
 
 def test_a_signal_reached_through_a_global_is_probable_unless_running_code_names_it() -> None:
-    from deadlockwatch._analysis import analyze
+    from deadlockwatch._analysis.deadlock import analyze
     from deadlockwatch._model import ReachInfo
 
     shared = ("the module global 'READY' of app",)

@@ -41,9 +41,10 @@ import faulthandler, os, sys, threading, time
 # to unblock ends with every thread's stack instead of hanging to the timeout.
 faulthandler.dump_traceback_later(20, exit=True)
 import deadlockwatch
-from deadlockwatch import DeadlockError, _state
+from deadlockwatch import DeadlockError
+from deadlockwatch._track import state as _state
 from deadlockwatch._config import OPTIONS
-from deadlockwatch._detector import DETECTOR
+from deadlockwatch._watch.watcher import DETECTOR
 _options = dict(
     interval=0.02, threshold=0.05, on_deadlock="raise-all", report=os.environ["REPORT"]
 )
@@ -972,7 +973,7 @@ def pytest_runtest_logreport(report):
 
 ATTRIBUTION = """
 import threading, time
-from deadlockwatch import _state
+from deadlockwatch._track import state as _state
 
 def blocked(*names):
     return set(names) <= {w.rec.name for w in _state.blocked.copy().values()}
@@ -1047,7 +1048,7 @@ def test_pytest_charges_the_deadlock_to_the_test_that_started_it(
 
 PROBABLE_TEST = """
 import threading, time
-from deadlockwatch._detector import DETECTOR
+from deadlockwatch._watch.watcher import DETECTOR
 
 LOCK = threading.Lock()
 READY = threading.Event()

@@ -1,4 +1,4 @@
-"""The C hot path (``deadlockwatch._speedups``) against the Python one.
+"""The C hot path (``deadlockwatch._track._speedups``) against the Python one.
 
 Both variants of the tracked Lock and RLock are run through the same checks
 here; the whole parity and lock-order suites are run once more with the
@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from conftest import BOUND, run_python, start
 
-from deadlockwatch import _primitives, _state
+from deadlockwatch._track import primitives as _primitives
+from deadlockwatch._track import state as _state
 
 VARIANTS = [
     pytest.param((_primitives.TrackedLock, _primitives.TrackedRLock), id="default"),
@@ -53,9 +54,10 @@ def test_built_where_it_can_be() -> None:
     ) not in ("", "0"):
         assert not _primitives.ACCELERATED
     elif not _primitives.ACCELERATED:
-        pytest.skip("deadlockwatch._speedups is not built in this installation")
+        pytest.skip("deadlockwatch._track._speedups is not built in this installation")
     else:
-        assert type(_primitives.TrackedLock()).__mro__[1].__module__ == "deadlockwatch._speedups"
+        core = type(_primitives.TrackedLock()).__mro__[1]
+        assert core.__module__ == "deadlockwatch._track._speedups"
         assert _primitives.PURE_LOCK is not _primitives.TrackedLock
 
 
@@ -269,10 +271,10 @@ def test_a_second_interpreter_gets_the_python_path() -> None:
         """
         import os, tempfile
         import _testcapi
-        import deadlockwatch._primitives as p
+        import deadlockwatch._track.primitives as p
         out = os.path.join(tempfile.mkdtemp(), "sub.txt")
         code = f'''
-        import deadlockwatch._primitives as p
+        import deadlockwatch._track.primitives as p
         lock = p.TrackedLock()
         with lock:
             ok = lock._owner is not None
@@ -299,7 +301,7 @@ def test_an_instance_never_initialised_raises_instead_of_crashing() -> None:
     would take the test process with it)."""
     proc = run_python(
         """
-        from deadlockwatch import _primitives as p
+        from deadlockwatch._track import primitives as p
         for kind in (p.TrackedLock, p.TrackedRLock, p.PURE_LOCK, p.PURE_RLOCK):
             lock = kind.__new__(kind)
             for method in ("acquire", "release", "__enter__", "locked"):
@@ -325,8 +327,8 @@ def test_a_lock_taken_by_a_finalizer_at_thread_exit_has_a_registered_owner(pure:
     proc = run_python(
         """
         import gc, threading
-        from deadlockwatch import _state
-        from deadlockwatch._primitives import TrackedLock
+        from deadlockwatch._track import state as _state
+        from deadlockwatch._track.primitives import TrackedLock
         lock = TrackedLock()
         out = []
         class Finalizer:
@@ -378,7 +380,7 @@ def test_a_blocked_acquire_from_no_python_frame_waits_and_takes_it(kind: str) ->
     proc = run_python(
         f"""
         import _thread, time
-        from deadlockwatch import _primitives as p
+        from deadlockwatch._track import primitives as p
         kind = {kind!r}
         lock = p.TrackedSemaphore(1) if kind == "Semaphore" else getattr(p, {name!r})()
         lock.acquire()
@@ -419,10 +421,11 @@ def test_the_c_module_unconfigured_raises() -> None:
     """With DEADLOCKWATCH_PURE=1 nothing configures ``_speedups``: using it
     raises RuntimeError (not a crash)."""
     if not _primitives.ACCELERATED:
-        pytest.skip("deadlockwatch._speedups is not built in this installation")
+        pytest.skip("deadlockwatch._track._speedups is not built in this installation")
     proc = run_python(
         """
-        from deadlockwatch import _primitives, _speedups
+        from deadlockwatch._track import primitives as _primitives
+        from deadlockwatch._track import _speedups as _speedups
         assert not _primitives.ACCELERATED
         for make in (_speedups.LockCore, _speedups.RLockCore):
             try:
@@ -434,4 +437,4 @@ def test_the_c_module_unconfigured_raises() -> None:
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == ["deadlockwatch._speedups is not configured"] * 2
+    assert proc.stdout.splitlines() == ["deadlockwatch._track._speedups is not configured"] * 2

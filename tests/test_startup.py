@@ -236,7 +236,7 @@ def test_stacks_never_contain_local_values() -> None:
 def test_import_auto_enables_with_environment_options() -> None:
     code = """
     import deadlockwatch.auto, deadlockwatch, threading
-    from deadlockwatch._detector import DETECTOR
+    from deadlockwatch._watch.watcher import DETECTOR
     print(deadlockwatch.is_enabled(), DETECTOR.config.interval, type(threading.Lock()).__name__)
     """
     r = run_python(code, env={"DEADLOCKWATCH_INTERVAL": "0.25"})
@@ -354,7 +354,7 @@ def test_child_forked_from_a_worker_thread_exits() -> None:
 #: while another thread holds the application lock and calls ``getLogger``.
 LOGGING_DEADLOCK = """
 import logging, os, sys, threading, time
-from deadlockwatch._detector import DETECTOR
+from deadlockwatch._watch.watcher import DETECTOR
 
 app = threading.Lock()
 app_held = threading.Event()
@@ -462,8 +462,8 @@ def test_startup_imports_nothing_heavy_and_starts_no_thread() -> None:
     lines = r.stdout.splitlines()
     assert lines[0] == "[] 0"
     assert lines[1] == (
-        "['deadlockwatch', 'deadlockwatch._config', 'deadlockwatch._hook', "
-        "'deadlockwatch._startup']"
+        "['deadlockwatch', 'deadlockwatch._config', 'deadlockwatch._startup', "
+        "'deadlockwatch._track', 'deadlockwatch._track.hook']"
     )
 
 
@@ -538,8 +538,8 @@ def test_deadlockwatch_modules_imported_before_threading() -> None:
     """Enabling waits for the end of a half-done import of deadlockwatch's own
     modules (they import threading)."""
     for first in (
-        "from deadlockwatch._detector import DETECTOR",
-        "import deadlockwatch._state",
+        "from deadlockwatch._watch.watcher import DETECTOR",
+        "import deadlockwatch._track.state",
         "import deadlockwatch; deadlockwatch.is_enabled()",
     ):
         code = f"{first}\nimport threading, deadlockwatch\n"
@@ -624,7 +624,7 @@ def test_a_forked_child_sees_only_its_own_thread() -> None:
     for t in threads:
         t.start()
     time.sleep(0.3)
-    from deadlockwatch._detector import DETECTOR
+    from deadlockwatch._watch.watcher import DETECTOR
     running = DETECTOR.watcher_ident is not None or sys.version_info >= (3, 12)
     bad = 0
     for _ in range(20):
@@ -648,7 +648,7 @@ def test_a_lock_left_held_by_an_ended_thread_is_reported_with_nothing_blocked() 
     nothing ever blocks (the thread is started and awaited untracked)."""
     code = """
     import _thread, sys, threading, time
-    from deadlockwatch._detector import DETECTOR
+    from deadlockwatch._watch.watcher import DETECTOR
     lock = threading.Lock()
     ended = _thread.allocate_lock()
     ended.acquire()
@@ -678,7 +678,7 @@ def test_thread_start_waiting_for_a_thread_without_a_frame_yet_is_no_deadlock() 
     wait with no thread to come is reported."""
     code = """
     import _thread, collections, functools, operator, sys, threading, time
-    from deadlockwatch._detector import DETECTOR
+    from deadlockwatch._watch.watcher import DETECTOR
 
     def c_only(*calls):
         # Makes the calls without a Python frame of its own.

@@ -23,9 +23,10 @@ from conftest import run_python
 STRESS = r'''
 import collections, json, os, queue, random, sys, threading, time, traceback
 import deadlockwatch
-from deadlockwatch import _detector, _state
-from deadlockwatch._detector import DETECTOR
-from deadlockwatch._order import ORDER
+from deadlockwatch._watch import watcher as _detector
+from deadlockwatch._track import state as _state
+from deadlockwatch._watch.watcher import DETECTOR
+from deadlockwatch._track.order import ORDER
 
 # Count the watcher's analyses (each one a snapshot of the waits it saw).
 analyses = [0]

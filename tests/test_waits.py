@@ -421,7 +421,7 @@ def test_thread_ending_after_handing_its_lock_over_is_no_warning(tmp_path: Path)
 #: it may end before the last reader, which releases it.  The writer waits
 #: for the last reader (``RESCUE``), starved for a while, not deadlocked.
 HANDED_OVER = """
-from deadlockwatch import _state
+from deadlockwatch._track import state as _state
 group = threading.Lock()
 def first_reader():
     group.acquire()        # returns normally, leaving it held: handed over
@@ -465,7 +465,7 @@ def test_rlock_left_held_by_an_exited_thread_is_a_warning(tmp_path: Path) -> Non
     out, findings = watched(
         tmp_path,
         """
-        from deadlockwatch._detector import DETECTOR
+        from deadlockwatch._watch.watcher import DETECTOR
         lock = threading.RLock()
         t = threading.Thread(target=lock.acquire, name="leaker")
         t.start(); t.join()
@@ -893,9 +893,9 @@ def test_dump_shows_condition_and_join_waits(tmp_path: Path) -> None:
 
 
 def test_reports_of_new_kinds_load_and_render(tmp_path: Path) -> None:
-    from deadlockwatch._dot import to_dot
-    from deadlockwatch._load import load_findings
-    from deadlockwatch._report import format_text
+    from deadlockwatch._report.dot import to_dot
+    from deadlockwatch._report.load import load_findings
+    from deadlockwatch._report.text import format_text
 
     _, findings = watched(
         tmp_path,

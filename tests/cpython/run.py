@@ -214,7 +214,7 @@ signal.signal(signal.SIGINT, signal.default_int_handler)
 log = os.environ.pop("_DLW_CPYTHON_TEXT_LOG", None)
 if log:
     import deadlockwatch
-    from deadlockwatch._detector import DETECTOR
+    from deadlockwatch._watch.watcher import DETECTOR
     if not deadlockwatch.is_enabled():
         sys.exit("deadlockwatch is not enabled by DEADLOCKWATCH=1 in " + sys.executable)
     _write = DETECTOR.write_text

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any
 
-from . import _native
-from ._model import Site
+from deadlockwatch._model import Site
+from deadlockwatch._track import native as _native
 
 #: Source files whose frames are never named as a creation or acquisition
 #: site: threading's own, and deadlockwatch's modules that stand between the

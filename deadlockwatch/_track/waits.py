@@ -24,10 +24,11 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, ClassVar
 
-from . import _native, _state
-from ._hook import when_imported
-from ._model import SIGNAL_KIND, Site
-from ._state import (
+from deadlockwatch._model import SIGNAL_KIND, Site
+from deadlockwatch._track import native as _native
+from deadlockwatch._track import state as _state
+from deadlockwatch._track.hook import when_imported
+from deadlockwatch._track.state import (
     ThreadRecord,
     WaitRecord,
     current_record,
@@ -35,7 +36,7 @@ from ._state import (
     internal_file,
     wait_until,
 )
-from ._wrapt import wrapper_types
+from deadlockwatch._track.wrapping import wrapper_types
 
 internal_file(__file__)
 

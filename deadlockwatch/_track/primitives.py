@@ -27,10 +27,11 @@ from collections.abc import Callable
 from types import CodeType
 from typing import TYPE_CHECKING, Any, SupportsIndex
 
-from . import _native, _state
-from ._config import PURE_VAR, parse_bool
-from ._model import Site
-from ._state import (
+from deadlockwatch._config import PURE_VAR, parse_bool
+from deadlockwatch._model import Site
+from deadlockwatch._track import native as _native
+from deadlockwatch._track import state as _state
+from deadlockwatch._track.state import (
     INTERNAL_FILES,
     ThreadRecord,
     WaitRecord,
@@ -567,7 +568,7 @@ def _cores() -> tuple[Any, Any]:
     if parse_bool(os.environ.get(PURE_VAR, ""), f"environment variable {PURE_VAR}"):
         return _PyLockCore, _PyRLockCore
     try:
-        from . import _speedups
+        from deadlockwatch._track import _speedups as _speedups
 
         _speedups.configure(
             tls,
@@ -590,7 +591,7 @@ if TYPE_CHECKING:
     _RLockCore = _PyRLockCore
 else:
     _LockCore, _RLockCore = _cores()
-#: True when the hot path of Lock and RLock runs in C (``deadlockwatch._speedups``).
+#: True when the hot path of Lock and RLock runs in C (``deadlockwatch._track._speedups``).
 ACCELERATED = _LockCore is not _PyLockCore
 
 

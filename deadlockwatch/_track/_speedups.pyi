@@ -1,4 +1,4 @@
-# The optional C hot path (deadlockwatch/_speedups.c).
+# The optional C hot path (deadlockwatch/_track/_speedups.c).
 from typing import Any
 
 class LockCore:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from . import _native
+from deadlockwatch._track import native as _native
 
 _networkx: Any = None
 _importing = False

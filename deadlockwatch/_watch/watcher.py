@@ -26,15 +26,27 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-from . import _graph, _native, _patch, _primitives, _shared, _state, _waits
-from ._analysis import analyze, held_at_exit
-from ._capture import capture, capture_all, capture_departed, outside_view, with_stacks
-from ._config import ABORT_EXIT_STATUS, Config
-from ._errors import DeadlockError
-from ._model import DEADLOCK, PROBABLE_DEADLOCK, Finding
-from ._order import ORDER, held_as_token
-from ._report import format_dump, format_text, to_json_line
-from ._state import WaitRecord
+from deadlockwatch._analysis import graph as _graph
+from deadlockwatch._analysis.deadlock import analyze, held_at_exit
+from deadlockwatch._config import ABORT_EXIT_STATUS, Config
+from deadlockwatch._errors import DeadlockError
+from deadlockwatch._model import DEADLOCK, PROBABLE_DEADLOCK, Finding
+from deadlockwatch._processes import shared as _shared
+from deadlockwatch._report.text import format_dump, format_text, to_json_line
+from deadlockwatch._track import native as _native
+from deadlockwatch._track import patch as _patch
+from deadlockwatch._track import primitives as _primitives
+from deadlockwatch._track import state as _state
+from deadlockwatch._track import waits as _waits
+from deadlockwatch._track.order import ORDER, held_as_token
+from deadlockwatch._track.state import WaitRecord
+from deadlockwatch._watch.capture import (
+    capture,
+    capture_all,
+    capture_departed,
+    outside_view,
+    with_stacks,
+)
 
 _state.internal_file(__file__)
 

@@ -19,8 +19,8 @@ from dataclasses import replace
 from types import FrameType
 from typing import Any
 
-from . import _analysis, _native, _state, _waits
-from ._model import (
+from deadlockwatch._analysis import deadlock as _analysis
+from deadlockwatch._model import (
     LOCK_KIND,
     SIGNAL_KIND,
     Frame,
@@ -32,7 +32,10 @@ from ._model import (
     ThreadInfo,
     WaitInfo,
 )
-from ._state import ThreadRecord, WaitRecord
+from deadlockwatch._track import native as _native
+from deadlockwatch._track import state as _state
+from deadlockwatch._track import waits as _waits
+from deadlockwatch._track.state import ThreadRecord, WaitRecord
 
 _state.internal_file(__file__)
 
@@ -210,7 +213,9 @@ class _Builder:
             return None
         target = obj.obj if isinstance(obj, _waits.View) else obj
         start = _native.monotonic()
-        from . import _reach  # the walk and bytecode liveness: only when needed
+        from deadlockwatch._watch import (
+            reach as _reach,  # the walk and bytecode liveness: only when needed
+        )
 
         found = _reach.reach([target], self.frames)
         end = _native.monotonic()
@@ -308,7 +313,7 @@ _PASSIVE_HANDLER_MODULES = ("pytest_timeout", "_pytest", "faulthandler", "deadlo
 
 def _signal_handlers() -> bool:
     """Has the application installed a Python-level signal handler?"""
-    from ._reach import python_handlers
+    from deadlockwatch._watch.reach import python_handlers
 
     signal = sys.modules.get("signal")
     default = getattr(signal, "default_int_handler", None)

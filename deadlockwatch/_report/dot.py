@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from collections.abc import Iterable
 
-from ._model import Finding, short_path
+from deadlockwatch._model import Finding, short_path
 
 _CYCLE = 'color="#c0392b", fontcolor="#c0392b", penwidth=2.2'
 

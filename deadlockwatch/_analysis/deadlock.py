@@ -25,8 +25,8 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from . import _graph
-from ._model import (
+from deadlockwatch._analysis import graph as _graph
+from deadlockwatch._model import (
     DEADLOCK,
     HELD_AT_EXIT,
     PROBABLE_DEADLOCK,
@@ -42,7 +42,7 @@ from ._model import (
 )
 
 if TYPE_CHECKING:
-    from ._graph import DiGraph
+    from deadlockwatch._analysis.graph import DiGraph
 
 
 #: How sure the reduction is that a signal nobody in reach can give stays

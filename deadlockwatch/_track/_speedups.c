@@ -1,8 +1,8 @@
 /*
- * deadlockwatch._speedups: the uncontended path of the tracked Lock and RLock
+ * deadlockwatch._track._speedups: the uncontended path of the tracked Lock and RLock
  * in C.
  *
- * Optional.  deadlockwatch/_primitives.py holds the whole behaviour in Python
+ * Optional.  deadlockwatch/_track/primitives.py holds the whole behaviour in Python
  * and uses these two base classes only if this module imports (it is not
  * built for free-threaded interpreters, where reading the PyObject* fields
  * below from the watcher thread would race with their writers).
@@ -26,7 +26,7 @@
 #include <structmember.h>
 
 #ifdef Py_GIL_DISABLED
-#error "deadlockwatch._speedups is for GIL builds; the pure-Python path serves free-threaded ones"
+#error "deadlockwatch._track._speedups is for GIL builds; the pure-Python path serves free-threaded ones"
 #endif
 
 /* Set once by configure(). */
@@ -105,7 +105,7 @@ no_field(Core *self, const char *name)
 static int
 not_configured(void)
 {
-    PyErr_SetString(PyExc_RuntimeError, "deadlockwatch._speedups is not configured");
+    PyErr_SetString(PyExc_RuntimeError, "deadlockwatch._track._speedups is not configured");
     return -1;
 }
 
@@ -726,7 +726,7 @@ static PyType_Slot lock_slots[] = {
 };
 
 static PyType_Spec lock_spec = {
-    .name = "deadlockwatch._speedups.LockCore",
+    .name = "deadlockwatch._track._speedups.LockCore",
     .basicsize = sizeof(Core),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .slots = lock_slots,
@@ -829,7 +829,7 @@ static PyType_Slot rlock_slots[] = {
 };
 
 static PyType_Spec rlock_spec = {
-    .name = "deadlockwatch._speedups.RLockCore",
+    .name = "deadlockwatch._track._speedups.RLockCore",
     .basicsize = sizeof(Core),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .slots = rlock_slots,
@@ -852,7 +852,7 @@ configure(PyObject *module, PyObject *args)
     PyInterpreterState *interp = PyInterpreterState_Get();
     if (g_interp != NULL && g_interp != interp) {
         PyErr_SetString(PyExc_ImportError,
-                        "deadlockwatch._speedups serves the first interpreter that configured it");
+                        "deadlockwatch._track._speedups serves the first interpreter that configured it");
         return NULL;
     }
     g_interp = interp;
@@ -907,7 +907,7 @@ static PyMethodDef module_methods[] = {
 };
 
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "deadlockwatch._speedups",
+    PyModuleDef_HEAD_INIT, "deadlockwatch._track._speedups",
     "The uncontended path of deadlockwatch's tracked Lock and RLock, in C (optional).", -1,
     module_methods,
 };

@@ -11,7 +11,16 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ._model import CycleStep, Finding, Frame, HeldInfo, ResourceInfo, Site, ThreadInfo, short_path
+from deadlockwatch._model import (
+    CycleStep,
+    Finding,
+    Frame,
+    HeldInfo,
+    ResourceInfo,
+    Site,
+    ThreadInfo,
+    short_path,
+)
 
 _TITLES = {
     "deadlock": "DEADLOCK",

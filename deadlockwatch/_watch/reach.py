@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from . import _liveness, _state
+from deadlockwatch._track import state as _state
+from deadlockwatch._watch import liveness as _liveness
 
 MAX_LEVELS = 12
 MAX_OBJECTS = 50_000

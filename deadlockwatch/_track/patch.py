@@ -14,10 +14,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from . import _native
-from ._primitives import TrackedBoundedSemaphore, TrackedLock, TrackedRLock, TrackedSemaphore
-from ._state import internal_file
-from ._wrapt import wrapper_types
+from deadlockwatch._track import native as _native
+from deadlockwatch._track.primitives import (
+    TrackedBoundedSemaphore,
+    TrackedLock,
+    TrackedRLock,
+    TrackedSemaphore,
+)
+from deadlockwatch._track.state import internal_file
+from deadlockwatch._track.wrapping import wrapper_types
 
 internal_file(__file__)
 

@@ -44,9 +44,8 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from . import _ledger, _native, _state
-from ._config import RUN_DIR_VAR
-from ._model import (
+from deadlockwatch._config import RUN_DIR_VAR
+from deadlockwatch._model import (
     DEADLOCK,
     Finding,
     Frame,
@@ -57,7 +56,17 @@ from ._model import (
     ThreadInfo,
     WaitInfo,
 )
-from ._state import WaitRecord, current_record, internal_file, remove_held, tls, user_frame
+from deadlockwatch._processes import ledger as _ledger
+from deadlockwatch._track import native as _native
+from deadlockwatch._track import state as _state
+from deadlockwatch._track.state import (
+    WaitRecord,
+    current_record,
+    internal_file,
+    remove_held,
+    tls,
+    user_frame,
+)
 
 internal_file(__file__)
 
@@ -221,7 +230,7 @@ def _exit(self: Any, *args: object) -> None:
 
 
 def _dw_holders(self: Any) -> list[tuple[Any, int, Site | None]]:
-    from ._primitives import _site_of
+    from deadlockwatch._track.primitives import _site_of
 
     units = dict(self.__dict__.get("_dw_units") or {})
     sites = dict(self.__dict__.get("_dw_sites") or {})
@@ -251,7 +260,7 @@ def _install(module: Any) -> None:
     cls = getattr(module, "SemLock", None)
     if not isinstance(cls, type):
         return
-    from ._primitives import _AllOrders
+    from deadlockwatch._track.primitives import _AllOrders
 
     for name in ("_make_methods", "__enter__", "__exit__"):
         _originals[name] = cls.__dict__[name]
@@ -286,7 +295,7 @@ def patch() -> None:
     if module is not None:
         _install(module)
     elif not _hooked:
-        from ._hook import when_imported
+        from deadlockwatch._track.hook import when_imported
 
         _hooked = True
         when_imported(MODULE, _install)
@@ -536,7 +545,7 @@ def _process_name() -> str:
 def _local_state(detector: Any) -> dict[str, Any]:
     """This process's local snapshot (its blocked threads, what they reach,
     and the holders of shared locks), as the JSON its file holds."""
-    from ._capture import _Builder, stack_of
+    from deadlockwatch._watch.capture import _Builder, stack_of
 
     frames = _native.current_frames()
     if detector.watcher_ident is not None:
@@ -828,7 +837,7 @@ def _dead_holds(directory: str) -> dict[int, dict[str, Any] | None]:
 
 
 def _analyse(state: dict[str, Any], others: list[os.DirEntry[str]]) -> list[Finding]:
-    from ._analysis import analyze
+    from deadlockwatch._analysis.deadlock import analyze
 
     dead = _dead_holds(_run_dir) if _run_dir is not None else {}
     import json
@@ -1003,8 +1012,8 @@ def _reported(key: frozenset[int]) -> None:
 
 def _act(detector: Any, finding: Finding, waits: dict[int, WaitRecord]) -> None:
     """What `_Detector.handle` does for a finding another process reported."""
-    from ._detector import _victims
-    from ._errors import DeadlockError
+    from deadlockwatch._errors import DeadlockError
+    from deadlockwatch._watch.watcher import _victims
 
     for t in finding.threads:
         if t.wait is not None and t.wait.token in waits:

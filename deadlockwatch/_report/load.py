@@ -11,7 +11,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from ._model import (
+from deadlockwatch._model import (
     Check,
     Conditions,
     CycleStep,

@@ -51,9 +51,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from . import _native, _state
-from ._capture import stack_of
-from ._model import (
+from deadlockwatch._model import (
     LOCK_ORDER_INVERSION,
     Check,
     Conditions,
@@ -64,7 +62,10 @@ from ._model import (
     Site,
     resource_labels,
 )
-from ._primitives import HANDOFF_SITES
+from deadlockwatch._track import native as _native
+from deadlockwatch._track import state as _state
+from deadlockwatch._track.primitives import HANDOFF_SITES
+from deadlockwatch._watch.capture import stack_of
 
 _state.internal_file(__file__)
 

@@ -36,8 +36,8 @@ from collections.abc import Callable
 from types import CodeType
 from typing import Any
 
-from . import _native
-from ._model import LOCK_KIND, Site
+from deadlockwatch._model import LOCK_KIND, Site
+from deadlockwatch._track import native as _native
 
 MAGIC = b"DWL1"
 HEADER = 1024
@@ -209,7 +209,7 @@ def _write_holder(m: mmap.mmap, s: list[Any], rec: Any, code: CodeType | None, l
 
 
 def _holder_bytes(rec: Any, code: CodeType | None, lasti: int) -> bytes:
-    from ._primitives import _site_of
+    from deadlockwatch._track.primitives import _site_of
 
     site = _site_of((code, lasti)) if code is not None else None
     data = _encoded([rec.ident, rec.name, rec.daemon, _site_json(site)], SLOT - _HOLDER)
