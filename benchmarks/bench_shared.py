@@ -32,6 +32,8 @@ from typing import Any
 
 import deadlockwatch
 from deadlockwatch._processes import ledger as _ledger
+from deadlockwatch._processes import rundir as _rundir
+from deadlockwatch._processes import semlock as _semlock
 from deadlockwatch._processes import shared as _shared
 from deadlockwatch._watch.watcher import DETECTOR
 
@@ -46,9 +48,9 @@ TYPES = ("Lock", "RLock", "Semaphore")
 
 def _patched(on: bool) -> None:
     """SemLock's class-level enter/exit: tracked, or the originals."""
-    cls = _shared._cls
-    cls.__enter__ = _shared._enter if on else _shared._originals["__enter__"]
-    cls.__exit__ = _shared._exit if on else _shared._originals["__exit__"]
+    cls = _semlock._cls
+    cls.__enter__ = _semlock._enter if on else _semlock._originals["__enter__"]
+    cls.__exit__ = _semlock._exit if on else _semlock._originals["__exit__"]
 
 
 def _no_file(*args: object) -> None:
@@ -108,7 +110,7 @@ def _tick_us(ticks: int, rewrite: bool) -> float:
     samples = []
     for _ in range(ticks):
         if rewrite:
-            _shared._EX.written = None
+            _rundir.OWN.written = None
         t0 = time.perf_counter()
         _shared.tick(DETECTOR)
         samples.append((time.perf_counter() - t0) * 1e6)
@@ -137,7 +139,7 @@ def _publishing(ctx: Any, ticks: int) -> list[Row]:
     try:
         time.sleep(DETECTOR.config.threshold * 2)
         _shared.tick(DETECTOR)  # the first: the file is written
-        published = os.path.exists(os.path.join(_shared.run_dir() or "", f"{os.getpid()}.json"))
+        published = os.path.exists(os.path.join(_rundir.run_dir() or "", f"{os.getpid()}.json"))
         steady = _tick_us(ticks, rewrite=False)
         rewrite = _tick_us(ticks, rewrite=True)
     finally:

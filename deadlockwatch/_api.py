@@ -19,6 +19,16 @@ def configure(**options: Any) -> Config:
     return Config().with_environ(os.environ).with_options(options, "enable({name}=...)")
 
 
+def start(config: Config) -> None:
+    """Start the detector with ``config``, with its extensions: every surface
+    (`enable`, the runner, start-up, the pytest plugin) starts it here."""
+    from deadlockwatch._processes import shared
+    from deadlockwatch._watch.watcher import register
+
+    register(shared)
+    DETECTOR.start(config)
+
+
 def enable(**options: Any) -> None:
     """Track threading's locks from now on and start the watcher.
 
@@ -29,7 +39,7 @@ def enable(**options: Any) -> None:
     """
     config = configure(**options)
     warn_unknown_env(os.environ, sys.stderr.write)
-    DETECTOR.start(config)
+    start(config)
 
 
 def disable() -> None:

@@ -126,10 +126,10 @@ def _run(args: list[str]) -> int:
     if not os.environ.get(RUN_DIR_VAR):
         env[RUN_DIR_VAR] = run_dir_name()
     os.environ.update({"DEADLOCKWATCH": "1", **env})
-    from deadlockwatch._watch.watcher import DETECTOR
+    from deadlockwatch._api import start
 
     warn_unknown_env(os.environ, sys.stderr.write)
-    DETECTOR.start(config)
+    start(config)
     try:
         if module is not None:
             sys.argv = [module, *argv]

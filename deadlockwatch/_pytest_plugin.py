@@ -15,6 +15,7 @@ no thread, and no import beyond the option table.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Generator, Mapping
 from typing import Any
 
@@ -160,7 +161,9 @@ class _Plugin:
         self.session_enabled = session_enabled
         self.failing_kinds = failing_kinds
         self.history_per_test = history_per_test
-        self.cursor = 0
+        #: Findings recorded since the current test started, drained at each of
+        #: its reports (as pytest's threadexception plugin takes thread events).
+        self.queue: collections.deque[Any] = collections.deque()
         self.counts: dict[str, int] = {}
         self.per_test: bool = False
 
@@ -198,16 +201,17 @@ class _Plugin:
     # -- switching --------------------------------------------------------------
     @staticmethod
     def _enable(config: Config) -> None:
+        from deadlockwatch._api import start
         from deadlockwatch._watch.watcher import DETECTOR
 
         DETECTOR.log = False
-        DETECTOR.start(config)
+        start(config)
 
-    @staticmethod
-    def _findings() -> list[Any]:
+    def _listen(self) -> None:
         from deadlockwatch._watch.watcher import DETECTOR
 
-        return DETECTOR.findings
+        if self.queue.append not in DETECTOR.listeners:
+            DETECTOR.listeners.append(self.queue.append)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         if self.session_enabled:
@@ -219,9 +223,11 @@ class _Plugin:
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         if not self.session_enabled and not _has_markers(item):
             return
+        from deadlockwatch._api import start
         from deadlockwatch._watch.watcher import DETECTOR
 
-        self.cursor = len(DETECTOR.findings)
+        self._listen()
+        self.queue.clear()
         item.stash[_THREADS] = _live_threads()
         if self.history_per_test:
             from deadlockwatch._track.order import ORDER
@@ -249,7 +255,7 @@ class _Plugin:
             pytest.fail(str(exc), pytrace=False)
         was_enabled = DETECTOR.enabled
         DETECTOR.log = False
-        DETECTOR.start(config)
+        start(config)
         self.per_test = True
         item.stash[_RESTORE] = was_enabled
 
@@ -259,10 +265,11 @@ class _Plugin:
         if not self.per_test:
             return
         self.per_test = False
+        from deadlockwatch._api import start
         from deadlockwatch._watch.watcher import DETECTOR
 
         if self.session_enabled:
-            DETECTOR.start(self.base)
+            start(self.base)
             DETECTOR.config = self.base
         elif not item.stash.get(_RESTORE, False):
             DETECTOR.stop()
@@ -277,9 +284,9 @@ class _Plugin:
         report: pytest.TestReport = outcome.get_result()
         if call.when == "call" or report.failed:
             self._sweep(item)
-        findings = self._findings()
-        new = findings[self.cursor :]
-        self.cursor = len(findings)
+        new = []
+        while self.queue:
+            new.append(self.queue.popleft())
         if not new:
             return
         from deadlockwatch._errors import summary

@@ -81,9 +81,9 @@ def _enable(config: Config) -> None:
                 return  # again when that import is done
         started = True
         forget(start)
-        from deadlockwatch._watch.watcher import DETECTOR
+        from deadlockwatch._api import start as start_detector
 
-        DETECTOR.start(config)
+        start_detector(config)
 
     after_each_import("deadlockwatch.", start)
     when_imported("threading", start)

@@ -14,10 +14,13 @@ thread it does not have).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from deadlockwatch._track import native as _native
+#: How to start the import's thread: given by the watcher (an untracked
+#: thread); the analysis itself starts nothing.  Unset, the stand-in is used
+#: until `load_networkx`.
+start_thread: Callable[[Callable[[], None]], object] | None = None
 
 _networkx: Any = None
 _importing = False
@@ -34,11 +37,11 @@ def lib() -> Any:
 
 def _start_import() -> None:
     global _importing
-    if _importing or _given_up:
+    if _importing or _given_up or start_thread is None:
         return
     _importing = True
     try:
-        _native.start_new_thread(_import, ())
+        start_thread(_import)
     except RuntimeError:  # no new threads (interpreter shutting down)
         _importing = False
 

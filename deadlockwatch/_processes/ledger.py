@@ -76,7 +76,8 @@ _L = _Ledger()
 _gens = itertools.count(1)
 
 
-def _site_json(site: Site | None) -> list[Any] | None:
+def site_json(site: Site | None) -> list[Any] | None:
+    """A site as the processes exchange it (their files and ledgers)."""
     return None if site is None else [site.file, site.line, site.function]
 
 
@@ -169,7 +170,7 @@ def _allocate(obj: Any) -> list[Any] | None:
         _L.next = index + 1
     offset = HEADER + index * SLOT
     desc = _encoded(
-        [obj._dw_name, obj._dw_type, _site_json(obj.__dict__.get("_dw_created"))], _HOLDER - 8
+        [obj._dw_name, obj._dw_type, site_json(obj.__dict__.get("_dw_created"))], _HOLDER - 8
     )
     if desc is None:
         desc = _encoded([obj._dw_name, obj._dw_type, None], _HOLDER - 8)
@@ -212,7 +213,7 @@ def _holder_bytes(rec: Any, code: CodeType | None, lasti: int) -> bytes:
     from deadlockwatch._track.primitives import _site_of
 
     site = _site_of((code, lasti)) if code is not None else None
-    data = _encoded([rec.ident, rec.name, rec.daemon, _site_json(site)], SLOT - _HOLDER)
+    data = _encoded([rec.ident, rec.name, rec.daemon, site_json(site)], SLOT - _HOLDER)
     if data is None:
         data = _encoded([rec.ident, rec.name, rec.daemon, None], SLOT - _HOLDER)
     return data or _LEN.pack(2) + b"[]"

@@ -162,6 +162,23 @@ def _site_json(site: Site | None) -> dict[str, Any] | None:
     return {"file": site.file, "line": site.line, "function": site.function}
 
 
+def resource_fields(r: ResourceInfo) -> dict[str, Any]:
+    """A resource's plain fields, as every JSON form writes them (the report
+    record, and the snapshot a process publishes); each adds its holders,
+    parts and creation site in its own form."""
+    return {
+        "id": r.id,
+        "type": r.type,
+        "free": r.free,
+        "owner_bound": r.owner_bound,
+        "kind": r.kind,
+        "detail": r.detail,
+        "verb": r.verb,
+        "title": r.title,
+        "group": r.group,
+    }
+
+
 def to_json(f: Finding) -> dict[str, Any]:
     """The JSON Lines record of a finding (documented in README)."""
     name = f.thread_label
@@ -184,17 +201,9 @@ def to_json(f: Finding) -> dict[str, Any]:
         "reasons": {k: c.reason for k, c in f.conditions.items().items()},
         "resources": [
             {
-                "id": r.id,
-                "type": r.type,
+                **resource_fields(r),
                 "created_at": _site_json(r.created_at),
                 "holders": {name(h): n for h, n in r.holders if _known(f, h)},
-                "free": r.free,
-                "owner_bound": r.owner_bound,
-                "kind": r.kind,
-                "detail": r.detail,
-                "verb": r.verb,
-                "title": r.title,
-                "group": r.group,
                 "parts": [f.resource(p).id for p in r.parts if _has_resource(f, p)],
             }
             for r in f.resources

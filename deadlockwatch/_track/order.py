@@ -65,7 +65,7 @@ from deadlockwatch._model import (
 from deadlockwatch._track import native as _native
 from deadlockwatch._track import state as _state
 from deadlockwatch._track.primitives import HANDOFF_SITES
-from deadlockwatch._watch.capture import stack_of
+from deadlockwatch._track.state import stack_of
 
 _state.internal_file(__file__)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import _thread
 import functools
 import itertools
+import linecache
 import os
 import sys
 import threading
@@ -19,9 +20,9 @@ import time
 import weakref
 from collections.abc import Callable
 from types import CodeType, FrameType
-from typing import Any
+from typing import Any, Protocol
 
-from deadlockwatch._model import Site
+from deadlockwatch._model import Frame, Site
 from deadlockwatch._track import native as _native
 
 #: Source files whose frames are never named as a creation or acquisition
@@ -431,3 +432,61 @@ def thread_name(ident: int, fallback: str) -> str:
 def thread_daemon(ident: int, fallback: bool = True) -> bool:
     thread = threading._active.get(ident)  # type: ignore[attr-defined]
     return bool(thread.daemon) if thread is not None else fallback
+
+
+#: How many frames of a thread's stack a report keeps (innermost first).
+MAX_STACK = 64
+
+
+def stack_of(frame: FrameType | None) -> tuple[Frame, ...]:
+    """A thread's stack, outermost first, without deadlockwatch's own frames on top."""
+    out: list[Frame] = []
+    f = frame
+    while f is not None and len(out) < MAX_STACK:
+        code = f.f_code
+        line = f.f_lineno or 0
+        out.append(
+            Frame(
+                code.co_filename,
+                line,
+                code.co_name,
+                linecache.getline(code.co_filename, line).strip(),
+            )
+        )
+        f = f.f_back
+    while out and out[0].file in INTERNAL_FILES:
+        out.pop(0)
+    out.reverse()
+    return tuple(out)
+
+
+class Tracked(Protocol):
+    """What the watcher reads from a tracked primitive (Lock, RLock,
+    Semaphore, a multiprocessing SemLock) or from a view of a wait (a
+    Condition, Event, queue, Barrier, future, join: `_track.waits.View`).
+
+    Required:
+
+    - ``_dw_type``: the type's name in reports (``"Lock"``, ``"Event"``...);
+    - ``_dw_holders()``: (thread record, units held, raw site of the take);
+    - ``_dw_free()``: units free now (0 for a held Lock);
+    - ``_dw_owner_bound()``: only a holder can give it back (RLock, a Lock
+      taken in a ``with`` block); a free-for-all Lock is not.
+
+    Optional, read with ``getattr`` and a default: ``_dw_kind`` (lock or
+    signal), ``_dw_verb`` (what a rescuer would do: "release", "set"...),
+    ``_dw_detail()``, ``_dw_title()``, ``_dw_group()`` and ``_dw_parts()`` (the
+    report's wording and the objects a wait is made of), ``_dw_id`` (identity
+    across processes), ``_dw_created`` (creation site), ``_dw_sites`` and
+    ``_dw_units`` (raw take sites, per-thread units of a semaphore),
+    ``_dw_signal`` (a semaphore used as a signal), ``_dw_after`` (the lock
+    order's known successors).
+    """
+
+    _dw_type: str
+
+    def _dw_holders(self) -> list[tuple[ThreadRecord, int, Any]]: ...
+
+    def _dw_free(self) -> int: ...
+
+    def _dw_owner_bound(self) -> bool: ...

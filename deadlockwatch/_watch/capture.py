@@ -23,7 +23,6 @@ from deadlockwatch._analysis import deadlock as _analysis
 from deadlockwatch._model import (
     LOCK_KIND,
     SIGNAL_KIND,
-    Frame,
     HeldInfo,
     ReachInfo,
     ResourceInfo,
@@ -35,11 +34,10 @@ from deadlockwatch._model import (
 from deadlockwatch._track import native as _native
 from deadlockwatch._track import state as _state
 from deadlockwatch._track import waits as _waits
-from deadlockwatch._track.state import ThreadRecord, WaitRecord
+from deadlockwatch._track.state import ThreadRecord, Tracked, WaitRecord, stack_of
 
 _state.internal_file(__file__)
 
-MAX_STACK = 64
 #: How long a reachability answer is reused for the same waits (`_Builder._reach`).
 REACH_CACHE_SECONDS = 1.0
 #: The reachability walks' share of the watcher's time: after a walk that
@@ -262,7 +260,7 @@ def _key(obj: Any) -> int:
 
 
 def _resource_info(
-    key: int, obj: Any, holders: list[tuple[ThreadRecord, int, Any]]
+    key: int, obj: Tracked, holders: list[tuple[ThreadRecord, int, Any]]
 ) -> ResourceInfo:
     def text(name: str) -> str:
         method = getattr(obj, name, None)
@@ -407,28 +405,6 @@ def outside_view(
         out.append(f"{name!r} at {site}: {line}")
         if len(out) >= limit:
             break
-    return tuple(out)
-
-
-def stack_of(frame: FrameType | None) -> tuple[Frame, ...]:
-    """A thread's stack, outermost first, without deadlockwatch's own frames on top."""
-    out: list[Frame] = []
-    f = frame
-    while f is not None and len(out) < MAX_STACK:
-        code = f.f_code
-        line = f.f_lineno or 0
-        out.append(
-            Frame(
-                code.co_filename,
-                line,
-                code.co_name,
-                linecache.getline(code.co_filename, line).strip(),
-            )
-        )
-        f = f.f_back
-    while out and out[0].file in _state.INTERNAL_FILES:
-        out.pop(0)
-    out.reverse()
     return tuple(out)
 
 

@@ -24,14 +24,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from deadlockwatch._analysis import graph as _graph
 from deadlockwatch._analysis.deadlock import analyze, held_at_exit
 from deadlockwatch._config import ABORT_EXIT_STATUS, Config
 from deadlockwatch._errors import DeadlockError
-from deadlockwatch._model import DEADLOCK, PROBABLE_DEADLOCK, Finding
-from deadlockwatch._processes import shared as _shared
+from deadlockwatch._model import DEADLOCK, PROBABLE_DEADLOCK, Finding, ResourceInfo, ThreadInfo
 from deadlockwatch._report.text import format_dump, format_text, to_json_line
 from deadlockwatch._track import native as _native
 from deadlockwatch._track import patch as _patch
@@ -49,6 +48,54 @@ from deadlockwatch._watch.capture import (
 )
 
 _state.internal_file(__file__)
+# networkx is imported in an untracked thread of the watcher's making.
+_graph.start_thread = lambda run: _native.start_new_thread(run, ())
+
+
+class Extension(Protocol):
+    """What the watcher calls in an extension that sees beyond this process's
+    threads (the multiprocessing one, `deadlockwatch._processes.shared`).
+
+    An extension imports the watcher, never the reverse: it is registered
+    (`register`) by the surface that starts the detector (`_api.start`).
+    """
+
+    def patch(self) -> None:
+        """Install its patches (on `_Detector.start`); all or nothing."""
+
+    def unpatch(self) -> None:
+        """Remove them (on `_Detector.stop`, or when `patch` failed)."""
+
+    def idle(self) -> bool:
+        """Nothing of its own left for the watcher to look at (it may end)."""
+
+    def tick(self, detector: Any) -> None:
+        """One look, at each tick of the watcher."""
+
+    def local_findings(self, findings: list[Finding]) -> list[Finding]:
+        """This process's findings, less those the extension reports itself."""
+
+    def check(self, detector: Any) -> list[Finding]:
+        """Its findings now, for `deadlockwatch.check()`."""
+
+    def remote_snapshot(self) -> tuple[list[ThreadInfo], dict[int, ResourceInfo]]:
+        """Threads and resources seen elsewhere, for `deadlockwatch.dump()`."""
+
+
+#: The registered extensions, in registration order.
+EXTENSIONS: list[Extension] = []
+
+
+def register(extension: Extension) -> None:
+    """Let the watcher call ``extension`` (once, however often registered)."""
+    if extension not in EXTENSIONS:
+        EXTENSIONS.append(extension)
+
+
+def _local(findings: list[Finding]) -> list[Finding]:
+    for extension in EXTENSIONS:
+        findings = extension.local_findings(findings)
+    return findings
 
 _CONFIRM_DELAY = 0.02
 _MAIN_IDENT = threading.main_thread().ident
@@ -84,7 +131,11 @@ class _Detector:
         #: ends when that thread does (no interpreter finalization follows):
         #: the watcher must then end too, or it would keep the process alive.
         self._anchor: _state.ThreadRecord | None = None
+        #: Every finding recorded, in order (`check`, `deadlockwatch.forget`).
         self.findings: list[Finding] = []
+        #: Called with each finding as it is recorded (the pytest plugin's
+        #: queue): cheap and lock-free, from whichever thread records it.
+        self.listeners: list[Callable[[Finding], object]] = []
         self._green_once = _native.allocate_lock()
         #: Keys of the probable deadlocks reported: they leave their waits
         #: unmarked, so that the same threads found certainly stuck later
@@ -101,10 +152,12 @@ class _Detector:
         try:
             _patch.patch()
             _waits.patch()
-            _shared.patch()
+            for extension in EXTENSIONS:
+                extension.patch()
         except BaseException:
             # Never leave the program half-patched.
-            _shared.unpatch()
+            for extension in EXTENSIONS:
+                extension.unpatch()
             _waits.unpatch()
             _patch.unpatch()
             raise
@@ -145,7 +198,8 @@ class _Detector:
         self._paused_for_fork = False
         _patch.unpatch()
         _waits.unpatch()
-        _shared.unpatch()
+        for extension in EXTENSIONS:
+            extension.unpatch()
         _primitives.self_wait_hook[:] = []
         _primitives.learn_order = None
         _state.on_green = None
@@ -255,7 +309,11 @@ class _Detector:
 
     @staticmethod
     def _idle() -> bool:
-        return not _state.blocked and not _state.departed and _shared.idle()
+        return (
+            not _state.blocked
+            and not _state.departed
+            and all(extension.idle() for extension in EXTENSIONS)
+        )
 
     def after_fork_in_child(self) -> None:
         """Only the forking thread survives a fork: it gets a new watcher."""
@@ -320,9 +378,9 @@ class _Detector:
             return
         if _state.departed:
             self._departed()
-        if _shared.active:
+        for extension in EXTENSIONS:
             try:
-                _shared.tick(self)
+                extension.tick(self)
             except Exception as exc:
                 self._internal_error(exc)
         waits = list(_state.blocked.copy().values())
@@ -338,7 +396,7 @@ class _Detector:
         if quiet == self._quiet:
             return
         snap, _ = capture(waits, self._exclude())
-        first = _shared.local_findings(analyze(snap))
+        first = _local(analyze(snap))
         due = [f for f in first if self._due(f)]
         new = {f.key for f in due if f.key and not self._seen(f, waits)}
         if not new:
@@ -362,7 +420,7 @@ class _Detector:
         waits2 = list(_state.blocked.copy().values())
         snap, frames = capture(waits2, self._exclude(), budget=probable_after is None)
         by_token = {id(w): w for w in waits2}
-        for f in _shared.local_findings(analyze(snap)):
+        for f in _local(analyze(snap)):
             if kinds is not None and f.kind not in kinds:
                 continue
             if f.key in new and self._due(f, probable_after) and not self._seen(f, waits2):
@@ -400,7 +458,7 @@ class _Detector:
             snap, _ = capture(list(_state.blocked.copy().values()), self._exclude(), budget=False)
             found = [
                 f
-                for f in _shared.local_findings(analyze(snap))
+                for f in _local(analyze(snap))
                 if f.key and any(t.ident in idents for t in f.threads) and self._due(f, 0.0)
             ]
             if any(f.kind == DEADLOCK for f in found):
@@ -427,12 +485,12 @@ class _Detector:
             finding = held_at_exit(snap, id(rec))
             if finding is not None:
                 finding = replace(finding, pid=os.getpid(), time=time.time())
-                self.findings.append(finding)
+                self.record(finding)
                 self.emit(finding)
 
     def _analyse(self, waits: list[WaitRecord]) -> list[Finding]:
         snap, _ = capture(waits, self._exclude())
-        return _shared.local_findings(analyze(snap))
+        return _local(analyze(snap))
 
     def _exclude(self) -> list[int]:
         return [self.watcher_ident] if self.watcher_ident is not None else []
@@ -468,7 +526,11 @@ class _Detector:
     def check(self) -> list[Finding]:
         """Analyse now (with the confirming second capture) and return every finding."""
         # Across processes: what this process's blocked threads are part of.
-        shared = [replace(f, pid=os.getpid(), time=time.time()) for f in _shared.check(self)]
+        shared = [
+            replace(f, pid=os.getpid(), time=time.time())
+            for extension in EXTENSIONS
+            for f in extension.check(self)
+        ]
         waits = list(_state.blocked.copy().values())
         if not waits:
             return shared
@@ -476,22 +538,31 @@ class _Detector:
         if not first:
             return shared
         snap, frames = capture(list(_state.blocked.copy().values()), self._exclude())
-        found = _shared.local_findings(analyze(snap))
+        found = _local(analyze(snap))
         return [self.complete(f, frames) for f in found if f.key in first] + shared
 
     def handle(
-        self, finding: Finding, waits: dict[int, WaitRecord], current: WaitRecord | None = None
+        self,
+        finding: Finding,
+        waits: dict[int, WaitRecord],
+        current: WaitRecord | None = None,
+        report: bool = True,
     ) -> None:
-        """Record, report and act on a confirmed finding.
+        """Record, report and act on a confirmed finding: the one action policy.
 
         ``current`` is the calling thread's own wait when the finding is made
         at an acquire (self-deadlock): an error meant for it is raised here.
+        With ``report=False`` (a finding another process reported), only act
+        on this process's threads: raise in them, or abort; the reporter
+        records it and calls the callable.
         """
         if finding.kind == PROBABLE_DEADLOCK:
+            if not report:
+                return
             if len(self._probable_reported) > 10_000:
                 self._probable_reported.clear()
             self._probable_reported.add(finding.key)
-            self.findings.append(finding)
+            self.record(finding)
             self.emit(finding)
             return
         # Every wait of the finding, not only the cycle's: the same threads
@@ -501,8 +572,9 @@ class _Detector:
             w = waits.get(token)
             if w is not None:
                 w.reported = True
-        self.findings.append(finding)
-        self.emit(finding)
+        if report:
+            self.record(finding)
+            self.emit(finding)
         if finding.kind != DEADLOCK:
             return
         action = self.config.on_deadlock
@@ -515,7 +587,7 @@ class _Detector:
                 raise DeadlockError(finding)
         elif action == "abort":
             self.abort()
-        elif callable(action):
+        elif callable(action) and report:
             _native.start_new_thread(self._call, (action, finding))
 
     def _call(self, action: Callable[[Finding], object], finding: Finding) -> None:
@@ -571,10 +643,19 @@ class _Detector:
             self._internal_error(exc)
             return
         if finding is not None and self.enabled:
-            self.findings.append(finding)
+            self.record(finding)
             self.emit(finding)
 
     # -- output ---------------------------------------------------------------
+    def record(self, finding: Finding) -> None:
+        """Keep ``finding`` and hand it to the listeners."""
+        self.findings.append(finding)
+        for listener in list(self.listeners):
+            try:
+                listener(finding)
+            except Exception as exc:
+                self._internal_error(exc)
+
     def emit(self, finding: Finding) -> None:
         """Write the text report to stderr and the JSON line to the report file."""
         text = format_text(finding)
@@ -624,8 +705,10 @@ class _Detector:
         waiting = (t.ident for t in snap.threads.values() if t.wait is not None)
         outside = outside_view(frames, waiting)
         text = format_dump(threads, snap.resources, outside)
-        remote, resources = _shared.remote_snapshot()
-        if remote:
+        for extension in EXTENSIONS:
+            remote, resources = extension.remote_snapshot()
+            if not remote:
+                continue
             title = f"{len(remote)} thread(s) of other processes, as they last published"
             text += "\n" + format_dump(remote, resources, title=title)
         self.write_text(text, file)
