@@ -197,14 +197,18 @@ def analyze(snap: Snapshot) -> list[Finding]:
 def _probable(snap: Snapshot, probable: set[int], stuck: set[int]) -> list[Finding]:
     """Threads stuck unless a thread that can reach what they wait for only
     through a global, and never touched it, gives it: a warning, with each
-    such thread named.  Only where they hold what another of them waits for
-    (hold and wait): an idle waiter alone is no deadlock."""
+    such thread named.  Only where one of them is blocked behind another: it
+    waits for what another holds (hold and wait), or joins it (a main thread
+    in ``join()`` of a producer whose queue nobody drains any more).  An idle
+    waiter alone is no deadlock."""
     out = []
     for f in _findings(snap, probable, PROBABLE_DEADLOCK):
         keys = {t.key for t in f.threads}
         held = {h.resource for k in keys for h in snap.threads[k].held}
         if not f.cycle and not any(
-            r.key in held for k in keys for r in waited(snap, snap.threads[k])
+            r.key in held or any(h in keys and h != k for h, _ in r.holders)
+            for k in keys
+            for r in waited(snap, snap.threads[k])
         ):
             continue
         signals = [

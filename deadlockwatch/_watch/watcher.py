@@ -48,8 +48,26 @@ from deadlockwatch._watch.capture import (
 )
 
 _state.internal_file(__file__)
+#: Idents of the short-lived threads the detector starts (networkx's import,
+#: a report's logging), while they run: not the
+#: application's, never in a report, never a thread that "could rescue".
+_HELPERS: set[int] = set()
+
+
+def _start_helper(run: Callable[..., object], args: tuple[Any, ...] = ()) -> None:
+    def helper() -> None:
+        ident = _native.get_ident()
+        _HELPERS.add(ident)
+        try:
+            run(*args)
+        finally:
+            _HELPERS.discard(ident)
+
+    _native.start_new_thread(helper, ())
+
+
 # networkx is imported in an untracked thread of the watcher's making.
-_graph.start_thread = lambda run: _native.start_new_thread(run, ())
+_graph.start_thread = _start_helper
 
 
 class Extension(Protocol):
@@ -493,7 +511,8 @@ class _Detector:
         return _local(analyze(snap))
 
     def _exclude(self) -> list[int]:
-        return [self.watcher_ident] if self.watcher_ident is not None else []
+        helpers = list(_HELPERS)
+        return [self.watcher_ident, *helpers] if self.watcher_ident is not None else helpers
 
     @staticmethod
     def _reported(key: frozenset[int], waits: Iterable[WaitRecord]) -> bool:
@@ -675,7 +694,7 @@ class _Detector:
         # A logging handler's lock may be part of the deadlock: log from a
         # thread of its own, after the report is out.
         if self.log:
-            _native.start_new_thread(_log, (finding, text))
+            _start_helper(_log, (finding, text))
 
     @staticmethod
     def write_text(text: str, file: Any = None) -> None:
