@@ -164,6 +164,9 @@ class WaitInfo:
     timeout: float | None = None
     site: Site | None = None
     token: int = 0
+    #: A timed wait repeated back to back in a loop: ``blocked_for`` counts
+    #: from the first of them, and ``token`` is the loop's, not one call's.
+    polling: bool = False
 
 
 @dataclass(frozen=True)

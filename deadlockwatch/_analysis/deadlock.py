@@ -108,6 +108,20 @@ def _running_idents(snap: Snapshot, progress: set[int]) -> set[int]:
     return {snap.threads[k].ident for k in progress if snap.threads[k].alive} | set(snap.running)
 
 
+def pollers(snap: Snapshot, keys: set[int]) -> list[ThreadInfo]:
+    """The threads polling in a loop for one of ``keys`` (``while
+    t.is_alive(): t.join(0.1)``): they run, but wait for those threads."""
+    return [
+        t
+        for t in snap.threads.values()
+        if t.alive
+        and t.key not in keys
+        and t.wait is not None
+        and t.wait.polling
+        and any(h in keys for r in waited(snap, t) for h, _ in r.holders)
+    ]
+
+
 def _rescuers(snap: Snapshot, r: ResourceInfo, progress: set[int], mode: str) -> list[int]:
     """The idents of the threads that can progress and could give signal ``r``."""
     reach = r.reach
@@ -153,7 +167,7 @@ def needs_reach(snap: Snapshot) -> list[int]:
     stuck = stuck_threads(pessimistic, timed_waits_progress=True)
     if not stuck:
         return []
-    matters = any(
+    matters = bool(pollers(snap, stuck)) or any(
         snap.threads[k].held or any(r.owner_bound for r in waited(snap, snap.threads[k]))
         for k in stuck
     )
@@ -197,18 +211,23 @@ def analyze(snap: Snapshot) -> list[Finding]:
 def _probable(snap: Snapshot, probable: set[int], stuck: set[int]) -> list[Finding]:
     """Threads stuck unless a thread that can reach what they wait for only
     through a global, and never touched it, gives it: a warning, with each
-    such thread named.  Only where one of them is blocked behind another: it
+    such thread named.  Only where a thread is blocked behind one of them: it
     waits for what another holds (hold and wait), or joins it (a main thread
-    in ``join()`` of a producer whose queue nobody drains any more).  An idle
-    waiter alone is no deadlock."""
+    in ``join()`` of a producer whose queue nobody drains any more), or polls
+    for it in a loop.  An idle waiter alone is no deadlock."""
     out = []
     for f in _findings(snap, probable, PROBABLE_DEADLOCK):
         keys = {t.key for t in f.threads}
         held = {h.resource for k in keys for h in snap.threads[k].held}
-        if not f.cycle and not any(
-            r.key in held or any(h in keys and h != k for h, _ in r.holders)
-            for k in keys
-            for r in waited(snap, snap.threads[k])
+        behind = pollers(snap, keys)
+        if (
+            not f.cycle
+            and not behind
+            and not any(
+                r.key in held or any(h in keys and h != k for h, _ in r.holders)
+                for k in keys
+                for r in waited(snap, snap.threads[k])
+            )
         ):
             continue
         signals = [
@@ -233,9 +252,13 @@ def _probable(snap: Snapshot, probable: set[int], stuck: set[int]) -> list[Findi
                 f"{name!r} is {where}; it can reach {r.label} only through {r.reach.shared[0]}, "
                 "and neither names it in the code it runs nor has touched it"
             )
+        polling = ""
+        if behind:
+            names = ", ".join(repr(t.name) for t in behind)
+            polling = f" ({names} polling for them, again and again)"
         cause = (
-            f"{f.cause}; probably: {r.label} can still be reached through {r.reach.shared[0]}, "
-            "but no thread that can run names it or has touched it"
+            f"{f.cause}{polling}; probably: {r.label} can still be reached through "
+            f"{r.reach.shared[0]}, but no thread that can run names it or has touched it"
         )
         out.append(replace(f, cause=cause, rescuers=tuple(lines)))
     return out
@@ -481,7 +504,8 @@ def coffman(
     if timed:
         w = snap.threads[timed[0]].wait
         assert w is not None
-        preempt = Check(False, f"{_name(snap, timed[0])} waits with a timeout of {w.timeout:g} s")
+        how = "polls, again and again, with" if w.polling else "waits with"
+        preempt = Check(False, f"{_name(snap, timed[0])} {how} a timeout of {w.timeout:g} s")
     elif reached and kind == DEADLOCK:
         r = reached[0]
         preempt = Check(

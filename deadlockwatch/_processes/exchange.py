@@ -99,6 +99,7 @@ def _local_state(detector: Any) -> dict[str, Any]:
                 "resource": t.wait.resource,
                 "since": since.get(t.wait.token, b.now - t.wait.blocked_for),
                 "timeout": t.wait.timeout,
+                "polling": t.wait.polling,
                 "site": site_json(t.wait.site),
                 "token": t.wait.token,
             }
@@ -277,6 +278,7 @@ class _Merge:
                     timeout=None if timeout is None else float(timeout),
                     site=_site_from(w.get("site")),
                     token=_semlock.gkey("w", pid, int(w["token"]), repr(since)),
+                    polling=w.get("polling") is True,
                 )
             name = str(t["name"])
             threads[tkey[int(t["key"])]] = ThreadInfo(

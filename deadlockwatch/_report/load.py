@@ -148,6 +148,7 @@ def _finding_from_json(record: Any, where: str) -> Finding:
                 blocked_for=float(wf.get("blocked_for", 0.0)),
                 timeout=None if timeout is None else float(timeout),
                 site=_site(wf.get("at"), tw),
+                polling=wf.get("polling") is True,
             )
         held = tuple(
             HeldInfo(

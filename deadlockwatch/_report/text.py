@@ -19,6 +19,7 @@ from deadlockwatch._model import (
     ResourceInfo,
     Site,
     ThreadInfo,
+    WaitInfo,
     short_path,
 )
 
@@ -136,7 +137,7 @@ def _thread_lines(f: Finding, t: ThreadInfo) -> list[str]:
     out = [f"  Thread {f.thread_label(t.key)!r} (ident {t.ident}, {', '.join(flags)})"]
     if t.wait is not None:
         r = f.resource(t.wait.resource)
-        timeout = f", timeout {t.wait.timeout:g} s" if t.wait.timeout is not None else ""
+        timeout = _timeout_text(t.wait)
         state = f" ({r.detail})" if r.detail else ""
         out.append(
             f"    waiting {t.wait.blocked_for:.2f} s for {_resource_line(r)}{state}{timeout}"
@@ -160,6 +161,14 @@ def _site_json(site: Site | None) -> dict[str, Any] | None:
     if site is None:
         return None
     return {"file": site.file, "line": site.line, "function": site.function}
+
+
+def _timeout_text(w: WaitInfo) -> str:
+    if w.timeout is None:
+        return ""
+    if w.polling:
+        return f", polling: again and again with a timeout of {w.timeout:g} s"
+    return f", timeout {w.timeout:g} s"
 
 
 def resource_fields(r: ResourceInfo) -> dict[str, Any]:
@@ -222,6 +231,7 @@ def to_json(f: Finding) -> dict[str, Any]:
                     "resource": f.resource(t.wait.resource).id,
                     "blocked_for": round(t.wait.blocked_for, 6),
                     "timeout": t.wait.timeout,
+                    "polling": t.wait.polling,
                     "at": _site_json(t.wait.site),
                 },
                 "holds": [
@@ -292,7 +302,7 @@ def format_dump(
         if t.wait is not None and t.wait.resource in resources:
             r = resources[t.wait.resource]
             holders = ", ".join(repr(names.get(h, "?")) for h, _ in r.holders) or "nobody"
-            timeout = f", timeout {t.wait.timeout:g} s" if t.wait.timeout is not None else ""
+            timeout = _timeout_text(t.wait)
             lines.append(
                 f"  waiting {t.wait.blocked_for:.2f} s for {_resource_line(r)} held by {holders}"
                 f"{timeout} at {_site(t.wait.site)}"

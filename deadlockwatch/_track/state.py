@@ -63,6 +63,7 @@ class ThreadRecord:
         "lost_at_fork",
         "name",
         "pid",
+        "poll",
         "probe",
         "serial",
         "wait",
@@ -89,6 +90,9 @@ class ThreadRecord:
         self.ends_known = False
         #: The code objects its uncaught exception unwound, if it died of one.
         self.died: frozenset[CodeType] | None = None
+        #: Its last timed wait that timed out: (what, where, polling since,
+        #: when it timed out), to tell a thread polling in a loop.
+        self.poll: tuple[int, Any, float, float] | None = None
 
     def __repr__(self) -> str:
         return f"<ThreadRecord {self.name!r} ident={self.ident}>"
@@ -104,6 +108,7 @@ class WaitRecord:
     __slots__ = (
         "gate",
         "interrupt",
+        "polled_since",
         "rec",
         "reported",
         "resource",
@@ -111,6 +116,7 @@ class WaitRecord:
         "since",
         "site",
         "timeout",
+        "waiter",
     )
 
     def __init__(
@@ -126,7 +132,24 @@ class WaitRecord:
         self.gate = _OPEN
         self.reported = False
         self.self_wait = False
+        #: A timed wait that repeats, back to back, the same wait that just
+        #: timed out (``while t.is_alive(): t.join(0.1)``): since when the
+        #: thread has been polling (`wait_until`); None otherwise.
+        self.polled_since: float | None = None
+        #: A Condition wait's own waiter lock, released by ``notify``.
+        self.waiter: Any = None
 
+    def woken(self) -> bool:
+        """Notified, and about to run: a Condition wait whose waiter lock
+        ``notify`` has released, though the thread has not left the wait yet
+        (it waits for the GIL).  Not stuck, whatever else it waits for."""
+        waiter = self.waiter
+        return waiter is not None and not waiter.locked()
+
+
+#: A timed wait made again within this many seconds of the same one timing
+#: out, on the same object at the same place, continues a polling loop.
+POLL_GAP = 0.05
 
 _OPEN = [True]
 
@@ -387,8 +410,19 @@ def wait_until(
             hook()
         return green_wait(attempt, timeout)
     rec = wait.rec
+    poll = rec.poll
+    what = id(getattr(wait.resource, "obj", wait.resource))
+    if (
+        poll is not None
+        and timeout is not None
+        and poll[0] == what
+        and poll[1] == wait.site
+        and wait.since - poll[3] <= POLL_GAP
+    ):
+        wait.polled_since = poll[2]
     rec.wait = wait
     blocked[rec] = wait
+    timed_out = False
     try:
         deadline = None if timeout is None else wait.since + timeout
         while True:
@@ -404,10 +438,16 @@ def wait_until(
             if got:
                 return True
             if deadline is not None and remaining <= WAIT_SLICE:
+                timed_out = True
                 return False
     finally:
         rec.wait = None
         blocked.pop(rec, None)
+        if timed_out:
+            since = wait.since if wait.polled_since is None else wait.polled_since
+            rec.poll = (what, wait.site, since, _native.monotonic())
+        else:
+            rec.poll = None
 
 
 def remove_held(rec: ThreadRecord, resource: object, count: int = 1) -> None:

@@ -462,6 +462,7 @@ def condition_wait(
     try:  # restore state no matter what (e.g., KeyboardInterrupt)
         rec = current_record()
         wait = WaitRecord(rec, _meaning(instance, caller), timeout, frame_site(caller))
+        wait.waiter = waiter
         gotit = wait_until(wait, lambda s: bool(waiter.acquire(True, s)), timeout, _noop)
         return gotit
     finally:

@@ -79,6 +79,8 @@ class _Builder:
         if id(rec) in self.threads:
             return
         wait = rec.wait
+        if wait is not None and wait.woken():
+            wait = None  # notified: it runs as soon as it has the GIL
         held_objects = list(rec.held)
         counts: dict[int, int] = {}
         objs: dict[int, Any] = {}
@@ -90,12 +92,14 @@ class _Builder:
         res: Any = None
         if wait is not None:
             res = wait.resource
+            polled = wait.polled_since
             wait_info = WaitInfo(
                 resource=_key(res),
-                blocked_for=max(0.0, self.now - wait.since),
+                blocked_for=max(0.0, self.now - (wait.since if polled is None else polled)),
                 timeout=wait.timeout,
                 site=wait.site,
-                token=id(wait),
+                token=id(wait) if polled is None else hash((rec.ident, _key(res), polled)),
+                polling=polled is not None,
             )
             if wait.self_wait and not getattr(res, "_ctx", True):
                 self.self_waiting.add(_key(res))
