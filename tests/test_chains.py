@@ -69,11 +69,12 @@ j = threading.Thread(target=joiner, name="joiner", daemon=True)
 j.start()
 
 def quiet():
-    waits = frozenset(map(id, _state.blocked.copy().values()))
+    # A polling wait is a new record at each call: compare the others.
+    waits = [w for w in _state.blocked.copy().values() if w.polled_since is None]
     return (
         DETECTOR._quiet is not None
-        and DETECTOR._quiet[0] == waits
-        and len(waits) >= 2
+        and frozenset(map(id, waits)) <= DETECTOR._quiet[0]
+        and len(waits) >= 1
         and time.monotonic() - p_started > 1.0  # past probable_after: a finding would be due
     )
 
