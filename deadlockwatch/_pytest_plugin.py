@@ -108,9 +108,7 @@ def _choice(choices: tuple[str, ...], value: object, source: str) -> str:
     )
 
 
-def _plugin_choice(
-    config: pytest.Config, name: str, choices: tuple[str, ...], options: Any
-) -> str:
+def _plugin_choice(config: pytest.Config, name: str, choices: tuple[str, ...], options: Any) -> str:
     """A plugin-only setting (command line over ini), validated; the first choice
     is the default."""
     ini = "deadlockwatch_" + name

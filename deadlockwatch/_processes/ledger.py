@@ -38,6 +38,7 @@ from typing import Any
 
 from deadlockwatch._model import LOCK_KIND, Site
 from deadlockwatch._track import native as _native
+from deadlockwatch._track import state as _state
 
 MAGIC = b"DWL1"
 HEADER = 1024
@@ -210,9 +211,7 @@ def _write_holder(m: mmap.mmap, s: list[Any], rec: Any, code: CodeType | None, l
 
 
 def _holder_bytes(rec: Any, code: CodeType | None, lasti: int) -> bytes:
-    from deadlockwatch._track.primitives import _site_of
-
-    site = _site_of((code, lasti)) if code is not None else None
+    site = _state.site_at((code, lasti)) if code is not None else None
     data = _encoded([rec.ident, rec.name, rec.daemon, site_json(site)], SLOT - _HOLDER)
     if data is None:
         data = _encoded([rec.ident, rec.name, rec.daemon, None], SLOT - _HOLDER)

@@ -194,11 +194,9 @@ def _exit(self: Any, *args: object) -> None:
 
 
 def _dw_holders(self: Any) -> list[tuple[Any, int, Site | None]]:
-    from deadlockwatch._track.primitives import _site_of
-
     units = dict(self.__dict__.get("_dw_units") or {})
     sites = dict(self.__dict__.get("_dw_sites") or {})
-    return [(r, n, _site_of(sites.get(r))) for r, n in units.items() if n > 0]
+    return [(r, n, _state.site_at(sites.get(r))) for r, n in units.items() if n > 0]
 
 
 def _dw_free(self: Any) -> int:

@@ -38,7 +38,7 @@ static PyObject *g_module_dict;     /* _primitives' globals: "learn_order" is re
 static PyInterpreterState *g_interp; /* the interpreter these belong to */
 static PyObject *g_lock_factory;    /* _thread.allocate_lock */
 static PyObject *g_rlock_factory;   /* _thread.RLock */
-static PyObject *g_site_of;         /* _primitives._site_of((code, lasti)) -> Site */
+static PyObject *g_site_of;         /* _state.site_at((code, lasti)) -> Site */
 
 static PyObject *s_rec, *s_held, *s_learn_order, *s_dw_after, *s_acquire, *s_no_orders, *s_is_owned;
 static PyObject *s_py_acquire, *s_py_release, *s_py_enter, *s_release, *s_key;

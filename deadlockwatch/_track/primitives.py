@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from types import CodeType
 from typing import TYPE_CHECKING, Any, SupportsIndex
 
 from deadlockwatch._config import PURE_VAR, parse_bool
@@ -33,13 +32,15 @@ from deadlockwatch._track import native as _native
 from deadlockwatch._track import state as _state
 from deadlockwatch._track.state import (
     INTERNAL_FILES,
+    RawSite,
     ThreadRecord,
     WaitRecord,
     creation_site,
     current_record,
-    frame_site,
     internal_file,
+    raw_site_of,
     remove_held,
+    site_at,
     tls,
     user_frame,
     wait_until,
@@ -80,25 +81,43 @@ SelfWaitHook = Callable[[WaitRecord, bool], None]
 self_wait_hook: list[SelfWaitHook] = []
 
 
-def _caller_site(depth: int) -> tuple[CodeType, int] | None:
-    frame = user_frame(_caller_frame(depth + 1))
-    if frame is None:
-        return None
-    return frame.f_code, frame.f_lasti
+def _caller_site(depth: int) -> RawSite | None:
+    return raw_site_of(_caller_frame(depth + 1))
 
 
-def _site_of(pair: tuple[CodeType, int] | None) -> Site | None:
-    """A site from ``(code, f_lasti)``: the hot path stores the instruction
-    offset, which is free, and the line is looked up only when reported."""
-    if pair is None:
-        return None
-    code, lasti = pair
-    line = 0
-    for start, end, number in code.co_lines():
-        if start <= lasti < end:
-            line = number or 0
-            break
-    return _state.raw_site(code, line)
+def _teach(lock: Any, rec: ThreadRecord) -> None:
+    """A blocking acquire of ``lock`` while ``rec`` holds another lock teaches
+    the order between them (a non-blocking one cannot deadlock: it teaches
+    none)."""
+    held = rec.held
+    if held and learn_order is not None:
+        last = held[-1]
+        if last is not lock and id(lock) not in last._dw_after:
+            learn_order(last, lock, rec)
+
+
+def _took(lock: Any, blocking: bool) -> None:
+    """The bookkeeping of an uncontended take of a Lock or an RLock, called
+    by its ``_py_acquire``/``_py_enter`` right after the raw lock was taken:
+    the order it teaches, the calling thread's held list, the owner, and
+    where it was taken (the caller of that method, in the application).  It
+    is the Python fast path, written once; the C core has its own."""
+    try:
+        rec = tls.rec
+    except AttributeError:
+        rec = _state.new_record()
+    if blocking and rec.held:
+        _teach(lock, rec)
+    rec.held.append(lock)
+    lock._owner = rec
+    try:
+        f = _getframe(2)
+    except ValueError:  # a thread started from C on that method
+        lock._site = None
+        return
+    if f.f_code.co_filename in INTERNAL_FILES:
+        f = user_frame(f) or f
+    lock._site = (f.f_code, f.f_lasti)
 
 
 def _validate_lock_args(rec: ThreadRecord, blocking: Any, timeout: Any) -> None:
@@ -127,10 +146,10 @@ def _timeout_or_none(timeout: float) -> float | None:
     return None if timeout == -1 else timeout
 
 
-def _held_text(rec: ThreadRecord | None, site: tuple[CodeType, int] | None) -> str:
+def _held_text(rec: ThreadRecord | None, site: RawSite | None) -> str:
     if rec is None:
         return ""
-    at = _site_of(site)
+    at = site_at(site)
     return f"; held{_holder_text(rec)}" + (f" since {at}" if at else "")
 
 
@@ -158,7 +177,7 @@ class _LockMethods:
     _acq: Any
     _dw_after: frozenset[int] | set[int]
     _owner: ThreadRecord | None
-    _site: tuple[CodeType, int] | None
+    _site: RawSite | None
     _handoff: bool
     _ctx: bool
     _created: Site | None
@@ -178,28 +197,8 @@ class _LockMethods:
     def _py_acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         if timeout == -1 and (blocking is True or blocking is False):
             if self._acq(False):
-                try:
-                    rec = tls.rec
-                except AttributeError:
-                    rec = _state.new_record()
-                held = rec.held
-                # A blocking acquire while holding another lock teaches an order
-                # (a non-blocking one cannot deadlock, so it teaches none).
-                if blocking and held and learn_order is not None:
-                    last = held[-1]
-                    if id(self) not in last._dw_after:
-                        learn_order(last, self, rec)
-                held.append(self)
-                self._owner = rec
                 self._ctx = False
-                try:
-                    f = _getframe(1)
-                except ValueError:  # a thread started from C on this method
-                    self._site = None
-                    return True
-                if f.f_code.co_filename in INTERNAL_FILES:
-                    f = user_frame(f) or f
-                self._site = (f.f_code, f.f_lasti)
+                _took(self, blocking)
                 return True
             if blocking is False:
                 return False
@@ -207,26 +206,8 @@ class _LockMethods:
 
     def _py_enter(self) -> bool:
         if self._acq(False):
-            try:
-                rec = tls.rec
-            except AttributeError:
-                rec = _state.new_record()
-            held = rec.held
-            if held and learn_order is not None:
-                last = held[-1]
-                if id(self) not in last._dw_after:
-                    learn_order(last, self, rec)
-            held.append(self)
-            self._owner = rec
             self._ctx = True
-            try:
-                f = _getframe(1)
-            except ValueError:  # a thread started from C on this method
-                self._site = None
-                return True
-            if f.f_code.co_filename in INTERNAL_FILES:
-                f = user_frame(f) or f
-            self._site = (f.f_code, f.f_lasti)
+            _took(self, True)
             return True
         return self._acquire_slow(True, -1, True)
 
@@ -262,12 +243,9 @@ class _LockMethods:
         elif self._acq(False):
             got = True
         else:
-            held = rec.held
-            if timeout == -1 and held and learn_order is not None and held[-1] is not self:
-                last = held[-1]
-                if id(self) not in last._dw_after:
-                    learn_order(last, self, rec)
-            site = _site_of(_caller_site(2))
+            if timeout == -1:
+                _teach(self, rec)
+            site = site_at(_caller_site(2))
             wait = WaitRecord(rec, self, _timeout_or_none(timeout), site)
             if self._owner is rec and not self._handoff:
                 wait.self_wait = True
@@ -319,7 +297,7 @@ class _LockMethods:
         owner = self._owner
         if owner is None or not self._raw.locked():
             return []
-        return [(owner, 1, _site_of(self._site))]
+        return [(owner, 1, site_at(self._site))]
 
     def _dw_free(self) -> int:
         return 0 if self._raw.locked() else 1
@@ -344,7 +322,7 @@ class _RLockMethods:
     _dw_after: frozenset[int] | set[int]
     _owner: ThreadRecord | None
     _count: int
-    _site: tuple[CodeType, int] | None
+    _site: RawSite | None
     _created: Site | None
 
     def __init__(self) -> None:
@@ -369,22 +347,8 @@ class _RLockMethods:
                 self._count += 1
                 return True
             if self._acq(False):
-                held = rec.held
-                if held and learn_order is not None:
-                    last = held[-1]
-                    if id(self) not in last._dw_after:
-                        learn_order(last, self, rec)
-                held.append(self)
-                self._owner = rec
                 self._count = 1
-                try:
-                    f = _getframe(1)
-                except ValueError:  # a thread started from C on this method
-                    self._site = None
-                    return True
-                if f.f_code.co_filename in INTERNAL_FILES:
-                    f = user_frame(f) or f
-                self._site = (f.f_code, f.f_lasti)
+                _took(self, True)
                 return True
         return self._acquire_slow(blocking, timeout)
 
@@ -418,20 +382,17 @@ class _RLockMethods:
         if not blocking or timeout == 0:
             got = self._acq(blocking, timeout)
         else:
-            held = rec.held
-            if timeout == -1 and held and learn_order is not None:
-                last = held[-1]
-                if id(self) not in last._dw_after:
-                    learn_order(last, self, rec)
+            if timeout == -1:
+                _teach(self, rec)
             got = self._acq(False)
         if not got and blocking and timeout != 0:
-            wait = WaitRecord(rec, self, _timeout_or_none(timeout), _site_of(_caller_site(2)))
+            wait = WaitRecord(rec, self, _timeout_or_none(timeout), site_at(_caller_site(2)))
             got = wait_until(wait, self._attempt, _timeout_or_none(timeout), self._raw.release)
         if got:
             self._taken(rec, 1, _caller_site(2))
         return got
 
-    def _taken(self, rec: ThreadRecord, count: int, site: tuple[CodeType, int] | None) -> None:
+    def _taken(self, rec: ThreadRecord, count: int, site: RawSite | None) -> None:
         rec.held.append(self)
         self._owner = rec
         self._count = count
@@ -464,7 +425,7 @@ class _RLockMethods:
         count = state[0]
         rec = current_record()
         if not self._acq(False):
-            wait = WaitRecord(rec, self, None, _site_of(_caller_site(2)))
+            wait = WaitRecord(rec, self, None, site_at(_caller_site(2)))
             wait_until(wait, self._attempt, None, self._raw.release)
         for _ in range(count - 1):
             self._acq()
@@ -508,7 +469,7 @@ class _RLockMethods:
         owner = self._owner
         if owner is None:
             return []
-        return [(owner, max(self._count, 1), _site_of(self._site))]
+        return [(owner, max(self._count, 1), site_at(self._site))]
 
     def _dw_free(self) -> int:
         return 1 if self._owner is None else 0
@@ -578,7 +539,7 @@ def _cores() -> tuple[Any, Any]:
             globals(),
             _allocate_lock,
             _RawRLock,
-            _site_of,
+            site_at,
         )
     except Exception:  # not built, or built from another version of the source
         return _PyLockCore, _PyRLockCore
@@ -654,7 +615,7 @@ class _TrackedSemaphoreMixin:
         self._cond = _RawCondition(_allocate_lock())
         self._value = value
         self._dw_units: dict[ThreadRecord, int] = {}
-        self._dw_sites: dict[ThreadRecord, Site | None] = {}
+        self._dw_sites: dict[ThreadRecord, RawSite | None] = {}
         self._dw_signal = False
         self._dw_created = creation_site()
 
@@ -678,7 +639,7 @@ class _TrackedSemaphoreMixin:
                 # with this timeout: raise what those raise (OverflowError).
                 _native.monotonic() + timeout
                 _validate_lock_args(rec, True, timeout)
-            wait = WaitRecord(rec, self, timeout, frame_site(_caller_frame(1)))
+            wait = WaitRecord(rec, self, timeout, site_at(_caller_site(1)))
 
             def attempt(seconds: float) -> bool:
                 return bool(orig_acquire(True, seconds))
@@ -696,7 +657,7 @@ class _TrackedSemaphoreMixin:
         rec.held.append(self)
         units = self._dw_units
         units[rec] = units.get(rec, 0) + 1
-        self._dw_sites[rec] = frame_site(_caller_frame(depth))
+        self._dw_sites[rec] = _caller_site(depth)
 
     def release(self, n: int = 1) -> None:
         super().release(n)  # type: ignore[misc]
@@ -743,7 +704,7 @@ class _TrackedSemaphoreMixin:
 
     def _dw_holders(self) -> list[tuple[ThreadRecord, int, Site | None]]:
         sites = self._dw_sites.copy()
-        return [(r, n, sites.get(r)) for r, n in self._dw_units.copy().items() if n > 0]
+        return [(r, n, site_at(sites.get(r))) for r, n in self._dw_units.copy().items() if n > 0]
 
     def _dw_free(self) -> int:
         return max(int(self._value), 0)

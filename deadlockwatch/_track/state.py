@@ -321,39 +321,57 @@ def user_frame(frame: FrameType | None) -> FrameType | None:
     return frame
 
 
-#: (id(code), instruction offset) -> (code, its Site): making a primitive
-#: looks up its creation site here instead of computing the line again (most
-#: primitives are made at a few places, over and over: a Future's Condition).
-#: The entry holds the code object, so its id is not reused while cached.
+#: Where the hot path says a primitive was taken: the code object and the
+#: instruction offset (``f_lasti``), which cost nothing to read.  It is the
+#: only other shape a site has: everything past the hot path (records,
+#: views, the watcher, reports) holds a `Site`, made from it by `site_at`.
+RawSite = tuple[CodeType, int]
+
+#: (id(code), instruction offset) -> (code, its Site): the line of an offset
+#: is looked up once (most primitives are made and taken at a few places,
+#: over and over: a Future's Condition).  The entry holds the code object, so
+#: its id is not reused while cached.
 _SITES: dict[tuple[int, int], tuple[CodeType, Site]] = {}
 _SITES_MAX = 4096
 
 
-def frame_site(frame: FrameType | None) -> Site | None:
-    frame = user_frame(frame)
-    if frame is None:
+def site_at(raw: RawSite | None) -> Site | None:
+    """The `Site` of a raw site: the one place where a site gets its line."""
+    if raw is None:
         return None
-    code = frame.f_code
-    key = (id(code), frame.f_lasti)
+    code, lasti = raw
+    key = (id(code), lasti)
     hit = _SITES.get(key)
     if hit is not None and hit[0] is code:
         return hit[1]
-    site = Site(code.co_filename, frame.f_lineno, code.co_name)
+    line = 0
+    for start, end, number in code.co_lines():
+        if start <= lasti < end:
+            line = number or 0
+            break
+    site = Site(code.co_filename, line, code.co_name)
     if len(_SITES) >= _SITES_MAX:
         _SITES.clear()
     _SITES[key] = (code, site)
     return site
 
 
+def raw_site_of(frame: FrameType | None) -> RawSite | None:
+    """The raw site of the nearest frame, from ``frame`` outwards, that is not
+    threading's or ours."""
+    frame = user_frame(frame)
+    if frame is None:
+        return None
+    return frame.f_code, frame.f_lasti
+
+
+def frame_site(frame: FrameType | None) -> Site | None:
+    return site_at(raw_site_of(frame))
+
+
 def creation_site() -> Site | None:
     """Where the primitive being constructed was asked for (cheap: a few frames)."""
     return frame_site(_native.caller_frame(2))
-
-
-def raw_site(code: CodeType | None, line: int) -> Site | None:
-    if code is None:
-        return None
-    return Site(code.co_filename, line, code.co_name)
 
 
 #: Called when a tracked wait finds green threads (see `green`); set by the

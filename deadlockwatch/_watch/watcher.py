@@ -115,6 +115,7 @@ def _local(findings: list[Finding]) -> list[Finding]:
         findings = extension.local_findings(findings)
     return findings
 
+
 _CONFIRM_DELAY = 0.02
 _MAIN_IDENT = threading.main_thread().ident
 
