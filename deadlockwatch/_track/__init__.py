@@ -7,14 +7,18 @@ into the watcher.
 - `native`: the untracked originals (``_thread``'s lock, ``start_new_thread``,
   ``monotonic``), captured before any patch; the watcher uses only these.
 - `state`: per-thread records (what a thread holds, the wait it is blocked
-  in), sliced waits (`wait_until`) and `deliver` (errors for victims), raw
-  sites (`Where`) and their resolution, the `Tracked` protocol the watcher
-  reads from a tracked primitive.
+  in), sliced waits (`wait_until`) and `deliver` (errors for victims), sites
+  (`Site` everywhere, the hot path's `RawSite` made one by `site_at`), the
+  `Tracked` protocol the watcher reads from a tracked primitive.
 - `primitives`: tracked Lock, RLock, Semaphore, BoundedSemaphore (Python
   path); `_speedups.c` is the C core of Lock and RLock.
-- `waits`: what a blocked Condition, Event, queue, Barrier, join or future
-  wait means, and the wrappers that register those waits.
+- `waits`: the wrappers of ``Condition.wait``, ``Thread.join`` and the
+  executor's futures, which register a wait when one blocks;
+- `meaning`: what a blocked ``Condition.wait`` stands for (an Event, a
+  queue, a future...), read from the waiting thread's frames;
+- `views`: how the watcher sees such a wait's object (the `Tracked` protocol).
 - `order`: lock-order learning (potential deadlocks that did not happen).
-- `patch`, `hook`, `wrapping`: installing and removing every patch, the
+- `patch`, `hook`, `wrapping`: installing and removing every patch (lock
+  factories, wait wrappers), the
   import hook that patches modules as the program imports them, and wrapt.
 """

@@ -1,4 +1,9 @@
-"""Installing and removing the tracked factories in ``threading`` (with wrapt).
+"""Installing and removing every patch of the tracking stage (with wrapt):
+the tracked factories in ``threading``, and the wait wrappers of `waits`
+(patched in place on their classes, so objects made before `enable()` are
+covered too; a module not imported yet is patched right after it is).
+
+Factories:
 
 Only names looked up at call time are reached: ``threading.Lock()`` made
 after `patch()` is tracked, a name bound earlier by ``from threading import
@@ -10,11 +15,14 @@ locks too.
 from __future__ import annotations
 
 import importlib
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from deadlockwatch._track import native as _native
+from deadlockwatch._track import waits as _waits
+from deadlockwatch._track.hook import when_imported
 from deadlockwatch._track.primitives import (
     TrackedBoundedSemaphore,
     TrackedLock,
@@ -129,7 +137,24 @@ def _as_wrapt_wrapper(make: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def patch() -> None:
-    """Make ``threading``'s lock factories create tracked primitives (idempotent)."""
+    """Install every patch of this stage (idempotent): the lock factories, then
+    the wait wrappers.  On an error, nothing is left half-patched."""
+    try:
+        _patch_factories()
+        _patch_methods()
+    except BaseException:
+        unpatch()
+        raise
+
+
+def unpatch() -> None:
+    """Remove every patch of this stage (only where ours is still in place)."""
+    _unpatch_methods()
+    _unpatch_factories()
+
+
+def _patch_factories() -> None:
+    """Make ``threading``'s lock factories create tracked primitives."""
     for name, cls, _original in _CLASSES:
         if name not in _installed:
             _installed[name] = (cls, getattr(threading, name))
@@ -185,9 +210,77 @@ def patch() -> None:
         _installed[name] = (wrapper, original)
 
 
-def unpatch() -> None:
-    """Put the originals back (only where our wrapper is still in place)."""
+def _unpatch_factories() -> None:
+    """Put the original factories back (only where our wrapper is still in place)."""
     for name, (wrapper, original) in list(_installed.items()):
         if getattr(threading, name) is wrapper:
             setattr(threading, name, original)
         del _installed[name]
+
+
+# -- the wait wrappers: methods patched in place on their classes ---------------
+
+#: (class, attribute) -> (our wrapper, what was there before)
+_methods: dict[tuple[type, str], tuple[Any, Any]] = {}
+_MethodWrapper: Any = None
+_hooked: set[str] = set()
+
+
+def _install_methods(module: Any) -> None:
+    global _MethodWrapper
+    if _MethodWrapper is None:
+        FunctionWrapper: Any = wrapper_types()[0]
+        BoundFunctionWrapper: Any = wrapper_types()[1]
+
+        # Pickled as the originals are: ``Condition.wait`` by reference, and
+        # a method bound to an object as getattr(object, name).
+        class BoundMethodWrapper(BoundFunctionWrapper):  # type: ignore[misc]
+            def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+                cls, attr = self._self_parent._self_dw_target
+                instance = self._self_instance
+                return (getattr, (cls if instance is None else instance, attr))
+
+        class MethodWrapper(FunctionWrapper):  # type: ignore[misc]
+            __bound_function_wrapper__ = BoundMethodWrapper
+
+            def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+                return (getattr, self._self_dw_target)
+
+        _MethodWrapper = MethodWrapper
+    if not _waits.active:
+        return
+    for mod_name, cls_name, attr, wrapper in _waits.TARGETS:
+        if mod_name != getattr(module, "__name__", None):
+            continue
+        cls = getattr(module, cls_name, None)
+        if not isinstance(cls, type) or (cls, attr) in _methods:
+            continue
+        original = cls.__dict__.get(attr)
+        if original is None:
+            continue
+        wrapped = _MethodWrapper(original, wrapper)
+        wrapped._self_dw_target = (cls, attr)
+        setattr(cls, attr, wrapped)
+        _methods[(cls, attr)] = (wrapped, original)
+
+
+def _patch_methods() -> None:
+    """Install the wait wrappers; for modules not imported yet, when they are."""
+    _waits.active = True
+    for mod_name in dict.fromkeys(t[0] for t in _waits.TARGETS):
+        module = sys.modules.get(mod_name)
+        if module is not None:
+            _install_methods(module)
+        elif mod_name not in _hooked:
+            # Registered once: the hook checks `waits.active` itself.
+            _hooked.add(mod_name)
+            when_imported(mod_name, _install_methods)
+
+
+def _unpatch_methods() -> None:
+    """Put the original methods back (where our wrapper is still in place)."""
+    _waits.active = False
+    for (cls, attr), (wrapped, original) in list(_methods.items()):
+        if cls.__dict__.get(attr) is wrapped:
+            setattr(cls, attr, original)
+        del _methods[(cls, attr)]

@@ -521,7 +521,7 @@ def stack_of(frame: FrameType | None) -> tuple[Frame, ...]:
 class Tracked(Protocol):
     """What the watcher reads from a tracked primitive (Lock, RLock,
     Semaphore, a multiprocessing SemLock) or from a view of a wait (a
-    Condition, Event, queue, Barrier, future, join: `_track.waits.View`).
+    Condition, Event, queue, Barrier, future, join: `_track.views.View`).
 
     Required:
 

@@ -33,7 +33,7 @@ from deadlockwatch._model import (
 )
 from deadlockwatch._track import native as _native
 from deadlockwatch._track import state as _state
-from deadlockwatch._track import waits as _waits
+from deadlockwatch._track import views as _views
 from deadlockwatch._track.state import ThreadRecord, Tracked, WaitRecord, stack_of
 
 _state.internal_file(__file__)
@@ -105,9 +105,9 @@ class _Builder:
                 self.self_waiting.add(_key(res))
         elif rec.alive and rec.ident in self.frames:
             # Blocked importing a module another thread is importing?
-            lock = _waits.import_wait(rec.ident)
+            lock = _views.import_wait(rec.ident)
             if lock is not None:
-                res = _waits.ImportView(lock)
+                res = _views.ImportView(lock)
                 wait_info = WaitInfo(
                     resource=_key(res),
                     blocked_for=0.0,
@@ -213,7 +213,7 @@ class _Builder:
             return cached[1]
         if self.budget and _native.monotonic() < _next_walk:
             return None
-        target = obj.obj if isinstance(obj, _waits.View) else obj
+        target = obj.obj if isinstance(obj, _views.View) else obj
         start = _native.monotonic()
         from deadlockwatch._watch import (
             reach as _reach,  # the walk and bytecode liveness: only when needed
@@ -274,7 +274,7 @@ def _resource_info(
         key=key,
         id=hex(getattr(obj, "_dw_id", key)),
         type=obj._dw_type,
-        created_at=_waits.created_site(obj),
+        created_at=_views.created_site(obj),
         holders=tuple((id(r), n) for r, n, _ in holders),
         free=obj._dw_free(),
         owner_bound=obj._dw_owner_bound(),

@@ -36,7 +36,6 @@ from deadlockwatch._track import native as _native
 from deadlockwatch._track import patch as _patch
 from deadlockwatch._track import primitives as _primitives
 from deadlockwatch._track import state as _state
-from deadlockwatch._track import waits as _waits
 from deadlockwatch._track.order import ORDER, held_as_token
 from deadlockwatch._track.state import WaitRecord
 from deadlockwatch._watch.capture import (
@@ -170,14 +169,12 @@ class _Detector:
             return
         try:
             _patch.patch()
-            _waits.patch()
             for extension in EXTENSIONS:
                 extension.patch()
         except BaseException:
             # Never leave the program half-patched.
             for extension in EXTENSIONS:
                 extension.unpatch()
-            _waits.unpatch()
             _patch.unpatch()
             raise
         _primitives.self_wait_hook[:] = [self.on_self_wait]
@@ -216,7 +213,6 @@ class _Detector:
         _state.resume_watcher = None
         self._paused_for_fork = False
         _patch.unpatch()
-        _waits.unpatch()
         for extension in EXTENSIONS:
             extension.unpatch()
         _primitives.self_wait_hook[:] = []
