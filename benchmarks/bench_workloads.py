@@ -109,6 +109,80 @@ def logging_threads(records: int, threads: int = 8) -> None:
         raise RuntimeError("logging workload: records lost")
 
 
+def condition_ping_pong(rounds: int) -> None:
+    """Two threads take turns through one Condition, ``rounds`` times each: every
+    turn is a notify and a wait that blocks."""
+    cond = threading.Condition()
+    turn = [0]
+
+    def player(me: int) -> None:
+        for _ in range(rounds):
+            with cond:
+                while turn[0] != me:
+                    if not cond.wait(JOIN_TIMEOUT):
+                        raise RuntimeError("ping-pong workload: stuck")
+                turn[0] = 1 - me
+                cond.notify()
+
+    ts = [threading.Thread(target=player, args=(k,), daemon=True) for k in (0, 1)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(JOIN_TIMEOUT)
+    if any(t.is_alive() for t in ts):
+        raise RuntimeError("ping-pong workload: did not finish")
+
+
+def event_relay(rounds: int, threads: int = 4) -> None:
+    """A ring of ``threads`` threads hands a token on ``rounds`` times, each
+    waking the next by setting its Event (Event.set, Event.wait, clear)."""
+    events = [threading.Event() for _ in range(threads)]
+    done = [0] * threads
+
+    def hop(k: int) -> None:
+        mine, nxt = events[k], events[(k + 1) % threads]
+        for _ in range(rounds):
+            if not mine.wait(JOIN_TIMEOUT):
+                raise RuntimeError("event workload: stuck")
+            mine.clear()
+            done[k] += 1
+            nxt.set()
+
+    ts = [threading.Thread(target=hop, args=(k,), daemon=True) for k in range(threads)]
+    for t in ts:
+        t.start()
+    events[0].set()
+    for t in ts:
+        t.join(JOIN_TIMEOUT)
+    if sum(done) != rounds * threads:
+        raise RuntimeError("event workload: hops lost")
+
+
+def semaphore_pool(uses: int, threads: int = 4, slots: int = 2) -> None:
+    """``threads`` threads share ``slots`` units of one Semaphore, taking and
+    giving back a unit ``uses`` times in all (a connection-pool limit)."""
+    sem = threading.Semaphore(slots)
+    per = uses // threads
+    counts = [0] * threads
+
+    def work(k: int) -> None:
+        for _ in range(per):
+            if not sem.acquire(timeout=JOIN_TIMEOUT):
+                raise RuntimeError("semaphore workload: stuck")
+            try:
+                counts[k] += 1
+            finally:
+                sem.release()
+
+    ts = [threading.Thread(target=work, args=(k,), daemon=True) for k in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(JOIN_TIMEOUT)
+    if sum(counts) != per * threads:
+        raise RuntimeError("semaphore workload: uses lost")
+
+
 def _timed(work: Callable[[], None], on: bool, findings: list[int]) -> Callable[[], float]:
     def run() -> float:
         if not on:
@@ -128,11 +202,24 @@ def _timed(work: Callable[[], None], on: bool, findings: list[int]) -> Callable[
     return run
 
 
-WORKLOADS = ("executor", "queue", "logging")
+WORKLOADS = ("executor", "queue", "logging", "ping-pong", "event", "semaphore")
 
 
 def _workload(name: str, quick: bool) -> tuple[str, Callable[[], None]]:
     tasks, items, records = (2_000, 20_000, 5_000) if quick else (20_000, 200_000, 50_000)
+    rounds, uses = (2_000, 20_000) if quick else (20_000, 200_000)
+    if name == "ping-pong":
+        return (
+            f"Condition ping-pong: 2 threads, {rounds:,} turns each",
+            lambda: condition_ping_pong(rounds),
+        )
+    if name == "event":
+        return f"Event relay: a ring of 4 threads, {rounds:,} laps", lambda: event_relay(rounds)
+    if name == "semaphore":
+        return (
+            f"Semaphore(2): 4 threads, {uses:,} acquire/release",
+            lambda: semaphore_pool(uses),
+        )
     if name == "executor":
         return f"ThreadPoolExecutor(4): {tasks:,} tasks", lambda: executor_tasks(tasks)
     if name == "queue":

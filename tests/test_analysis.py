@@ -164,14 +164,22 @@ def ring(n: int, *, timeouts: dict[int, float] | None = None) -> tuple[Snap, lis
 
 
 def assert_real_cycle(snap: Snapshot, f: Finding) -> None:
-    """Each step's thread waits for ``waits_for``, held by ``held_by``, the next step's thread."""
+    """Each step's thread waits for ``waits_for``, held by ``held_by``, the next
+    step's thread; or, for a signal nobody holds (a semaphore released by
+    threads that hold no unit), ``held_by`` is a live thread that could give
+    it, itself blocked in the cycle."""
     assert f.cycle
     for i, step in enumerate(f.cycle):
         nxt = f.cycle[(i + 1) % len(f.cycle)]
         t = snap.threads[step.thread]
         assert t.wait is not None and t.wait.resource == step.waits_for
-        holders = [h for h, _ in snap.resources[step.waits_for].holders]
-        assert step.held_by in holders
+        res = snap.resources[step.waits_for]
+        holders = [h for h, _ in res.holders]
+        if holders or res.owner_bound:
+            assert step.held_by in holders
+        else:
+            signaller = snap.threads[step.held_by]
+            assert signaller.alive and signaller.wait is not None
         assert step.held_by == nxt.thread
         assert set(step.holders) == {h for h in holders if h in snap.threads}
     assert len({s.thread for s in f.cycle}) == len(f.cycle)

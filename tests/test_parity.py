@@ -1505,3 +1505,26 @@ def test_repr_of_objects_made_through_threading_names_the_caller(enabled: None) 
     for obj in objs:
         assert "(tracked" in repr(obj)
         assert f"created at {created}" in repr(obj), repr(obj)
+
+
+@pytest.mark.parametrize("tracked", [0, 1], ids=["original", "tracked"])
+@pytest.mark.parametrize("kind", SEM_KINDS)
+def test_semaphore_release_wakes_a_blocked_acquire_itself(kind: str, tracked: int) -> None:
+    """A release hands its unit to a blocked acquire by notifying it, as the
+    original does: the waiter has left the Condition's waiters when
+    ``release()`` returns (a tracked wait is sliced, so without the notify it
+    would still be taken later: a release that forgets it is otherwise
+    invisible)."""
+    sem = PAIRS[kind][tracked](1)
+    sem.acquire()
+    cond: Any = sem._cond  # type: ignore[attr-defined]
+    t = start(lambda: sem.acquire(timeout=BOUND))
+    deadline = time.monotonic() + BOUND
+    while not cond._waiters:
+        assert time.monotonic() < deadline, "the second acquire never blocked"
+        time.sleep(0.001)
+    sem.release()
+    assert not cond._waiters
+    t.join(BOUND)
+    assert not t.is_alive()
+    sem.release()

@@ -605,14 +605,19 @@ class _TrackedSemaphoreMixin:
 
     _cond: Any
     _value: int
+    _initial_value: int
     _dw_type = "Semaphore"
+    #: A BoundedSemaphore: a release above the initial value is an error.
+    _dw_bounded = False
     #: Semaphores take no part in lock order (they are counters and signals).
     _dw_after: Any = _AllOrders()
 
     def __init__(self, value: int = 1) -> None:
         if value < 0:
             raise ValueError("semaphore initial value must be >= 0")
-        self._cond = _RawCondition(_allocate_lock())
+        lock = _allocate_lock()
+        self._cond = _RawCondition(lock)
+        self._dw_lock = lock
         self._value = value
         self._dw_units: dict[ThreadRecord, int] = {}
         self._dw_sites: dict[ThreadRecord, RawSite | None] = {}
@@ -620,10 +625,20 @@ class _TrackedSemaphoreMixin:
         self._dw_created = creation_site()
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        if blocking is True:
+            # A free unit: the original takes it at once, whatever the
+            # timeout.  Done here on the Condition's raw lock, not through
+            # the original's ``with self._cond`` and its checks (when the
+            # lock is busy, the original does it below).
+            lock = self._dw_lock
+            if lock.acquire(False):
+                if self._value != 0:
+                    self._value -= 1
+                    lock.release()
+                    self._taken(current_record(), 2)
+                    return True
+                lock.release()
         orig_acquire = super().acquire  # type: ignore[misc]
-        if blocking is True and timeout is None and orig_acquire(False):
-            self._taken(current_record(), 2)
-            return True
         if (
             not blocking
             or (timeout is not None and not isinstance(timeout, (int, float)))  # its own error
@@ -660,7 +675,18 @@ class _TrackedSemaphoreMixin:
         self._dw_sites[rec] = _caller_site(depth)
 
     def release(self, n: int = 1) -> None:
-        super().release(n)  # type: ignore[misc]
+        if type(n) is int and n == 1:
+            # The original's, without its Condition's checks: a notify only
+            # when a thread waits.
+            cond = self._cond
+            with self._dw_lock:
+                if self._dw_bounded and self._value >= self._initial_value:
+                    raise ValueError("Semaphore released too many times")
+                self._value += 1
+                if cond._waiters:
+                    cond.notify()
+        else:
+            super().release(n)  # type: ignore[misc]
         if self._dw_signal:
             return  # a signal's units belong to nobody: nothing to take back
         try:
@@ -721,6 +747,7 @@ class TrackedBoundedSemaphore(_TrackedSemaphoreMixin, _OrigBoundedSemaphore):  #
     """A tracked ``threading.BoundedSemaphore``."""
 
     _dw_type = "BoundedSemaphore"
+    _dw_bounded = True
 
     def __init__(self, value: int = 1) -> None:
         super().__init__(value)
