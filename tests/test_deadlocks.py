@@ -18,6 +18,7 @@ from conftest import BOUND, Watch, start
 import deadlockwatch
 from deadlockwatch import DeadlockError
 from deadlockwatch._track import state as _state
+from deadlockwatch._watch.watcher import DETECTOR
 
 
 def _cycle(n: int, kind: str = "Lock") -> tuple[dict[str, str], list[Any]]:
@@ -305,10 +306,40 @@ def test_check_and_dump_show_the_state(detector: Watch) -> None:
     waiter.join(BOUND)
 
 
-def test_watcher_is_invisible_to_threading(detector: Watch) -> None:
-    names = {t.name for t in threading.enumerate()}
-    assert not any("deadlockwatch" in n for n in names)
-    assert threading.active_count() == len(threading.enumerate())
+def test_watcher_is_invisible_to_threading() -> None:
+    """The watcher is a real thread, running while a thread is blocked, yet
+    threading does not list it, count it, or call it the main thread."""
+    import sys
+
+    gate = threading.Event()
+    main, hook = threading.main_thread(), threading.excepthook
+    # What threading shows with no watcher (none runs before a wait blocks).
+    listed = {t.ident for t in threading.enumerate()}
+    deadlockwatch.enable(interval=0.02, threshold=0.02)
+    try:
+        assert DETECTOR.watcher_ident is None
+        waiter = start(gate.wait, name="the-waiter")
+        wait_blocked(waiter)
+        wait_watched(1)
+        watcher = DETECTOR.watcher_ident
+        # The control: a watcher runs, a real thread with a Python frame.
+        frames = sys._current_frames()
+        assert watcher is not None and watcher in frames
+        # The same threads as without it, plus the waiter (less any thread of
+        # an earlier test that ended meanwhile).
+        now = {t.ident for t in threading.enumerate()}
+        assert watcher not in now
+        assert now == ({i for i in listed if i in frames} | {waiter.ident})
+        assert threading.active_count() == len(now)
+        assert watcher not in threading._active  # type: ignore[attr-defined]
+        assert threading.main_thread() is main and threading.excepthook is hook
+        assert threading.current_thread() is main
+        assert not any(t.name.startswith("deadlockwatch") for t in threading.enumerate())
+    finally:
+        gate.set()
+        deadlockwatch.disable()
+    waiter.join(BOUND)
+    assert not waiter.is_alive()
 
 
 def test_disable_restores_the_originals() -> None:
