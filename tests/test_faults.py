@@ -281,12 +281,10 @@ def test_disable_while_threads_are_blocked_lets_them_finish() -> None:
             start(lambda: results.setdefault("event", event.wait(BOUND))),
             start(lambda: results.setdefault("queue", q.get(timeout=BOUND))),
         ]
-        deadline = time.monotonic() + BOUND
-        while len(_state.blocked) < 6 and time.monotonic() < deadline:
-            time.sleep(0.01)
         # the three acquires, and the Condition, Event and queue waits
+        wait_blocked(threads)
         assert len(_state.blocked) == 6
-        time.sleep(0.1)  # the watcher looks at them (they are not deadlocked)
+        wait_watched(2)  # the watcher looks at them (they are not deadlocked)
     finally:
         deadlockwatch.disable()
     assert not deadlockwatch.is_enabled()
@@ -365,7 +363,7 @@ def test_enable_twice_starts_one_watcher_and_wraps_once() -> None:
         assert _settle(lambda: DETECTOR.watcher_ident is not None)
         watcher = DETECTOR.watcher_ident
         deadlockwatch.enable(interval=0.01, threshold=0.01, on_deadlock="raise")
-        time.sleep(0.05)
+        wait_watched(2, of=waiter)
         assert DETECTOR.watcher_ident == watcher
         assert watcher in sys._current_frames()
         gate.set()
