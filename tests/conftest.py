@@ -7,9 +7,10 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import _programs
 import pytest
 
 import deadlockwatch
@@ -93,6 +94,12 @@ def _no_leftover_waits() -> Iterator[None]:
     assert not deadlockwatch.is_enabled(), "a test left the detector enabled"
     stale = [w for w in _state.blocked.values() if w.rec.alive]
     assert not stale, f"a test left threads blocked: {stale}"
+
+
+@pytest.fixture(name="lock_cycle")
+def lock_cycle_fixture() -> Callable[..., dict[str, str]]:
+    """`_programs.lock_cycle`: the two-thread ABBA, run and joined (bounded)."""
+    return _programs.lock_cycle
 
 
 pytest_plugins = ["pytester"]

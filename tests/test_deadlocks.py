@@ -8,15 +8,17 @@ which releases what it holds and lets the others finish.
 from __future__ import annotations
 
 import threading
-import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+from _programs import lock_cycle, run_program, wait_blocked, wait_watched
 from conftest import BOUND, Watch, start
 
 import deadlockwatch
 from deadlockwatch import DeadlockError
 from deadlockwatch._track import state as _state
+from deadlockwatch._watch.watcher import DETECTOR
 
 
 def _cycle(n: int, kind: str = "Lock") -> tuple[dict[str, str], list[Any]]:
@@ -103,23 +105,112 @@ def test_non_blocking_and_timed_self_acquire_are_not_reported(detector: Watch) -
     assert detector.findings == []
 
 
-def test_latch_released_by_another_thread_is_not_a_deadlock(detector: Watch) -> None:
-    """acquire(); another thread releases; acquire() again: a legal latch."""
-    latch = threading.Lock()
-    latch.acquire()
-    ready = threading.Event()
+# -- not a deadlock, and the same program without its rescue ---------------------
+# Each program blocks threads in untimed waits (a timed wait always counts as
+# progress, and would hide a broken rule).  With $RESCUE=1 a rescuer thread
+# waits until the waiters are blocked and the watcher has looked twice
+# (`wait_watched`), then rescues them: nothing may be reported.  Without it
+# (the control), the same program is a deadlock, reported and broken.  They
+# run in a subprocess with a watchdog: a broken detector fails, never hangs.
+NOT_A_DEADLOCK = {
+    # acquire(); another thread releases; acquire() again: a legal latch.
+    "latch_released_by_another_thread": """
+        def program():
+            latch = threading.Lock()
+            def waiter():
+                latch.acquire()
+                latch.acquire()  # untimed: another thread opens the latch
+                latch.release()
+            w = spawn(waiter, "waiter")
+            rescue(latch.release, w)
+            join(w)
+        program()
+    """,
+    # The holder of the only unit waits for an Event the rescuer sets.
+    "semaphore_with_a_holder_that_can_progress": """
+        def program():
+            pool = threading.BoundedSemaphore(1)
+            taken, go = threading.Event(), threading.Event()
+            def holder():
+                with pool:
+                    taken.set()
+                    go.wait()  # untimed: the rescuer sets it
+            def waiter():
+                with pool:
+                    pass
+            h = spawn(holder, "holder")
+            taken.wait()
+            w = spawn(waiter, "waiter")
+            rescue(go.set, h, w)
+            join(w, h)
+        program()
+    """,
+    # The holder runs on (in no tracked wait) for as long as it likes; in the
+    # control it stops running: it waits for an Event nobody sets.
+    "long_held_lock": """
+        def program():
+            lock = threading.Lock()
+            taken, never = threading.Event(), threading.Event()
+            stop = []
+            def holder():
+                with lock:
+                    taken.set()
+                    while not stop:
+                        if not RESCUE:
+                            never.wait()
+                        time.sleep(0.002)
+            def waiter():
+                with lock:
+                    pass
+            h = spawn(holder, "holder")
+            taken.wait()
+            w = spawn(waiter, "waiter")
+            rescue(lambda: stop.append(1), w)
+            join(w, h)
+        program()
+    """,
+    # t1 takes `token` (a lock handed between threads) and waits for `guard`,
+    # held by t2, which waits for `token`: a cycle only if `token` were owned
+    # by t1.  The rescuer, which runs, releases it.
+    "handed_off_lock": """
+        def program():
+            token, guard = threading.Lock(), threading.Lock()
+            token.acquire()
+            t = threading.Thread(target=token.release)  # teaches: handed over
+            t.start(); t.join()
+            handed = threading.Event()
+            def t1():
+                token.acquire()
+                handed.set()
+                with guard:
+                    pass
+            def t2():
+                with guard:
+                    handed.wait()
+                    token.acquire()
+            g = spawn(t2, "t2")
+            wait_blocked(g)
+            f = spawn(t1, "t1")
+            rescue(token.release, f, g)
+            join(f, g)
+        program()
+    """,
+}
 
-    def opener() -> None:
-        ready.wait(BOUND)
-        time.sleep(0.2)  # well past the threshold: the waiter is long blocked
-        latch.release()
 
-    t = start(opener)
-    ready.set()
-    assert latch.acquire(timeout=BOUND)
-    latch.release()
-    t.join(BOUND)
-    assert detector.findings == []
+@pytest.mark.parametrize("case", sorted(NOT_A_DEADLOCK))
+def test_not_a_deadlock(tmp_path: Path, case: str) -> None:
+    out, findings = run_program(tmp_path, NOT_A_DEADLOCK[case], env={"RESCUE": "1"})
+    assert findings == []
+    assert "DeadlockError" not in out
+    assert out.strip().startswith("[(") and "'done'" in out
+
+
+@pytest.mark.parametrize("case", sorted(NOT_A_DEADLOCK))
+def test_not_a_deadlock_control_without_the_rescue_is_reported(tmp_path: Path, case: str) -> None:
+    out, findings = run_program(tmp_path, NOT_A_DEADLOCK[case], env={"RESCUE": "0"})
+    assert [f["kind"] for f in findings] == ["deadlock"], out
+    assert "DeadlockError" in out
 
 
 def test_semaphore_pool_exhaustion(detector: Watch) -> None:
@@ -148,27 +239,6 @@ def test_semaphore_pool_exhaustion(detector: Watch) -> None:
     assert all(len(s.holders) == 2 for s in f.cycle)
 
 
-def test_semaphore_with_a_running_holder_is_not_a_deadlock(detector: Watch) -> None:
-    pool = threading.BoundedSemaphore(1)
-    taken = threading.Event()
-    go = threading.Event()
-
-    def holder() -> None:
-        with pool:
-            taken.set()
-            go.wait(BOUND)
-
-    t = start(holder)
-    taken.wait(BOUND)
-    waiter = start(lambda: pool.acquire(timeout=BOUND) and pool.release())
-    time.sleep(0.2)
-    assert deadlockwatch.check() == []
-    go.set()
-    t.join(BOUND)
-    waiter.join(BOUND)
-    assert detector.findings == []
-
-
 def test_timed_cycle_is_a_warning_not_a_deadlock(detector: Watch) -> None:
     a, b = threading.Lock(), threading.Lock()
     barrier = threading.Barrier(2)
@@ -193,61 +263,6 @@ def test_timed_cycle_is_a_warning_not_a_deadlock(detector: Watch) -> None:
     f = detector.findings[0]
     assert not f.conditions.no_preemption.holds
     assert "timeout" in f.conditions.no_preemption.reason
-
-
-def test_long_held_lock_is_not_reported(detector: Watch) -> None:
-    lock = threading.Lock()
-    taken = threading.Event()
-
-    def slow_holder() -> None:
-        with lock:
-            taken.set()
-            time.sleep(0.3)
-
-    t = start(slow_holder)
-    taken.wait(BOUND)
-    assert lock.acquire(timeout=BOUND)
-    lock.release()
-    t.join(BOUND)
-    assert detector.findings == []
-
-
-def test_handed_off_lock_is_not_owned_by_its_acquirer(detector: Watch) -> None:
-    """T1 takes `token` and hands it to the main thread, which releases it later.
-
-    Meanwhile T1 waits for `guard`, held by T2, which waits for `token`: a cycle
-    only if `token` were owned by T1.  Since a thread that runs (main) may
-    release it, nothing is reported, and it all ends well."""
-    token, guard = threading.Lock(), threading.Lock()
-    handed = threading.Event()
-    # Teach the detector that token is handed between threads.
-    token.acquire()
-    start(token.release).join(BOUND)
-    assert token._handoff  # type: ignore[attr-defined]
-
-    def t1() -> None:
-        token.acquire()
-        handed.set()
-        with guard:
-            pass
-
-    def t2() -> None:
-        with guard:
-            handed.wait(BOUND)
-            time.sleep(0.05)
-            token.acquire(timeout=BOUND)
-
-    g = start(t2)
-    time.sleep(0.05)
-    f = start(t1)
-    handed.wait(BOUND)
-    time.sleep(0.3)  # both blocked for a while; main still runs
-    token.release()  # main releases what t1 took
-    for t in (f, g):
-        t.join(BOUND)
-    assert not f.is_alive() and not g.is_alive()
-    assert detector.findings == []
-    token.release()
 
 
 def test_cross_thread_release_keeps_state_correct(detector: Watch) -> None:
@@ -277,7 +292,7 @@ def test_check_and_dump_show_the_state(detector: Watch) -> None:
     t = start(holder, name="the-holder")
     taken.wait(BOUND)
     waiter = start(lambda: lock.acquire(timeout=BOUND) and lock.release(), name="the-waiter")
-    time.sleep(0.1)
+    wait_blocked(waiter)
     import io
 
     out = io.StringIO()
@@ -291,10 +306,40 @@ def test_check_and_dump_show_the_state(detector: Watch) -> None:
     waiter.join(BOUND)
 
 
-def test_watcher_is_invisible_to_threading(detector: Watch) -> None:
-    names = {t.name for t in threading.enumerate()}
-    assert not any("deadlockwatch" in n for n in names)
-    assert threading.active_count() == len(threading.enumerate())
+def test_watcher_is_invisible_to_threading() -> None:
+    """The watcher is a real thread, running while a thread is blocked, yet
+    threading does not list it, count it, or call it the main thread."""
+    import sys
+
+    gate = threading.Event()
+    main, hook = threading.main_thread(), threading.excepthook
+    # What threading shows with no watcher (none runs before a wait blocks).
+    listed = {t.ident for t in threading.enumerate()}
+    deadlockwatch.enable(interval=0.02, threshold=0.02)
+    try:
+        assert DETECTOR.watcher_ident is None
+        waiter = start(gate.wait, name="the-waiter")
+        wait_blocked(waiter)
+        wait_watched(1)
+        watcher = DETECTOR.watcher_ident
+        # The control: a watcher runs, a real thread with a Python frame.
+        frames = sys._current_frames()
+        assert watcher is not None and watcher in frames
+        # Every thread listed without it still is (less any thread of an
+        # earlier test that ended meanwhile), with the waiter, and not it.
+        now = {t.ident for t in threading.enumerate()}
+        assert watcher not in now
+        assert {i for i in listed if i in frames} | {waiter.ident} <= now
+        assert threading.active_count() == len(now)
+        assert watcher not in threading._active  # type: ignore[attr-defined]
+        assert threading.main_thread() is main and threading.excepthook is hook
+        assert threading.current_thread() is main
+        assert not any(t.name.startswith("deadlockwatch") for t in threading.enumerate())
+    finally:
+        gate.set()
+        deadlockwatch.disable()
+    waiter.join(BOUND)
+    assert not waiter.is_alive()
 
 
 def test_disable_restores_the_originals() -> None:
@@ -395,44 +440,38 @@ def test_latch_released_by_a_just_started_foreign_thread(detector: Watch) -> Non
 
     mutex = threading.Lock()
     mutex.acquire()
-    go = threading.Event()
+    main = threading.get_ident()
+    failed: list[BaseException] = []
 
     def foreign() -> None:
-        go.wait(BOUND)
-        mutex.release()
+        try:
+            wait_watched(2, of=main)
+        except BaseException as exc:
+            failed.append(exc)
+        finally:
+            mutex.release()
 
     _thread.start_new_thread(foreign, ())
-    start(lambda: (time.sleep(0.3), go.set()))
-    # Untimed, as in CPython's test: the foreign thread releases it after 0.3 s,
-    # well past the watcher's threshold; a false alarm would raise here.
+    # Untimed, as in CPython's test: the foreign thread releases it once the
+    # watcher has looked twice at main blocked here; a false alarm raises here.
+    # (Its control, the latch nobody releases, is
+    # test_not_a_deadlock_control_without_the_rescue_is_reported[latch_...].)
     assert mutex.acquire()
     mutex.release()
+    assert failed == []
     assert detector.findings == []
 
 
 def test_raise_all_gives_each_thread_its_own_error() -> None:
     """Each victim's traceback shows its own frames only."""
     deadlockwatch.enable(interval=0.02, threshold=0.02, on_deadlock="raise-all")
+    errors: dict[str, BaseException] = {}
     try:
         a, b = threading.Lock(), threading.Lock()
-        barrier = threading.Barrier(2)
-        errors: dict[str, DeadlockError] = {}
-
-        def worker(x: Any, y: Any) -> None:
-            try:
-                with x:
-                    barrier.wait(BOUND)
-                    with y:
-                        pass
-            except DeadlockError as e:
-                errors[threading.current_thread().name] = e
-
-        threads = [start(worker, a, b, name="w1"), start(worker, b, a, name="w2")]
-        for t in threads:
-            t.join(BOUND)
-        assert sorted(errors) == ["w1", "w2"]
+        outcome = lock_cycle(a, b, names=("w1", "w2"), errors=errors)
+        assert outcome == {"w1": "DeadlockError", "w2": "DeadlockError"}
         assert errors["w1"] is not errors["w2"]
-        assert errors["w1"].finding is errors["w2"].finding
+        assert errors["w1"].finding is errors["w2"].finding  # type: ignore[attr-defined]
     finally:
         deadlockwatch.disable()
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _programs import lock_cycle, wait_blocked, wait_watched
 from conftest import BOUND, run_python, start
 
 import deadlockwatch
-from deadlockwatch import DeadlockError
 from deadlockwatch._track import patch as _patch
 from deadlockwatch._track import state as _state
 from deadlockwatch._watch.watcher import DETECTOR
@@ -281,12 +281,10 @@ def test_disable_while_threads_are_blocked_lets_them_finish() -> None:
             start(lambda: results.setdefault("event", event.wait(BOUND))),
             start(lambda: results.setdefault("queue", q.get(timeout=BOUND))),
         ]
-        deadline = time.monotonic() + BOUND
-        while len(_state.blocked) < 6 and time.monotonic() < deadline:
-            time.sleep(0.01)
         # the three acquires, and the Condition, Event and queue waits
+        wait_blocked(threads)
         assert len(_state.blocked) == 6
-        time.sleep(0.1)  # the watcher looks at them (they are not deadlocked)
+        wait_watched(2)  # the watcher looks at them (they are not deadlocked)
     finally:
         deadlockwatch.disable()
     assert not deadlockwatch.is_enabled()
@@ -320,33 +318,17 @@ def test_disable_then_enable_while_blocked_finds_a_later_deadlock() -> None:
         lock = threading.Lock()
         lock.acquire()
         t = start(lambda: (lock.acquire(), lock.release()))
-        time.sleep(0.05)
+        wait_blocked(t)
         deadlockwatch.disable()
         deadlockwatch.enable(interval=0.01, threshold=0.01, on_deadlock="raise")
         start_count = len(DETECTOR.findings)
-        time.sleep(0.1)
+        wait_watched(2, of=t)
         assert DETECTOR.findings[start_count:] == []  # a plain wait: main runs
         lock.release()
         t.join(BOUND)
         assert not t.is_alive()
         # The watcher is alive: a real deadlock is still found and broken.
-        a, b = threading.Lock(), threading.Lock()
-        barrier = threading.Barrier(2)
-        errors: list[str] = []
-
-        def worker(x: Any, y: Any) -> None:
-            try:
-                with x:
-                    barrier.wait(BOUND)
-                    with y:
-                        pass
-            except DeadlockError:
-                errors.append("DeadlockError")
-
-        ts = [start(worker, a, b), start(worker, b, a)]
-        for w in ts:
-            w.join(BOUND)
-        assert errors == ["DeadlockError"]
+        assert sorted(lock_cycle().values()) == ["DeadlockError", "done"]
     finally:
         deadlockwatch.disable()
 
@@ -381,7 +363,7 @@ def test_enable_twice_starts_one_watcher_and_wraps_once() -> None:
         assert _settle(lambda: DETECTOR.watcher_ident is not None)
         watcher = DETECTOR.watcher_ident
         deadlockwatch.enable(interval=0.01, threshold=0.01, on_deadlock="raise")
-        time.sleep(0.05)
+        wait_watched(2, of=waiter)
         assert DETECTOR.watcher_ident == watcher
         assert watcher in sys._current_frames()
         gate.set()
@@ -391,22 +373,7 @@ def test_enable_twice_starts_one_watcher_and_wraps_once() -> None:
         assert _settle(lambda: watcher not in sys._current_frames())
         # One report per deadlock, not one per enable().
         start_count = len(DETECTOR.findings)
-        a, b = threading.Lock(), threading.Lock()
-        barrier = threading.Barrier(2)
-
-        def worker(x: Any, y: Any) -> None:
-            try:
-                with x:
-                    barrier.wait(BOUND)
-                    with y:
-                        pass
-            except DeadlockError:
-                pass
-
-        ts = [start(worker, a, b), start(worker, b, a)]
-        for w in ts:
-            w.join(BOUND)
-        assert not any(w.is_alive() for w in ts)
+        assert "stuck" not in lock_cycle().values()
         kinds = [f.kind for f in DETECTOR.findings[start_count:]]
         assert kinds.count("deadlock") == 1
     finally:

@@ -385,7 +385,12 @@ def test_a_blocked_acquire_from_no_python_frame_waits_and_takes_it(kind: str) ->
         lock = p.TrackedSemaphore(1) if kind == "Semaphore" else getattr(p, {name!r})()
         lock.acquire()
         _thread.start_new_thread(lock.acquire, ())
-        time.sleep(0.2)
+        from deadlockwatch._track import state
+        deadline = time.monotonic() + 10
+        while not state.blocked and time.monotonic() < deadline:
+            time.sleep(0.002)  # until its slow path has registered the wait
+        if not state.blocked:
+            raise SystemExit("the frame-less thread never blocked")
         lock.release()
         for _ in range(500):
             if (lock._value == 0) if kind == "Semaphore" else (lock._owner is not None):

@@ -1,0 +1,362 @@
+"""Break one rule of deadlockwatch at a time, and see which tests notice.
+
+For each mutation of `MUTATIONS` (a file, the exact text of a rule in it, a
+replacement that breaks the rule, and what the rule says), this script copies
+the checkout to a temporary directory (it never edits a shared tree), applies
+the mutation there, runs the negative tests and their controls (`SELECTION`)
+against the copy (``PYTHONPATH`` puts it first, subprocesses included), and
+prints the tests that fail.  An original text that is not found fails at once,
+loudly: the table must follow the code.
+
+Not a test module (pytest collects ``test_*.py`` only)::
+
+    .venv/bin/python tests/mutate.py                # every mutation
+    .venv/bin/python tests/mutate.py releasable-false owner-bound-holders
+    .venv/bin/python tests/mutate.py --list
+    .venv/bin/python tests/mutate.py --json out.json
+
+The results are written up in ``tests/MUTATIONS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    path: str  # relative to the checkout
+    original: str  # exact text, found once
+    replacement: str
+    rule: str  # the rule the replacement breaks
+
+
+A = "deadlockwatch/_analysis/deadlock.py"
+C = "deadlockwatch/_watch/capture.py"
+R = "deadlockwatch/_watch/reach.py"
+L = "deadlockwatch/_watch/liveness.py"
+O = "deadlockwatch/_track/order.py"  # noqa: E741
+P = "deadlockwatch/_track/primitives.py"
+S = "deadlockwatch/_track/state.py"
+W = "deadlockwatch/_watch/watcher.py"
+
+MUTATIONS = [
+    Mutation(
+        "releasable-false",
+        A,
+        '    """Can some thread that can progress release (signal, finish) ``key``?"""\n',
+        '    """Can some thread that can progress release (signal, finish) ``key``?"""\n'
+        "    return False\n",
+        "_releasable: whatever waits, nothing can release it (the issue's mutation)",
+    ),
+    Mutation(
+        "owner-bound-holders",
+        A,
+        "return any(h in progress or h not in snap.threads for h, _ in r.holders)",
+        "return False",
+        "an owner-bound resource is releasable when one of its holders can progress",
+    ),
+    Mutation(
+        "owner-bound-unknown-holder",
+        A,
+        "return any(h in progress or h not in snap.threads for h, _ in r.holders)",
+        "return any(h in progress for h, _ in r.holders)",
+        "a holder missing from the snapshot is a thread we know nothing against: it can progress",
+    ),
+    Mutation(
+        "free-unit",
+        A,
+        "if r is None or r.free > 0 or (not r.holders",
+        "if r is None or (not r.holders",
+        "a resource with a free unit is releasable",
+    ),
+    Mutation(
+        "no-reach-others-running",
+        A,
+        "        return snap.others_running or bool(progress)\n",
+        "        return False\n",
+        "a signal whose reach is not worked out: any thread that can progress may give it",
+    ),
+    Mutation(
+        "rescuers-none",
+        A,
+        "    found = [i for i, _ in reach.threads if i in running]\n",
+        "    found = []\n",
+        "_rescuers: a running thread that reaches the signal can give it",
+    ),
+    Mutation(
+        "rescues-ignored",
+        A,
+        "    if reach.rescues:\n",
+        "    if False:\n",
+        "_rescuers: a signal handler's main thread, or a thread starting, can give it",
+    ),
+    Mutation(
+        "incomplete-reach-no-rescuer",
+        A,
+        "    if not reach.complete or (reach.shared and mode == CERTAIN):\n"
+        "        return sorted(running)\n",
+        "    if not reach.complete or (reach.shared and mode == CERTAIN):\n        return []\n",
+        "_rescuers: reach cut short, or through a global: every running thread may give it",
+    ),
+    Mutation(
+        "running-is-not-progress",
+        A,
+        "        if t.wait is None or (timed_waits_progress and t.wait.timeout is not None):\n",
+        "        if timed_waits_progress and t.wait is not None and t.wait.timeout is not None:\n",
+        "a running thread (in no tracked wait) can progress",
+    ),
+    Mutation(
+        "timed-wait-is-not-progress",
+        A,
+        "        if t.wait is None or (timed_waits_progress and t.wait.timeout is not None):\n",
+        "        if t.wait is None:\n",
+        "a thread in a timed wait can progress (its timeout ends the wait)",
+    ),
+    Mutation(
+        "wakeable-ignored",
+        A,
+        "    if t.key in snap.wakeable:\n        return True\n",
+        "    if False:\n        return True\n",
+        "a notified waiter not yet running is not stuck",
+    ),
+    Mutation(
+        "timed-cycle-lone-self-wait",
+        A,
+        "            if len(threads) > 1 and not threads <= stuck and not polling:\n",
+        "            if not threads <= stuck and not polling:\n",
+        "a thread alone in a timed wait on what it holds itself is no warning",
+    ),
+    Mutation(
+        "probable-needs-someone-behind",
+        A,
+        "        if (\n            not f.cycle\n            and not behind\n",
+        "        if (\n            False\n            and not behind\n",
+        "a probable deadlock needs a thread blocked behind it: an idle waiter alone is none",
+    ),
+    Mutation(
+        "latch-stays-owner-bound",
+        C,
+        "                self.resources[key] = replace(r, owner_bound=False)\n",
+        "                pass\n",
+        "a Lock a thread blocks on after a bare acquire() of its own is a latch while "
+        "other threads exist: not owner-bound",
+    ),
+    Mutation(
+        "handoff-stays-owner-bound",
+        P,
+        "        if self._handoff:\n            return False\n        owner = self._owner\n",
+        "        owner = self._owner\n",
+        "a Lock seen released by another thread is handed over: not owner-bound",
+    ),
+    Mutation(
+        "returned-holding-never",
+        S,
+        "    died = rec.died\n    return died is None or code not in died\n",
+        "    return False\n",
+        "a Lock left held by a thread whose function returned normally is handed over",
+    ),
+    Mutation(
+        "thread-own-args-shared",
+        R,
+        "                    if via is None or via in _THREAD_OWN:\n"
+        "                        continue  # its target and arguments are that thread's alone\n",
+        "                    if via is None:\n                        continue\n",
+        "reach: a Thread's target and arguments belong to that thread alone",
+    ),
+    Mutation(
+        "dead-locals-live",
+        L,
+        "    found = table.get(lasti)\n    if found is not None:\n        return found\n",
+        "    return all_locals(code)\n",
+        "liveness: a local the rest of its function never loads again reaches nothing",
+    ),
+    Mutation(
+        "no-locals-live",
+        L,
+        "    found = table.get(lasti)\n    if found is not None:\n        return found\n",
+        "    return frozenset()\n",
+        "liveness: a local the rest of its function loads is live (its thread reaches it)",
+    ),
+    Mutation(
+        "order-gate-ignored",
+        O,
+        "        if gates:\n            self.suppressed_cycles.append(finding)\n",
+        "        if False:\n            self.suppressed_cycles.append(finding)\n",
+        "lock order: an inversion under a common gate lock is harmless",
+    ),
+    Mutation(
+        "order-any-lock-a-gate",
+        O,
+        '    return getattr(lock, "_dw_type", "") in ("Lock", "RLock") and not getattr(\n'
+        '        lock, "_handoff", False\n    )\n',
+        "    return True\n",
+        "lock order: only a mutex (Lock, RLock, not handed over) is a gate",
+    ),
+    Mutation(
+        "order-handoff-is-a-mutex",
+        O,
+        '        if any(lock is None or getattr(lock, "_handoff", False) for lock in locks):\n',
+        "        if any(lock is None for lock in locks):\n",
+        "lock order: a Lock handed between threads is a latch, not a mutex",
+    ),
+    Mutation(
+        "order-token-never",
+        O,
+        '    if getattr(lock, "_dw_type", None) != "Lock":\n        return False\n'
+        '    site = getattr(lock, "_site", None)\n',
+        '    return False\n    site = getattr(lock, "_site", None)\n',
+        "lock order: a Lock held past the return of the function that took it is a token, no order",
+    ),
+    Mutation(
+        "no-confirmation",
+        W,
+        "            if f.key in new and self._due(f, probable_after)"
+        " and not self._seen(f, waits2):\n",
+        "            if self._due(f, probable_after) and not self._seen(f, waits2):\n",
+        "a finding is real only if the second capture shows the very same waits",
+    ),
+]
+
+#: The negative tests and their controls: whole modules of them, and the
+#: negative tests of the other modules by name (a module name is a keyword).
+SELECTION = [
+    "tests/test_deadlocks.py",
+    "tests/test_analysis.py",
+    "tests/test_chains.py",
+    "tests/test_lock_order.py",
+    "tests/test_reach.py",
+]
+#: With --wide: the negative tests of the subprocess-heavy modules too (by
+#: name: a module name is a keyword), a few minutes a mutation.
+WIDE = [*SELECTION, "tests/test_signals.py", "tests/test_waits.py"]
+KEYWORDS = (
+    "test_deadlocks or test_analysis or test_chains or test_lock_order or test_reach"
+    " or false_alarm or control or lone or running or no_deadlock or no_warning"
+    " or handed or notifier or reported or dead_local or live_local or probable"
+)
+
+_FAILED = re.compile(r"^(FAILED|ERROR) (\S+)")
+
+
+def _copy(dest: Path) -> None:
+    ignore = shutil.ignore_patterns(".venv", ".git", "__pycache__", "*.pyc", ".pytest_cache")
+    shutil.copytree(ROOT, dest, ignore=ignore, symlinks=True)
+
+
+def run(
+    mutation: Mutation | None, workers: int, timeout: float, wide: bool = False
+) -> tuple[list[str], str]:
+    """The tests of the selection that fail with ``mutation`` applied (none:
+    the checkout as it is), and pytest's summary line."""
+    with tempfile.TemporaryDirectory(prefix="dlw-mutant-") as tmp:
+        copy = Path(tmp) / "repo"
+        _copy(copy)
+        if mutation is not None:
+            target = copy / mutation.path
+            text = target.read_text()
+            count = text.count(mutation.original)
+            if count != 1:
+                raise SystemExit(
+                    f"{mutation.name}: the original text is found {count} times in "
+                    f"{mutation.path}, not once: update the table"
+                )
+            target.write_text(text.replace(mutation.original, mutation.replacement))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DEADLOCKWATCH")}
+        env["PYTHONPATH"] = str(copy)
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        where = subprocess.run(
+            [sys.executable, "-c", "import deadlockwatch; print(deadlockwatch.__file__)"],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=copy,
+        ).stdout.strip()
+        if not where.startswith(str(copy)):
+            raise SystemExit(f"the copy is not what gets imported: {where}")
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-rfE",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "addopts=",
+            "-n",
+            str(workers),
+            "-k",
+            KEYWORDS,
+            *(WIDE if wide else SELECTION),
+        ]
+        try:
+            proc = subprocess.run(
+                cmd, env=env, capture_output=True, text=True, cwd=copy, timeout=timeout
+            )
+            out = proc.stdout
+        except subprocess.TimeoutExpired as exc:
+            raw = exc.stdout or b""
+            out = raw.decode() if isinstance(raw, bytes) else raw
+            out += "\nTIMEOUT"
+    failed = sorted({m.group(2) for line in out.splitlines() if (m := _FAILED.match(line))})
+    summary = next(
+        (line for line in reversed(out.splitlines()) if " in " in line and "=" not in line[:1]),
+        out.splitlines()[-1] if out else "",
+    )
+    return failed, summary.strip("= ")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="mutations to run (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the mutations")
+    parser.add_argument("--baseline", action="store_true", help="run unmutated first")
+    parser.add_argument("--json", help="write the results to this file")
+    parser.add_argument("-n", "--workers", type=int, default=4)
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--wide", action="store_true", help="test_signals, test_waits too")
+    args = parser.parse_args()
+    if args.list:
+        for m in MUTATIONS:
+            print(f"{m.name:32} {m.path}: {m.rule}")
+        return 0
+    chosen = [m for m in MUTATIONS if not args.names or m.name in args.names]
+    unknown = set(args.names) - {m.name for m in MUTATIONS}
+    if unknown:
+        raise SystemExit(f"unknown mutations: {sorted(unknown)}")
+    results: dict[str, dict[str, object]] = {}
+    if args.baseline:
+        failed, summary = run(None, args.workers, args.timeout, args.wide)
+        print(f"baseline: {summary}", flush=True)
+        for t in failed:
+            print(f"    {t}", flush=True)
+        results["(none)"] = {"failed": failed, "summary": summary}
+    for m in chosen:
+        began = time.monotonic()
+        failed, summary = run(m, args.workers, args.timeout, args.wide)
+        took = time.monotonic() - began
+        print(f"{m.name}: {len(failed)} failing ({summary}, {took:.0f} s)", flush=True)
+        for t in failed:
+            print(f"    {t}", flush=True)
+        results[m.name] = {"rule": m.rule, "path": m.path, "failed": failed, "summary": summary}
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
