@@ -8,6 +8,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import _programs
@@ -110,7 +111,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--stress-seconds",
         type=float,
         default=None,
-        help="how long tests/test_stress.py runs (default 5, or $DLW_STRESS_SECONDS)",
+        help="how long tests/watch/test_stress.py runs (default 5, or $DLW_STRESS_SECONDS)",
     )
     parser.addoption(
         "--run-slow",
@@ -130,3 +131,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def fuzz_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory for the files of a property test's examples (reused by them)."""
+    return tmp_path_factory.mktemp("fuzz")

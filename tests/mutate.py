@@ -234,15 +234,15 @@ MUTATIONS = [
 #: The negative tests and their controls: whole modules of them, and the
 #: negative tests of the other modules by name (a module name is a keyword).
 SELECTION = [
-    "tests/test_deadlocks.py",
-    "tests/test_analysis.py",
-    "tests/test_chains.py",
-    "tests/test_lock_order.py",
-    "tests/test_reach.py",
+    "tests/watch/test_deadlocks.py",
+    "tests/analysis/test_analysis.py",
+    "tests/watch/test_chains.py",
+    "tests/track/test_lock_order.py",
+    "tests/watch/test_reach.py",
 ]
 #: With --wide: the negative tests of the subprocess-heavy modules too (by
 #: name: a module name is a keyword), a few minutes a mutation.
-WIDE = [*SELECTION, "tests/test_signals.py", "tests/test_waits.py"]
+WIDE = [*SELECTION, "tests/watch/test_signals.py", "tests/watch/test_waits.py"]
 KEYWORDS = (
     "test_deadlocks or test_analysis or test_chains or test_lock_order or test_reach"
     " or false_alarm or control or lone or running or no_deadlock or no_warning"

@@ -147,3 +147,26 @@ def test_the_checker_finds_a_lazy_import_back_up_and_a_cycle(tmp_path: Path) -> 
 def test_a_module_outside_the_stages_is_refused(module: str) -> None:
     with pytest.raises(AssertionError, match="in no stage"):
         stage(module)
+
+
+#: The test folder of each stage (the vocabulary is tested through them).
+TEST_FOLDERS = {
+    "surface": "surfaces",
+    "_processes": "processes",
+    "_watch": "watch",
+    "_analysis": "analysis",
+    "_report": "report",
+    "_track": "track",
+}
+
+
+def test_tests_mirror_the_stages() -> None:
+    """Every stage has a test folder of its own, and every folder of test
+    modules is a stage's; what is left at the top tests the repository as a
+    whole (layout, benchmarks, CPython's suite)."""
+    here = Path(__file__).parent
+    folders = {p.parent.name for p in here.glob("*/test_*.py")}
+    assert folders == set(TEST_FOLDERS.values())
+    assert set(TEST_FOLDERS) == set(RANK) - {"vocabulary"}
+    top = {p.name for p in here.glob("test_*.py")}
+    assert top == {"test_layout.py", "test_benchmarks.py", "test_cpython_suite.py"}

@@ -45,7 +45,7 @@ it).  ``ci`` is the quicker check: every module, both runs, but
 test_concurrent_futures only for its thread-pool and Future tests (about 40
 s for both runs), leaving its process-pool tests (190 of 256, every one
 starting interpreters) out.  Those did find a bug (multiprocessing managers could not pickle
-the patched threading.Lock), now covered by tests/test_startup.py.  On 3.11
+the patched threading.Lock), now covered by tests/surfaces/test_startup.py.  On 3.11
 the ci profile takes about 85 s, or about 2 minutes where
 test_concurrent_futures is installed (3.11.7 and 3.12.1 builds omit that
 package from ``make install``: it is then reported as unavailable, not run).

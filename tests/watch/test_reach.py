@@ -382,7 +382,7 @@ def _event_snapshot(reach: Any, *, running: frozenset[int] = frozenset({77})) ->
     Thread 77 (outside the snapshot) runs; ``reach`` says who reaches E."""
     from dataclasses import replace
 
-    from test_analysis import Snap
+    from _snapshots import Snap
 
     b = Snap()
     lock = b.lock()

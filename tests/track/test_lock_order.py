@@ -332,7 +332,7 @@ def inner_b_then_a(a: object, b: object) -> None:
 
 @pytest.mark.parametrize(
     "pattern",
-    ["test_lock_order:inner_b_then_a", f"tests/test_lock_order.py:{_LINE_A}"],
+    ["test_lock_order:inner_b_then_a", f"tests/track/test_lock_order.py:{_LINE_A}"],
     ids=["function", "creation-site"],
 )
 def test_suppressions(pattern: str) -> None:
