@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from types import CodeType
+from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any, SupportsIndex
 
 from deadlockwatch._config import PURE_VAR, parse_bool
@@ -159,6 +159,7 @@ class _LockMethods:
     _dw_after: frozenset[int] | set[int]
     _owner: ThreadRecord | None
     _site: tuple[CodeType, int] | None
+    _dw_taker: FrameType | None
     _handoff: bool
     _ctx: bool
     _created: Site | None
@@ -170,6 +171,7 @@ class _LockMethods:
         self._dw_after = _NO_ORDERS
         self._owner = None
         self._site = None
+        self._dw_taker = None
         self._handoff = False
         self._ctx = False
         self._created = creation_site()
@@ -195,11 +197,12 @@ class _LockMethods:
                 try:
                     f = _getframe(1)
                 except ValueError:  # a thread started from C on this method
-                    self._site = None
+                    self._site = self._dw_taker = None
                     return True
                 if f.f_code.co_filename in INTERNAL_FILES:
                     f = user_frame(f) or f
                 self._site = (f.f_code, f.f_lasti)
+                self._dw_taker = f
                 return True
             if blocking is False:
                 return False
@@ -222,18 +225,19 @@ class _LockMethods:
             try:
                 f = _getframe(1)
             except ValueError:  # a thread started from C on this method
-                self._site = None
+                self._site = self._dw_taker = None
                 return True
             if f.f_code.co_filename in INTERNAL_FILES:
                 f = user_frame(f) or f
             self._site = (f.f_code, f.f_lasti)
+            self._dw_taker = f
             return True
         return self._acquire_slow(True, -1, True)
 
     def _py_release(self) -> None:
         owner = self._owner
         if owner is not None:
-            self._owner = None
+            self._owner = self._dw_taker = None
             try:
                 me = tls.rec
             except AttributeError:
@@ -279,7 +283,9 @@ class _LockMethods:
             rec.held.append(self)
             self._owner = rec
             self._ctx = ctx
-            self._site = _caller_site(2)
+            taker = user_frame(_caller_frame(2))
+            self._site = None if taker is None else (taker.f_code, taker.f_lasti)
+            self._dw_taker = taker
         return got
 
     def _attempt(self, seconds: float) -> bool:
@@ -292,7 +298,7 @@ class _LockMethods:
     def _at_fork_reinit(self) -> None:
         self._raw._at_fork_reinit()
         owner = self._owner
-        self._owner = None
+        self._owner = self._dw_taker = None
         self._handoff = False
         if owner is not None:
             remove_held(owner, self)
@@ -527,6 +533,7 @@ class _PyLockCore(_LockMethods):
         "_created",
         "_ctx",
         "_dw_after",
+        "_dw_taker",
         "_handoff",
         "_owner",
         "_raw",
