@@ -52,6 +52,7 @@ typedef struct {
     PyObject *owner;    /* ThreadRecord or NULL */
     PyObject *site_code;  /* acquisition site: code object or NULL */
     int site_lasti;
+    PyObject *taker;    /* Lock: the frame of the call that took it, or NULL */
     PyObject *dw_after; /* ids of primitives known to be taken after this one */
     PyObject *created;  /* creation Site, or NULL while only created_code is known */
     PyObject *created_code; /* creation site as (code, offset), made a Site when read */
@@ -289,12 +290,15 @@ frame_lasti(PyFrameObject *frame)
 #endif
 }
 
+/* keep_taker (a Lock): also keep the frame of the taking call, as _taker
+ * (the token rule of _order.held_as_token tells that call by it). */
 static int
-store_site(Core *self)
+store_site(Core *self, int keep_taker)
 {
     PyFrameObject *frame = PyEval_GetFrame(); /* borrowed */
     if (frame == NULL) {
         Py_CLEAR(self->site_code);
+        Py_CLEAR(self->taker);
         self->site_lasti = 0;
         return 0;
     }
@@ -303,6 +307,8 @@ store_site(Core *self)
         /* Taken from the same (user) code as last time: no need to look. */
         self->site_lasti = frame_lasti(frame);
         Py_DECREF(co);
+        if (keep_taker)
+            Py_XSETREF(self->taker, Py_NewRef((PyObject *)frame));
         return 0;
     }
     Py_DECREF(co);
@@ -313,6 +319,8 @@ store_site(Core *self)
     self->site_lasti = frame_lasti(at);
     Py_XSETREF(self->site_code, (PyObject *)PyFrame_GetCode(at));
     self->site_user = user != NULL;
+    if (keep_taker)
+        Py_XSETREF(self->taker, Py_NewRef((PyObject *)at));
     Py_XDECREF(user);
     return 0;
 }
@@ -336,14 +344,14 @@ clear_owner(Core *self)
 
 /* Everything after the raw lock was taken uncontended. */
 static int
-taken(Core *self, PyObject *rec, PyObject *held, int learn)
+taken(Core *self, PyObject *rec, PyObject *held, int learn, int keep_taker)
 {
     Py_INCREF(rec);
     Py_INCREF(held);
     int rc = -1;
     if ((!learn || check_order(self, held, rec) == 0) && PyList_Append(held, (PyObject *)self) == 0) {
         set_owner(self, rec);
-        rc = store_site(self);
+        rc = store_site(self, keep_taker);
     }
     Py_DECREF(held);
     Py_DECREF(rec);
@@ -408,6 +416,7 @@ core_traverse(Core *self, visitproc visit, void *arg)
     Py_VISIT(self->rel);
     Py_VISIT(self->owner);
     Py_VISIT(self->site_code);
+    Py_VISIT(self->taker);
     Py_VISIT(self->dw_after);
     Py_VISIT(self->created);
     Py_VISIT(self->created_code);
@@ -422,6 +431,7 @@ core_clear(Core *self)
     Py_CLEAR(self->rel);
     Py_CLEAR(self->owner);
     Py_CLEAR(self->site_code);
+    Py_CLEAR(self->taker);
     Py_CLEAR(self->dw_after);
     Py_CLEAR(self->created);
     Py_CLEAR(self->created_code);
@@ -571,6 +581,7 @@ core_init(Core *self, PyObject *args, PyObject *kwds, PyObject *factory)
     Py_XSETREF(self->dw_after, no_orders);
     clear_owner(self);
     Py_CLEAR(self->site_code);
+    Py_CLEAR(self->taker);
     self->site_lasti = 0;
     self->site_user = 0;
     self->count = 0;
@@ -616,6 +627,7 @@ static PyMemberDef lock_members[] = {
     COMMON_MEMBERS,
     {"_ctx", T_BOOL, offsetof(Core, ctx), 0, NULL},
     {"_handoff", T_BOOL, offsetof(Core, handoff), 0, NULL},
+    {"_dw_taker", T_OBJECT, offsetof(Core, taker), 0, NULL},
     {NULL},
 };
 
@@ -636,7 +648,7 @@ lock_fast(Core *self, int learn, char ctx)
     if (got <= 0)
         return got;
     PyObject *rec, *held;
-    if (current_rec(1, &rec, &held) < 0 || taken(self, rec, held, learn) < 0)
+    if (current_rec(1, &rec, &held) < 0 || taken(self, rec, held, learn, 1) < 0)
         return -1;
     self->ctx = ctx;
     return 1;
@@ -685,6 +697,7 @@ lock_release(Core *self, PyObject *unused)
         Py_INCREF(me);
         Py_INCREF(held);
         clear_owner(self);
+        Py_CLEAR(self->taker);
         int rc = drop_held(self, me, held);
         Py_DECREF(held);
         Py_DECREF(me);
@@ -754,7 +767,7 @@ rlock_acquire(Core *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwn
         if (got < 0)
             return NULL;
         if (got > 0) {
-            if (taken(self, rec, held, 1) < 0)
+            if (taken(self, rec, held, 1, 0) < 0)
                 return NULL;
             self->count = 1;
             Py_RETURN_TRUE;

@@ -89,10 +89,14 @@ _SUSPENDABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GE
 
 
 def held_as_token(lock: Any, frame: Any) -> bool:
-    """True if ``lock`` is a plain Lock held past the return of the function that
-    took it: its acquisition site's code is not on the stack from ``frame``
-    outwards.  Unknown sites, RLocks (owner-bound), semaphores and locks taken
-    in generators or coroutines are never tokens."""
+    """True if ``lock`` is a plain Lock held past the return of the call that
+    took it: that call's frame (``_dw_taker``, kept from the acquire until the
+    release) is not on the stack from ``frame`` outwards.  A later call of the
+    same function is another call: its frame is another frame object (the
+    taker's is kept alive, so its address cannot be reused).  Where the taking
+    frame is not known, the acquisition site's code stands for it.  Unknown
+    sites, RLocks (owner-bound), semaphores and locks taken in generators or
+    coroutines are never tokens."""
     if getattr(lock, "_dw_type", None) != "Lock":
         return False
     site = getattr(lock, "_site", None)
@@ -101,8 +105,9 @@ def held_as_token(lock: Any, frame: Any) -> bool:
     code = site[0]
     if code.co_flags & _SUSPENDABLE:
         return False
+    taker = getattr(lock, "_dw_taker", None)
     while frame is not None:
-        if frame.f_code is code:
+        if frame is taker or (taker is None and frame.f_code is code):
             return False
         frame = frame.f_back
     return True

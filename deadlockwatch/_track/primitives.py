@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from types import FrameType
 from typing import TYPE_CHECKING, Any, SupportsIndex
 
 from deadlockwatch._config import PURE_VAR, parse_bool
@@ -96,12 +97,13 @@ def _teach(lock: Any, rec: ThreadRecord) -> None:
             learn_order(last, lock, rec)
 
 
-def _took(lock: Any, blocking: bool) -> None:
+def _took(lock: Any, blocking: bool) -> FrameType | None:
     """The bookkeeping of an uncontended take of a Lock or an RLock, called
     by its ``_py_acquire``/``_py_enter`` right after the raw lock was taken:
     the order it teaches, the calling thread's held list, the owner, and
     where it was taken (the caller of that method, in the application).  It
-    is the Python fast path, written once; the C core has its own."""
+    is the Python fast path, written once; the C core has its own.  Returns
+    the taking frame (a Lock keeps it as ``_dw_taker``: see `order`)."""
     try:
         rec = tls.rec
     except AttributeError:
@@ -114,10 +116,11 @@ def _took(lock: Any, blocking: bool) -> None:
         f = _getframe(2)
     except ValueError:  # a thread started from C on that method
         lock._site = None
-        return
+        return None
     if f.f_code.co_filename in INTERNAL_FILES:
         f = user_frame(f) or f
     lock._site = (f.f_code, f.f_lasti)
+    return f
 
 
 def _validate_lock_args(rec: ThreadRecord, blocking: Any, timeout: Any) -> None:
@@ -177,6 +180,7 @@ class _LockMethods:
     _acq: Any
     _dw_after: frozenset[int] | set[int]
     _owner: ThreadRecord | None
+    _dw_taker: FrameType | None
     _site: RawSite | None
     _handoff: bool
     _ctx: bool
@@ -189,6 +193,7 @@ class _LockMethods:
         self._dw_after = _NO_ORDERS
         self._owner = None
         self._site = None
+        self._dw_taker = None
         self._handoff = False
         self._ctx = False
         self._created = creation_site()
@@ -198,7 +203,7 @@ class _LockMethods:
         if timeout == -1 and (blocking is True or blocking is False):
             if self._acq(False):
                 self._ctx = False
-                _took(self, blocking)
+                self._dw_taker = _took(self, blocking)
                 return True
             if blocking is False:
                 return False
@@ -207,14 +212,14 @@ class _LockMethods:
     def _py_enter(self) -> bool:
         if self._acq(False):
             self._ctx = True
-            _took(self, True)
+            self._dw_taker = _took(self, True)
             return True
         return self._acquire_slow(True, -1, True)
 
     def _py_release(self) -> None:
         owner = self._owner
         if owner is not None:
-            self._owner = None
+            self._owner = self._dw_taker = None
             try:
                 me = tls.rec
             except AttributeError:
@@ -257,7 +262,9 @@ class _LockMethods:
             rec.held.append(self)
             self._owner = rec
             self._ctx = ctx
-            self._site = _caller_site(2)
+            taker = user_frame(_caller_frame(2))
+            self._site = None if taker is None else (taker.f_code, taker.f_lasti)
+            self._dw_taker = taker
         return got
 
     def _attempt(self, seconds: float) -> bool:
@@ -270,7 +277,7 @@ class _LockMethods:
     def _at_fork_reinit(self) -> None:
         self._raw._at_fork_reinit()
         owner = self._owner
-        self._owner = None
+        self._owner = self._dw_taker = None
         self._handoff = False
         if owner is not None:
             remove_held(owner, self)
@@ -488,6 +495,7 @@ class _PyLockCore(_LockMethods):
         "_created",
         "_ctx",
         "_dw_after",
+        "_dw_taker",
         "_handoff",
         "_owner",
         "_raw",

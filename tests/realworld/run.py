@@ -15,7 +15,11 @@ directory (``findings-<project>-<mode>.jsonl``) to be read.
     python tests/realworld/run.py --only pebble,janus --work /tmp/rw
 
 Exit status 0 when every project has the same outcomes in every mode, no run
-hung, and every finding is one of the project's known true findings.
+hung, and every finding is one of the project's known true findings; 1 when
+one of these does not hold (each failure is named on a ``FAIL:`` line); 2 when
+a pinned sdist cannot be fetched (``pip download`` failed: no network, no
+index, a release withdrawn); 3 when a project's virtual environment cannot be
+made (its test dependencies cannot be installed).
 """
 
 from __future__ import annotations
@@ -41,8 +45,25 @@ MODES = ("plain", "plugin", "env")
 HEADERS = {"plain": "plain", "plugin": "--deadlockwatch", "env": "DEADLOCKWATCH=1"}
 
 
+EXIT_FAILED, EXIT_NO_SDIST, EXIT_NO_VENV = 1, 2, 3
+
+
+class SetupError(Exception):
+    """A project could not be prepared; ``status`` is the exit status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 def sh(cmd: list[str], **kw: Any) -> None:
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **kw)
+
+
+def _tail(exc: subprocess.CalledProcessError) -> str:
+    err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
+    lines = [ln for ln in err.splitlines() if ln.strip() and "is ignored" not in ln]
+    return lines[-1].strip() if lines else f"exit status {exc.returncode}"
 
 
 def prepare(p: dict[str, Any], work: Path, python: str) -> tuple[Path, Path]:
@@ -52,9 +73,16 @@ def prepare(p: dict[str, Any], work: Path, python: str) -> tuple[Path, Path]:
     sdists.mkdir(parents=True, exist_ok=True)
     found = [f for f in sdists.glob("*.tar.gz") if _is(f.name, name, version)]
     if not found:
-        sh([python, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-            f"{name}=={version}", "-d", str(sdists)])
+        try:
+            sh([python, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+                f"{name}=={version}", "-d", str(sdists)], stderr=subprocess.PIPE)
+        except subprocess.CalledProcessError as exc:
+            raise SetupError(EXIT_NO_SDIST, f"cannot fetch the pinned sdist {name}=={version} "
+                             f"(pip download: {_tail(exc)})") from None
         found = [f for f in sdists.glob("*.tar.gz") if _is(f.name, name, version)]
+        if not found:
+            raise SetupError(EXIT_NO_SDIST, f"cannot fetch the pinned sdist {name}=={version} "
+                             f"(pip download gave no {name}-{version}.tar.gz in {sdists})")
     src = work / "src" / f"{name}-{version}"
     if not src.exists():
         with tarfile.open(found[0]) as tar:
@@ -69,13 +97,19 @@ def prepare(p: dict[str, Any], work: Path, python: str) -> tuple[Path, Path]:
     stamp = venv / ".deadlockwatch-realworld"
     # deadlockwatch itself, as a user installs it (not editable: its .pth),
     # from this checkout as it is now: rebuilt in a venv made before.
-    if not stamp.exists():
-        shutil.rmtree(venv, ignore_errors=True)
-        sh([python, "-m", "venv", str(venv)])
-        sh([str(py), "-m", "pip", "install", "-q", str(src), *p["deps"], str(REPO)])
-        stamp.write_text("ok")
-    else:
-        sh([str(py), "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", str(REPO)])
+    try:
+        if not stamp.exists():
+            shutil.rmtree(venv, ignore_errors=True)
+            sh([python, "-m", "venv", str(venv)], stderr=subprocess.PIPE)
+            sh([str(py), "-m", "pip", "install", "-q", str(src), *p["deps"], str(REPO)],
+               stderr=subprocess.PIPE)
+            stamp.write_text("ok")
+        else:
+            sh([str(py), "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", str(REPO)],
+               stderr=subprocess.PIPE)
+    except subprocess.CalledProcessError as exc:
+        raise SetupError(EXIT_NO_VENV, f"cannot make the environment of {name}=={version} "
+                         f"in {venv} ({_tail(exc)})") from None
     return src, py
 
 
@@ -189,11 +223,15 @@ def main() -> int:
     only = {n.strip().lower() for n in args.only.split(",") if n.strip()}
     modes = [m for m in args.modes.split(",") if m]
     rows = []
-    ok = True
+    failures: list[str] = []
     for p in PROJECTS:
         if (only and p["name"].lower() not in only) or (not only and p.get("slow")):
             continue
-        src, py = prepare(p, work, args.python)
+        try:
+            src, py = prepare(p, work, args.python)
+        except SetupError as exc:
+            print(f"run.py: {exc}", file=sys.stderr, flush=True)
+            return exc.status
         results: dict[str, dict[str, Any]] = {}
         for mode in modes:
             res = run(p, src, py, mode, work)
@@ -220,8 +258,13 @@ def main() -> int:
             if mode == "plain":
                 continue
             bad = unexpected(p, res)
-            if res["hung"] or (plain and not same(plain["outcomes"], res["outcomes"])) or bad:
-                ok = False
+            where = f"FAIL: {p['name']} {p['version']} with {HEADERS[mode]}"
+            if res["hung"]:
+                failures.append(f"{where}: hung (killed after {p['timeout']} s)")
+            elif plain and not same(plain["outcomes"], res["outcomes"]):
+                failures.append(f"{where}: test outcomes differ from plain")
+            for f in bad:
+                failures.append(f"{where}: finding not marked true: {f['kind']}: {f['cause']}")
     print()
     head = ["project", *(HEADERS[m] for m in modes), "same outcomes"]
     print("| " + " | ".join(head) + " |")
@@ -241,7 +284,9 @@ def main() -> int:
             cells.append(cell)
         cells.append("yes" if all(alike) else "NO")
         print("| " + " | ".join(cells) + " |")
-    return 0 if ok else 1
+    for line in failures:
+        print(line, flush=True)
+    return EXIT_FAILED if failures else 0
 
 
 if __name__ == "__main__":

@@ -310,6 +310,45 @@ def test_readers_writer_group_lock_teaches_no_order(
     assert {r.key for r in found[0].resources} == {id(rw.count_lock), id(rw.group)}
 
 
+def take(lock: Any, then: Any = None) -> None:
+    """Take and release ``then``, if given; then take ``lock``, if given, and
+    return holding it (a token: its taking call has returned)."""
+    if then is not None:
+        with then:
+            pass
+    if lock is not None:
+        lock.acquire()
+
+
+@pytest.mark.parametrize("path", ["default", "python"])
+def test_a_later_call_of_the_taking_function_is_another_call(
+    order: list[deadlockwatch.Finding], path: str
+) -> None:
+    """The token rule asks whether the call that took a Lock still runs, not
+    whether its function is on the stack: a second call of the same function,
+    while the Lock taken and left held by the first is still held, is another
+    call (readerwriterlock's RWLockWriteD: a writer's acquire() returns holding
+    read_try; its next acquire() takes the count lock).  So holding the token
+    teaches no token -> b, and b -> token later closes no cycle."""
+    make = threading.Lock if path == "default" else _primitives.PURE_LOCK
+    token, b = make(), make()
+    assert token._dw_type == "Lock"
+    take(token)  # the first call returns holding token
+    take(None, then=b)  # a second call of take: b is not ordered after token
+    token.release()
+    with b, token:  # b -> token
+        pass
+    assert inversions() == []
+    # Control: token held in the call that took it is a critical section, so
+    # token -> b is an order, and it closes the cycle with b -> token.
+    token.acquire()
+    with b:
+        pass
+    token.release()
+    (found,) = inversions()
+    assert {r.key for r in found.resources} == {id(token), id(b)}
+
+
 def test_each_cycle_is_reported_once(order: list[deadlockwatch.Finding]) -> None:
     a, b = threading.Lock(), threading.Lock()
     for _ in range(3):
