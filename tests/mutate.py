@@ -131,7 +131,9 @@ MUTATIONS = [
         A,
         "    if t.key in snap.wakeable:\n        return True\n",
         "    if False:\n        return True\n",
-        "a notified waiter not yet running is not stuck",
+        "wakeable: the main thread waiting on a signal while a Python signal handler"
+        " is set, or a thread waiting on a signal another process can give, can"
+        " progress (guarded outside the selection: processes/, watch/test_signals.py)",
     ),
     Mutation(
         "timed-cycle-lone-self-wait",
