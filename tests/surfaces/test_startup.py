@@ -306,7 +306,8 @@ def test_findings_go_to_the_logging_logger_off_the_watcher() -> None:
             "        records.append((record.name, record.levelname, first))\n"
             "logging.getLogger().addHandler(Keep())",
         )
-        + "\nimport time as _t\n_t.sleep(0.5)\nprint(records)\n"
+        + f"\nsys.path.insert(0, {TESTS!r}); from _programs import until\n"
+        + "until(lambda: records, what='the finding logged')\nprint(records)\n"
     )
     r = run_python(code, env={"DEADLOCKWATCH": "1", "DEADLOCKWATCH_LOCK_ORDER": "0"}, args=["1"])
     assert r.returncode == 0, r.stderr
