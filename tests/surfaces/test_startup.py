@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from _programs import TESTS
 from conftest import ABBA_START, run_python
 
 #: A program that really deadlocks (daemon threads, so the process can still end).
@@ -178,7 +179,12 @@ def test_callable_action_receives_the_finding() -> None:
 def test_check_returns_the_finding_in_report_mode() -> None:
     assert "import os, sys, threading, time" in ABBA
     code = (
-        ABBA.replace("t1.join(", "import time; time.sleep(0.5); t1.join(")
+        ABBA.replace(
+            "t1.join(",
+            f"sys.path.insert(0, {TESTS!r}); from _programs import wait_watched\n"
+            "wait_watched(2, of=[t1, t2])  # the cycle formed, looked at\n"
+            "t1.join(",
+        )
         + """
 import deadlockwatch
 (f,) = deadlockwatch.check()
@@ -300,7 +306,8 @@ def test_findings_go_to_the_logging_logger_off_the_watcher() -> None:
             "        records.append((record.name, record.levelname, first))\n"
             "logging.getLogger().addHandler(Keep())",
         )
-        + "\nimport time as _t\n_t.sleep(0.5)\nprint(records)\n"
+        + f"\nsys.path.insert(0, {TESTS!r}); from _programs import until\n"
+        + "until(lambda: records, what='the finding logged')\nprint(records)\n"
     )
     r = run_python(code, env={"DEADLOCKWATCH": "1", "DEADLOCKWATCH_LOCK_ORDER": "0"}, args=["1"])
     assert r.returncode == 0, r.stderr
@@ -568,11 +575,18 @@ def test_os_environ_never_changes_while_the_program_runs(tmp_path: Path) -> None
         with lock:
             p = ctx.Process(target=child, args=(lock, q))
             p.start()
-            time.sleep(0.5)  # the child blocks on the lock meanwhile
+            # The child blocks on the lock meanwhile: until it published its wait.
+            import sys; sys.path.insert(0, TESTS)
+            from _programs import until
+            from deadlockwatch._processes.exchange import remote_snapshot
+            until(
+                lambda: any(t.pid == p.pid and t.wait for t in remote_snapshot()[0]),
+                what="the child blocked on the lock",
+            )
         print(q.get(timeout=60) == named, os.path.isdir(named))
         p.join(60)
         print(dict(os.environ) == before, p.exitcode)
-    """
+    """.replace("TESTS", repr(TESTS))
     prog = tmp_path / "prog.py"
     prog.write_text(textwrap.dedent(code))
     r = run_python(
@@ -600,12 +614,14 @@ print("uncontended", settle(0))
 gate = threading.Event()
 t = threading.Thread(target=gate.wait, args=(10,), daemon=True)
 t.start()
-time.sleep(0.3)
+sys.path.insert(0, TESTS)
+from _programs import wait_watched
+wait_watched(2, of=[t])  # blocked, and the watcher has looked
 print("blocked", _thread._count())  # the waiter and the watcher
 gate.set()
 t.join()
 print("idle", settle(0))
-"""
+""".replace("TESTS", repr(TESTS))
 
 
 def test_no_watcher_thread_until_a_wait_blocks() -> None:
@@ -623,7 +639,9 @@ def test_a_forked_child_sees_only_its_own_thread() -> None:
     threads = [threading.Thread(target=gate.wait, args=(10,)) for _ in range(4)]
     for t in threads:
         t.start()
-    time.sleep(0.3)
+    sys.path.insert(0, TESTS)
+    from _programs import wait_watched
+    wait_watched(2, of=threads)  # blocked, the watcher looking
     from deadlockwatch._watch.watcher import DETECTOR
     running = DETECTOR.watcher_ident is not None or sys.version_info >= (3, 12)
     bad = 0
@@ -637,7 +655,7 @@ def test_a_forked_child_sees_only_its_own_thread() -> None:
     for t in threads:
         t.join()
     print(running, bad)
-    """
+    """.replace("TESTS", repr(TESTS))
     r = run_python(code, env={"DEADLOCKWATCH": "1"}, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["True", "0"]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _programs import lock_cycle, wait_blocked, wait_watched
+from _programs import TESTS, lock_cycle, wait_blocked, wait_watched
 from conftest import BOUND, run_python, start
 
 import deadlockwatch
@@ -109,7 +109,7 @@ def test_an_error_in_lock_order_learning_leaves_the_acquire_alone() -> None:
 
 # -- KeyboardInterrupt ---------------------------------------------------------------------
 #: The main thread blocks, untimed, on something another thread holds; a third
-#: thread interrupts it after 0.3 s.  argv: kind, how, tracked (1/0).
+#: thread interrupts it once it is blocked there.  argv: kind, how, tracked (1/0).
 INTERRUPTED = """
 import _thread, json, signal, sys, threading, time
 # A shell that starts a job in the background makes it ignore SIGINT, and
@@ -133,13 +133,28 @@ h.start()
 holding.wait(10)
 main = threading.main_thread().ident
 def interrupter():
-    time.sleep(0.3)
+    # Until main is blocked in its acquire: a tracked wait, seen in the
+    # bookkeeping; a raw one, blocked in C, seen from main's line (bounded).
+    if tracked:
+        sys.path.insert(0, TESTS)
+        from _programs import wait_blocked
+        wait_blocked([main])
+    else:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            frame = sys._current_frames()[main]
+            while frame.f_back is not None:
+                frame = frame.f_back          # main's module frame
+            if frame.f_lineno == globals().get("acquire_line"):
+                break
+            time.sleep(0.002)
     if how == "signal":
         signal.pthread_kill(main, signal.SIGINT)
     else:
         _thread.interrupt_main()
 threading.Thread(target=interrupter, daemon=True).start()
 t0 = time.monotonic()
+acquire_line = sys._getframe().f_lineno + 2
 try:
     obj.acquire()
     outcome = "acquired"
@@ -159,7 +174,7 @@ if tracked:
     out["held after"] = [repr(x) for x in _state.current_record().held]
     out["findings"] = [f.kind for f in deadlockwatch.check()]
 print(json.dumps(out))
-"""
+""".replace("TESTS", repr(TESTS))
 
 KINDS = ["Lock", "RLock", "Semaphore", "BoundedSemaphore"]
 
@@ -225,20 +240,25 @@ def test_shutdown_with_blocked_daemon_threads_is_quiet(tmp_path: Path) -> None:
     main_lock, rlock = threading.Lock(), threading.RLock()
     sem, cond = threading.Semaphore(0), threading.Condition()
     main_lock.acquire()
+    holding = threading.Event()
     def sleeper():
         with rlock:
+            holding.set()
             time.sleep(60)
     def waits_cond():
         with cond:
             cond.wait()
     threading.Thread(target=sleeper, daemon=True).start()
-    time.sleep(0.05)
-    for target in (main_lock.acquire, rlock.acquire, sem.acquire, waits_cond):
-        threading.Thread(target=target, daemon=True).start()
+    holding.wait(10)
+    ts = [threading.Thread(target=target, daemon=True)
+          for target in (main_lock.acquire, rlock.acquire, sem.acquire, waits_cond)]
+    [t.start() for t in ts]
     threading.Thread(target=time.sleep, args=(0.5,)).start()  # shutdown waits for it
-    time.sleep(0.3)
+    import sys; sys.path.insert(0, TESTS)
+    from _programs import wait_watched
+    wait_watched(2, of=ts)  # all four blocked, looked at: no deadlock while main runs
     print("main done", flush=True)
-    """
+    """.replace("TESTS", repr(TESTS))
     env = {
         "DEADLOCKWATCH": "1",
         "DEADLOCKWATCH_INTERVAL": "0.01",
@@ -408,18 +428,33 @@ def test_detection_goes_on_in_parent_and_child_after_fork(tmp_path: Path) -> Non
     held.acquire()
     waiter = threading.Thread(target=lambda: (held.acquire(), held.release()), daemon=True)
     waiter.start()
-    time.sleep(0.1)
+    sys.path.insert(0, TESTS)
+    from _programs import wait_blocked, wait_watched
+    wait_blocked([waiter])
     pid = os.fork()
     if pid == 0:
         print("child", abba("child"), flush=True)
-        time.sleep(0.2)  # any late (spurious) report would show now
-        os._exit(0)
-    os.waitpid(pid, 0)
+        # Any late (spurious) report would show now: the watcher passes twice
+        # over a probe waiting on an Event (main runs: no deadlock).
+        status = 1
+        try:
+            ev = threading.Event()
+            probe = threading.Thread(target=ev.wait, daemon=True)
+            probe.start()
+            try:
+                wait_watched(2, of=[probe])
+                status = 0
+            finally:
+                ev.set()
+        finally:
+            sys.stdout.flush()
+            os._exit(status)
+    assert os.waitpid(pid, 0)[1] == 0, "the child failed"
     held.release()
     waiter.join(10)
     print("parent", abba("parent"), flush=True)
     print("pids", os.getpid(), pid, flush=True)
-    """
+    """.replace("TESTS", repr(TESTS))
     env = {
         "DEADLOCKWATCH": "1",
         "DEADLOCKWATCH_ACTION": "raise",

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _programs import TESTS
 
 from deadlockwatch._config import OPTIONS, ConfigError
 
@@ -1004,9 +1005,21 @@ def test_a():
     assert len(threads) == 2
 
 def test_b():
-    time.sleep(1.0)  # time for a late finding to land here, wrongly
+    # Time for a late finding to land here, wrongly: the watcher passes twice
+    # over a probe waiting on an Event (this thread runs: no deadlock).
+    import sys
+    sys.path.insert(0, TESTS)
+    from _programs import wait_watched
+    ev = threading.Event()
+    probe = threading.Thread(target=ev.wait, name="probe", daemon=True)
+    probe.start()
+    try:
+        wait_watched(2, of=[probe])
+    finally:
+        ev.set()
+        probe.join(5)
     assert sum(range(4)) == 6
-"""
+""".replace("TESTS", repr(TESTS))
 
 
 def _reports(pytester: pytest.Pytester) -> list[Any]:

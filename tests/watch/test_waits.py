@@ -17,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _programs import TESTS
 from conftest import run_python
 
-PRELUDE = """
+PRELUDE = f"""
 import os, sys, threading, time
 import deadlockwatch
 from deadlockwatch import DeadlockError
+sys.path.insert(0, {TESTS!r})
+from _programs import BOUND, until, wait_blocked, wait_watched
 deadlockwatch.enable(
     interval=0.02, threshold=0.05, on_deadlock="raise-all", report=os.environ["REPORT"]
 )
@@ -38,8 +41,21 @@ def guard(fn):
             fn()
         except DeadlockError:
             name = threading.current_thread().name
-            print(f"DeadlockError in {name}\\n", end="", flush=True)  # one write
+            print(f"DeadlockError in {{name}}\\n", end="", flush=True)  # one write
     return run
+
+def watcher_passes():
+    \"\"\"Until the watcher has made two full passes from now (each one also
+    reports what departed threads left held): a probe thread waits on an
+    Event meanwhile (the caller runs, so it is no deadlock), then is let go.\"\"\"
+    ev = threading.Event()
+    probe = threading.Thread(target=ev.wait, name="probe", daemon=True)
+    probe.start()
+    try:
+        wait_watched(2, of=[probe])
+    finally:
+        ev.set()
+        probe.join(BOUND)
 """
 
 
@@ -377,7 +393,8 @@ def test_thread_that_died_holding_a_lock(tmp_path: Path) -> None:
             raise ValueError("boom")
         t = threading.Thread(target=loader, name="loader")
         t.start(); t.join()
-        time.sleep(0.3)
+        from deadlockwatch._watch.watcher import DETECTOR
+        until(lambda: DETECTOR.findings, what="the held-at-exit warning")
         try:
             with lock:
                 pass
@@ -408,7 +425,7 @@ def test_thread_ending_after_handing_its_lock_over_is_no_warning(tmp_path: Path)
         t = threading.Thread(target=opener, name="opener")
         t.start(); t.join()
         lock.release()          # a latch: another thread lets it go
-        time.sleep(0.3)
+        watcher_passes()        # a late warning would show now
         with lock:
             print("acquired")
         """,
@@ -421,18 +438,16 @@ def test_thread_ending_after_handing_its_lock_over_is_no_warning(tmp_path: Path)
 #: it may end before the last reader, which releases it.  The writer waits
 #: for the last reader (``RESCUE``), starved for a while, not deadlocked.
 HANDED_OVER = """
-from deadlockwatch._track import state as _state
 group = threading.Lock()
 def first_reader():
     group.acquire()        # returns normally, leaving it held: handed over
 t = threading.Thread(target=first_reader, name="first-reader")
 t.start(); t.join()
 def last_reader():
-    me = threading.main_thread().ident
-    while not any(r.ident == me for r in list(_state.blocked)):  # the writer waits
-        time.sleep(0.01)
-    time.sleep(0.3)        # for the watcher to look
-    group.release()
+    try:
+        wait_watched(2, of=[threading.main_thread()])  # the writer waits, looked at
+    finally:
+        group.release()
 RESCUE
 try:
     with group:            # the writer
@@ -472,7 +487,7 @@ def test_rlock_left_held_by_an_exited_thread_is_a_warning(tmp_path: Path) -> Non
         deadline = time.monotonic() + 10
         while not DETECTOR.findings and time.monotonic() < deadline:
             time.sleep(0.02)
-        time.sleep(0.2)  # nothing more comes
+        watcher_passes()  # nothing more comes
         print("done")
         """,
     )
@@ -629,7 +644,7 @@ def test_thread_blocked_on_an_untracked_lock_counts_as_running(tmp_path: Path) -
                 pass
         m = spawn(middle, "middle")
         l = spawn(last, "last")
-        time.sleep(0.5)
+        wait_watched(2, of=[l])               # 'last' blocked, looked at
         import io
         buf = io.StringIO()
         deadlockwatch.dump(buf)
@@ -776,12 +791,17 @@ NO_ALARM = {
     """,
     "barrier_all_arrive": """
         b = threading.Barrier(3)
+        looked = []
         def party():
-            time.sleep(0.2)
-            b.wait()
+            try:
+                # main waits at the barrier, looked at, before the parties arrive
+                wait_watched(2, of=[threading.main_thread()])
+                looked.append(True)
+            finally:
+                b.wait()
         ts = [spawn(party, f"party-{i}") for i in range(2)]
         b.wait()
-        print("ok", True)
+        print("ok", looked == [True, True])
     """,
 }
 
@@ -880,7 +900,7 @@ def test_dump_shows_condition_and_join_waits(tmp_path: Path) -> None:
         import io
         ev = threading.Event()
         t = spawn(ev.wait, "waiter")
-        time.sleep(0.2)
+        wait_blocked([t])
         buf = io.StringIO()
         deadlockwatch.dump(buf)
         ev.set(); t.join(10)
