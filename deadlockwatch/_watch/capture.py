@@ -79,8 +79,10 @@ class _Builder:
         if id(rec) in self.threads:
             return
         wait = rec.wait
-        if wait is not None and wait.woken():
-            wait = None  # notified: it runs as soon as it has the GIL
+        if wait is not None and (wait.woken() or wait.interrupt is not None):
+            # Notified, or given its DeadlockError (raised at its next slice):
+            # it runs as soon as it has the GIL, and unwinds.
+            wait = None
         held_objects = list(rec.held)
         counts: dict[int, int] = {}
         objs: dict[int, Any] = {}
