@@ -52,7 +52,8 @@ typedef struct {
     PyObject *owner;    /* ThreadRecord or NULL */
     PyObject *site_code;  /* acquisition site: code object or NULL */
     int site_lasti;
-    PyObject *taker;    /* Lock: the frame of the call that took it, or NULL */
+    void *taker;        /* Lock: the address of the frame of the call that took
+                         * it, or NULL; never dereferenced, no reference kept */
     PyObject *dw_after; /* ids of primitives known to be taken after this one */
     PyObject *created;  /* creation Site, or NULL while only created_code is known */
     PyObject *created_code; /* creation site as (code, offset), made a Site when read */
@@ -290,15 +291,17 @@ frame_lasti(PyFrameObject *frame)
 #endif
 }
 
-/* keep_taker (a Lock): also keep the frame of the taking call, as _taker
- * (the token rule of _order.held_as_token tells that call by it). */
+/* keep_taker (a Lock): also note the address of the taking call's frame, as
+ * _dw_taker (the token rule of order.held_as_token tells that call by it and
+ * by the site's offset).  No reference is kept: a Lock left held must not keep
+ * the returned call's locals alive. */
 static int
 store_site(Core *self, int keep_taker)
 {
     PyFrameObject *frame = PyEval_GetFrame(); /* borrowed */
     if (frame == NULL) {
         Py_CLEAR(self->site_code);
-        Py_CLEAR(self->taker);
+        self->taker = NULL;
         self->site_lasti = 0;
         return 0;
     }
@@ -308,7 +311,7 @@ store_site(Core *self, int keep_taker)
         self->site_lasti = frame_lasti(frame);
         Py_DECREF(co);
         if (keep_taker)
-            Py_XSETREF(self->taker, Py_NewRef((PyObject *)frame));
+            self->taker = frame;
         return 0;
     }
     Py_DECREF(co);
@@ -320,7 +323,7 @@ store_site(Core *self, int keep_taker)
     Py_XSETREF(self->site_code, (PyObject *)PyFrame_GetCode(at));
     self->site_user = user != NULL;
     if (keep_taker)
-        Py_XSETREF(self->taker, Py_NewRef((PyObject *)at));
+        self->taker = at;
     Py_XDECREF(user);
     return 0;
 }
@@ -416,7 +419,6 @@ core_traverse(Core *self, visitproc visit, void *arg)
     Py_VISIT(self->rel);
     Py_VISIT(self->owner);
     Py_VISIT(self->site_code);
-    Py_VISIT(self->taker);
     Py_VISIT(self->dw_after);
     Py_VISIT(self->created);
     Py_VISIT(self->created_code);
@@ -431,7 +433,7 @@ core_clear(Core *self)
     Py_CLEAR(self->rel);
     Py_CLEAR(self->owner);
     Py_CLEAR(self->site_code);
-    Py_CLEAR(self->taker);
+    self->taker = NULL;
     Py_CLEAR(self->dw_after);
     Py_CLEAR(self->created);
     Py_CLEAR(self->created_code);
@@ -581,7 +583,7 @@ core_init(Core *self, PyObject *args, PyObject *kwds, PyObject *factory)
     Py_XSETREF(self->dw_after, no_orders);
     clear_owner(self);
     Py_CLEAR(self->site_code);
-    Py_CLEAR(self->taker);
+    self->taker = NULL;
     self->site_lasti = 0;
     self->site_user = 0;
     self->count = 0;
@@ -610,11 +612,40 @@ rlock_init(Core *self, PyObject *args, PyObject *kwds)
     return core_init(self, args, kwds, g_rlock_factory);
 }
 
+static PyObject *
+lock_get_taker(Core *self, void *closure)
+{
+    return PyLong_FromVoidPtr(self->taker);
+}
+
+static int
+lock_set_taker(Core *self, PyObject *value, void *closure)
+{
+    if (value == NULL || value == Py_None) {
+        self->taker = NULL;
+        return 0;
+    }
+    void *taker = PyLong_AsVoidPtr(value);
+    if (taker == NULL && PyErr_Occurred())
+        return -1;
+    self->taker = taker;
+    return 0;
+}
+
+#define CORE_GETSET \
+    {"_created", (getter)core_get_created, (setter)core_set_created, "creation Site or None", NULL}, \
+    {"_raw", (getter)core_get_raw, (setter)core_set_raw, "the untracked lock", NULL}, \
+    {"_site", (getter)core_get_site, (setter)core_set_site, "acquisition site: (code, lasti) or None", NULL}, \
+    {"_owner", (getter)core_get_owner, (setter)core_set_owner, "the holder's ThreadRecord or None", NULL}
+
 static PyGetSetDef core_getset[] = {
-    {"_created", (getter)core_get_created, (setter)core_set_created, "creation Site or None", NULL},
-    {"_raw", (getter)core_get_raw, (setter)core_set_raw, "the untracked lock", NULL},
-    {"_site", (getter)core_get_site, (setter)core_set_site, "acquisition site: (code, lasti) or None", NULL},
-    {"_owner", (getter)core_get_owner, (setter)core_set_owner, "the holder's ThreadRecord or None", NULL},
+    CORE_GETSET,
+    {NULL},
+};
+
+static PyGetSetDef lock_getset[] = {
+    CORE_GETSET,
+    {"_dw_taker", (getter)lock_get_taker, (setter)lock_set_taker, "id() of the taking call's frame, or 0", NULL},
     {NULL},
 };
 
@@ -627,7 +658,6 @@ static PyMemberDef lock_members[] = {
     COMMON_MEMBERS,
     {"_ctx", T_BOOL, offsetof(Core, ctx), 0, NULL},
     {"_handoff", T_BOOL, offsetof(Core, handoff), 0, NULL},
-    {"_dw_taker", T_OBJECT, offsetof(Core, taker), 0, NULL},
     {NULL},
 };
 
@@ -697,7 +727,7 @@ lock_release(Core *self, PyObject *unused)
         Py_INCREF(me);
         Py_INCREF(held);
         clear_owner(self);
-        Py_CLEAR(self->taker);
+        self->taker = NULL;
         int rc = drop_held(self, me, held);
         Py_DECREF(held);
         Py_DECREF(me);
@@ -734,7 +764,7 @@ static PyType_Slot lock_slots[] = {
     {Py_tp_clear, core_clear},
     {Py_tp_methods, lock_methods},
     {Py_tp_members, lock_members},
-    {Py_tp_getset, core_getset},
+    {Py_tp_getset, lock_getset},
     {0, NULL},
 };
 

@@ -90,25 +90,40 @@ _SUSPENDABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GE
 
 def held_as_token(lock: Any, frame: Any) -> bool:
     """True if ``lock`` is a plain Lock held past the return of the call that
-    took it: that call's frame (``_dw_taker``, kept from the acquire until the
-    release) is not on the stack from ``frame`` outwards.  A later call of the
-    same function is another call: its frame is another frame object (the
-    taker's is kept alive, so its address cannot be reused).  Where the taking
-    frame is not known, the acquisition site's code stands for it.  Unknown
-    sites, RLocks (owner-bound), semaphores and locks taken in generators or
-    coroutines are never tokens."""
+    took it: no frame from ``frame`` outwards is that call.
+
+    The Lock notes the taking call by the address of its frame (``_dw_taker``,
+    ``id()``) and by the site (code, offset) it was taken at; it keeps no
+    reference to the frame, so a Lock left held does not keep the returned
+    call's locals alive (CPython's test_threading checks exactly that).  A frame
+    found at that address is that call while it runs; once it has returned, a
+    later call of the same function may get the same address.  Execution of a
+    call only moves forward past its acquire, so a frame of the same code at
+    that address that is now at an earlier offset than the acquire is a later
+    call (readerwriterlock's writer: the next ``acquire()`` takes its count
+    lock before the token it left held).  At the same or a later offset it is
+    taken for the same call, so a later call that gets the same address and
+    passes the same place is ordered as lockdep orders everything; a call that
+    loops back above the acquire while holding is taken for a later one (an
+    order missed, never a false one).  Where the taking frame is not known,
+    the acquisition site's code stands for it.  Unknown sites, RLocks
+    (owner-bound), semaphores and locks taken in generators or coroutines are
+    never tokens."""
     if getattr(lock, "_dw_type", None) != "Lock":
         return False
     site = getattr(lock, "_site", None)
     if site is None:
         return False
-    code = site[0]
+    code, offset = site
     if code.co_flags & _SUSPENDABLE:
         return False
-    taker = getattr(lock, "_dw_taker", None)
+    taker = getattr(lock, "_dw_taker", 0)
     while frame is not None:
-        if frame is taker or (taker is None and frame.f_code is code):
-            return False
+        if frame.f_code is code:
+            if not taker:
+                return False
+            if id(frame) == taker:
+                return bool(frame.f_lasti < offset)
         frame = frame.f_back
     return True
 

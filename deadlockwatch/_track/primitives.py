@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from types import FrameType
 from typing import TYPE_CHECKING, Any, SupportsIndex
 
 from deadlockwatch._config import PURE_VAR, parse_bool
@@ -97,13 +96,14 @@ def _teach(lock: Any, rec: ThreadRecord) -> None:
             learn_order(last, lock, rec)
 
 
-def _took(lock: Any, blocking: bool) -> FrameType | None:
+def _took(lock: Any, blocking: bool) -> int:
     """The bookkeeping of an uncontended take of a Lock or an RLock, called
     by its ``_py_acquire``/``_py_enter`` right after the raw lock was taken:
     the order it teaches, the calling thread's held list, the owner, and
     where it was taken (the caller of that method, in the application).  It
     is the Python fast path, written once; the C core has its own.  Returns
-    the taking frame (a Lock keeps it as ``_dw_taker``: see `order`)."""
+    ``id()`` of the taking frame, or 0 (a Lock keeps it as ``_dw_taker``; no
+    reference to the frame is kept: see `order`)."""
     try:
         rec = tls.rec
     except AttributeError:
@@ -116,11 +116,11 @@ def _took(lock: Any, blocking: bool) -> FrameType | None:
         f = _getframe(2)
     except ValueError:  # a thread started from C on that method
         lock._site = None
-        return None
+        return 0
     if f.f_code.co_filename in INTERNAL_FILES:
         f = user_frame(f) or f
     lock._site = (f.f_code, f.f_lasti)
-    return f
+    return id(f)
 
 
 def _validate_lock_args(rec: ThreadRecord, blocking: Any, timeout: Any) -> None:
@@ -180,7 +180,7 @@ class _LockMethods:
     _acq: Any
     _dw_after: frozenset[int] | set[int]
     _owner: ThreadRecord | None
-    _dw_taker: FrameType | None
+    _dw_taker: int
     _site: RawSite | None
     _handoff: bool
     _ctx: bool
@@ -193,7 +193,7 @@ class _LockMethods:
         self._dw_after = _NO_ORDERS
         self._owner = None
         self._site = None
-        self._dw_taker = None
+        self._dw_taker = 0
         self._handoff = False
         self._ctx = False
         self._created = creation_site()
@@ -219,7 +219,8 @@ class _LockMethods:
     def _py_release(self) -> None:
         owner = self._owner
         if owner is not None:
-            self._owner = self._dw_taker = None
+            self._owner = None
+            self._dw_taker = 0
             try:
                 me = tls.rec
             except AttributeError:
@@ -264,7 +265,7 @@ class _LockMethods:
             self._ctx = ctx
             taker = user_frame(_caller_frame(2))
             self._site = None if taker is None else (taker.f_code, taker.f_lasti)
-            self._dw_taker = taker
+            self._dw_taker = 0 if taker is None else id(taker)
         return got
 
     def _attempt(self, seconds: float) -> bool:
@@ -277,7 +278,8 @@ class _LockMethods:
     def _at_fork_reinit(self) -> None:
         self._raw._at_fork_reinit()
         owner = self._owner
-        self._owner = self._dw_taker = None
+        self._owner = None
+        self._dw_taker = 0
         self._handoff = False
         if owner is not None:
             remove_held(owner, self)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import gc
 import itertools
 import json
+import sys
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -347,6 +349,56 @@ def test_a_later_call_of_the_taking_function_is_another_call(
     token.release()
     (found,) = inversions()
     assert {r.key for r in found.resources} == {id(token), id(b)}
+
+
+class _Local:
+    """A local of the taking call (a weak reference tells when it is freed)."""
+
+
+def _take_and_return(lock: Any) -> weakref.ref[_Local]:
+    local = _Local()
+    lock.acquire()
+    return weakref.ref(local)
+
+
+@pytest.mark.parametrize("path", ["default", "python"])
+def test_a_lock_left_held_keeps_nothing_of_the_call_that_took_it(
+    order: list[deadlockwatch.Finding], path: str
+) -> None:
+    """Transparency: the token rule tells the taking call without keeping its
+    frame, so a call that returns holding a Lock frees its locals at once, as
+    without the detector (CPython's test_threading test_foreign_thread saw
+    threading._dangling grow while a Lock left held kept its taker's frame).
+    The control: the same local, the frame kept alive by the test itself
+    (what a kept ``_dw_taker`` did), is not freed."""
+    make = threading.Lock if path == "default" else _primitives.PURE_LOCK
+    lock = make()
+    assert lock._dw_type == "Lock"
+    gc.disable()  # freed by reference counting, not by a collection
+    try:
+        freed = _take_and_return(lock)
+        assert freed() is None
+        assert lock._dw_taker != 0  # the call was noted all the same
+        lock.release()
+        frames: list[Any] = []
+        kept = _take_and_return(_KeepsFrame(lock, frames))
+        assert kept() is not None
+        frames.clear()
+        assert kept() is None
+    finally:
+        gc.enable()
+
+
+class _KeepsFrame:
+    """A Lock stand-in that keeps its caller's frame, as ``_dw_taker`` did."""
+
+    def __init__(self, lock: Any, frames: list[Any]) -> None:
+        self.lock, self.frames = lock, frames
+
+    def acquire(self) -> None:
+        self.frames.append(sys._getframe(1))
+        self.lock.acquire()
+        self.lock.release()
 
 
 def test_each_cycle_is_reported_once(order: list[deadlockwatch.Finding]) -> None:
