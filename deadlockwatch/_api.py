@@ -65,10 +65,13 @@ def dump(file: IO[str] | None = None) -> None:
 
 
 def forget() -> None:
-    """Forget every learned lock order (and which inversions were reported)."""
+    """Forget every learned lock order (and which inversions were reported),
+    and every wait and signal learned with them."""
+    from deadlockwatch._track import signals
     from deadlockwatch._track.order import ORDER
 
     ORDER.forget()
+    signals.forget()
 
 
 def suppressed() -> list[Finding]:

@@ -13,6 +13,13 @@ from dataclasses import dataclass, field
 DEADLOCK = "deadlock"
 TIMED_CYCLE = "timed-cycle"
 LOCK_ORDER_INVERSION = "lock-order-inversion"
+#: A potential deadlock through a signal: a wait made while holding a lock
+#: that the signal's signaller needs (learned as lock order is, `signals`).
+WAIT_UNDER_LOCK = "wait-under-lock"
+#: What an `OrderEdge` says: ``then``, ``held`` then ``acquired`` (a lock
+#: order); ``waits``, ``held`` held during a wait on the signal ``acquired``;
+#: ``signals``, the signal ``held`` given by a call that took ``acquired``.
+ORDER_THEN, ORDER_WAITS, ORDER_SIGNALS = "then", "waits", "signals"
 HELD_AT_EXIT = "held-at-exit"
 #: Stuck unless a thread that never touched what they wait for, and can reach
 #: it only through a global, rescues them (see `ReachInfo`).
@@ -262,7 +269,12 @@ class CycleStep:
 @dataclass(frozen=True)
 class OrderEdge:
     """A learned lock order: ``thread`` took ``acquired`` while holding ``held``,
-    at ``site``, with ``stack`` (resource keys index `Finding.resources`)."""
+    at ``site``, with ``stack`` (resource keys index `Finding.resources`).
+
+    Through a signal (``relation``, see ORDER_WAITS and ORDER_SIGNALS): a wait
+    on the signal ``acquired`` while holding ``held``, at ``site``; or the
+    signal ``held`` given at ``site`` by a call that took the lock
+    ``acquired`` at ``taken_at`` (held at the signal, or earlier in it)."""
 
     held: int
     acquired: int
@@ -270,6 +282,8 @@ class OrderEdge:
     thread_ident: int = 0
     site: Site | None = None
     stack: tuple[Frame, ...] = ()
+    relation: str = "then"
+    taken_at: Site | None = None
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ TIMED_HELP = (
 )
 _TIMED_CHOICES = ("warn", "fail")
 INVERSIONS_HELP = (
-    "what a lock-order inversion (a potential deadlock) does to its test: fail (default) or warn"
+    "what a lock-order inversion or a wait under a lock its signaller needs (potential "
+    "deadlocks) does to its test: fail (default) or warn"
 )
 PROBABLE_HELP = (
     "what a probable-deadlock finding (stuck threads that only a thread that never touched "
@@ -187,7 +188,7 @@ class _Plugin:
         if _plugin_choice(config, "timed_cycles", _TIMED_CHOICES, options) == "fail":
             failing.add("timed-cycle")
         if _plugin_choice(config, "inversions", ("fail", "warn"), options) == "fail":
-            failing.add("lock-order-inversion")
+            failing.update(("lock-order-inversion", "wait-under-lock"))
         if _plugin_choice(config, "probable", ("warn", "fail"), options) == "fail":
             failing.add("probable-deadlock")
         history = _plugin_choice(config, "lock_order_history", _HISTORY_CHOICES, options)

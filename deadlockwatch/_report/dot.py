@@ -66,9 +66,11 @@ def to_dot(findings: Iterable[Finding]) -> str:
             out.append(f"    f{i}_r{r.key} [shape=box, style=rounded, label={_q(label)}{style}];")
         for e in f.order:
             where = f"\nat {short_path(e.site.file)}:{e.site.line}" if e.site else ""
+            verb = {"waits": "held while waiting on", "signals": "signalled by a call taking"}
+            text = verb.get(e.relation, "then")
             out.append(
                 f"    f{i}_r{e.held} -> f{i}_r{e.acquired} "
-                f"[label={_q(f'then, in {e.thread!r}{where}')}, {_CYCLE}];"
+                f"[label={_q(f'{text}, in {e.thread!r}{where}')}, {_CYCLE}];"
             )
         known = {t.key for t in f.threads}
         for t in f.threads:

@@ -223,6 +223,8 @@ def _finding_from_json(record: Any, where: str) -> Finding:
                 thread=_need(e, "thread", str, ew),
                 thread_ident=int(e.get("thread_ident", 0)),
                 site=_site(e.get("at"), ew),
+                relation=_relation(e, ew),
+                taken_at=_site(e.get("taken_at"), ew),
                 stack=tuple(
                     Frame(
                         _need(fr, "file", str, ew),
@@ -297,3 +299,12 @@ def load_findings(path: str) -> list[Finding]:
     if not findings:
         raise ReportError(f"{path}: holds no findings (the file is empty)")
     return findings
+
+
+def _relation(edge: dict[str, Any], where: str) -> str:
+    relation = edge.get("relation", "then")
+    if relation not in ("then", "waits", "signals"):
+        raise ReportError(
+            f"{where}: 'relation' must be 'then', 'waits' or 'signals', not {relation!r}"
+        )
+    return str(relation)

@@ -16,6 +16,7 @@ from deadlockwatch._model import (
     Finding,
     Frame,
     HeldInfo,
+    OrderEdge,
     ResourceInfo,
     Site,
     ThreadInfo,
@@ -27,6 +28,7 @@ _TITLES = {
     "deadlock": "DEADLOCK",
     "timed-cycle": "TIMED CYCLE (will break when a timeout expires)",
     "lock-order-inversion": "POTENTIAL DEADLOCK: lock-order inversion",
+    "wait-under-lock": "POTENTIAL DEADLOCK: a wait under a lock its signaller needs",
     "held-at-exit": "WARNING: a thread exited holding a lock",
     "probable-deadlock": "PROBABLE DEADLOCK (unless a thread that never touched it rescues them)",
 }
@@ -107,20 +109,36 @@ def step_text(f: Finding, step: CycleStep) -> str:
     return f"{me} waits for {label} held by {nxt}{also}"
 
 
+def _edge_line(f: Finding, e: OrderEdge) -> str:
+    """One learned edge of a cycle in words."""
+    held, acquired = f.resource_label(e.held), f.resource_label(e.acquired)
+    where = f" at {_site(e.site)}" if e.site else ""
+    if e.relation == "waits":
+        return f"{held} held while waiting on {acquired}: by {e.thread!r}{where}"
+    if e.relation == "signals":
+        took = f" (taken at {_site(e.taken_at)})" if e.taken_at else ""
+        return f"{held} is signalled by {e.thread!r}{where}, in a call that takes {acquired}{took}"
+    return f"{held} then {acquired}: taken by {e.thread!r}{where}"
+
+
+def _edge_heading(f: Finding, e: OrderEdge) -> str:
+    held, acquired = f.resource_label(e.held), f.resource_label(e.acquired)
+    who = f"by {e.thread!r} (ident {e.thread_ident})"
+    if e.relation == "waits":
+        return f"  {acquired} waited on while holding {held} {who}:"
+    if e.relation == "signals":
+        return f"  {held} signalled, after taking {acquired}, {who}:"
+    return f"  {acquired} taken while holding {held} {who}:"
+
+
 def _order_lines(f: Finding) -> list[str]:
-    out = ["", "  Lock order cycle:"]
+    title = "Lock order cycle:" if f.kind == "lock-order-inversion" else "Cycle of waits and locks:"
+    out = ["", f"  {title}"]
     for e in f.order:
-        where = f" at {_site(e.site)}" if e.site else ""
-        out.append(
-            f"    {f.resource_label(e.held)} then {f.resource_label(e.acquired)}: "
-            f"taken by {e.thread!r}{where}"
-        )
+        out.append(f"    {_edge_line(f, e)}")
     for e in f.order:
         out.append("")
-        out.append(
-            f"  {f.resource_label(e.acquired)} taken while holding {f.resource_label(e.held)}"
-            f" by {e.thread!r} (ident {e.thread_ident}):"
-        )
+        out.append(_edge_heading(f, e))
         for fr in e.stack:
             out.append(f'      File "{short_path(fr.file)}", line {fr.line}, in {fr.function}')
             if fr.code:
@@ -254,6 +272,8 @@ def to_json(f: Finding) -> dict[str, Any]:
                 "thread_ident": e.thread_ident,
                 "at": _site_json(e.site),
                 "stack": _frames_json(e.stack),
+                "relation": e.relation,
+                "taken_at": _site_json(e.taken_at),
             }
             for e in f.order
         ],

@@ -54,6 +54,9 @@ typedef struct {
     int site_lasti;
     void *taker;        /* Lock: the address of the frame of the call that took
                          * it, or NULL; never dereferenced, no reference kept */
+    void *prev_taker;   /* Lock: taker, site_code and site_lasti of the take */
+    PyObject *prev_code; /* before the current one (kept after a release: the */
+    int prev_lasti;     /* signals module reads them, `_dw_prev`) */
     PyObject *dw_after; /* ids of primitives known to be taken after this one */
     PyObject *created;  /* creation Site, or NULL while only created_code is known */
     PyObject *created_code; /* creation site as (code, offset), made a Site when read */
@@ -298,6 +301,14 @@ frame_lasti(PyFrameObject *frame)
 static int
 store_site(Core *self, int keep_taker)
 {
+    if (keep_taker) {
+        /* The take before this one (a signal's waiter compares it with where
+         * the signal was given: signals.py). */
+        self->prev_taker = self->taker;
+        self->prev_lasti = self->site_lasti;
+        Py_XINCREF(self->site_code);
+        Py_XSETREF(self->prev_code, self->site_code);
+    }
     PyFrameObject *frame = PyEval_GetFrame(); /* borrowed */
     if (frame == NULL) {
         Py_CLEAR(self->site_code);
@@ -419,6 +430,7 @@ core_traverse(Core *self, visitproc visit, void *arg)
     Py_VISIT(self->rel);
     Py_VISIT(self->owner);
     Py_VISIT(self->site_code);
+    Py_VISIT(self->prev_code);
     Py_VISIT(self->dw_after);
     Py_VISIT(self->created);
     Py_VISIT(self->created_code);
@@ -434,6 +446,7 @@ core_clear(Core *self)
     Py_CLEAR(self->owner);
     Py_CLEAR(self->site_code);
     self->taker = NULL;
+    Py_CLEAR(self->prev_code);
     Py_CLEAR(self->dw_after);
     Py_CLEAR(self->created);
     Py_CLEAR(self->created_code);
@@ -584,6 +597,9 @@ core_init(Core *self, PyObject *args, PyObject *kwds, PyObject *factory)
     clear_owner(self);
     Py_CLEAR(self->site_code);
     self->taker = NULL;
+    self->prev_taker = NULL;
+    Py_CLEAR(self->prev_code);
+    self->prev_lasti = 0;
     self->site_lasti = 0;
     self->site_user = 0;
     self->count = 0;
@@ -632,6 +648,49 @@ lock_set_taker(Core *self, PyObject *value, void *closure)
     return 0;
 }
 
+/* (id of the taking frame, (code, lasti) or None) of the take before the
+ * current one, or None if there was none. */
+static PyObject *
+lock_get_prev(Core *self, void *closure)
+{
+    if (self->prev_code == NULL)
+        Py_RETURN_NONE;
+    return Py_BuildValue("(N(Oi))", PyLong_FromVoidPtr(self->prev_taker), self->prev_code,
+                         self->prev_lasti);
+}
+
+static int
+lock_set_prev(Core *self, PyObject *value, void *closure)
+{
+    PyObject *taker, *site, *code = NULL;
+    int lasti = 0;
+    if (value == NULL || value == Py_None) {
+        self->prev_taker = NULL;
+        Py_CLEAR(self->prev_code);
+        return 0;
+    }
+    if (!PyTuple_Check(value) || !PyArg_ParseTuple(value, "OO;_dw_prev is (taker, site) or None", &taker, &site)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "_dw_prev is (taker, site) or None");
+        return -1;
+    }
+    void *ptr = PyLong_AsVoidPtr(taker);
+    if (ptr == NULL && PyErr_Occurred())
+        return -1;
+    if (site != Py_None &&
+        (!PyTuple_Check(site) ||
+         !PyArg_ParseTuple(site, "O!i;_dw_prev's site is (code, lasti) or None", &PyCode_Type, &code, &lasti))) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "_dw_prev's site is (code, lasti) or None");
+        return -1;
+    }
+    self->prev_taker = ptr;
+    Py_XINCREF(code);
+    Py_XSETREF(self->prev_code, code);
+    self->prev_lasti = lasti;
+    return 0;
+}
+
 #define CORE_GETSET \
     {"_created", (getter)core_get_created, (setter)core_set_created, "creation Site or None", NULL}, \
     {"_raw", (getter)core_get_raw, (setter)core_set_raw, "the untracked lock", NULL}, \
@@ -646,6 +705,7 @@ static PyGetSetDef core_getset[] = {
 static PyGetSetDef lock_getset[] = {
     CORE_GETSET,
     {"_dw_taker", (getter)lock_get_taker, (setter)lock_set_taker, "id() of the taking call's frame, or 0", NULL},
+    {"_dw_prev", (getter)lock_get_prev, (setter)lock_set_prev, "(taker, site) of the take before, or None", NULL},
     {NULL},
 };
 
@@ -727,7 +787,7 @@ lock_release(Core *self, PyObject *unused)
         Py_INCREF(me);
         Py_INCREF(held);
         clear_owner(self);
-        self->taker = NULL;
+        /* taker and site stay: the signals module reads the last take. */
         int rc = drop_held(self, me, held);
         Py_DECREF(held);
         Py_DECREF(me);

@@ -53,6 +53,10 @@ from typing import Any
 
 from deadlockwatch._model import (
     LOCK_ORDER_INVERSION,
+    ORDER_SIGNALS,
+    ORDER_THEN,
+    ORDER_WAITS,
+    WAIT_UNDER_LOCK,
     Check,
     Conditions,
     Finding,
@@ -83,6 +87,8 @@ class _Edge:
     site: Site | None
     stack: tuple[Frame, ...]
     gates: frozenset[int]
+    relation: str = ORDER_THEN
+    taken_at: Site | None = None
 
 
 _SUSPENDABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
@@ -298,9 +304,23 @@ class LockOrder:
 
     # -- learning an order ------------------------------------------------------
     def learn(
-        self, src: Any, dst: Any, held: list[Any], thread: str, ident: int, serial: int
+        self,
+        src: Any,
+        dst: Any,
+        held: list[Any],
+        thread: str,
+        ident: int,
+        serial: int,
+        *,
+        relation: str = ORDER_THEN,
+        taken_at: Site | None = None,
+        where: tuple[Site | None, tuple[Frame, ...]] | None = None,
     ) -> Finding | None:
-        """Learn ``src -> dst``; return a finding if it closes a new cycle."""
+        """Learn ``src -> dst``; return a finding if it closes a new cycle.
+
+        ``relation`` and ``taken_at``: what the edge is, for an edge through a
+        signal (`signals`); ``where``: its site and stack, when not the
+        calling thread's own (a signal learned from an earlier call)."""
         with self._lock:
             self._collect()
             if type(src._dw_after) is frozenset:
@@ -315,13 +335,18 @@ class LockOrder:
                 return None
             if b.key in a.out:
                 return None
-            stack = stack_of(_native.getframe())
-            site = None
-            if stack:
-                top = stack[-1]
-                site = Site(top.file, top.line, top.function)
+            if where is None:
+                stack = stack_of(_native.getframe())
+                site = None
+                if stack:
+                    top = stack[-1]
+                    site = Site(top.file, top.line, top.function)
+            else:
+                site, stack = where
             gates = frozenset(id(h) for h in held if h is not src and h is not dst and _mutex(h))
-            edge = _Edge(a.key, b.key, thread, ident, serial, site, stack, gates)
+            edge = _Edge(
+                a.key, b.key, thread, ident, serial, site, stack, gates, relation, taken_at
+            )
             path = self._path_if_cycle(a, b)
             if path is None:
                 a.out[b.key] = edge
@@ -461,6 +486,8 @@ def _finding(graph: LockOrder, edges: list[_Edge]) -> Finding:
             thread_ident=e.thread_ident,
             site=e.site,
             stack=e.stack,
+            relation=e.relation,
+            taken_at=e.taken_at,
         )
         for e in edges
     )
@@ -468,6 +495,8 @@ def _finding(graph: LockOrder, edges: list[_Edge]) -> Finding:
     one = len(threads) == 1
     by_key = resource_labels(resources)
     labels = [by_key[e.src] for e in edges]
+    if any(e.relation != ORDER_THEN for e in edges):
+        return _signal_finding(edges, resources, order, labels, one)
     cause = (
         f"{len(edges)} locks are taken in a cyclic order "
         + (
@@ -490,6 +519,56 @@ def _finding(graph: LockOrder, edges: list[_Edge]) -> Finding:
     )
     return Finding(
         kind=LOCK_ORDER_INVERSION,
+        cycle=(),
+        threads=(),
+        resources=resources,
+        conditions=conditions,
+        cause=cause,
+        order=order,
+        single_thread=one,
+        pid=os.getpid(),
+        time=time.time(),
+    )
+
+
+def _signal_finding(
+    edges: list[_Edge],
+    resources: tuple[ResourceInfo, ...],
+    order: tuple[OrderEdge, ...],
+    labels: list[str],
+    one: bool,
+) -> Finding:
+    """A cycle through a signal (`signals`): a wait under a lock that the
+    signal's signaller needs, maybe through lock orders."""
+    waits = [e for e in edges if e.relation == ORDER_WAITS]
+    signals = [e for e in edges if e.relation == ORDER_SIGNALS]
+    by_key = dict(zip((e.src for e in edges), labels, strict=True))
+    parts = []
+    for w in waits:
+        parts.append(f"a wait on {by_key[w.dst]} while holding {by_key[w.src]}")
+    for s in signals:
+        parts.append(f"{by_key[s.src]} is signalled by a call that takes {by_key[s.dst]}")
+    cause = (
+        "a thread can wait for a signal while holding a lock that the signaller needs"
+        + (" (seen in one thread only)" if one else "")
+        + ": "
+        + "; ".join(parts)
+        + " ("
+        + " -> ".join([*labels, labels[0]])
+        + ")"
+    )
+    conditions = Conditions(
+        Check(True, "the locks are mutually exclusive; a signal has one source here"),
+        Check(True, "the wait was made while holding the lock"),
+        Check(True, "the wait is untimed, and the lock is released only by its holder"),
+        Check(
+            False,
+            "not now: nobody is waiting, but when the wait comes first, its signaller "
+            "blocks on the lock and the waiter waits forever",
+        ),
+    )
+    return Finding(
+        kind=WAIT_UNDER_LOCK,
         cycle=(),
         threads=(),
         resources=resources,

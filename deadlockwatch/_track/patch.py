@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from deadlockwatch._track import native as _native
+from deadlockwatch._track import signals as _signals
 from deadlockwatch._track import waits as _waits
 from deadlockwatch._track.hook import when_imported
 from deadlockwatch._track.primitives import (
@@ -249,7 +250,7 @@ def _install_methods(module: Any) -> None:
         _MethodWrapper = MethodWrapper
     if not _waits.active:
         return
-    for mod_name, cls_name, attr, wrapper in _waits.TARGETS:
+    for mod_name, cls_name, attr, wrapper in _targets():
         if mod_name != getattr(module, "__name__", None):
             continue
         cls = getattr(module, cls_name, None)
@@ -264,10 +265,35 @@ def _install_methods(module: Any) -> None:
         _methods[(cls, attr)] = (wrapped, original)
 
 
+def _targets() -> tuple[tuple[str, str, str, Callable[..., Any]], ...]:
+    """The wrappers to install: the waits, and while lock order is on, what
+    learns waits under locks (`signals`)."""
+    if _signals.learning:
+        return _waits.TARGETS + _waits.SIGNAL_TARGETS
+    return _waits.TARGETS
+
+
+def learn_signals(on: bool) -> None:
+    """Lock order is on (or off): install (or remove) what `signals` learns from."""
+    if on == _signals.learning:
+        return
+    _signals.learning = on
+    if on:
+        if _waits.active:
+            _patch_methods()
+        return
+    signal_wrappers = {w for *_, w in _waits.SIGNAL_TARGETS}
+    for (cls, attr), (wrapped, original) in list(_methods.items()):
+        if wrapped._self_wrapper in signal_wrappers:
+            if cls.__dict__.get(attr) is wrapped:
+                setattr(cls, attr, original)
+            del _methods[(cls, attr)]
+
+
 def _patch_methods() -> None:
     """Install the wait wrappers; for modules not imported yet, when they are."""
     _waits.active = True
-    for mod_name in dict.fromkeys(t[0] for t in _waits.TARGETS):
+    for mod_name in dict.fromkeys(t[0] for t in _targets()):
         module = sys.modules.get(mod_name)
         if module is not None:
             _install_methods(module)

@@ -181,6 +181,7 @@ class _LockMethods:
     _dw_after: frozenset[int] | set[int]
     _owner: ThreadRecord | None
     _dw_taker: int
+    _dw_prev: tuple[int, RawSite | None] | None
     _site: RawSite | None
     _handoff: bool
     _ctx: bool
@@ -194,6 +195,7 @@ class _LockMethods:
         self._owner = None
         self._site = None
         self._dw_taker = 0
+        self._dw_prev = None
         self._handoff = False
         self._ctx = False
         self._created = creation_site()
@@ -203,6 +205,7 @@ class _LockMethods:
         if timeout == -1 and (blocking is True or blocking is False):
             if self._acq(False):
                 self._ctx = False
+                self._dw_prev = (self._dw_taker, self._site)
                 self._dw_taker = _took(self, blocking)
                 return True
             if blocking is False:
@@ -212,6 +215,7 @@ class _LockMethods:
     def _py_enter(self) -> bool:
         if self._acq(False):
             self._ctx = True
+            self._dw_prev = (self._dw_taker, self._site)
             self._dw_taker = _took(self, True)
             return True
         return self._acquire_slow(True, -1, True)
@@ -219,8 +223,7 @@ class _LockMethods:
     def _py_release(self) -> None:
         owner = self._owner
         if owner is not None:
-            self._owner = None
-            self._dw_taker = 0
+            self._owner = None  # _dw_taker and _site stay: `signals` reads the last take
             try:
                 me = tls.rec
             except AttributeError:
@@ -264,6 +267,7 @@ class _LockMethods:
             self._owner = rec
             self._ctx = ctx
             taker = user_frame(_caller_frame(2))
+            self._dw_prev = (self._dw_taker, self._site)
             self._site = None if taker is None else (taker.f_code, taker.f_lasti)
             self._dw_taker = 0 if taker is None else id(taker)
         return got
@@ -497,6 +501,7 @@ class _PyLockCore(_LockMethods):
         "_created",
         "_ctx",
         "_dw_after",
+        "_dw_prev",
         "_dw_taker",
         "_handoff",
         "_owner",

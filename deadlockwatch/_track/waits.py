@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from deadlockwatch._track import native as _native
+from deadlockwatch._track import signals as _signals
 from deadlockwatch._track import state as _state
 from deadlockwatch._track.meaning import meaning
 from deadlockwatch._track.state import (
@@ -83,6 +84,8 @@ def condition_wait(
     if not instance._is_owned():
         raise RuntimeError("cannot wait on un-acquired lock")
     caller = _native.caller_frame(1)
+    if timeout is None and _signals.learning:
+        _signals.waiting(instance, "Condition", caller)
     waiter = _native.allocate_lock()
     waiter.acquire()
     instance._waiters.append(waiter)
@@ -144,6 +147,113 @@ def executor_submit(
         with contextlib.suppress(AttributeError, TypeError):
             future._dw_executor = weakref.ref(instance)
     return future
+
+
+# -- learning waits under locks (`signals`), installed while lock order is on --
+def _put_args(item: Any, block: Any = True, timeout: Any = None) -> tuple[Any, Any]:
+    return block, timeout
+
+
+def _get_args(block: Any = True, timeout: Any = None) -> tuple[Any, Any]:
+    return block, timeout
+
+
+def _untimed(timeout: Any = None) -> bool:
+    return timeout is None
+
+
+def _wait_for_args(predicate: Any, timeout: Any = None) -> bool:
+    return timeout is None
+
+
+def event_wait(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """``Event.wait``: an untimed call teaches the locks held -> the Event."""
+    if _signals.learning and instance is not None:
+        with contextlib.suppress(TypeError):
+            if _untimed(*args, **kwargs):
+                _signals.waiting(instance._cond, "Event", _native.caller_frame(1))
+    return wrapped(*args, **kwargs)
+
+
+def condition_wait_for(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """``Condition.wait_for``: learned even when the predicate is already true."""
+    if _signals.learning and instance is not None:
+        with contextlib.suppress(TypeError):
+            if _wait_for_args(*args, **kwargs):
+                _signals.waiting(instance, "Condition", _native.caller_frame(1))
+    return wrapped(*args, **kwargs)
+
+
+def condition_notify(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """``Condition.notify`` (``notify_all`` calls it): a signal given."""
+    if _signals.learning and instance is not None:
+        _signals.signalled(instance, _native.caller_frame(1))
+    return wrapped(*args, **kwargs)
+
+
+def queue_put(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """``Queue.put`` on a bounded queue waits for room, even when there is some."""
+    if _signals.learning and instance is not None:
+        with contextlib.suppress(TypeError, AttributeError):
+            block, timeout = _put_args(*args, **kwargs)
+            if block and timeout is None and instance.maxsize > 0:
+                _signals.waiting(instance.not_full, _signals.ROOM, _native.caller_frame(1))
+    return wrapped(*args, **kwargs)
+
+
+def queue_get(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """``Queue.get`` waits for an item, even when there is one."""
+    if _signals.learning and instance is not None:
+        with contextlib.suppress(TypeError, AttributeError):
+            block, timeout = _get_args(*args, **kwargs)
+            if block and timeout is None:
+                _signals.waiting(instance.not_empty, _signals.ITEMS, _native.caller_frame(1))
+    return wrapped(*args, **kwargs)
+
+
+def future_result(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """``Future.result``/``exception``, untimed, wait for the Future's signal."""
+    if _signals.learning and instance is not None:
+        with contextlib.suppress(TypeError, AttributeError):
+            if _untimed(*args, **kwargs):
+                _signals.waiting(instance._condition, "Future", _native.caller_frame(1))
+    return wrapped(*args, **kwargs)
+
+
+def barrier_wait(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """``Barrier.wait``, untimed (and no default timeout): the last party signals."""
+    if _signals.learning and instance is not None:
+        with contextlib.suppress(TypeError, AttributeError):
+            if _untimed(*args, **kwargs) and instance._timeout is None:
+                _signals.waiting(instance._cond, "Barrier", _native.caller_frame(1))
+    return wrapped(*args, **kwargs)
+
+
+#: What `patch` installs while lock order is on (`signals`).
+SIGNAL_TARGETS: tuple[tuple[str, str, str, Callable[..., Any]], ...] = (
+    ("threading", "Event", "wait", event_wait),
+    ("threading", "Condition", "wait_for", condition_wait_for),
+    ("threading", "Condition", "notify", condition_notify),
+    ("threading", "Barrier", "wait", barrier_wait),
+    ("queue", "Queue", "put", queue_put),
+    ("queue", "Queue", "get", queue_get),
+    ("concurrent.futures._base", "Future", "result", future_result),
+    ("concurrent.futures._base", "Future", "exception", future_result),
+)
 
 
 #: (module name, class name, attribute, wrapper): what `patch` installs.

@@ -35,6 +35,7 @@ from deadlockwatch._report.text import format_dump, format_text, to_json_line
 from deadlockwatch._track import native as _native
 from deadlockwatch._track import patch as _patch
 from deadlockwatch._track import primitives as _primitives
+from deadlockwatch._track import signals as _signals
 from deadlockwatch._track import state as _state
 from deadlockwatch._track.order import ORDER, held_as_token
 from deadlockwatch._track.state import WaitRecord
@@ -165,6 +166,8 @@ class _Detector:
         self.config = config
         ORDER.suppress = config.suppress
         _primitives.learn_order = self.learn_order if config.lock_order else None
+        _signals.report = self._learned
+        _patch.learn_signals(config.lock_order)
         if self.enabled:
             return
         try:
@@ -212,6 +215,7 @@ class _Detector:
         self.enabled = False
         _state.resume_watcher = None
         self._paused_for_fork = False
+        _patch.learn_signals(False)
         _patch.unpatch()
         for extension in EXTENSIONS:
             extension.unpatch()
@@ -659,6 +663,12 @@ class _Detector:
             self._internal_error(exc)
             return
         if finding is not None and self.enabled:
+            self.record(finding)
+            self.emit(finding)
+
+    def _learned(self, finding: Finding) -> None:
+        """A potential deadlock learned in an application thread (`signals`)."""
+        if self.enabled:
             self.record(finding)
             self.emit(finding)
 
