@@ -41,6 +41,7 @@ static PyObject *g_rlock_factory;   /* _thread.RLock */
 static PyObject *g_site_of;         /* _state.site_at((code, lasti)) -> Site */
 
 static PyObject *s_rec, *s_held, *s_learn_order, *s_dw_after, *s_acquire, *s_no_orders, *s_is_owned;
+static PyObject *s_on_probe;
 static PyObject *s_py_acquire, *s_py_release, *s_py_enter, *s_release, *s_key;
 static PyObject *false_args; /* (False,) */
 
@@ -65,6 +66,9 @@ typedef struct {
     char ctx;           /* Lock: taken by "with" */
     char handoff;       /* Lock: released by a thread other than its acquirer */
     char site_user;     /* site_code is known to be a user frame's (not internal) */
+    char signalled;     /* Lock: its holder probed it (Condition.notify), this take */
+    char prev_signalled; /* ... in the take before */
+    char watched;       /* signals.py wants every probe of it (a signal with waiters) */
     PyObject *weakreflist;
 } Core;
 
@@ -306,6 +310,8 @@ store_site(Core *self, int keep_taker)
          * the signal was given: signals.py). */
         self->prev_taker = self->taker;
         self->prev_lasti = self->site_lasti;
+        self->prev_signalled = self->signalled;
+        self->signalled = 0;
         Py_XINCREF(self->site_code);
         Py_XSETREF(self->prev_code, self->site_code);
     }
@@ -600,6 +606,7 @@ core_init(Core *self, PyObject *args, PyObject *kwds, PyObject *factory)
     self->prev_taker = NULL;
     Py_CLEAR(self->prev_code);
     self->prev_lasti = 0;
+    self->signalled = self->prev_signalled = self->watched = 0;
     self->site_lasti = 0;
     self->site_user = 0;
     self->count = 0;
@@ -655,23 +662,25 @@ lock_get_prev(Core *self, void *closure)
 {
     if (self->prev_code == NULL)
         Py_RETURN_NONE;
-    return Py_BuildValue("(N(Oi))", PyLong_FromVoidPtr(self->prev_taker), self->prev_code,
-                         self->prev_lasti);
+    return Py_BuildValue("(N(Oi)O)", PyLong_FromVoidPtr(self->prev_taker), self->prev_code,
+                         self->prev_lasti, self->prev_signalled ? Py_True : Py_False);
 }
 
 static int
 lock_set_prev(Core *self, PyObject *value, void *closure)
 {
     PyObject *taker, *site, *code = NULL;
-    int lasti = 0;
+    int lasti = 0, signalled = 0;
     if (value == NULL || value == Py_None) {
         self->prev_taker = NULL;
         Py_CLEAR(self->prev_code);
         return 0;
     }
-    if (!PyTuple_Check(value) || !PyArg_ParseTuple(value, "OO;_dw_prev is (taker, site) or None", &taker, &site)) {
+    if (!PyTuple_Check(value) ||
+        !PyArg_ParseTuple(value, "OOp;_dw_prev is (taker, site, signalled) or None", &taker, &site,
+                          &signalled)) {
         if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "_dw_prev is (taker, site) or None");
+            PyErr_SetString(PyExc_TypeError, "_dw_prev is (taker, site, signalled) or None");
         return -1;
     }
     void *ptr = PyLong_AsVoidPtr(taker);
@@ -685,6 +694,7 @@ lock_set_prev(Core *self, PyObject *value, void *closure)
         return -1;
     }
     self->prev_taker = ptr;
+    self->prev_signalled = (char)signalled;
     Py_XINCREF(code);
     Py_XSETREF(self->prev_code, code);
     self->prev_lasti = lasti;
@@ -705,17 +715,19 @@ static PyGetSetDef core_getset[] = {
 static PyGetSetDef lock_getset[] = {
     CORE_GETSET,
     {"_dw_taker", (getter)lock_get_taker, (setter)lock_set_taker, "id() of the taking call's frame, or 0", NULL},
-    {"_dw_prev", (getter)lock_get_prev, (setter)lock_set_prev, "(taker, site) of the take before, or None", NULL},
+    {"_dw_prev", (getter)lock_get_prev, (setter)lock_set_prev, "(taker, site, signalled) of the take before, or None", NULL},
     {NULL},
 };
 
 #define COMMON_MEMBERS \
     {"_acq", T_OBJECT_EX, offsetof(Core, acq), 0, NULL}, \
+    {"_dw_watched", T_BOOL, offsetof(Core, watched), 0, NULL}, \
     {"_dw_after", T_OBJECT_EX, offsetof(Core, dw_after), 0, NULL}, \
     {"__weaklistoffset__", T_PYSSIZET, offsetof(Core, weakreflist), READONLY, NULL}
 
 static PyMemberDef lock_members[] = {
     COMMON_MEMBERS,
+    {"_dw_signalled", T_BOOL, offsetof(Core, signalled), 0, NULL},
     {"_ctx", T_BOOL, offsetof(Core, ctx), 0, NULL},
     {"_handoff", T_BOOL, offsetof(Core, handoff), 0, NULL},
     {NULL},
@@ -744,6 +756,37 @@ lock_fast(Core *self, int learn, char ctx)
     return 1;
 }
 
+/* The calling thread holds self and probed it (a failed acquire(False), or
+ * RLock._is_owned: what Condition.notify does): mark the take as one that
+ * signalled, and tell primitives.on_probe when the thread holds other locks
+ * or the lock is watched (signals.py learns what the signal needs). */
+static int
+probed(Core *self)
+{
+    if (self->owner == NULL)
+        return 0;
+    PyObject *rec, *held;
+    if (current_rec(0, &rec, &held) < 0)
+        return -1;
+    if (rec == NULL || self->owner != rec)
+        return 0;
+    self->signalled = 1;
+    if (PyList_GET_SIZE(held) < 2 && !self->watched)
+        return 0;
+    PyObject *hook = PyDict_GetItemWithError(g_module_dict, s_on_probe);
+    if (hook == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (hook == Py_None)
+        return 0;
+    Py_INCREF(hook);
+    PyObject *r = PyObject_CallOneArg(hook, (PyObject *)self);
+    Py_DECREF(hook);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
 static PyObject *
 lock_acquire(Core *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -755,8 +798,11 @@ lock_acquire(Core *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
                 return NULL;
             if (got)
                 Py_RETURN_TRUE;
-            if (!blocking)
+            if (!blocking) {
+                if (probed(self) < 0)
+                    return NULL;
                 Py_RETURN_FALSE;
+            }
         }
     }
     return fallback(self, s_py_acquire, args, nargs, kwnames);
@@ -906,7 +952,12 @@ rlock_is_owned(Core *self, PyObject *unused)
         no_field(self, "_raw");
         return NULL;
     }
-    return PyObject_CallMethodNoArgs(self->raw, s_is_owned);
+    PyObject *owned = PyObject_CallMethodNoArgs(self->raw, s_is_owned);
+    if (owned == Py_True && probed(self) < 0) {
+        Py_DECREF(owned);
+        return NULL;
+    }
+    return owned;
 }
 
 static PyMethodDef rlock_methods[] = {
@@ -1024,6 +1075,7 @@ PyInit__speedups(void)
     INTERN(s_rec, "rec");
     INTERN(s_held, "held");
     INTERN(s_learn_order, "learn_order");
+    INTERN(s_on_probe, "on_probe");
     INTERN(s_dw_after, "_dw_after");
     INTERN(s_py_acquire, "_py_acquire");
     INTERN(s_py_release, "_py_release");

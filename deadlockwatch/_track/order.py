@@ -356,6 +356,17 @@ class LockOrder:
             b.known_by.add(a.key)
             return self._inversion(edge, path, dst)
 
+    def knows(self, src: Any, dst: Any) -> bool:
+        """Whether ``src -> dst`` is learned (read without the graph's lock:
+        a stale answer only learns it again)."""
+        node = self.nodes.get(id(src))
+        if node is None or node.ref() is not src:
+            return False
+        if id(dst) in node.out:
+            return True
+        other = self.nodes.get(id(dst))
+        return other is not None and node.key in other.known_by
+
     def _warn_full(self) -> None:
         if not self.full_warned:
             self.full_warned = True

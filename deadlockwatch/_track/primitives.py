@@ -60,6 +60,10 @@ _RawCondition: Any = _native.RawCondition
 #: ``lock`` whose order after ``held_lock`` is not yet known (set by the
 #: detector while lock-order detection is on; None otherwise).
 learn_order: Callable[[Any, Any, ThreadRecord], None] | None = None
+#: ``on_probe(lock)``: the calling thread, holding ``lock``, probed it
+#: (``Condition.notify``'s ``_is_owned``) while holding other locks too, or
+#: ``lock._dw_watched`` is set (set by the detector with `learn_order`).
+on_probe: Callable[[Any], None] | None = None
 #: Creation sites of Locks seen released by a thread other than their taker:
 #: the code there makes hand-off Locks (lockdep's lock class), so a cycle
 #: through any Lock made there is ignored (see `_order`), however early.
@@ -123,6 +127,22 @@ def _took(lock: Any, blocking: bool) -> int:
     return id(f)
 
 
+def _probed(lock: Any) -> None:
+    """The Python path of the C core's ``probed``: the calling thread, which
+    may hold ``lock``, probed it (as ``Condition.notify`` does)."""
+    try:
+        rec = tls.rec
+    except AttributeError:
+        return
+    if lock._owner is not rec:
+        return
+    if lock._dw_type == "Lock":
+        lock._dw_signalled = True
+    hook = on_probe
+    if hook is not None and (len(rec.held) > 1 or lock._dw_watched):
+        hook(lock)
+
+
 def _validate_lock_args(rec: ThreadRecord, blocking: Any, timeout: Any) -> None:
     """Raise exactly what the raw lock raises for these arguments, if anything."""
     probe = rec.probe
@@ -181,7 +201,9 @@ class _LockMethods:
     _dw_after: frozenset[int] | set[int]
     _owner: ThreadRecord | None
     _dw_taker: int
-    _dw_prev: tuple[int, RawSite | None] | None
+    _dw_prev: tuple[int, RawSite | None, bool] | None
+    _dw_signalled: bool
+    _dw_watched: bool
     _site: RawSite | None
     _handoff: bool
     _ctx: bool
@@ -196,6 +218,8 @@ class _LockMethods:
         self._site = None
         self._dw_taker = 0
         self._dw_prev = None
+        self._dw_signalled = False
+        self._dw_watched = False
         self._handoff = False
         self._ctx = False
         self._created = creation_site()
@@ -205,17 +229,21 @@ class _LockMethods:
         if timeout == -1 and (blocking is True or blocking is False):
             if self._acq(False):
                 self._ctx = False
-                self._dw_prev = (self._dw_taker, self._site)
+                self._dw_prev = (self._dw_taker, self._site, self._dw_signalled)
+                self._dw_signalled = False
                 self._dw_taker = _took(self, blocking)
                 return True
             if blocking is False:
+                if self._owner is not None:
+                    _probed(self)
                 return False
         return self._acquire_slow(blocking, timeout, False)
 
     def _py_enter(self) -> bool:
         if self._acq(False):
             self._ctx = True
-            self._dw_prev = (self._dw_taker, self._site)
+            self._dw_prev = (self._dw_taker, self._site, self._dw_signalled)
+            self._dw_signalled = False
             self._dw_taker = _took(self, True)
             return True
         return self._acquire_slow(True, -1, True)
@@ -267,7 +295,8 @@ class _LockMethods:
             self._owner = rec
             self._ctx = ctx
             taker = user_frame(_caller_frame(2))
-            self._dw_prev = (self._dw_taker, self._site)
+            self._dw_prev = (self._dw_taker, self._site, self._dw_signalled)
+            self._dw_signalled = False
             self._site = None if taker is None else (taker.f_code, taker.f_lasti)
             self._dw_taker = 0 if taker is None else id(taker)
         return got
@@ -337,12 +366,14 @@ class _RLockMethods:
     _count: int
     _site: RawSite | None
     _created: Site | None
+    _dw_watched: bool
 
     def __init__(self) -> None:
         raw = _RawRLock()
         self._raw = raw
         self._acq = raw.acquire
         self._dw_after = _NO_ORDERS
+        self._dw_watched = False
         self._owner = None
         self._count = 0
         self._site = None
@@ -416,7 +447,10 @@ class _RLockMethods:
 
     # -- the Condition protocol: a waiting thread does not hold the lock ------
     def _is_owned(self) -> bool:
-        return bool(self._raw._is_owned())
+        owned = bool(self._raw._is_owned())
+        if owned:
+            _probed(self)
+        return owned
 
     def _release_save(self) -> Any:
         # Like the raw RLock's, this does not check which thread calls it: it
@@ -502,7 +536,9 @@ class _PyLockCore(_LockMethods):
         "_ctx",
         "_dw_after",
         "_dw_prev",
+        "_dw_signalled",
         "_dw_taker",
+        "_dw_watched",
         "_handoff",
         "_owner",
         "_raw",
@@ -526,6 +562,7 @@ class _PyRLockCore(_RLockMethods):
         "_count",
         "_created",
         "_dw_after",
+        "_dw_watched",
         "_owner",
         "_raw",
         "_site",

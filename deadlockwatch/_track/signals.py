@@ -11,18 +11,27 @@ both go into the lock-order graph (`order`), where a signal is a node
 * a call that could wait on S, untimed, made while holding the lock L
   teaches ``L -> S`` (``waits``), whether it blocked or not: ``Event.wait()``
   on a set Event, ``wait_for`` whose predicate was already true, ``put()`` on
-  a bounded Queue with room, ``get()``, ``Future.result()``,
+  a bounded Queue with room, ``get()``, ``join()``, ``Future.result()``,
   ``Barrier.wait()``, ``Condition.wait()``;
 * a signal of S given by a call that needs L teaches ``S -> L``
   (``signals``).  The call needs L if it holds L when it signals, or took L
   earlier in the same invocation (the function that called ``set()``,
   ``put()``, ``notify()``...: the frame that took L is the frame that
-  signalled, at an earlier offset).  Taken earlier is read from the lock:
-  a tracked Lock keeps its last take (``_dw_taker``, ``_site``) and the one
-  before (``_dw_prev``), and each thread keeps its last few signals
-  (``ThreadRecord.signals``), so the two meet whichever comes first: the wait
-  (the signal then looks at the locks held by S's waiters) or the signal (the
-  wait then looks at its locks' previous take).
+  signalled, at an earlier offset).
+
+Nothing is wrapped on the hot paths.  A wait is seen where it takes its
+signal's lock while holding another (the lock-order hook, `acquiring`, once
+per pair of locks, as an order is learned), or in ``wait_for`` and a blocking
+``Condition.wait``.  A signal is seen where ``Condition.notify`` probes its
+own lock (``_is_owned``): the C core marks that take of the lock as one that
+signalled (``_dw_signalled``) and calls `on_probe` only when the thread holds
+other locks too, or when a waiter has been seen under a lock for that signal
+(``_dw_watched``).  A tracked Lock keeps its last take after release
+(``_dw_taker``, ``_site``) and the one before (``_dw_prev``), so the two sides
+meet whichever comes first: when the signal comes first, the waiter compares
+the take of its lock before its own with the take of the signal's lock that
+signalled; when the wait comes first, the signal looks at the locks its
+waiters held.
 
 A cycle through a signal node is a ``wait-under-lock`` finding: ``L -> S ->
 L`` for the plain case, and with lock orders between (A holds L1 and waits
@@ -32,15 +41,17 @@ tokens (`order.held_as_token`), and so are the locks of a thread that gives
 or waits for a signal from a signal handler run inside one of its waits (they
 are the interrupted code's); timed waits teach nothing.  No lock gates a
 wait, as a lock held on both sides gates a lock order: the waiter holds it
-while it waits, so a signaller that needs it cannot have it.  What is missed:
-a lock taken earlier in the signalling call when a third take came
-between the signal and the wait, and a signal whose own lock is an RLock
-(``Condition()``'s default, a Future's) is told by its code, not its frame.
+while it waits, so a signaller that needs it cannot have it.
+
+What is missed (learning is cheap, not exhaustive): a wait seen only through
+the lock-order hook is learned the first time its pair of locks is (a timed
+wait then hides a later untimed one); a signal that came first is matched only
+with the last take of the signal's lock before the wait, and not at all for a
+Queue (its two signals share one lock) or a Condition over an RLock.
 """
 
 from __future__ import annotations
 
-import collections
 import functools
 import threading
 import weakref
@@ -65,17 +76,6 @@ internal_file(__file__)
 learning = False
 #: Called with each finding (the watcher's record-and-emit).
 report: Callable[[Finding], object] | None = None
-#: How many of its last signals each thread keeps, and for how many threads
-#: (the latest, exited ones included) they are kept.
-KEEP = 8
-THREADS = 256
-
-#: The threads' signal rings: (ring, thread record).  A ring is written by its
-#: own thread only; this deque changes once per signalling thread.
-_rings: collections.deque[tuple[list[tuple[int, int, CodeType, int]], Any]] = collections.deque(
-    maxlen=THREADS
-)
-
 ROOM, ITEMS = "Queue room", "Queue items"
 
 
@@ -137,8 +137,6 @@ def forget() -> None:
     """Forget every signal node and the signals each thread gave."""
     with _nodes_lock:
         _nodes.clear()
-        for ring, _rec in _rings:
-            ring.clear()
 
 
 def _emit(finding: Finding | None) -> None:
@@ -156,6 +154,80 @@ def _learn(src: Any, dst: Any, rec: Any, held: list[Any], **kw: Any) -> None:
 
 
 # -- the waiting side ------------------------------------------------------------
+#: (module, function) -> how a call there that takes its signal's lock waits:
+#: (the attribute of ``self`` that is the signal, its kind, the local that is
+#: the timeout, the local that is ``block`` or "").
+_WAITS: dict[tuple[str, str], tuple[str, str, str, str]] = {
+    ("threading", "wait"): ("_cond", "Event", "timeout", ""),
+    ("queue", "put"): ("not_full", ROOM, "timeout", "block"),
+    ("queue", "get"): ("not_empty", ITEMS, "timeout", "block"),
+    ("queue", "join"): ("all_tasks_done", "Queue tasks", "", ""),
+    ("concurrent.futures._base", "result"): ("_condition", "Future", "timeout", ""),
+    ("concurrent.futures._base", "exception"): ("_condition", "Future", "timeout", ""),
+}
+
+
+#: The modules whose objects take a signal's lock in their own methods.
+_SIGNAL_MODULES = frozenset(("threading", "queue", "concurrent.futures._base"))
+
+
+def acquiring(lock: Any, frame: FrameType | None) -> bool:
+    """The lock-order hook: the calling thread takes ``lock`` (from ``frame``
+    outwards) while holding another, an order not known yet.  If it is a
+    signal's lock taken by a call that waits for that signal (``Event.wait``,
+    ``Queue.put``/``get``/``join``, ``Future.result``, ``Barrier.wait``),
+    learn the wait.  True if it is a signal's lock taken by any other call of
+    its object (``set()``, ``done()``, ``put_nowait()``...): the order is then
+    left unknown, so that a wait under the same lock later is still seen."""
+    f = frame
+    try:
+        for _ in range(3):
+            if f is None:
+                return False
+            module = f.f_globals.get("__name__", "")
+            if module not in _SIGNAL_MODULES:
+                return False
+            this = f.f_locals.get("self")
+            if this is None or getattr(this, "_dw_type", None) is not None:
+                f = f.f_back  # Condition.__enter__ and the like, or a tracked lock's own
+                continue
+            if not _owns_signal_lock(this, lock):
+                f = f.f_back
+                continue
+            how = _WAITS.get((module, f.f_code.co_name))
+            if how is None:
+                return True
+            attr, kind, timeout, block = how
+            cond = getattr(this, attr, None)
+            if isinstance(this, threading.Barrier):
+                cond, kind = this._cond, "Barrier"  # type: ignore[attr-defined]
+            elif module == "threading" and not isinstance(this, threading.Event):
+                return False
+            if cond is None or getattr(cond, "_lock", None) is not lock:
+                return True
+            local = f.f_locals
+            if timeout and local.get(timeout) is not None:
+                return True
+            if block and not local.get(block):
+                return True
+            if kind == ROOM and not this.maxsize > 0:
+                return True
+            waiting(cond, kind, f.f_back)
+            return False
+        return False
+    except Exception:  # never hurt the host
+        return False
+
+
+def _owns_signal_lock(this: Any, lock: Any) -> bool:
+    """Whether ``lock`` is the lock of one of ``this``'s signals."""
+    for attr in ("_cond", "_condition", "not_empty", "mutex"):
+        cond = getattr(this, attr, None)
+        if cond is lock or getattr(cond, "_lock", None) is lock:
+            return True
+    return False
+
+
 def waiting(cond: Any, kind: str, frame: FrameType | None) -> None:
     """A call from ``frame`` that could wait on ``cond`` untimed (it may not
     block): learn ``L -> S`` for the locks it holds."""
@@ -184,6 +256,8 @@ def waiting(cond: Any, kind: str, frame: FrameType | None) -> None:
             new = tuple(weakref.ref(h) for h in mine if not any(h is k for k in known))
             if new:
                 node.waiters = tuple(r for r in node.waiters if r() is not None) + new
+        if own is not None and not own._dw_watched:
+            own._dw_watched = True  # its signals now check the waiters' locks
         last = mine[-1]
         if id(node) not in last._dw_after:
             # No gates: a lock held across the wait cannot gate it (the
@@ -194,37 +268,69 @@ def waiting(cond: Any, kind: str, frame: FrameType | None) -> None:
 
 
 def _signalled_before(node: SignalNode, cond: Any, lock: Any, held: list[Any]) -> None:
-    """``lock``'s take before the current one was in a call that then
-    signalled ``cond``: that call needs ``lock`` (``S -> L``)."""
+    """The signal came first: ``lock``'s take before the current one was in
+    the call that then signalled ``cond`` (the take of the signal's own lock
+    that signalled).  That call needs ``lock`` (``S -> L``)."""
+    if node._dw_type in (ROOM, ITEMS):
+        return  # a Queue's two signals share its lock: which one was given is unknown
     prev = getattr(lock, "_dw_prev", None)
-    if not prev or prev[1] is None:
+    own = _own_lock(cond)
+    if not prev or prev[1] is None or getattr(own, "_dw_type", "") != "Lock":
         return
-    taker, (code, offset) = prev
-    key = id(cond)
-    for ring, rec in list(_rings):
-        for cid, frame_id, scode, soffset in list(ring):
-            if cid != key or scode is not code or soffset <= offset:
-                continue
-            if taker and frame_id and taker != frame_id:
-                continue
-            site = site_at((code, soffset))
-            where = (site, (Frame(site.file, site.line, site.function, ""),) if site else ())
-            _learn(
-                node,
-                lock,
-                rec,
-                held,
-                relation=ORDER_SIGNALS,
-                taken_at=site_at((code, offset)),
-                where=where,
-            )
+    taker, (code, offset), _ = prev
+    try:
+        rec = tls.rec
+    except AttributeError:
+        return
+    if own._owner is rec:  # the waiter holds it now: the take before its own
+        last = own._dw_prev
+        if not last or last[1] is None:
             return
+        by, site, signalled = last
+    else:  # the waiter is about to take it (`acquiring`): its last take
+        by, site, signalled = own._dw_taker, own._site, own._dw_signalled
+    if not signalled or site is None or site[0] is not code or site[1] <= offset:
+        return
+    if taker and by and taker != by:
+        return
+    where = site_at(site)
+    stack = (Frame(where.file, where.line, where.function, ""),) if where else ()
+    name = thread_name(0, f"the thread that ran {code.co_name}()")
+    _emit(
+        ORDER.learn(
+            node,
+            lock,
+            held,
+            name,
+            0,
+            -1,
+            relation=ORDER_SIGNALS,
+            taken_at=site_at((code, offset)),
+            where=(where, stack),
+        )
+    )
 
 
 # -- the signalling side ---------------------------------------------------------
+def on_probe(lock: Any) -> None:
+    """``lock``'s holder probed it (`primitives.on_probe`) while holding other
+    locks, or the lock is watched: if ``Condition.notify`` did, a signal."""
+    frame = _native.caller_frame(1)
+    f = frame
+    for _ in range(4):
+        if f is None:
+            return
+        if f.f_code.co_name == "notify" and f.f_globals.get("__name__") == "threading":
+            cond = f.f_locals.get("self")
+            if cond is not None and getattr(cond, "_lock", None) is lock:
+                signalled(cond, f.f_back)
+            return
+        f = f.f_back
+
+
 def signalled(cond: Any, frame: FrameType | None) -> None:
-    """``cond`` is notified (``frame``: the notify() call's caller): remember
-    the call, and learn ``S -> L`` for the locks it needs."""
+    """``cond`` is notified (``frame``: the notify() call's caller): learn
+    ``S -> L`` for the locks the signalling call needs."""
     try:
         rec = tls.rec
     except AttributeError:
@@ -239,26 +345,9 @@ def signalled(cond: Any, frame: FrameType | None) -> None:
                 return
             taker, site = id(user), (user.f_code, user.f_lasti)
         code, offset = site
-        ring = rec.signals
-        if ring is None:
-            ring = rec.signals = []
-            with _nodes_lock:
-                _rings.append((ring, rec))
-        entry = (id(cond), taker, code, offset)
-        if not ring or ring[-1] != entry:
-            ring.append(entry)
-            if len(ring) > KEEP:
-                del ring[0]
-        held = rec.held
-        if rec.wait is not None:
-            # Given from a signal handler (or a callback) run inside one of
-            # this thread's waits: what the thread holds is the interrupted
-            # code's, not the signalling call's.
-            held = []
-        elif len(held) > 1 or (held and held[0] is not own):
-            held = [h for h in held if h is not own]
-        else:
-            held = []
+        held = [] if rec.wait is not None else [h for h in rec.held if h is not own]
+        # (rec.wait: given from a signal handler run inside one of this
+        # thread's waits: what the thread holds is the interrupted code's.)
         node = _known(cond)
         if held:
             if node is None:
@@ -276,7 +365,7 @@ def signalled(cond: Any, frame: FrameType | None) -> None:
                     relation=ORDER_SIGNALS,
                     taken_at=site_at(getattr(h, "_site", None)),
                 )
-        if node is not None:
+        if node is not None and rec.wait is None:
             _taken_before(node, cond, rec, held, taker, code, offset)
     except Exception:  # never hurt the host
         return

@@ -71,6 +71,18 @@ def _green() -> bool:
     return True
 
 
+def _owned(cond: Any) -> bool:
+    """``cond._is_owned()``, as threading's own, without probing a tracked
+    lock (a probe by its holder is what marks a signal: `signals`)."""
+    lock = cond._lock
+    kind = getattr(lock, "_dw_type", None)
+    if kind == "Lock":
+        return bool(lock.locked())  # Condition._is_owned's answer for a Lock
+    if kind == "RLock":
+        return bool(lock._raw._is_owned())
+    return bool(cond._is_owned())
+
+
 def condition_wait(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
@@ -81,7 +93,7 @@ def condition_wait(
         return wrapped(*args, **kwargs)  # the original's own message
     if not active or not _usable(timeout) or instance is None or _green():
         return wrapped(*args, **kwargs)
-    if not instance._is_owned():
+    if not _owned(instance):
         raise RuntimeError("cannot wait on un-acquired lock")
     caller = _native.caller_frame(1)
     if timeout is None and _signals.learning:
@@ -150,37 +162,15 @@ def executor_submit(
 
 
 # -- learning waits under locks (`signals`), installed while lock order is on --
-def _put_args(item: Any, block: Any = True, timeout: Any = None) -> tuple[Any, Any]:
-    return block, timeout
-
-
-def _get_args(block: Any = True, timeout: Any = None) -> tuple[Any, Any]:
-    return block, timeout
-
-
-def _untimed(timeout: Any = None) -> bool:
-    return timeout is None
-
-
 def _wait_for_args(predicate: Any, timeout: Any = None) -> bool:
     return timeout is None
-
-
-def event_wait(
-    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    """``Event.wait``: an untimed call teaches the locks held -> the Event."""
-    if _signals.learning and instance is not None:
-        with contextlib.suppress(TypeError):
-            if _untimed(*args, **kwargs):
-                _signals.waiting(instance._cond, "Event", _native.caller_frame(1))
-    return wrapped(*args, **kwargs)
 
 
 def condition_wait_for(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    """``Condition.wait_for``: learned even when the predicate is already true."""
+    """``Condition.wait_for``: learned even when the predicate is already true
+    (the other waits are seen where they take their signal's lock: `signals`)."""
     if _signals.learning and instance is not None:
         with contextlib.suppress(TypeError):
             if _wait_for_args(*args, **kwargs):
@@ -188,71 +178,9 @@ def condition_wait_for(
     return wrapped(*args, **kwargs)
 
 
-def condition_notify(
-    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    """``Condition.notify`` (``notify_all`` calls it): a signal given."""
-    if _signals.learning and instance is not None:
-        _signals.signalled(instance, _native.caller_frame(1))
-    return wrapped(*args, **kwargs)
-
-
-def queue_put(
-    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    """``Queue.put`` on a bounded queue waits for room, even when there is some."""
-    if _signals.learning and instance is not None:
-        with contextlib.suppress(TypeError, AttributeError):
-            block, timeout = _put_args(*args, **kwargs)
-            if block and timeout is None and instance.maxsize > 0:
-                _signals.waiting(instance.not_full, _signals.ROOM, _native.caller_frame(1))
-    return wrapped(*args, **kwargs)
-
-
-def queue_get(
-    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    """``Queue.get`` waits for an item, even when there is one."""
-    if _signals.learning and instance is not None:
-        with contextlib.suppress(TypeError, AttributeError):
-            block, timeout = _get_args(*args, **kwargs)
-            if block and timeout is None:
-                _signals.waiting(instance.not_empty, _signals.ITEMS, _native.caller_frame(1))
-    return wrapped(*args, **kwargs)
-
-
-def future_result(
-    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    """``Future.result``/``exception``, untimed, wait for the Future's signal."""
-    if _signals.learning and instance is not None:
-        with contextlib.suppress(TypeError, AttributeError):
-            if _untimed(*args, **kwargs):
-                _signals.waiting(instance._condition, "Future", _native.caller_frame(1))
-    return wrapped(*args, **kwargs)
-
-
-def barrier_wait(
-    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    """``Barrier.wait``, untimed (and no default timeout): the last party signals."""
-    if _signals.learning and instance is not None:
-        with contextlib.suppress(TypeError, AttributeError):
-            if _untimed(*args, **kwargs) and instance._timeout is None:
-                _signals.waiting(instance._cond, "Barrier", _native.caller_frame(1))
-    return wrapped(*args, **kwargs)
-
-
 #: What `patch` installs while lock order is on (`signals`).
 SIGNAL_TARGETS: tuple[tuple[str, str, str, Callable[..., Any]], ...] = (
-    ("threading", "Event", "wait", event_wait),
     ("threading", "Condition", "wait_for", condition_wait_for),
-    ("threading", "Condition", "notify", condition_notify),
-    ("threading", "Barrier", "wait", barrier_wait),
-    ("queue", "Queue", "put", queue_put),
-    ("queue", "Queue", "get", queue_get),
-    ("concurrent.futures._base", "Future", "result", future_result),
-    ("concurrent.futures._base", "Future", "exception", future_result),
 )
 
 

@@ -167,6 +167,7 @@ class _Detector:
         ORDER.suppress = config.suppress
         _primitives.learn_order = self.learn_order if config.lock_order else None
         _signals.report = self._learned
+        _primitives.on_probe = _signals.on_probe if config.lock_order else None
         _patch.learn_signals(config.lock_order)
         if self.enabled:
             return
@@ -221,6 +222,7 @@ class _Detector:
             extension.unpatch()
         _primitives.self_wait_hook[:] = []
         _primitives.learn_order = None
+        _primitives.on_probe = None
         _state.on_green = None
         _state.watch_thread_ends(False)
         self._stop_watcher()
@@ -650,6 +652,10 @@ class _Detector:
         known yet: learn it, and report the inversion it closes, if any."""
         try:
             frame = _native.caller_frame(1)
+            signal_call = _signals.acquiring(lock, frame)
+            first = held
+            if signal_call and ORDER.knows(first, lock):
+                return  # learned; left unknown to the fast path (see below)
             if held_as_token(held, frame):
                 # Not an order (see _order): the order is after the nearest lock
                 # held in a frame still running, if there is one not known yet.
@@ -659,6 +665,11 @@ class _Detector:
                     return
             name = _state.thread_name(rec.ident, rec.name)
             finding = ORDER.learn(held, lock, list(rec.held), name, rec.ident, rec.serial)
+            if signal_call and type(first._dw_after) is set:
+                # A signal's lock taken by a call of its object that does not
+                # wait (set(), done()...): a wait under the same lock later
+                # must come here too, to be learned (`signals`).
+                first._dw_after.discard(id(lock))
         except Exception as exc:
             self._internal_error(exc)
             return

@@ -305,22 +305,22 @@ def test_suppressed_by_creation_site_as_lock_order_is(found: list[deadlockwatch.
 
 
 def test_nothing_is_learned_or_patched_with_lock_order_off() -> None:
-    notify = threading.Condition.__dict__["notify"]
+    wait_for = threading.Condition.__dict__["wait_for"]
     deadlockwatch.enable(interval=1.0, lock_order=False)
     try:
-        assert threading.Condition.__dict__["notify"] is notify
+        assert threading.Condition.__dict__["wait_for"] is wait_for
         assert not signals.learning
         start = len(DETECTOR.findings)
         event_setter_took_the_lock()
         assert new(start) == []
         deadlockwatch.enable(interval=1.0, lock_order=True)  # control
-        assert threading.Condition.__dict__["notify"] is not notify
+        assert threading.Condition.__dict__["wait_for"] is not wait_for
         event_setter_took_the_lock()
         assert len(new(start)) == 1
     finally:
         deadlockwatch.disable()
         deadlockwatch.forget()
-    assert threading.Condition.__dict__["notify"] is notify  # disable() restores it
+    assert threading.Condition.__dict__["wait_for"] is wait_for  # disable() restores it
 
 
 def test_json_dot_and_the_report_reader_carry_it(found: list[deadlockwatch.Finding]) -> None:
