@@ -178,7 +178,7 @@ def _print_program_error(exc: BaseException) -> None:
 
 
 # -- demo ------------------------------------------------------------------------
-LOCK_ORDER_DEMOS = frozenset({"inversion"})
+LOCK_ORDER_DEMOS = frozenset({"inversion", "wait-under-lock"})
 
 
 def _demo(args: list[str]) -> int:

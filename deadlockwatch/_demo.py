@@ -124,6 +124,27 @@ def inversion() -> list[str]:
     return first + _run_threads([("rebuild", rebuild)])
 
 
+def wait_under_lock() -> list[str]:
+    """A loader publishes its state under a lock, then sets an Event; a reader
+    waits for the Event holding that lock: no hang this time (the loader came
+    first, so the Event is set), but a potential deadlock, reported at the wait."""
+    state_lock = threading.Lock()
+    loaded = threading.Event()
+    state: dict[str, int] = {}
+
+    def loader() -> None:
+        with state_lock:
+            state["rows"] = 3
+        loaded.set()
+
+    def reader() -> None:
+        with state_lock:
+            loaded.wait()  # set already: returns at once
+
+    first = _run_threads([("loader", loader)])
+    return first + _run_threads([("reader", reader)])
+
+
 def condition() -> list[str]:
     """A consumer waits on a Condition while holding the lock its producer
     needs before it can notify."""
@@ -345,6 +366,7 @@ SCENARIOS: dict[str, Callable[[], list[str]]] = {
     "self-deadlock": self_deadlock,
     "pool-exhaustion": pool_exhaustion,
     "inversion": inversion,
+    "wait-under-lock": wait_under_lock,
     "condition": condition,
     "signal-with-bystanders": signal_with_bystanders,
     "starvation": starvation,

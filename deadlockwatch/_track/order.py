@@ -53,7 +53,6 @@ from typing import Any
 
 from deadlockwatch._model import (
     LOCK_ORDER_INVERSION,
-    ORDER_SIGNALS,
     ORDER_THEN,
     ORDER_WAITS,
     WAIT_UNDER_LOCK,
@@ -551,22 +550,15 @@ def _signal_finding(
 ) -> Finding:
     """A cycle through a signal (`signals`): a wait under a lock that the
     signal's signaller needs, maybe through lock orders."""
-    waits = [e for e in edges if e.relation == ORDER_WAITS]
-    signals = [e for e in edges if e.relation == ORDER_SIGNALS]
     by_key = dict(zip((e.src for e in edges), labels, strict=True))
-    parts = []
-    for w in waits:
-        parts.append(f"a wait on {by_key[w.dst]} while holding {by_key[w.src]}")
-    for s in signals:
-        parts.append(f"{by_key[s.src]} is signalled by a call that takes {by_key[s.dst]}")
+    waits = [f"{by_key[e.dst]} under {by_key[e.src]}" for e in edges if e.relation == ORDER_WAITS]
     cause = (
-        "a thread can wait for a signal while holding a lock that the signaller needs"
+        "a thread waits for a signal while holding a lock that its signaller needs"
         + (" (seen in one thread only)" if one else "")
-        + ": "
-        + "; ".join(parts)
-        + " ("
+        + ": a wait on "
+        + ", ".join(waits)
+        + "; "
         + " -> ".join([*labels, labels[0]])
-        + ")"
     )
     conditions = Conditions(
         Check(True, "the locks are mutually exclusive; a signal has one source here"),
