@@ -52,6 +52,7 @@ O = "deadlockwatch/_track/order.py"  # noqa: E741
 P = "deadlockwatch/_track/primitives.py"
 S = "deadlockwatch/_track/state.py"
 W = "deadlockwatch/_watch/watcher.py"
+G = "deadlockwatch/_track/signals.py"
 
 MUTATIONS = [
     Mutation(
@@ -231,6 +232,35 @@ MUTATIONS = [
         "            if self._due(f, probable_after) and not self._seen(f, waits2):\n",
         "a finding is real only if the second capture shows the very same waits",
     ),
+    Mutation(
+        "signal-own-lock-counted",
+        G,
+        "        held = [h for h in held if h is not own]\n        mine =",
+        "        mine =",
+        "wait-under-lock: the signal's own lock is released by the wait, neither needed nor held",
+    ),
+    Mutation(
+        "signal-earlier-any-offset",
+        G,
+        "    if not signalled or site is None or site[0] is not code or site[1] <= offset:\n",
+        "    if not signalled or site is None or site[0] is not code:\n",
+        "wait-under-lock: a lock taken after the signal, in the same call, is not needed by it",
+    ),
+    Mutation(
+        "signal-handler-locks-counted",
+        G,
+        "        held = [] if rec.wait is not None else [h for h in rec.held if h is not own]\n",
+        "        held = [h for h in rec.held if h is not own]\n",
+        "wait-under-lock: a signal given from a handler inside a wait needs none of the "
+        "interrupted code's locks",
+    ),
+    Mutation(
+        "signal-timed-wait-counted",
+        G,
+        "            if timeout and local.get(timeout) is not None:\n                return True\n",
+        "",
+        "wait-under-lock: a timed wait cannot hang forever: it teaches nothing",
+    ),
 ]
 
 #: The negative tests and their controls: whole modules of them, and the
@@ -241,6 +271,7 @@ SELECTION = [
     "tests/watch/test_chains.py",
     "tests/track/test_lock_order.py",
     "tests/watch/test_reach.py",
+    "tests/track/test_wait_under_lock.py",
 ]
 #: With --wide: the negative tests of the subprocess-heavy modules too (by
 #: name: a module name is a keyword), a few minutes a mutation.
@@ -249,6 +280,7 @@ KEYWORDS = (
     "test_deadlocks or test_analysis or test_chains or test_lock_order or test_reach"
     " or false_alarm or control or lone or running or no_deadlock or no_warning"
     " or handed or notifier or reported or dead_local or live_local or probable"
+    " or test_wait_under_lock or signal_handler"
 )
 
 _FAILED = re.compile(r"^(FAILED|ERROR) (\S+)")

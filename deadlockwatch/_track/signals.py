@@ -97,7 +97,8 @@ class SignalNode:
 
 #: id(Condition) -> its node, which lives as long as the Condition.
 _nodes: dict[int, SignalNode] = {}
-_nodes_lock = _native.allocate_lock()
+#: Reentrant: a collection inside a block that holds it may run `_gone`.
+_nodes_lock = _native.RawRLock()
 
 
 def _known(cond: Any) -> SignalNode | None:
@@ -134,7 +135,7 @@ def _node(cond: Any, kind: str) -> SignalNode | None:
 
 
 def forget() -> None:
-    """Forget every signal node and the signals each thread gave."""
+    """Forget every signal node."""
     with _nodes_lock:
         _nodes.clear()
 
