@@ -134,7 +134,10 @@ def _thread_lines(f: Finding, t: ThreadInfo) -> list[str]:
         flags.append("a thread of the parent, gone at the fork")
     elif not t.alive:
         flags.append("exited")
-    out = [f"  Thread {f.thread_label(t.key)!r} (ident {t.ident}, {', '.join(flags)})"]
+    if t.is_task:
+        out = [f"  Task {f.thread_label(t.key)!r} (on the event loop of thread {t.loop_thread})"]
+    else:
+        out = [f"  Thread {f.thread_label(t.key)!r} (ident {t.ident}, {', '.join(flags)})"]
     if t.wait is not None:
         r = f.resource(t.wait.resource)
         timeout = _timeout_text(t.wait)
@@ -149,7 +152,8 @@ def _thread_lines(f: Finding, t: ThreadInfo) -> list[str]:
     else:
         out.append("    holds nothing")
     if t.stack:
-        out.append("    stack (most recent call last):")
+        what = "await chain" if t.is_task else "stack"
+        out.append(f"    {what} (most recent call last):")
         for fr in t.stack:
             out.append(f'      File "{short_path(fr.file)}", line {fr.line}, in {fr.function}')
             if fr.code:
@@ -225,6 +229,7 @@ def to_json(f: Finding) -> dict[str, Any]:
                 "alive": t.alive,
                 "lost_at_fork": t.lost_at_fork,
                 **({"pid": t.pid, "process": t.process} if t.pid else {}),
+                **({"task": True, "loop_thread": t.loop_thread} if t.is_task else {}),
                 "waits_for": None
                 if t.wait is None
                 else {

@@ -34,6 +34,7 @@ from deadlockwatch._model import (
 from deadlockwatch._track import native as _native
 from deadlockwatch._track import state as _state
 from deadlockwatch._track import views as _views
+from deadlockwatch._track.aio import AioWait
 from deadlockwatch._track.state import ThreadRecord, Tracked, WaitRecord, stack_of
 
 _state.internal_file(__file__)
@@ -347,10 +348,11 @@ def _app_frames(exclude: Iterable[int]) -> dict[int, FrameType]:
 
 
 def capture(
-    waits: Iterable[WaitRecord], exclude: Iterable[int] = (), budget: bool = True
+    waits: Iterable[WaitRecord | AioWait], exclude: Iterable[int] = (), budget: bool = True
 ) -> tuple[Snapshot, dict[int, FrameType]]:
     """Snapshot the given waits, the holders of what they wait for, and so on.
 
+    Waits of asyncio tasks (`AioWait`) make task nodes (`_watch.tasks`).
     Returns the snapshot and the current frame of every live thread (for
     stacks); ``exclude`` names thread idents (the watcher's) that are neither
     reported nor counted as able to run; ``budget=False`` works out who can
@@ -358,8 +360,17 @@ def capture(
     """
     frames = _app_frames(exclude)
     b = _Builder(frames, budget)
-    b.pending.extend(w.rec for w in waits)
+    task_waits: list[Any] = []
+    for w in waits:
+        if isinstance(w, WaitRecord):
+            b.pending.append(w.rec)
+        else:
+            task_waits.append(w)
     b.follow()
+    if task_waits:
+        from deadlockwatch._watch import tasks as _tasks  # asyncio's: only when tasks wait
+
+        _tasks.add(b, task_waits)
     return b.snapshot(), frames
 
 
@@ -417,4 +428,7 @@ def outside_view(
 def with_stacks(
     threads: Iterable[ThreadInfo], frames: Mapping[int, FrameType]
 ) -> tuple[ThreadInfo, ...]:
-    return tuple(replace(t, stack=stack_of(frames.get(t.ident))) if t.alive else t for t in threads)
+    return tuple(
+        replace(t, stack=stack_of(frames.get(t.ident))) if t.alive and not t.is_task else t
+        for t in threads
+    )

@@ -1,0 +1,283 @@
+"""asyncio tracking, as it runs in the event loop's thread (issue 15).
+
+deadlockwatch never imports asyncio: `patch` asks the import hook to run
+`install` once the program has imported it (at once if it already has), and
+`unpatch` puts every original back.  Patched in place on their classes (so
+objects made before `enable()` are covered too):
+
+- ``asyncio.Lock``: ``acquire`` notes the task that took it (its owner) and
+  where; ``release`` forgets it (a Lock released by a task that does not own
+  it, or outside any task, is no longer owner-bound).
+- ``Lock.acquire``, ``Event.wait``, ``Condition.wait``, ``Semaphore.acquire``
+  (and BoundedSemaphore's), ``Queue.get``/``put`` (and the queues built on
+  them): only when the call will suspend, a per-task record of what the task
+  awaits (`AioWait` in `waiting`, keyed by the task), dropped when it wakes.
+  The fast path (the lock free, the Event set, the queue not empty...) pays
+  a check and the original's call, nothing more.
+- ``__init__`` of each of them: where it was made (a code object and an
+  offset, no frame).
+- ``BaseEventLoop.run_forever``: the running loops and their threads
+  (`loops`), so that the watcher can read their tasks.
+
+Awaiting another task (``await task``, ``gather``) is not recorded here: the
+watcher reads it from the task's own ``_fut_waiter`` (`deadlockwatch._watch.tasks`).
+Nothing here blocks, takes a lock, or calls into the watcher but
+``resume_watcher`` (which starts it when none runs).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from deadlockwatch._track import native as _native
+from deadlockwatch._track import state as _state
+from deadlockwatch._track.hook import when_imported
+
+_state.internal_file(__file__)
+
+#: True while enabled (the wrappers track; otherwise they call the original).
+active = False
+#: Task -> what it awaits now (only while it is suspended in a tracked wait).
+waiting: dict[Any, AioWait] = {}
+#: Running event loop -> ident of the thread running it.
+loops: dict[Any, int] = {}
+#: (class, attribute) -> the original (while patched).
+_originals: dict[tuple[type, str], Any] = {}
+_hooked = False
+#: ``asyncio.current_task``, once asyncio is imported.
+_current_task: Callable[[], Any] | None = None
+
+
+class AioWait:
+    """A task suspended in a tracked wait: on what, since when, where.
+
+    ``op`` tells a queue's two waits apart ("get": for an item, "put": for
+    room).  The watcher marks ``reported`` once a finding through it is out,
+    as for a thread's `WaitRecord`.
+    """
+
+    __slots__ = ("op", "reported", "resource", "since", "site", "task", "timeout")
+
+    def __init__(self, task: Any, resource: Any, site: _state.RawSite | None, op: str = "") -> None:
+        self.task = task
+        self.resource = resource
+        self.since = _native.monotonic()
+        self.site = site
+        self.op = op
+        self.reported = False
+        #: Set by the watcher for the waits it makes up (a task awaiting a
+        #: task under a timeout); None for these.
+        self.timeout: float | None = None
+
+
+def _site() -> _state.RawSite | None:
+    """Where the application awaits (the nearest frame not asyncio's or ours)."""
+    return _state.raw_site_of(_native.caller_frame(0))
+
+
+def _begin(task: Any, resource: Any, op: str = "") -> AioWait | None:
+    prev = waiting.get(task)
+    waiting[task] = AioWait(task, resource, _site(), op)
+    resume = _state.resume_watcher
+    if resume is not None:
+        resume()
+    return prev
+
+
+def _end(task: Any, prev: AioWait | None) -> None:
+    if prev is None:
+        waiting.pop(task, None)
+    else:
+        waiting[task] = prev
+
+
+def _task() -> Any:
+    current = _current_task
+    if current is None or not active:
+        return None
+    try:
+        return current()
+    except RuntimeError:  # no running loop: the original says so itself
+        return None
+
+
+# -- the wrappers ------------------------------------------------------------------
+
+
+def _lock_acquire(original: Any) -> Any:
+    @functools.wraps(original)
+    async def acquire(self: Any) -> Any:
+        task = _task()
+        if task is None:
+            return await original(self)
+        if not self._locked and not self._waiters:
+            got = await original(self)  # free: no suspension
+        else:
+            prev = _begin(task, self)
+            try:
+                got = await original(self)
+            finally:
+                _end(task, prev)
+        self._dw_owner = task
+        self._dw_taken = _site()
+        return got
+
+    return acquire
+
+
+def _lock_release(original: Any) -> Any:
+    @functools.wraps(original)
+    def release(self: Any) -> Any:
+        owner = self.__dict__.get("_dw_owner")
+        result = original(self)
+        if owner is not None:
+            self._dw_owner = None
+            if active and owner is not _task():
+                self._dw_shared = True  # released by another: not owner-bound
+        return result
+
+    return release
+
+
+def _suspending(original: Any, resource: Callable[[Any], bool], op: str = "") -> Any:
+    """A coroutine method that records a wait when ``resource(self)`` says it will suspend."""
+
+    @functools.wraps(original)
+    async def wait(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not resource(self):
+            return await original(self, *args, **kwargs)
+        task = _task()
+        if task is None:
+            return await original(self, *args, **kwargs)
+        prev = _begin(task, self, op)
+        try:
+            return await original(self, *args, **kwargs)
+        finally:
+            _end(task, prev)
+
+    return wait
+
+
+def _created(original: Any) -> Any:
+    @functools.wraps(original)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        if active:
+            self._dw_created = _state.raw_site_of(_native.caller_frame(0))
+
+    return __init__
+
+
+def _run_forever(original: Any) -> Any:
+    @functools.wraps(original)
+    def run_forever(self: Any) -> Any:
+        if not active:
+            return original(self)
+        loops[self] = _native.get_ident()
+        resume = _state.resume_watcher
+        if resume is not None:
+            resume()
+        try:
+            return original(self)
+        finally:
+            loops.pop(self, None)
+
+    return run_forever
+
+
+def _would_block_lock(lock: Any) -> bool:
+    return bool(lock._locked or lock._waiters)
+
+
+def _event_unset(event: Any) -> bool:
+    return not event._value
+
+
+def _always(_: Any) -> bool:
+    return True
+
+
+def _sem_locked(sem: Any) -> bool:
+    return bool(sem.locked())
+
+
+def _queue_empty(queue: Any) -> bool:
+    return bool(queue.empty())
+
+
+def _queue_full(queue: Any) -> bool:
+    return bool(queue.full())
+
+
+def _targets(asyncio: Any) -> list[tuple[type, str, Callable[[Any], Any]]]:
+    locks = asyncio.locks
+    queues = asyncio.queues
+    out: list[tuple[type, str, Callable[[Any], Any]]] = [
+        (locks.Lock, "acquire", _lock_acquire),
+        (locks.Lock, "release", _lock_release),
+        (locks.Event, "wait", lambda o: _suspending(o, _event_unset)),
+        (locks.Condition, "wait", lambda o: _suspending(o, _always)),
+        (locks.Semaphore, "acquire", lambda o: _suspending(o, _sem_locked)),
+        (queues.Queue, "get", lambda o: _suspending(o, _queue_empty, "get")),
+        (queues.Queue, "put", lambda o: _suspending(o, _queue_full, "put")),
+        (asyncio.base_events.BaseEventLoop, "run_forever", _run_forever),
+    ]
+    for cls in (locks.Lock, locks.Event, locks.Condition, locks.Semaphore, queues.Queue):
+        out.append((cls, "__init__", _created))
+    return out
+
+
+def install(asyncio: Any) -> None:
+    """Patch ``asyncio`` (the module the program imported), if still enabled."""
+    global _current_task
+    if not active or _originals:
+        return
+    _current_task = asyncio.current_task
+    for mod in (asyncio.locks, asyncio.queues, asyncio.tasks, asyncio.futures):
+        path = getattr(mod, "__file__", None)
+        if path:
+            _state.internal_file(path)
+    _state.internal_file(os.path.join(os.path.dirname(asyncio.__file__), "timeouts.py"))
+    targets = _targets(asyncio)
+    try:
+        for cls, attr, make in targets:
+            original = cls.__dict__[attr]
+            _originals[(cls, attr)] = original
+            replacement = make(original)
+            replacement._dw_original = original
+            setattr(cls, attr, replacement)
+    except BaseException:
+        _restore()
+        raise
+
+
+def patch() -> None:
+    """Track asyncio now if the program has imported it, else when it does."""
+    global _hooked, active
+    active = True
+    module = sys.modules.get("asyncio")
+    if module is not None and hasattr(module, "locks"):
+        install(module)
+    elif not _hooked:
+        _hooked = True  # once: `install` checks `active` itself
+        when_imported("asyncio", install)
+
+
+def unpatch() -> None:
+    global active
+    active = False
+    _restore()
+    loops.clear()
+    waiting.clear()
+
+
+def _restore() -> None:
+    for (cls, attr), original in list(_originals.items()):
+        current = cls.__dict__.get(attr)
+        if getattr(current, "_dw_original", None) is original:
+            setattr(cls, attr, original)
+        del _originals[(cls, attr)]
