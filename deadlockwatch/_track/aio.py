@@ -1,8 +1,9 @@
 """asyncio tracking, as it runs in the event loop's thread (issue 15).
 
 deadlockwatch never imports asyncio: `patch` asks the import hook to run
-`install` once the program has imported it (at once if it already has), and
-`unpatch` puts every original back.  Patched in place on their classes (so
+`_install` after each import of an ``asyncio`` module (and runs it at once if
+the program has imported asyncio already), which patches each class once its
+module has finished executing; `unpatch` puts every original back.  Patched in place on their classes (so
 objects made before `enable()` are covered too):
 
 - ``asyncio.Lock``: ``acquire`` notes the task that took it (its owner) and
@@ -28,14 +29,13 @@ Nothing here blocks, takes a lock, or calls into the watcher but
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from deadlockwatch._track import native as _native
 from deadlockwatch._track import state as _state
-from deadlockwatch._track.hook import when_imported
+from deadlockwatch._track.hook import after_each_import, forget
 
 _state.internal_file(__file__)
 
@@ -47,7 +47,6 @@ waiting: dict[Any, AioWait] = {}
 loops: dict[Any, int] = {}
 #: (class, attribute) -> the original (while patched).
 _originals: dict[tuple[type, str], Any] = {}
-_hooked = False
 #: ``asyncio.current_task``, once asyncio is imported.
 _current_task: Callable[[], Any] | None = None
 
@@ -213,64 +212,90 @@ def _queue_full(queue: Any) -> bool:
     return bool(queue.full())
 
 
-def _targets(asyncio: Any) -> list[tuple[type, str, Callable[[Any], Any]]]:
-    locks = asyncio.locks
-    queues = asyncio.queues
-    out: list[tuple[type, str, Callable[[Any], Any]]] = [
-        (locks.Lock, "acquire", _lock_acquire),
-        (locks.Lock, "release", _lock_release),
-        (locks.Event, "wait", lambda o: _suspending(o, _event_unset)),
-        (locks.Condition, "wait", lambda o: _suspending(o, _always)),
-        (locks.Semaphore, "acquire", lambda o: _suspending(o, _sem_locked)),
-        (queues.Queue, "get", lambda o: _suspending(o, _queue_empty, "get")),
-        (queues.Queue, "put", lambda o: _suspending(o, _queue_full, "put")),
-        (asyncio.base_events.BaseEventLoop, "run_forever", _run_forever),
-    ]
-    for cls in (locks.Lock, locks.Event, locks.Condition, locks.Semaphore, queues.Queue):
-        out.append((cls, "__init__", _created))
-    return out
+#: (module, class, attribute, maker): what is patched, class by class.
+_TARGETS: tuple[tuple[str, str, str, Callable[[Any], Any]], ...] = (
+    ("asyncio.locks", "Lock", "acquire", _lock_acquire),
+    ("asyncio.locks", "Lock", "release", _lock_release),
+    ("asyncio.locks", "Event", "wait", lambda o: _suspending(o, _event_unset)),
+    ("asyncio.locks", "Condition", "wait", lambda o: _suspending(o, _always)),
+    ("asyncio.locks", "Semaphore", "acquire", lambda o: _suspending(o, _sem_locked)),
+    ("asyncio.queues", "Queue", "get", lambda o: _suspending(o, _queue_empty, "get")),
+    ("asyncio.queues", "Queue", "put", lambda o: _suspending(o, _queue_full, "put")),
+    ("asyncio.base_events", "BaseEventLoop", "run_forever", _run_forever),
+    *(
+        (module, cls, "__init__", _created)
+        for module, cls in (
+            ("asyncio.locks", "Lock"),
+            ("asyncio.locks", "Event"),
+            ("asyncio.locks", "Condition"),
+            ("asyncio.locks", "Semaphore"),
+            ("asyncio.queues", "Queue"),
+        )
+    ),
+)
+_INTERNAL = ("locks", "queues", "tasks", "futures", "timeouts", "base_events")
 
 
-def install(asyncio: Any) -> None:
-    """Patch ``asyncio`` (the module the program imported), if still enabled."""
+def _ready(name: str) -> Any:
+    """Module ``name`` if it has been imported and has finished executing."""
+    module = sys.modules.get(name)
+    spec = getattr(module, "__spec__", None)
+    if module is None or getattr(spec, "_initializing", False):
+        return None
+    return module
+
+
+def _install(_module: object = None) -> None:
+    """Patch each target whose module has been imported in full (asyncio
+    imports ``threading`` half-way through its own import, and start-up
+    enables the detector right then): the others after a later import of
+    an ``asyncio`` module, when `_pending` runs again."""
     global _current_task
-    if not active or _originals:
+    if not active:
         return
-    _current_task = asyncio.current_task
-    for mod in (asyncio.locks, asyncio.queues, asyncio.tasks, asyncio.futures):
-        path = getattr(mod, "__file__", None)
+    tasks = _ready("asyncio.tasks")
+    if tasks is not None and _current_task is None:
+        _current_task = tasks.current_task
+    for name in _INTERNAL:
+        module = _ready(f"asyncio.{name}")
+        path = getattr(module, "__file__", None)
         if path:
             _state.internal_file(path)
-    _state.internal_file(os.path.join(os.path.dirname(asyncio.__file__), "timeouts.py"))
-    targets = _targets(asyncio)
-    try:
-        for cls, attr, make in targets:
-            original = cls.__dict__[attr]
-            _originals[(cls, attr)] = original
-            replacement = make(original)
-            replacement._dw_original = original
-            setattr(cls, attr, replacement)
-    except BaseException:
-        _restore()
-        raise
+    for mod_name, cls_name, attr, make in _TARGETS:
+        module = _ready(mod_name)
+        cls = getattr(module, cls_name, None)
+        if not isinstance(cls, type) or (cls, attr) in _originals:
+            continue
+        original = cls.__dict__.get(attr)
+        if original is None:
+            continue
+        replacement = make(original)
+        replacement._dw_original = original
+        _originals[(cls, attr)] = original
+        setattr(cls, attr, replacement)
+    if len(_originals) == len(_TARGETS) and _current_task is not None:
+        forget(_install)
 
 
 def patch() -> None:
-    """Track asyncio now if the program has imported it, else when it does."""
-    global _hooked, active
+    """Track asyncio now if the program has imported it, else as it does."""
+    global active
     active = True
-    module = sys.modules.get("asyncio")
-    if module is not None and hasattr(module, "locks"):
-        install(module)
-    elif not _hooked:
-        _hooked = True  # once: `install` checks `active` itself
-        when_imported("asyncio", install)
+    try:
+        after_each_import("asyncio", _install)
+        if "asyncio" in sys.modules:
+            _install()
+    except BaseException:
+        unpatch()
+        raise
 
 
 def unpatch() -> None:
-    global active
+    global active, _current_task
     active = False
+    forget(_install)
     _restore()
+    _current_task = None
     loops.clear()
     waiting.clear()
 
