@@ -618,7 +618,7 @@ def _cycle_cause(snap: Snapshot, cycle: tuple[CycleStep, ...]) -> str:
 
 
 def _nodes(snap: Snapshot, keys: Iterable[int]) -> str:
-    """"threads", "tasks" (asyncio's), or "threads and tasks"."""
+    """ "threads", "tasks" (asyncio's), or "threads and tasks"."""
     kinds = {snap.threads[k].is_task for k in keys}
     return "tasks" if kinds == {True} else "threads" if kinds == {False} else "threads and tasks"
 

@@ -3,8 +3,9 @@
 deadlockwatch never imports asyncio: `patch` asks the import hook to run
 `_install` after each import of an ``asyncio`` module (and runs it at once if
 the program has imported asyncio already), which patches each class once its
-module has finished executing; `unpatch` puts every original back.  Patched in place on their classes (so
-objects made before `enable()` are covered too):
+module has finished executing; `unpatch` puts every original back.
+Patched in place on their classes (so objects made before `enable()` are
+covered too):
 
 - ``asyncio.Lock``: ``acquire`` notes the task that took it (its owner) and
   where; ``release`` forgets it (a Lock released by a task that does not own

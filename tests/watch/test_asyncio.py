@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from _programs import run_program
 
 PRELUDE = """
