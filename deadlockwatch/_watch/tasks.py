@@ -64,8 +64,7 @@ _state.internal_file(__file__)
 #: gather: kept while it lasts, so that its token and `reported` do.
 _made: dict[tuple[int, int], AioWait] = {}
 _next_scan = 0.0
-#: How often the tasks of the running loops are scanned for awaits on tasks
-#: when no task is in a tracked wait.
+#: How often the tasks of the running loops are scanned for awaits on tasks.
 SCAN_EVERY = 0.5
 MAX_STACK = 64
 
@@ -110,16 +109,17 @@ def _is_task(asyncio: Any, fut: Any) -> bool:
 
 def collect(now: float | None = None, force: bool = False) -> list[AioWait]:
     """The waits of tasks now: those `_track.aio` recorded, and one made up
-    for each task awaiting a task or a gather (scanned at most every
-    `SCAN_EVERY` seconds unless a recorded one exists or ``force``)."""
+    for each task awaiting a task or a gather (the loops' tasks are scanned
+    for those at most every `SCAN_EVERY` seconds, unless ``force``: the
+    confirming capture, `check()`)."""
     global _next_scan
     asyncio = _asyncio()
     recorded = list(_aio.waiting.values())
     if asyncio is None or not _aio.active:
         return recorded
     now = _native.monotonic() if now is None else now
-    if not recorded and not force and now < _next_scan:
-        return [*_made.values()]
+    if not force and now < _next_scan:
+        return [*recorded, *_made.values()]
     _next_scan = now + SCAN_EVERY
     seen: set[tuple[int, int]] = set()
     for loop in _loops():
