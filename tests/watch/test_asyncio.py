@@ -22,6 +22,10 @@ from typing import Any
 import pytest
 from _programs import run_program
 
+from deadlockwatch._report.dot import to_dot
+from deadlockwatch._report.load import finding_from_json
+from deadlockwatch._report.text import format_text
+
 PRELUDE = """
 import asyncio, json, os, sys, time
 import deadlockwatch
@@ -106,6 +110,13 @@ def test_lock_abba_between_two_tasks_is_reported_naming_both(tmp_path: Path) -> 
     assert types.count("asyncio.Lock") == 2 and "asyncio.gather" in types, types
     assert "Task-1" in details and details["Task-1"]["waits_for"]["at"]["function"] == "main"
     assert any(fr["code"] == "async with b:" for fr in record["stacks"]["audit"])
+    # Read back (`deadlockwatch report`), the tasks are tasks again, in text and DOT.
+    finding = finding_from_json(record)
+    assert {t.name for t in finding.threads if t.is_task} == {"transfer", "audit", "Task-1"}
+    text = format_text(finding)
+    assert "  Task 'audit' (on the event loop of thread 'MainThread' (ident " in text
+    assert "    await chain (most recent call last):" in text
+    assert "task on the loop of 'MainThread'" in to_dot([finding])
 
 
 def test_two_tasks_awaiting_each_other(tmp_path: Path) -> None:
