@@ -100,6 +100,8 @@ def step_text(f: Finding, step: CycleStep) -> str:
         state = f" ({r.detail})" if r.detail else ""
         if r.detail.startswith("running"):
             return f"{me} waits for {label}{state}, run by {nxt}"
+        if "on the event loop of thread" in r.detail:
+            return f"{me} waits for {label}{state}, whose loop is blocked in {nxt}"
         workers = [repr(f.thread_label(h)) for h in step.holders] or [nxt]
         return f"{me} waits for {label}{state}, queued behind {_and(workers)}"
     if not r.owner_bound and not r.holders and r.verb:

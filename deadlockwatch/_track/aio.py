@@ -47,7 +47,7 @@ waiting: dict[Any, AioWait] = {}
 #: Running event loop -> ident of the thread running it.
 loops: dict[Any, int] = {}
 #: (class, attribute) -> the original (while patched).
-_originals: dict[tuple[type, str], Any] = {}
+_originals: dict[tuple[Any, str], Any] = {}
 #: ``asyncio.current_task``, once asyncio is imported.
 _current_task: Callable[[], Any] | None = None
 
@@ -189,6 +189,20 @@ def _run_forever(original: Any) -> Any:
     return run_forever
 
 
+def _run_coroutine_threadsafe(original: Any) -> Any:
+    """The ``concurrent.futures.Future`` it returns notes its loop: a thread
+    waiting on its result waits for that loop's thread."""
+
+    @functools.wraps(original)
+    def run_coroutine_threadsafe(coro: Any, loop: Any) -> Any:
+        future = original(coro, loop)
+        if active:
+            future._dw_loop = loop
+        return future
+
+    return run_coroutine_threadsafe
+
+
 def _would_block_lock(lock: Any) -> bool:
     return bool(lock._locked or lock._waiters)
 
@@ -234,6 +248,7 @@ _TARGETS: tuple[tuple[str, str, str, Callable[[Any], Any]], ...] = (
         )
     ),
 )
+_RCT = "run_coroutine_threadsafe"
 _INTERNAL = ("locks", "queues", "tasks", "futures", "timeouts", "base_events")
 
 
@@ -274,7 +289,20 @@ def _install(_module: object = None) -> None:
         replacement._dw_original = original
         _originals[(cls, attr)] = original
         setattr(cls, attr, replacement)
-    if len(_originals) == len(_TARGETS) and _current_task is not None:
+    # A module function: in asyncio.tasks, and as the package re-exports it.
+    tasks = _ready("asyncio.tasks")
+    original = _originals.get((tasks, _RCT)) or getattr(tasks, _RCT, None)
+    for mod_name in ("asyncio.tasks", "asyncio"):
+        module = _ready(mod_name)
+        if module is None or original is None or (module, _RCT) in _originals:
+            continue
+        if module.__dict__.get(_RCT) is not original:
+            continue  # someone else's, or bound before
+        replacement = _run_coroutine_threadsafe(original)
+        replacement._dw_original = original
+        _originals[(module, _RCT)] = original
+        setattr(module, _RCT, replacement)
+    if len(_originals) == len(_TARGETS) + 2 and _current_task is not None:
         forget(_install)
 
 

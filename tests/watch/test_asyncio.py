@@ -37,9 +37,10 @@ _tick = DETECTOR.tick
 
 def _counting_tick():
     # A pass counts when some task had waited past the threshold as it began.
-    from deadlockwatch._track import aio
+    from deadlockwatch._track import aio, state
     now = time.monotonic()
-    due = any(now - w.since >= DETECTOR.config.threshold for w in list(aio.waiting.values()))
+    waits = [*aio.waiting.values(), *state.blocked.copy().values()]
+    due = any(now - w.since >= DETECTOR.config.threshold for w in waits)
     _tick()
     if due:
         TICKS[0] += 1
@@ -276,6 +277,37 @@ NOT_A_DEADLOCK = {
             lock, ev, never = asyncio.Lock(), asyncio.Event(), asyncio.Event()
             await asyncio.gather(holder(lock, ev), waiter(lock), reader(ev, never))
     """,
+    # A thread holding a threading.Lock waits on run_coroutine_threadsafe(
+    # ...).result(); the loop's thread, in the control, blocks on that lock
+    # (across the two worlds); with the rescue only for a while (a timeout).
+    "loop_thread_and_run_coroutine_threadsafe": """
+        import threading
+
+        lock, ready = threading.Lock(), threading.Event()
+
+        async def answer():
+            return 42
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            got = []
+
+            def worker():
+                with lock:
+                    ready.set()
+                    time.sleep(0.1)  # the loop's thread blocks on the lock meanwhile
+                    got.append(asyncio.run_coroutine_threadsafe(answer(), loop).result())
+
+            t = threading.Thread(target=worker, name="worker", daemon=True)
+            t.start()
+            await asyncio.to_thread(ready.wait)
+            # No await from here to the lock: the loop's thread blocks on it and
+            # the worker's coroutine cannot run.  With the rescue, for 0.6 s.
+            if lock.acquire(timeout=0.6 if RESCUE else -1):
+                lock.release()
+            await asyncio.to_thread(t.join)
+            assert got == [42]
+    """,
     # An ABBA in which one side takes its second lock under a timeout (a
     # timed cycle at most); in the control without it.
     "abba_broken_by_a_timeout": """
@@ -320,6 +352,16 @@ def test_not_a_deadlock_control_without_the_rescue_is_reported(tmp_path: Path, c
     result, findings = _run(tmp_path, textwrap.dedent(NOT_A_DEADLOCK[case]) + _MAIN, rescue=False)
     assert result.get("kind") == "deadlock", result
     assert [f["kind"] for f in findings] == ["deadlock"], findings
+    if case == "loop_thread_and_run_coroutine_threadsafe":
+        # Across the two worlds: the worker thread and the loop's thread.
+        (record,) = findings
+        assert record["threads"] == ["worker", "MainThread"] or record["threads"] == [
+            "MainThread",
+            "worker",
+        ]
+        step = next(s for s in record["cycle"] if s["thread"] == "worker")
+        assert step["held_by"] == "MainThread"
+        assert result["elapsed"] < 1.5 + 0.7, result
 
 
 # -- activation and transparency (in a fresh interpreter each) ------------------
