@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -48,6 +49,8 @@ waiting: dict[Any, AioWait] = {}
 loops: dict[Any, int] = {}
 #: (class, attribute) -> the original (while patched).
 _originals: dict[tuple[Any, str], Any] = {}
+#: The code of ``asyncio.locks._ContextManagerMixin.__aenter__``.
+_AENTER: Any = None
 #: ``asyncio.current_task``, once asyncio is imported.
 _current_task: Callable[[], Any] | None = None
 
@@ -74,14 +77,21 @@ class AioWait:
         self.timeout: float | None = None
 
 
-def _site() -> _state.RawSite | None:
-    """Where the application awaits (the nearest frame not asyncio's or ours)."""
-    return _state.raw_site_of(_native.caller_frame(0))
+def _taken_at() -> _state.RawSite | None:
+    """Where a Lock was taken: the caller of ``acquire`` (of ``__aenter__``
+    for ``async with``), read off two frames, not walked to."""
+    frame = _native.caller_frame(2)
+    if frame is not None and frame.f_code is _AENTER:
+        frame = frame.f_back
+    if frame is None or frame.f_code.co_filename in _state.INTERNAL_FILES:
+        return _state.raw_site_of(frame)
+    return frame.f_code, frame.f_lasti
 
 
 def _begin(task: Any, resource: Any, op: str = "") -> AioWait | None:
     prev = waiting.get(task)
-    waiting[task] = AioWait(task, resource, _site(), op)
+    # No site: the watcher reads where the task awaits off its await chain.
+    waiting[task] = AioWait(task, resource, None, op)
     resume = _state.resume_watcher
     if resume is not None:
         resume()
@@ -105,6 +115,22 @@ def _task() -> Any:
         return None
 
 
+def _fast_current_task(tasks: Any) -> Callable[[], Any]:
+    """``asyncio.current_task``; on 3.10/3.11, where it is Python, a lookup in
+    the same table without its frame (3.12+ has it in C)."""
+    current: Callable[[], Any] = tasks.current_task
+    table = getattr(tasks, "_current_tasks", None)
+    running = getattr(getattr(tasks, "events", None), "_get_running_loop", None)
+    if not isinstance(current, types.FunctionType) or not isinstance(table, dict) or not running:
+        return current
+
+    def current_task() -> Any:
+        loop = running()
+        return None if loop is None else table.get(loop)
+
+    return current_task
+
+
 # -- the wrappers ------------------------------------------------------------------
 
 
@@ -115,7 +141,10 @@ def _lock_acquire(original: Any) -> Any:
         if task is None:
             return await original(self)
         if not self._locked and not self._waiters:
-            got = await original(self)  # free: no suspension
+            # Free, nobody waiting: the original's own fast path, without a
+            # second coroutine.
+            self._locked = True
+            got = True
         else:
             prev = _begin(task, self)
             try:
@@ -123,7 +152,7 @@ def _lock_acquire(original: Any) -> Any:
             finally:
                 _end(task, prev)
         self._dw_owner = task
-        self._dw_taken = _site()
+        self._dw_taken = _taken_at()
         return got
 
     return acquire
@@ -143,12 +172,21 @@ def _lock_release(original: Any) -> Any:
     return release
 
 
-def _suspending(original: Any, resource: Callable[[Any], bool], op: str = "") -> Any:
-    """A coroutine method that records a wait when ``resource(self)`` says it will suspend."""
+def _suspending(
+    original: Any,
+    resource: Callable[[Any], bool],
+    op: str = "",
+    fast: Callable[..., Any] | None = None,
+) -> Any:
+    """A coroutine method that records a wait when ``resource(self)`` says it
+    will suspend; otherwise ``fast(self, *args)`` (what the original does
+    then, without a second coroutine), or the original."""
 
     @functools.wraps(original)
     async def wait(self: Any, *args: Any, **kwargs: Any) -> Any:
         if not resource(self):
+            if fast is not None and not kwargs:
+                return fast(self, *args)
             return await original(self, *args, **kwargs)
         task = _task()
         if task is None:
@@ -211,6 +249,18 @@ def _event_unset(event: Any) -> bool:
     return not event._value
 
 
+def _set(event: Any) -> bool:
+    return True  # Event.wait on a set Event
+
+
+def _get(queue: Any) -> Any:
+    return queue.get_nowait()  # Queue.get with an item there
+
+
+def _put(queue: Any, item: Any) -> Any:
+    return queue.put_nowait(item)  # Queue.put with room
+
+
 def _always(_: Any) -> bool:
     return True
 
@@ -231,11 +281,11 @@ def _queue_full(queue: Any) -> bool:
 _TARGETS: tuple[tuple[str, str, str, Callable[[Any], Any]], ...] = (
     ("asyncio.locks", "Lock", "acquire", _lock_acquire),
     ("asyncio.locks", "Lock", "release", _lock_release),
-    ("asyncio.locks", "Event", "wait", lambda o: _suspending(o, _event_unset)),
+    ("asyncio.locks", "Event", "wait", lambda o: _suspending(o, _event_unset, fast=_set)),
     ("asyncio.locks", "Condition", "wait", lambda o: _suspending(o, _always)),
     ("asyncio.locks", "Semaphore", "acquire", lambda o: _suspending(o, _sem_locked)),
-    ("asyncio.queues", "Queue", "get", lambda o: _suspending(o, _queue_empty, "get")),
-    ("asyncio.queues", "Queue", "put", lambda o: _suspending(o, _queue_full, "put")),
+    ("asyncio.queues", "Queue", "get", lambda o: _suspending(o, _queue_empty, "get", _get)),
+    ("asyncio.queues", "Queue", "put", lambda o: _suspending(o, _queue_full, "put", _put)),
     ("asyncio.base_events", "BaseEventLoop", "run_forever", _run_forever),
     *(
         (module, cls, "__init__", _created)
@@ -266,12 +316,16 @@ def _install(_module: object = None) -> None:
     imports ``threading`` half-way through its own import, and start-up
     enables the detector right then): the others after a later import of
     an ``asyncio`` module, when `_pending` runs again."""
-    global _current_task
+    global _current_task, _AENTER
     if not active:
         return
+    locks = _ready("asyncio.locks")
+    mixin = getattr(locks, "_ContextManagerMixin", None)
+    if mixin is not None and _AENTER is None:
+        _AENTER = getattr(mixin.__dict__.get("__aenter__"), "__code__", None)
     tasks = _ready("asyncio.tasks")
     if tasks is not None and _current_task is None:
-        _current_task = tasks.current_task
+        _current_task = _fast_current_task(tasks)
     for name in _INTERNAL:
         module = _ready(f"asyncio.{name}")
         path = getattr(module, "__file__", None)
