@@ -106,6 +106,8 @@ def test_lock_abba_between_two_tasks_is_reported_naming_both(tmp_path: Path) -> 
     assert details["transfer"]["task"] is True
     assert "MainThread" in details["transfer"]["loop_thread"]
     assert details["transfer"]["waits_for"]["at"]["function"] == "one"
+    (held,) = details["transfer"]["holds"]
+    assert held["acquired_at"]["function"] == "one"
     # The two locks; and the gather() main awaits, stuck behind the cycle.
     types = sorted(r["type"] for r in record["resources"])
     assert types.count("asyncio.Lock") == 2 and "asyncio.gather" in types, types
@@ -178,6 +180,39 @@ def test_lock_held_across_an_event_only_the_lock_waiter_sets(tmp_path: Path) -> 
     assert result["cycle"] == ["holder", "setter"]
     assert result["cause"].startswith("'holder' waits on asyncio.Event(created prog.py:")
     assert "which 'setter' needs before it could set it" in result["cause"]
+    assert result["elapsed"] < 1.5, result
+
+
+def test_bounded_queue_put_under_a_lock_the_consumer_needs(tmp_path: Path) -> None:
+    result, _ = _run(
+        tmp_path,
+        """
+        async def producer(lock, q):
+            async with lock:
+                await q.put(1)
+                await q.put(2)  # full: waits for the consumer, holding the lock
+
+        async def consumer(lock, q):
+            await asyncio.sleep(0.05)
+            async with lock:
+                await q.get()
+
+        async def main():
+            lock, q = asyncio.Lock(), asyncio.Queue(maxsize=1)
+            START[0] = time.monotonic()
+            await asyncio.gather(
+                asyncio.create_task(producer(lock, q), name="producer"),
+                asyncio.create_task(consumer(lock, q), name="consumer"),
+            )
+            finished()
+
+        asyncio.run(main())
+        """,
+    )
+    assert result["kind"] == "deadlock", result
+    assert result["cycle"] == ["producer", "consumer"]
+    assert result["cause"].startswith("'producer' waits on asyncio.Queue(created prog.py:")
+    assert "which 'consumer' needs before it could take an item from it" in result["cause"]
     assert result["elapsed"] < 1.5, result
 
 
