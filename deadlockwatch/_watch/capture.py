@@ -66,6 +66,10 @@ class _Builder:
         self.stand_ins: dict[int, ThreadRecord] = {}
         #: Each resource's live object, for working out who can reach it.
         self.live: dict[int, Any] = {}
+        #: asyncio signals (`_watch.tasks`): who can give each, worked out
+        #: from the loop (None: the loop could not be read; left unknown).
+        #: Used, as the heap walk is for threads, only where it matters.
+        self.task_reach: dict[int, ReachInfo | None] = {}
 
     def record_for(self, holder: ThreadRecord | int) -> ThreadRecord:
         if isinstance(holder, ThreadRecord):
@@ -190,6 +194,11 @@ class _Builder:
         for key in keys:
             obj = self.live.get(key)
             if obj is None:
+                continue
+            if key in self.task_reach:
+                info = self.task_reach[key]
+                if info is not None:
+                    resources[key] = replace(resources[key], reach=info)
                 continue
             info = self._reach(key, obj, waits)
             if info is None:

@@ -264,6 +264,9 @@ def _rescues(loop: Any, runnable: Iterable[str]) -> tuple[list[str], bool]:
             return out, False
         if fds:
             out.append(f"{len(fds)} file descriptor(s) watched by the loop")
+    handlers = getattr(loop, "_signal_handlers", None)
+    if handlers:
+        out.append(f"{len(handlers)} signal handler(s) of the loop (add_signal_handler)")
     return out, True
 
 
@@ -460,18 +463,11 @@ def _add_loop(b: Any, asyncio: Any, loop: Any, waits: list[AioWait]) -> None:
             if any(_holds(f, b.live[k]) for f in _frames(t))
         )
         givers = holding or tuple((id(t), "a task of its loop") for t, _ in nodes.values())
-        if not readable:
-            continue  # not worked out: any thread that can run counts
-        b.resources[k] = _replace(
-            b.resources[k],
-            reach=ReachInfo(threads=(*givers, *threads), rescues=tuple(rescues)),
+        # Used only where it matters (`analysis.needs_reach`, as for threads):
+        # a lone task awaiting a stop Event, holding nothing, blocks nobody.
+        b.task_reach[k] = (
+            ReachInfo(threads=(*givers, *threads), rescues=tuple(rescues)) if readable else None
         )
-
-
-def _replace(r: ResourceInfo, **changes: Any) -> ResourceInfo:
-    from dataclasses import replace
-
-    return replace(r, **changes)
 
 
 def _holds(frame: Any, obj: Any) -> bool:

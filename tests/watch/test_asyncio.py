@@ -183,6 +183,44 @@ def test_lock_held_across_an_event_only_the_lock_waiter_sets(tmp_path: Path) -> 
     assert result["elapsed"] < 1.5, result
 
 
+def test_a_lone_task_awaiting_a_stop_event_is_no_deadlock(tmp_path: Path) -> None:
+    """A task that holds nothing, awaiting an Event nobody can set, blocks
+    nobody (a server's ``await stop.wait()``): not reported; the program
+    ends after 1.5 s (SIGALRM).  The control (``RESCUE=0``): the same task
+    holding a Lock another task awaits is reported."""
+    body = """
+        import signal
+
+        def alarm(signum, frame):
+            finished()
+            os._exit(0)
+
+        signal.signal(signal.SIGALRM, alarm)
+        signal.setitimer(signal.ITIMER_REAL, 1.5)
+
+        async def other(lock):
+            await asyncio.sleep(0.02)
+            async with lock:
+                pass
+
+        async def main():
+            lock, stop = asyncio.Lock(), asyncio.Event()
+            if RESCUE:
+                await stop.wait()
+            async with lock:
+                asyncio.create_task(other(lock), name="other")
+                await stop.wait()
+
+        asyncio.run(main())
+    """
+    result, findings = _run(tmp_path, body, rescue=True)
+    assert result.get("finished") and findings == [], (result, findings)
+    assert result["ticks"] >= 5, result
+    result, findings = _run(tmp_path, body, rescue=False)
+    assert result.get("kind") == "deadlock", result
+    assert [f["kind"] for f in findings] == ["deadlock"], findings
+
+
 def test_bounded_queue_put_under_a_lock_the_consumer_needs(tmp_path: Path) -> None:
     result, _ = _run(
         tmp_path,
@@ -311,6 +349,33 @@ NOT_A_DEADLOCK = {
         async def main():
             lock, ev, never = asyncio.Lock(), asyncio.Event(), asyncio.Event()
             await asyncio.gather(holder(lock, ev), waiter(lock), reader(ev, never))
+    """,
+    # A task holds a lock and awaits a stop Event that a signal handler of
+    # the loop sets (the signal comes from another process, 0.6 s later).
+    "event_set_by_a_signal_handler": """
+        import signal, subprocess
+
+        async def holder(lock, stop):
+            async with lock:
+                await stop.wait()
+
+        async def waiter(lock):
+            await asyncio.sleep(0.02)
+            async with lock:
+                pass
+
+        async def main():
+            lock, stop = asyncio.Lock(), asyncio.Event()
+            if RESCUE:
+                asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, stop.set)
+                code = (
+                    "import os, signal, time; time.sleep(0.6); os.kill(%d, signal.SIGUSR1)"
+                    % os.getpid()
+                )
+                child = subprocess.Popen([sys.executable, "-c", code])
+            await asyncio.gather(holder(lock, stop), waiter(lock))
+            if RESCUE:
+                child.wait()
     """,
     # A thread holding a threading.Lock waits on run_coroutine_threadsafe(
     # ...).result(); the loop's thread, in the control, blocks on that lock
