@@ -114,7 +114,15 @@ def collect(now: float | None = None, force: bool = False) -> list[AioWait]:
     confirming capture, `check()`)."""
     global _next_scan
     asyncio = _asyncio()
-    recorded = list(_aio.waiting.values())
+    recorded = []
+    for w in list(_aio.waiting.values()):
+        if _closed(w.task):
+            # Its loop is closed: the task never runs again.  Forgotten, or
+            # the record would keep it (and the watcher) alive for good.
+            if _aio.waiting.get(w.task) is w:
+                _aio.waiting.pop(w.task, None)
+            continue
+        recorded.append(w)
     if asyncio is None or not _aio.active:
         return recorded
     now = _native.monotonic() if now is None else now
@@ -137,6 +145,13 @@ def collect(now: float | None = None, force: bool = False) -> list[AioWait]:
     for key in [k for k in _made if k not in seen]:
         del _made[key]
     return [*recorded, *_made.values()]
+
+
+def _closed(task: Any) -> bool:
+    try:
+        return bool(task.get_loop().is_closed())
+    except Exception:
+        return False
 
 
 def _name(task: Any) -> str:

@@ -579,3 +579,40 @@ def test_transparent_values_and_errors() -> None:
         "[True, 'timeout', 'Lock is not acquired.', True, 1, 2, True, 'cancelled', "
         "'BoundedSemaphore released too many times', True, 0]"
     )
+
+
+def test_a_task_left_waiting_on_a_closed_loop_is_forgotten() -> None:
+    """A loop closed with a task still waiting on a Lock: its record is
+    dropped (the task is collected, and the watcher ends), as without the
+    detector the task is destroyed pending."""
+    out = _python(
+        """
+        import asyncio, gc, time, weakref
+        import deadlockwatch
+        deadlockwatch.enable()
+        from deadlockwatch._track import aio
+        from deadlockwatch._watch.watcher import DETECTOR
+
+        async def stuck(lock):
+            async with lock:
+                pass
+
+        async def main():
+            lock = asyncio.Lock()
+            await lock.acquire()
+            t = asyncio.create_task(stuck(lock))
+            await asyncio.sleep(0.05)
+            return weakref.ref(t)
+
+        loop = asyncio.new_event_loop()
+        ref = loop.run_until_complete(main())
+        loop.close()
+        print(len(aio.waiting))
+        deadline = time.monotonic() + 5
+        while (aio.waiting or DETECTOR._running) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        gc.collect()
+        print(len(aio.waiting), DETECTOR._running, ref() is None)
+        """
+    )
+    assert out.split() == ["1", "0", "False", "True"]
