@@ -299,13 +299,18 @@ def format_dump(
     """Every thread with what it holds and waits for, and its stack (like jstack)."""
     threads = list(threads)
     names = {t.key: t.name for t in threads}
-    lines = [f"deadlockwatch: {title or f'{len(threads)} thread(s) (pid {os.getpid()})'}"]
+    tasks = sum(1 for t in threads if t.is_task)
+    counted = f"{len(threads) - tasks} thread(s)" + (f" and {tasks} task(s)" if tasks else "")
+    lines = [f"deadlockwatch: {title or f'{counted} (pid {os.getpid()})'}"]
     for t in sorted(threads, key=lambda t: t.ident):
         lines.append("")
         flags = "daemon" if t.daemon else "non-daemon"
         if not t.alive:
             flags += ", exited"
-        lines.append(f"Thread {t.name!r} (ident {t.ident}, {flags})")
+        if t.is_task:
+            lines.append(f"Task {t.name!r} (on the event loop of thread {t.loop_thread})")
+        else:
+            lines.append(f"Thread {t.name!r} (ident {t.ident}, {flags})")
         if t.wait is not None and t.wait.resource in resources:
             r = resources[t.wait.resource]
             holders = ", ".join(repr(names.get(h, "?")) for h, _ in r.holders) or "nobody"

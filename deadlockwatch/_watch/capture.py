@@ -31,6 +31,7 @@ from deadlockwatch._model import (
     ThreadInfo,
     WaitInfo,
 )
+from deadlockwatch._track import aio as _aio
 from deadlockwatch._track import native as _native
 from deadlockwatch._track import state as _state
 from deadlockwatch._track import views as _views
@@ -394,7 +395,8 @@ def capture_departed(
 
 
 def capture_all(exclude: Iterable[int] = ()) -> tuple[Snapshot, dict[int, FrameType]]:
-    """Every live thread (tracked or not) and every tracked primitive they touch, for dump()."""
+    """Every live thread (tracked or not), every asyncio task in a tracked
+    wait, and every tracked primitive they touch, for dump()."""
     frames = _app_frames(exclude)
     b = _Builder(frames)
     records = _state.records.copy()
@@ -404,6 +406,10 @@ def capture_all(exclude: Iterable[int] = ()) -> tuple[Snapshot, dict[int, FrameT
             rec = ThreadRecord(ident, _state.thread_name(ident, f"thread-{ident}"))
         b.add(rec)
     b.follow()
+    if _aio.active and (_aio.waiting or _aio.loops):
+        from deadlockwatch._watch import tasks as _tasks
+
+        _tasks.add(b, _tasks.collect(force=True))  # the tasks in a tracked wait
     return b.snapshot(), frames
 
 

@@ -616,3 +616,39 @@ def test_a_task_left_waiting_on_a_closed_loop_is_forgotten() -> None:
         """
     )
     assert out.split() == ["1", "0", "False", "True"]
+
+
+def test_dump_shows_the_tasks_in_tracked_waits() -> None:
+    out = _python(
+        """
+        import asyncio, io, threading, time
+        import deadlockwatch
+        deadlockwatch.enable(interval=5, threshold=5)  # dump only, no finding
+        from deadlockwatch._track import aio
+
+        async def one(a, b):
+            async with a:
+                await asyncio.sleep(0.05)
+                async with b:
+                    pass
+
+        async def main():
+            a, b = asyncio.Lock(), asyncio.Lock()
+            await asyncio.gather(
+                asyncio.create_task(one(a, b), name="transfer"),
+                asyncio.create_task(one(b, a), name="audit"),
+            )
+
+        threading.Thread(target=asyncio.run, args=(main(),), name="loop", daemon=True).start()
+        deadline = time.monotonic() + 5
+        while len(aio.waiting) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        buf = io.StringIO()
+        deadlockwatch.dump(buf)
+        print(buf.getvalue())
+        """
+    )
+    assert "Task 'transfer' (on the event loop of thread 'loop' (ident " in out, out
+    assert "Task 'audit' (on the event loop of thread 'loop' (ident " in out, out
+    assert " held by 'audit' at " in out and " held by 'transfer' at " in out, out
+    assert "thread(s) and 3 task(s) (pid " in out, out
