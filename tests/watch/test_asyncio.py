@@ -652,3 +652,39 @@ def test_dump_shows_the_tasks_in_tracked_waits() -> None:
     assert "Task 'audit' (on the event loop of thread 'loop' (ident " in out, out
     assert " held by 'audit' at " in out and " held by 'transfer' at " in out, out
     assert "thread(s) and 3 task(s) (pid " in out, out
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is 3.11+")
+def test_an_abba_under_asyncio_timeout_is_a_timed_cycle(tmp_path: Path) -> None:
+    """The task waits for its second Lock inside ``asyncio.timeout()``, in
+    its own task (no inner task, as wait_for has on 3.10/3.11): the cycle is
+    seen, as a timed cycle (a warning), never a deadlock; and it breaks."""
+    result, findings = _run(
+        tmp_path,
+        """
+        async def one(a, b, timed):
+            async with a:
+                await asyncio.sleep(0.05)
+                if timed:
+                    try:
+                        async with asyncio.timeout(0.8):
+                            await b.acquire()
+                    except TimeoutError:
+                        return
+                    b.release()
+                else:
+                    async with b:
+                        pass
+
+        async def main():
+            a, b = asyncio.Lock(), asyncio.Lock()
+            await asyncio.gather(one(a, b, True), one(b, a, False))
+            finished()
+
+        asyncio.run(main())
+        """,
+    )
+    assert result.get("finished"), result
+    assert [f["kind"] for f in findings] == ["timed-cycle"], findings
+    (record,) = findings
+    assert record["cause"].endswith("; a timeout will break the cycle"), record
