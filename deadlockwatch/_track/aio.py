@@ -13,13 +13,17 @@ covered too):
 - ``Lock.acquire``, ``Event.wait``, ``Condition.wait``, ``Semaphore.acquire``
   (and BoundedSemaphore's), ``Queue.get``/``put`` (and the queues built on
   them): only when the call will suspend, a per-task record of what the task
-  awaits (`AioWait` in `waiting`, keyed by the task), dropped when it wakes.
-  The fast path (the lock free, the Event set, the queue not empty...) pays
-  a check and the original's call, nothing more.
+  awaits (`AioWait` in `waiting`, keyed by the task; where it awaits is read
+  by the watcher off its await chain), dropped when it wakes.  The fast path
+  (the lock free, the Event set, the queue with an item or room) does what
+  the original does then, in the wrapper, without a second coroutine.
 - ``__init__`` of each of them: where it was made (a code object and an
   offset, no frame).
 - ``BaseEventLoop.run_forever``: the running loops and their threads
   (`loops`), so that the watcher can read their tasks.
+- ``run_coroutine_threadsafe`` (in ``asyncio.tasks`` and as ``asyncio``
+  re-exports it): the future it returns notes its loop, whose thread alone
+  can complete it (`views.FutureView`).
 
 Awaiting another task (``await task``, ``gather``) is not recorded here: the
 watcher reads it from the task's own ``_fut_waiter`` (`deadlockwatch._watch.tasks`).

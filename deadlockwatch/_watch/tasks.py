@@ -26,14 +26,22 @@ hold it, else all of them), and as rescues that count as able to run, every
 task of the loop that is not in a tracked wait, every callback ready or
 scheduled on the loop (``call_later(ev.set)``, a sleep's timer, a timeout),
 every file descriptor the loop watches besides its own wake-up pipe (a
-protocol's callback may set it); and every other thread that can run (it
-may hand the loop a callback).  So a task waits on a signal certainly in
-vain only when its loop is idle but for stuck tasks and every other thread
-is stuck too; there is no "probable" finding for tasks yet.
+protocol's callback may set it), the loop's signal handlers; and every
+other thread that can run (it may hand the loop a callback).  So a task
+waits on a signal certainly in vain only when its loop is idle but for
+stuck tasks and every other thread is stuck too.  As the threads' heap
+walk, this is used only where it matters (`analysis.needs_reach`: a task in
+it holds something, or something waits for it); there is no "probable"
+finding for tasks yet.
 
 A task inside ``asyncio.timeout()`` or ``wait_for()`` waits with a timeout
-(cancellation is preemption): never part of a deadlock, at most of a timed
-cycle.
+(cancellation is preemption), and so does what it awaits (cancelling a task
+cancels the task or gather it awaits): never part of a deadlock, at most of
+a timed cycle.
+
+Not yet: the ``raise`` actions give tasks nothing (delivering an error into
+a task would mean running code on its loop); a loop whose thread is blocked
+in a threading primitive still counts its tasks as able to run.
 """
 
 from __future__ import annotations
