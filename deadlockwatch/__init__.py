@@ -1,4 +1,4 @@
-"""deadlockwatch: find deadlocks between Python threads as they happen.
+"""deadlockwatch: find deadlocks between Python threads (and asyncio tasks) as they happen.
 
 Switch it on with ``deadlockwatch.enable()``, ``import deadlockwatch.auto``,
 or ``DEADLOCKWATCH=1`` in the environment (no code change).

@@ -203,6 +203,14 @@ class ThreadInfo:
     #: process id and name; 0 and "" for this process's own threads.
     pid: int = 0
     process: str = ""
+    #: For an asyncio task (issue 15): the thread running its event loop, in
+    #: words (``'MainThread' (ident 1402...)``); "" for a thread.  A task's
+    #: ``key`` and ``ident`` are its ``id()``, its ``stack`` its await chain.
+    loop_thread: str = ""
+
+    @property
+    def is_task(self) -> bool:
+        return bool(self.loop_thread)
 
 
 @dataclass(frozen=True)

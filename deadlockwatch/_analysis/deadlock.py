@@ -581,6 +581,10 @@ def _cycle_cause(snap: Snapshot, cycle: tuple[CycleStep, ...]) -> str:
             f"{_name(snap, signal.thread)} waits on {r.label} while holding {what} "
             f"{_name(snap, signal.held_by)} needs before it could {r.verb or 'release'} it"
         )
+    if all(snap.resources[s.waits_for].kind == "join" for s in cycle):
+        if len(cycle) == 2:
+            return f"{_names(snap, in_cycle)} await each other"
+        return f"{len(cycle)} {_nodes(snap, in_cycle)} each await the next"
     if len(cycle) == 2 and first.kind == "join":
         other = snap.resources[cycle[1].waits_for]
         return (
@@ -610,7 +614,13 @@ def _cycle_cause(snap: Snapshot, cycle: tuple[CycleStep, ...]) -> str:
             f"{_names(snap, in_cycle)} wait(s) for another unit of {r.label}, "
             f"held by {_names(snap, holders)}"
         )
-    return f"{len(cycle)} threads each wait for a resource held by the next"
+    return f"{len(cycle)} {_nodes(snap, in_cycle)} each wait for a resource held by the next"
+
+
+def _nodes(snap: Snapshot, keys: Iterable[int]) -> str:
+    """ "threads", "tasks" (asyncio's), or "threads and tasks"."""
+    kinds = {snap.threads[k].is_task for k in keys}
+    return "tasks" if kinds == {True} else "threads" if kinds == {False} else "threads and tasks"
 
 
 def _stuck_cause(snap: Snapshot, keys: list[int]) -> str:

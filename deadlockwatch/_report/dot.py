@@ -50,7 +50,8 @@ def to_dot(findings: Iterable[Finding]) -> str:
         for t in f.threads:
             state = "" if t.alive else "\n(exited)"
             style = f", {_CYCLE}" if t.key in in_cycle_threads else ""
-            label = f"{f.thread_label(t.key)}\nident {t.ident}{state}"
+            what = f"task on the loop of {t.loop_thread}" if t.is_task else f"ident {t.ident}"
+            label = f"{f.thread_label(t.key)}\n{what}{state}"
             out.append(f"    f{i}_t{t.key} [shape=ellipse, label={_q(label)}{style}];")
         cycle_resources = {s.waits_for for s in f.cycle} | {e.held for e in f.order}
         for r in f.resources:

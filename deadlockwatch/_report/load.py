@@ -181,6 +181,7 @@ def _finding_from_json(record: Any, where: str) -> Finding:
                 lost_at_fork=bool(d.get("lost_at_fork", False)),
                 pid=int(d.get("pid", 0)),
                 process=_text(d, "process", tw),
+                loop_thread=_text(d, "loop_thread", tw),
                 wait=wait,
                 held=held,
                 stack=stack,

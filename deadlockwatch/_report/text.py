@@ -102,6 +102,8 @@ def step_text(f: Finding, step: CycleStep) -> str:
         state = f" ({r.detail})" if r.detail else ""
         if r.detail.startswith("running"):
             return f"{me} waits for {label}{state}, run by {nxt}"
+        if "on the event loop of thread" in r.detail:
+            return f"{me} waits for {label}{state}, whose loop is blocked in {nxt}"
         workers = [repr(f.thread_label(h)) for h in step.holders] or [nxt]
         return f"{me} waits for {label}{state}, queued behind {_and(workers)}"
     if not r.owner_bound and not r.holders and r.verb:
@@ -152,7 +154,10 @@ def _thread_lines(f: Finding, t: ThreadInfo) -> list[str]:
         flags.append("a thread of the parent, gone at the fork")
     elif not t.alive:
         flags.append("exited")
-    out = [f"  Thread {f.thread_label(t.key)!r} (ident {t.ident}, {', '.join(flags)})"]
+    if t.is_task:
+        out = [f"  Task {f.thread_label(t.key)!r} (on the event loop of thread {t.loop_thread})"]
+    else:
+        out = [f"  Thread {f.thread_label(t.key)!r} (ident {t.ident}, {', '.join(flags)})"]
     if t.wait is not None:
         r = f.resource(t.wait.resource)
         timeout = _timeout_text(t.wait)
@@ -167,7 +172,8 @@ def _thread_lines(f: Finding, t: ThreadInfo) -> list[str]:
     else:
         out.append("    holds nothing")
     if t.stack:
-        out.append("    stack (most recent call last):")
+        what = "await chain" if t.is_task else "stack"
+        out.append(f"    {what} (most recent call last):")
         for fr in t.stack:
             out.append(f'      File "{short_path(fr.file)}", line {fr.line}, in {fr.function}')
             if fr.code:
@@ -243,6 +249,7 @@ def to_json(f: Finding) -> dict[str, Any]:
                 "alive": t.alive,
                 "lost_at_fork": t.lost_at_fork,
                 **({"pid": t.pid, "process": t.process} if t.pid else {}),
+                **({"task": True, "loop_thread": t.loop_thread} if t.is_task else {}),
                 "waits_for": None
                 if t.wait is None
                 else {
@@ -312,13 +319,18 @@ def format_dump(
     """Every thread with what it holds and waits for, and its stack (like jstack)."""
     threads = list(threads)
     names = {t.key: t.name for t in threads}
-    lines = [f"deadlockwatch: {title or f'{len(threads)} thread(s) (pid {os.getpid()})'}"]
+    tasks = sum(1 for t in threads if t.is_task)
+    counted = f"{len(threads) - tasks} thread(s)" + (f" and {tasks} task(s)" if tasks else "")
+    lines = [f"deadlockwatch: {title or f'{counted} (pid {os.getpid()})'}"]
     for t in sorted(threads, key=lambda t: t.ident):
         lines.append("")
         flags = "daemon" if t.daemon else "non-daemon"
         if not t.alive:
             flags += ", exited"
-        lines.append(f"Thread {t.name!r} (ident {t.ident}, {flags})")
+        if t.is_task:
+            lines.append(f"Task {t.name!r} (on the event loop of thread {t.loop_thread})")
+        else:
+            lines.append(f"Thread {t.name!r} (ident {t.ident}, {flags})")
         if t.wait is not None and t.wait.resource in resources:
             r = resources[t.wait.resource]
             holders = ", ".join(repr(names.get(h, "?")) for h, _ in r.holders) or "nobody"

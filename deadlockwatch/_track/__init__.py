@@ -17,6 +17,8 @@ into the watcher.
 - `meaning`: what a blocked ``Condition.wait`` stands for (an Event, a
   queue, a future...), read from the waiting thread's frames;
 - `views`: how the watcher sees such a wait's object (the `Tracked` protocol).
+- `aio`: asyncio (once the program imports it): the owner task of an
+  ``asyncio.Lock``, what each suspended task awaits, the running loops.
 - `order`: lock-order learning (potential deadlocks that did not happen).
 - `patch`, `hook`, `wrapping`: installing and removing every patch (lock
   factories, wait wrappers), the

@@ -10,6 +10,8 @@ after `patch()` is tracked, a name bound earlier by ``from threading import
 Lock`` is not.  Condition, Event, Barrier, Semaphore and queue.Queue look up
 ``Lock``/``RLock`` in their module when they are built, so they get tracked
 locks too.
+
+asyncio: `aio` patches its primitives once the program imports it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from deadlockwatch._track import aio as _aio
 from deadlockwatch._track import native as _native
 from deadlockwatch._track import signals as _signals
 from deadlockwatch._track import waits as _waits
@@ -143,6 +146,7 @@ def patch() -> None:
     try:
         _patch_factories()
         _patch_methods()
+        _aio.patch()
     except BaseException:
         unpatch()
         raise
@@ -150,6 +154,7 @@ def patch() -> None:
 
 def unpatch() -> None:
     """Remove every patch of this stage (only where ours is still in place)."""
+    _aio.unpatch()
     _unpatch_methods()
     _unpatch_factories()
 

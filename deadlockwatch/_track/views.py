@@ -19,6 +19,12 @@ internal_file(__file__)
 Holder = tuple[ThreadRecord | int, int, Site | None]
 
 
+def _thread_name(ident: int) -> str:
+    threading = sys.modules.get("threading")
+    thread = getattr(threading, "_active", {}).get(ident)
+    return str(thread.name) if thread is not None else f"thread-{ident}"
+
+
 def created_site(lock: Any) -> Site | None:
     """Where a tracked primitive was made (None for an untracked one)."""
     created: Site | None = getattr(lock, "_created", None) or getattr(lock, "_dw_created", None)
@@ -218,7 +224,22 @@ class FutureView(View):
         runner: ThreadRecord | None = getattr(self.obj, "_dw_runner", None)
         return runner
 
+    def _loop_thread(self) -> int | None:
+        """For ``asyncio.run_coroutine_threadsafe``'s future, not done: the
+        thread running its loop (only that thread can complete it)."""
+        loop = getattr(self.obj, "_dw_loop", None)
+        if loop is None or self.obj._state not in (_PENDING, _RUNNING):
+            return None
+        try:
+            ident = loop._thread_id if loop.is_running() else None
+        except Exception:
+            return None
+        return ident if isinstance(ident, int) else None
+
     def _dw_holders(self) -> list[Holder]:
+        ident = self._loop_thread()
+        if ident is not None:
+            return [(ident, 1, None)]
         runner = self._runner()
         if runner is not None:
             return [(runner, 1, None)]
@@ -229,10 +250,18 @@ class FutureView(View):
         return 0 if self.obj._state in (_PENDING, _RUNNING) else 1
 
     def _dw_owner_bound(self) -> bool:
-        return self._runner() is not None or self._workers() is not None
+        return (
+            self._loop_thread() is not None
+            or self._runner() is not None
+            or self._workers() is not None
+        )
 
     def _dw_detail(self) -> str:
         state = self.obj._state
+        ident = self._loop_thread()
+        if ident is not None:
+            name = _thread_name(ident)
+            return f"{str(state).lower()} on the event loop of thread {name!r}"
         ex = self._executor()
         where = f" in {_executor_label(ex)}" if ex is not None else ""
         if state == _PENDING:

@@ -9,4 +9,7 @@
 - `reach`, `liveness`: who can still signal: a walk of the heap backwards from
   a signal object to the frames that reach it, and bytecode liveness of those
   frames' locals.
+- `tasks`: asyncio tasks as nodes of the same graph, read from the loop's
+  queues and each task's ``_fut_waiter`` and coroutine chain (never by
+  running code on the loop); who can give an asyncio signal.
 """

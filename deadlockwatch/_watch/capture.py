@@ -31,9 +31,11 @@ from deadlockwatch._model import (
     ThreadInfo,
     WaitInfo,
 )
+from deadlockwatch._track import aio as _aio
 from deadlockwatch._track import native as _native
 from deadlockwatch._track import state as _state
 from deadlockwatch._track import views as _views
+from deadlockwatch._track.aio import AioWait
 from deadlockwatch._track.state import ThreadRecord, Tracked, WaitRecord, stack_of
 
 _state.internal_file(__file__)
@@ -65,6 +67,10 @@ class _Builder:
         self.stand_ins: dict[int, ThreadRecord] = {}
         #: Each resource's live object, for working out who can reach it.
         self.live: dict[int, Any] = {}
+        #: asyncio signals (`_watch.tasks`): who can give each, worked out
+        #: from the loop (None: the loop could not be read; left unknown).
+        #: Used, as the heap walk is for threads, only where it matters.
+        self.task_reach: dict[int, ReachInfo | None] = {}
 
     def record_for(self, holder: ThreadRecord | int) -> ThreadRecord:
         if isinstance(holder, ThreadRecord):
@@ -189,6 +195,11 @@ class _Builder:
         for key in keys:
             obj = self.live.get(key)
             if obj is None:
+                continue
+            if key in self.task_reach:
+                info = self.task_reach[key]
+                if info is not None:
+                    resources[key] = replace(resources[key], reach=info)
                 continue
             info = self._reach(key, obj, waits)
             if info is None:
@@ -347,10 +358,11 @@ def _app_frames(exclude: Iterable[int]) -> dict[int, FrameType]:
 
 
 def capture(
-    waits: Iterable[WaitRecord], exclude: Iterable[int] = (), budget: bool = True
+    waits: Iterable[WaitRecord | AioWait], exclude: Iterable[int] = (), budget: bool = True
 ) -> tuple[Snapshot, dict[int, FrameType]]:
     """Snapshot the given waits, the holders of what they wait for, and so on.
 
+    Waits of asyncio tasks (`AioWait`) make task nodes (`_watch.tasks`).
     Returns the snapshot and the current frame of every live thread (for
     stacks); ``exclude`` names thread idents (the watcher's) that are neither
     reported nor counted as able to run; ``budget=False`` works out who can
@@ -358,8 +370,17 @@ def capture(
     """
     frames = _app_frames(exclude)
     b = _Builder(frames, budget)
-    b.pending.extend(w.rec for w in waits)
+    task_waits: list[Any] = []
+    for w in waits:
+        if isinstance(w, WaitRecord):
+            b.pending.append(w.rec)
+        else:
+            task_waits.append(w)
     b.follow()
+    if task_waits:
+        from deadlockwatch._watch import tasks as _tasks  # asyncio's: only when tasks wait
+
+        _tasks.add(b, task_waits)
     return b.snapshot(), frames
 
 
@@ -374,7 +395,8 @@ def capture_departed(
 
 
 def capture_all(exclude: Iterable[int] = ()) -> tuple[Snapshot, dict[int, FrameType]]:
-    """Every live thread (tracked or not) and every tracked primitive they touch, for dump()."""
+    """Every live thread (tracked or not), every asyncio task in a tracked
+    wait, and every tracked primitive they touch, for dump()."""
     frames = _app_frames(exclude)
     b = _Builder(frames)
     records = _state.records.copy()
@@ -384,6 +406,10 @@ def capture_all(exclude: Iterable[int] = ()) -> tuple[Snapshot, dict[int, FrameT
             rec = ThreadRecord(ident, _state.thread_name(ident, f"thread-{ident}"))
         b.add(rec)
     b.follow()
+    if _aio.active and (_aio.waiting or _aio.loops):
+        from deadlockwatch._watch import tasks as _tasks
+
+        _tasks.add(b, _tasks.collect(force=True))  # the tasks in a tracked wait
     return b.snapshot(), frames
 
 
@@ -417,4 +443,7 @@ def outside_view(
 def with_stacks(
     threads: Iterable[ThreadInfo], frames: Mapping[int, FrameType]
 ) -> tuple[ThreadInfo, ...]:
-    return tuple(replace(t, stack=stack_of(frames.get(t.ident))) if t.alive else t for t in threads)
+    return tuple(
+        replace(t, stack=stack_of(frames.get(t.ident))) if t.alive and not t.is_task else t
+        for t in threads
+    )

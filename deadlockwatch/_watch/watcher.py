@@ -22,7 +22,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -32,11 +32,13 @@ from deadlockwatch._config import ABORT_EXIT_STATUS, Config
 from deadlockwatch._errors import DeadlockError
 from deadlockwatch._model import DEADLOCK, PROBABLE_DEADLOCK, Finding, ResourceInfo, ThreadInfo
 from deadlockwatch._report.text import format_dump, format_text, to_json_line
+from deadlockwatch._track import aio as _aio
 from deadlockwatch._track import native as _native
 from deadlockwatch._track import patch as _patch
 from deadlockwatch._track import primitives as _primitives
 from deadlockwatch._track import signals as _signals
 from deadlockwatch._track import state as _state
+from deadlockwatch._track.aio import AioWait
 from deadlockwatch._track.order import ORDER, held_as_token
 from deadlockwatch._track.state import WaitRecord
 from deadlockwatch._watch.capture import (
@@ -333,6 +335,8 @@ class _Detector:
         return (
             not _state.blocked
             and not _state.departed
+            and not _aio.waiting
+            and not _aio.loops
             and all(extension.idle() for extension in EXTENSIONS)
         )
 
@@ -404,7 +408,7 @@ class _Detector:
                 extension.tick(self)
             except Exception as exc:
                 self._internal_error(exc)
-        waits = list(_state.blocked.copy().values())
+        waits = _waits()
         if not waits:
             return
         now = _native.monotonic()
@@ -438,7 +442,7 @@ class _Detector:
         kinds: set[str] | None = None,
     ) -> None:
         """Capture again and act on the findings of ``new`` still there (of ``kinds``)."""
-        waits2 = list(_state.blocked.copy().values())
+        waits2 = _waits(force=True)
         snap, frames = capture(waits2, self._exclude(), budget=probable_after is None)
         by_token = {id(w): w for w in waits2}
         for f in _local(analyze(snap)):
@@ -456,7 +460,7 @@ class _Detector:
         blocked = [t.wait.blocked_for for t in f.threads if t.wait is not None]
         return bool(blocked) and min(blocked) >= after
 
-    def _seen(self, f: Finding, waits: Iterable[WaitRecord]) -> bool:
+    def _seen(self, f: Finding, waits: Iterable[WaitRecord | AioWait]) -> bool:
         if f.kind == PROBABLE_DEADLOCK:
             return f.key in self._probable_reported
         return self._reported(f.key, waits)
@@ -509,7 +513,7 @@ class _Detector:
                 self.record(finding)
                 self.emit(finding)
 
-    def _analyse(self, waits: list[WaitRecord]) -> list[Finding]:
+    def _analyse(self, waits: list[WaitRecord | AioWait]) -> list[Finding]:
         snap, _ = capture(waits, self._exclude())
         return _local(analyze(snap))
 
@@ -518,7 +522,7 @@ class _Detector:
         return [self.watcher_ident, *helpers] if self.watcher_ident is not None else helpers
 
     @staticmethod
-    def _reported(key: frozenset[int], waits: Iterable[WaitRecord]) -> bool:
+    def _reported(key: frozenset[int], waits: Iterable[WaitRecord | AioWait]) -> bool:
         return all(w.reported for w in waits if id(w) in key)
 
     def _internal_error(self, exc: BaseException) -> None:
@@ -553,20 +557,20 @@ class _Detector:
             for extension in EXTENSIONS
             for f in extension.check(self)
         ]
-        waits = list(_state.blocked.copy().values())
+        waits = _waits(force=True)
         if not waits:
             return shared
         first = {f.key for f in self._analyse(waits)}
         if not first:
             return shared
-        snap, frames = capture(list(_state.blocked.copy().values()), self._exclude())
+        snap, frames = capture(_waits(force=True), self._exclude())
         found = _local(analyze(snap))
         return [self.complete(f, frames) for f in found if f.key in first] + shared
 
     def handle(
         self,
         finding: Finding,
-        waits: dict[int, WaitRecord],
+        waits: Mapping[int, WaitRecord | AioWait],
         current: WaitRecord | None = None,
         report: bool = True,
     ) -> None:
@@ -751,7 +755,20 @@ class _Detector:
         self.write_text(text, file)
 
 
-def _victims(finding: Finding, waits: dict[int, WaitRecord], every: bool) -> list[WaitRecord]:
+def _waits(force: bool = False) -> list[WaitRecord | AioWait]:
+    """The waits in progress: threads' and, once asyncio is tracked, tasks'
+    (`_watch.tasks`; ``force``: scan the loops' tasks now)."""
+    waits: list[WaitRecord | AioWait] = list(_state.blocked.copy().values())
+    if _aio.active and (_aio.waiting or _aio.loops):
+        from deadlockwatch._watch import tasks as _tasks  # only once asyncio runs
+
+        waits.extend(_tasks.collect(force=force))
+    return waits
+
+
+def _victims(
+    finding: Finding, waits: Mapping[int, WaitRecord | AioWait], every: bool
+) -> list[WaitRecord]:
     """Who gets DeadlockError: every stuck thread of the finding, or only the
     thread that closed the cycle (its most recent wait)."""
     if every:
@@ -765,7 +782,8 @@ def _victims(finding: Finding, waits: dict[int, WaitRecord], every: bool) -> lis
         threads.sort(key=lambda t: (not t.held, t.wait.blocked_for if t.wait else 0.0))
         candidates = [t.wait for t in threads[:1] if t.wait is not None]
     found = [waits.get(w.token) for w in candidates]
-    return [w for w in found if w is not None]
+    # Tasks get nothing yet (issue 15): only threads' waits can be interrupted.
+    return [w for w in found if isinstance(w, WaitRecord)]
 
 
 def _log(finding: Finding, text: str) -> None:

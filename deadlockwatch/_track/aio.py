@@ -1,0 +1,395 @@
+"""asyncio tracking, as it runs in the event loop's thread (issue 15).
+
+deadlockwatch never imports asyncio: `patch` asks the import hook to run
+`_install` after each import of an ``asyncio`` module (and runs it at once if
+the program has imported asyncio already), which patches each class once its
+module has finished executing; `unpatch` puts every original back.
+Patched in place on their classes (so objects made before `enable()` are
+covered too):
+
+- ``asyncio.Lock``: ``acquire`` notes the task that took it (its owner) and
+  where; ``release`` forgets it (a Lock released by a task that does not own
+  it, or outside any task, is no longer owner-bound).
+- ``Lock.acquire``, ``Event.wait``, ``Condition.wait``, ``Semaphore.acquire``
+  (and BoundedSemaphore's), ``Queue.get``/``put`` (and the queues built on
+  them): only when the call will suspend, a per-task record of what the task
+  awaits (`AioWait` in `waiting`, keyed by the task; where it awaits is read
+  by the watcher off its await chain), dropped when it wakes.  The fast path
+  (the lock free, the Event set, the queue with an item or room) does what
+  the original does then, in the wrapper, without a second coroutine.
+- ``__init__`` of each of them: where it was made (a code object and an
+  offset, no frame).
+- ``BaseEventLoop.run_forever``: the running loops and their threads
+  (`loops`), so that the watcher can read their tasks.
+- ``run_coroutine_threadsafe`` (in ``asyncio.tasks`` and as ``asyncio``
+  re-exports it): the future it returns notes its loop, whose thread alone
+  can complete it (`views.FutureView`).
+
+Awaiting another task (``await task``, ``gather``) is not recorded here: the
+watcher reads it from the task's own ``_fut_waiter`` (`deadlockwatch._watch.tasks`).
+Nothing here blocks, takes a lock, or calls into the watcher but
+``resume_watcher`` (which starts it when none runs).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import types
+from collections.abc import Callable
+from typing import Any
+
+from deadlockwatch._track import native as _native
+from deadlockwatch._track import state as _state
+from deadlockwatch._track.hook import after_each_import, forget
+
+_state.internal_file(__file__)
+
+#: True while enabled (the wrappers track; otherwise they call the original).
+active = False
+#: Task -> what it awaits now (only while it is suspended in a tracked wait).
+waiting: dict[Any, AioWait] = {}
+#: Running event loop -> ident of the thread running it.
+loops: dict[Any, int] = {}
+#: (class, attribute) -> the original (while patched).
+_originals: dict[tuple[Any, str], Any] = {}
+#: The code of ``asyncio.locks._ContextManagerMixin.__aenter__``.
+_AENTER: Any = None
+#: ``asyncio.current_task``, once asyncio is imported.
+_current_task: Callable[[], Any] | None = None
+
+
+class AioWait:
+    """A task suspended in a tracked wait: on what, since when, where.
+
+    ``op`` tells a queue's two waits apart ("get": for an item, "put": for
+    room).  The watcher marks ``reported`` once a finding through it is out,
+    as for a thread's `WaitRecord`.
+    """
+
+    __slots__ = ("op", "reported", "resource", "since", "site", "task", "timeout")
+
+    def __init__(self, task: Any, resource: Any, site: _state.RawSite | None, op: str = "") -> None:
+        self.task = task
+        self.resource = resource
+        self.since = _native.monotonic()
+        self.site = site
+        self.op = op
+        self.reported = False
+        #: Set by the watcher for the waits it makes up (a task awaiting a
+        #: task under a timeout); None for these.
+        self.timeout: float | None = None
+
+
+def _taken_at() -> _state.RawSite | None:
+    """Where a Lock was taken: the caller of ``acquire`` (of ``__aenter__``
+    for ``async with``), read off two frames, not walked to."""
+    frame = _native.caller_frame(2)
+    if frame is not None and frame.f_code is _AENTER:
+        frame = frame.f_back
+    if frame is None or frame.f_code.co_filename in _state.INTERNAL_FILES:
+        return _state.raw_site_of(frame)
+    return frame.f_code, frame.f_lasti
+
+
+def _begin(task: Any, resource: Any, op: str = "") -> AioWait | None:
+    prev = waiting.get(task)
+    # No site: the watcher reads where the task awaits off its await chain.
+    waiting[task] = AioWait(task, resource, None, op)
+    resume = _state.resume_watcher
+    if resume is not None:
+        resume()
+    return prev
+
+
+def _end(task: Any, prev: AioWait | None) -> None:
+    if prev is None:
+        waiting.pop(task, None)
+    else:
+        waiting[task] = prev
+
+
+def _task() -> Any:
+    current = _current_task
+    if current is None or not active:
+        return None
+    try:
+        return current()
+    except RuntimeError:  # no running loop: the original says so itself
+        return None
+
+
+def _fast_current_task(tasks: Any) -> Callable[[], Any]:
+    """``asyncio.current_task``; on 3.10/3.11, where it is Python, a lookup in
+    the same table without its frame (3.12+ has it in C)."""
+    current: Callable[[], Any] = tasks.current_task
+    table = getattr(tasks, "_current_tasks", None)
+    running = getattr(getattr(tasks, "events", None), "_get_running_loop", None)
+    if not isinstance(current, types.FunctionType) or not isinstance(table, dict) or not running:
+        return current
+
+    def current_task() -> Any:
+        loop = running()
+        return None if loop is None else table.get(loop)
+
+    return current_task
+
+
+# -- the wrappers ------------------------------------------------------------------
+
+
+def _lock_acquire(original: Any) -> Any:
+    @functools.wraps(original)
+    async def acquire(self: Any) -> Any:
+        task = _task()
+        if task is None:
+            return await original(self)
+        if not self._locked and not self._waiters:
+            # Free, nobody waiting: the original's own fast path, without a
+            # second coroutine.
+            self._locked = True
+            got = True
+        else:
+            prev = _begin(task, self)
+            try:
+                got = await original(self)
+            finally:
+                _end(task, prev)
+        self._dw_owner = task
+        self._dw_taken = _taken_at()
+        return got
+
+    return acquire
+
+
+def _lock_release(original: Any) -> Any:
+    @functools.wraps(original)
+    def release(self: Any) -> Any:
+        owner = self.__dict__.get("_dw_owner")
+        result = original(self)
+        if owner is not None:
+            self._dw_owner = None
+            if active and owner is not _task():
+                self._dw_shared = True  # released by another: not owner-bound
+        return result
+
+    return release
+
+
+def _suspending(
+    original: Any,
+    resource: Callable[[Any], bool],
+    op: str = "",
+    fast: Callable[..., Any] | None = None,
+) -> Any:
+    """A coroutine method that records a wait when ``resource(self)`` says it
+    will suspend; otherwise ``fast(self, *args)`` (what the original does
+    then, without a second coroutine), or the original."""
+
+    @functools.wraps(original)
+    async def wait(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not resource(self):
+            if fast is not None and not kwargs:
+                return fast(self, *args)
+            return await original(self, *args, **kwargs)
+        task = _task()
+        if task is None:
+            return await original(self, *args, **kwargs)
+        prev = _begin(task, self, op)
+        try:
+            return await original(self, *args, **kwargs)
+        finally:
+            _end(task, prev)
+
+    return wait
+
+
+def _created(original: Any) -> Any:
+    @functools.wraps(original)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        if active:
+            self._dw_created = _state.raw_site_of(_native.caller_frame(0))
+
+    return __init__
+
+
+def _run_forever(original: Any) -> Any:
+    @functools.wraps(original)
+    def run_forever(self: Any) -> Any:
+        if not active:
+            return original(self)
+        loops[self] = _native.get_ident()
+        resume = _state.resume_watcher
+        if resume is not None:
+            resume()
+        try:
+            return original(self)
+        finally:
+            loops.pop(self, None)
+
+    return run_forever
+
+
+def _run_coroutine_threadsafe(original: Any) -> Any:
+    """The ``concurrent.futures.Future`` it returns notes its loop: a thread
+    waiting on its result waits for that loop's thread."""
+
+    @functools.wraps(original)
+    def run_coroutine_threadsafe(coro: Any, loop: Any) -> Any:
+        future = original(coro, loop)
+        if active:
+            future._dw_loop = loop
+        return future
+
+    return run_coroutine_threadsafe
+
+
+def _would_block_lock(lock: Any) -> bool:
+    return bool(lock._locked or lock._waiters)
+
+
+def _event_unset(event: Any) -> bool:
+    return not event._value
+
+
+def _set(event: Any) -> bool:
+    return True  # Event.wait on a set Event
+
+
+def _get(queue: Any) -> Any:
+    return queue.get_nowait()  # Queue.get with an item there
+
+
+def _put(queue: Any, item: Any) -> Any:
+    return queue.put_nowait(item)  # Queue.put with room
+
+
+def _always(_: Any) -> bool:
+    return True
+
+
+def _sem_locked(sem: Any) -> bool:
+    return bool(sem.locked())
+
+
+def _queue_empty(queue: Any) -> bool:
+    return bool(queue.empty())
+
+
+def _queue_full(queue: Any) -> bool:
+    return bool(queue.full())
+
+
+#: (module, class, attribute, maker): what is patched, class by class.
+_TARGETS: tuple[tuple[str, str, str, Callable[[Any], Any]], ...] = (
+    ("asyncio.locks", "Lock", "acquire", _lock_acquire),
+    ("asyncio.locks", "Lock", "release", _lock_release),
+    ("asyncio.locks", "Event", "wait", lambda o: _suspending(o, _event_unset, fast=_set)),
+    ("asyncio.locks", "Condition", "wait", lambda o: _suspending(o, _always)),
+    ("asyncio.locks", "Semaphore", "acquire", lambda o: _suspending(o, _sem_locked)),
+    ("asyncio.queues", "Queue", "get", lambda o: _suspending(o, _queue_empty, "get", _get)),
+    ("asyncio.queues", "Queue", "put", lambda o: _suspending(o, _queue_full, "put", _put)),
+    ("asyncio.base_events", "BaseEventLoop", "run_forever", _run_forever),
+    *(
+        (module, cls, "__init__", _created)
+        for module, cls in (
+            ("asyncio.locks", "Lock"),
+            ("asyncio.locks", "Event"),
+            ("asyncio.locks", "Condition"),
+            ("asyncio.locks", "Semaphore"),
+            ("asyncio.queues", "Queue"),
+        )
+    ),
+)
+_RCT = "run_coroutine_threadsafe"
+_INTERNAL = ("locks", "queues", "tasks", "futures", "timeouts", "base_events")
+
+
+def _ready(name: str) -> Any:
+    """Module ``name`` if it has been imported and has finished executing."""
+    module = sys.modules.get(name)
+    spec = getattr(module, "__spec__", None)
+    if module is None or getattr(spec, "_initializing", False):
+        return None
+    return module
+
+
+def _install(_module: object = None) -> None:
+    """Patch each target whose module has been imported in full (asyncio
+    imports ``threading`` half-way through its own import, and start-up
+    enables the detector right then): the others after a later import of
+    an ``asyncio`` module, when `_pending` runs again."""
+    global _current_task, _AENTER
+    if not active:
+        return
+    locks = _ready("asyncio.locks")
+    mixin = getattr(locks, "_ContextManagerMixin", None)
+    if mixin is not None and _AENTER is None:
+        _AENTER = getattr(mixin.__dict__.get("__aenter__"), "__code__", None)
+    tasks = _ready("asyncio.tasks")
+    if tasks is not None and _current_task is None:
+        _current_task = _fast_current_task(tasks)
+    for name in _INTERNAL:
+        module = _ready(f"asyncio.{name}")
+        path = getattr(module, "__file__", None)
+        if path:
+            _state.internal_file(path)
+    for mod_name, cls_name, attr, make in _TARGETS:
+        module = _ready(mod_name)
+        cls = getattr(module, cls_name, None)
+        if not isinstance(cls, type) or (cls, attr) in _originals:
+            continue
+        original = cls.__dict__.get(attr)
+        if original is None:
+            continue
+        replacement = make(original)
+        replacement._dw_original = original
+        _originals[(cls, attr)] = original
+        setattr(cls, attr, replacement)
+    # A module function: in asyncio.tasks, and as the package re-exports it.
+    tasks = _ready("asyncio.tasks")
+    original = _originals.get((tasks, _RCT)) or getattr(tasks, _RCT, None)
+    for mod_name in ("asyncio.tasks", "asyncio"):
+        module = _ready(mod_name)
+        if module is None or original is None or (module, _RCT) in _originals:
+            continue
+        if module.__dict__.get(_RCT) is not original:
+            continue  # someone else's, or bound before
+        replacement = _run_coroutine_threadsafe(original)
+        replacement._dw_original = original
+        _originals[(module, _RCT)] = original
+        setattr(module, _RCT, replacement)
+    if len(_originals) == len(_TARGETS) + 2 and _current_task is not None:
+        forget(_install)
+
+
+def patch() -> None:
+    """Track asyncio now if the program has imported it, else as it does."""
+    global active
+    active = True
+    try:
+        after_each_import("asyncio", _install)
+        if "asyncio" in sys.modules:
+            _install()
+    except BaseException:
+        unpatch()
+        raise
+
+
+def unpatch() -> None:
+    global active, _current_task
+    active = False
+    forget(_install)
+    _restore()
+    _current_task = None
+    loops.clear()
+    waiting.clear()
+
+
+def _restore() -> None:
+    for (cls, attr), original in list(_originals.items()):
+        current = cls.__dict__.get(attr)
+        if getattr(current, "_dw_original", None) is original:
+            setattr(cls, attr, original)
+        del _originals[(cls, attr)]

@@ -1,0 +1,527 @@
+"""asyncio tasks as nodes of the wait-for graph (issue 15), read from the
+watcher's own thread.
+
+Nothing here runs code on an event loop or in its thread (no
+``call_soon_threadsafe``): it reads the loop's queues (``_ready``,
+``_scheduled``, its selector's map), each task's ``_fut_waiter`` (the future
+it is suspended on) and coroutine chain (``cr_await``), and the per-task
+records of `deadlockwatch._track.aio`.  Each read is of one attribute or a
+copy of one list, as for threads, and a finding is believed only when a
+second capture shows the same waits.
+
+A task becomes a `ThreadInfo` (``loop_thread`` set; its key and ident are
+``id(task)``) waiting on:
+
+- an ``asyncio.Lock`` (owner-bound, held by the task that took it),
+  a Semaphore, an Event, a Condition or a queue's item or room (signals),
+  from the records of `_track.aio`;
+- another task (``await task``: a join on it) or a ``gather`` (all of its
+  children), read from ``_fut_waiter``.  Any other future (a socket's, a
+  sleep's, an executor's) is not a tracked wait: the task counts as able
+  to run.
+
+Who can give an asyncio signal, for the reduction (`ReachInfo`): every task
+of its loop in the snapshot (the graph's edges: those whose coroutine frames
+hold it, else all of them), and as rescues that count as able to run, every
+task of the loop that is not in a tracked wait, every callback ready or
+scheduled on the loop (``call_later(ev.set)``, a sleep's timer, a timeout),
+every file descriptor the loop watches besides its own wake-up pipe (a
+protocol's callback may set it), the loop's signal handlers; and every
+other thread that can run (it may hand the loop a callback).  So a task
+waits on a signal certainly in vain only when its loop is idle but for
+stuck tasks and every other thread is stuck too.  As the threads' heap
+walk, this is used only where it matters (`analysis.needs_reach`: a task in
+it holds something, or something waits for it); there is no "probable"
+finding for tasks yet.
+
+A task inside ``asyncio.timeout()`` or ``wait_for()`` waits with a timeout
+(cancellation is preemption), and so does what it awaits (cancelling a task
+cancels the task or gather it awaits): never part of a deadlock, at most of
+a timed cycle.
+
+Not yet: the ``raise`` actions give tasks nothing (delivering an error into
+a task would mean running code on its loop); a loop whose thread is blocked
+in a threading primitive still counts its tasks as able to run.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from deadlockwatch._model import (
+    LOCK_KIND,
+    SIGNAL_KIND,
+    Frame,
+    HeldInfo,
+    ReachInfo,
+    ResourceInfo,
+    Site,
+    ThreadInfo,
+    WaitInfo,
+)
+from deadlockwatch._track import aio as _aio
+from deadlockwatch._track import native as _native
+from deadlockwatch._track import state as _state
+from deadlockwatch._track.aio import AioWait
+
+_state.internal_file(__file__)
+
+#: (id(task), id(future)) -> the wait made up for a task awaiting a task or a
+#: gather: kept while it lasts, so that its token and `reported` do.
+_made: dict[tuple[int, int], AioWait] = {}
+_next_scan = 0.0
+#: How often the tasks of the running loops are scanned for awaits on tasks.
+SCAN_EVERY = 0.5
+MAX_STACK = 64
+
+
+def _asyncio() -> Any:
+    return sys.modules.get("asyncio")
+
+
+def _loops() -> list[Any]:
+    found = dict.fromkeys(list(_aio.loops))
+    for w in list(_aio.waiting.values()):
+        try:
+            found[w.task.get_loop()] = None
+        except Exception:
+            continue
+    return [loop for loop in found if _running(loop)]
+
+
+def _running(loop: Any) -> bool:
+    try:
+        return bool(loop.is_running()) and getattr(loop, "_thread_id", None) is not None
+    except Exception:
+        return False
+
+
+def _tasks(asyncio: Any, loop: Any) -> list[Any] | None:
+    try:
+        return list(asyncio.all_tasks(loop))
+    except Exception:  # None: unknown, every signal of the loop counts as givable
+        return None
+
+
+def _gathering(fut: Any) -> bool:
+    return type(fut).__name__ == "_GatheringFuture" and isinstance(
+        getattr(fut, "_children", None), list
+    )
+
+
+def _is_task(asyncio: Any, fut: Any) -> bool:
+    return isinstance(fut, asyncio.Task)
+
+
+def collect(now: float | None = None, force: bool = False) -> list[AioWait]:
+    """The waits of tasks now: those `_track.aio` recorded, and one made up
+    for each task awaiting a task or a gather (the loops' tasks are scanned
+    for those at most every `SCAN_EVERY` seconds, unless ``force``: the
+    confirming capture, `check()`)."""
+    global _next_scan
+    asyncio = _asyncio()
+    recorded = []
+    for w in list(_aio.waiting.values()):
+        if _closed(w.task):
+            # Its loop is closed: the task never runs again.  Forgotten, or
+            # the record would keep it (and the watcher) alive for good.
+            if _aio.waiting.get(w.task) is w:
+                _aio.waiting.pop(w.task, None)
+            continue
+        recorded.append(w)
+    if asyncio is None or not _aio.active:
+        return recorded
+    now = _native.monotonic() if now is None else now
+    if not force and now < _next_scan:
+        return [*recorded, *_made.values()]
+    _next_scan = now + SCAN_EVERY
+    seen: set[tuple[int, int]] = set()
+    for loop in _loops():
+        tasks = _tasks(asyncio, loop)
+        for task in tasks or ():
+            if task in _aio.waiting:
+                continue
+            fut = getattr(task, "_fut_waiter", None)
+            if fut is None or not (_is_task(asyncio, fut) or _gathering(fut)):
+                continue
+            key = (id(task), id(fut))
+            seen.add(key)
+            if key not in _made:
+                _made[key] = AioWait(task, fut, None, "await")
+    for key in [k for k in _made if k not in seen]:
+        del _made[key]
+    return [*recorded, *_made.values()]
+
+
+def _closed(task: Any) -> bool:
+    try:
+        return bool(task.get_loop().is_closed())
+    except Exception:
+        return False
+
+
+def _name(task: Any) -> str:
+    try:
+        return str(task.get_name())
+    except Exception:
+        return f"Task-{id(task):x}"
+
+
+def _frames(task: Any) -> list[Any]:
+    """The frames of a task's await chain, outermost first (a coroutine's
+    ``cr_await`` to the next, as far as coroutines and generators go)."""
+    out: list[Any] = []
+    try:
+        coro = task.get_coro()
+    except Exception:
+        return []
+    while coro is not None and len(out) < MAX_STACK:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            break
+        out.append(frame)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return out
+
+
+def await_chain(task: Any) -> tuple[Frame, ...]:
+    """The task's await chain for a report, outermost first, without
+    deadlockwatch's (and asyncio's) frames at its innermost end."""
+    import linecache
+
+    out = []
+    for f in _frames(task):
+        line = f.f_lineno or 0
+        code = f.f_code
+        out.append(
+            Frame(
+                code.co_filename,
+                line,
+                code.co_name,
+                linecache.getline(code.co_filename, line).strip(),
+            )
+        )
+    while out and out[-1].file in _state.INTERNAL_FILES:
+        out.pop()
+    return tuple(out)
+
+
+def _timed(loop: Any) -> dict[int, float]:
+    """id(task) -> seconds left, for the tasks a pending timeout will cancel:
+    ``asyncio.timeout()`` (3.11+; ``wait_for`` on 3.12+), ``wait_for`` on
+    3.10/3.11 (a timer that releases the outer task, which then cancels the
+    inner one), and what those await: cancelling a task cancels the task or
+    ``gather`` it awaits, and a gather its children."""
+    out: dict[int, float] = {}
+    try:
+        handles = list(loop._scheduled)
+        now = loop.time()
+    except Exception:
+        return out
+    todo: list[tuple[Any, float]] = []
+    waiters: dict[int, float] = {}
+    for h in handles:
+        if getattr(h, "_cancelled", True):
+            continue
+        cb = getattr(h, "_callback", None)
+        left = max(0.0, float(getattr(h, "_when", now)) - now)
+        owner = getattr(cb, "__self__", None)
+        task = getattr(owner, "_task", None)
+        if type(owner).__name__ == "Timeout" and task is not None:
+            todo.append((task, left))
+        elif getattr(cb, "__name__", "") == "_release_waiter":
+            args = getattr(h, "_args", ()) or ()
+            if args:
+                waiters[id(args[0])] = left
+    if waiters:
+        for task in _tasks(_asyncio(), loop) or ():
+            left_ = waiters.get(id(getattr(task, "_fut_waiter", None)))
+            if left_ is None:
+                continue
+            todo.append((task, left_))
+            for f in _frames(task):
+                if f.f_code.co_name == "wait_for":
+                    inner = _local(f, "fut")
+                    if inner is not None:
+                        todo.append((inner, left_))
+    while todo:
+        obj, left = todo.pop()
+        if id(obj) in out and out[id(obj)] <= left:
+            continue
+        out[id(obj)] = left
+        below = getattr(obj, "_fut_waiter", None)
+        if below is not None:
+            todo.append((below, left))
+        todo.extend((child, left) for child in list(getattr(obj, "_children", None) or ()))
+    return out
+
+
+def _local(frame: Any, name: str) -> Any:
+    try:
+        return frame.f_locals.get(name)
+    except Exception:
+        return None
+
+
+def _rescues(loop: Any, runnable: Iterable[str]) -> tuple[list[str], bool]:
+    """What on ``loop`` can still run and might give a signal, in words;
+    and whether the loop could be read at all."""
+    out = [f"task {n!r}, which can run" for n in runnable]
+    try:
+        ready = [h for h in list(loop._ready) if not getattr(h, "_cancelled", False)]
+        timers = [h for h in list(loop._scheduled) if not getattr(h, "_cancelled", False)]
+    except Exception:
+        return out, False
+    if ready:
+        out.append(f"{len(ready)} callback(s) ready to run on the loop")
+    if timers:
+        out.append(f"{len(timers)} callback(s) scheduled on the loop (call_later, a sleep)")
+    selector = getattr(loop, "_selector", None)
+    if selector is not None:
+        try:
+            own = loop._ssock.fileno()
+            fds = [fd for fd in list(selector.get_map()) if fd != own]
+        except Exception:
+            return out, False
+        if fds:
+            out.append(f"{len(fds)} file descriptor(s) watched by the loop")
+    handlers = getattr(loop, "_signal_handlers", None)
+    if handlers:
+        out.append(f"{len(handlers)} signal handler(s) of the loop (add_signal_handler)")
+    return out, True
+
+
+def _key(obj: Any, op: str = "") -> int:
+    # A queue's two waits (an item, room) are two resources: the second one's
+    # key is id + 1, never another object's id.
+    return id(obj) + (1 if op == "put" else 0)
+
+
+def _label_type(obj: Any) -> str:
+    return f"asyncio.{type(obj).__name__}"
+
+
+def _created(obj: Any) -> Any:
+    d = getattr(obj, "__dict__", None)
+    raw = d.get("_dw_created") if isinstance(d, dict) else None
+    return _state.site_at(raw)
+
+
+def add(b: Any, waits: Iterable[AioWait]) -> None:
+    """Add the tasks of ``waits`` (and what they wait for, and its holders)
+    to the capture ``b`` (a `capture._Builder`)."""
+    asyncio = _asyncio()
+    waits = list(waits)
+    if asyncio is None or not waits:
+        return
+    by_loop: dict[Any, list[AioWait]] = {}
+    for w in waits:
+        try:
+            loop = w.task.get_loop()
+        except Exception:
+            continue
+        by_loop.setdefault(loop, []).append(w)
+    for loop, loop_waits in by_loop.items():
+        if _running(loop):
+            _add_loop(b, asyncio, loop, loop_waits)
+
+
+def _woken(task: Any) -> bool:
+    """The task will run at its turn (or has finished)."""
+    try:
+        if task.done():
+            return True
+        fut = task._fut_waiter
+        return fut is None or bool(fut.done()) or bool(getattr(task, "_must_cancel", False))
+    except Exception:
+        return True
+
+
+def _add_loop(b: Any, asyncio: Any, loop: Any, waits: list[AioWait]) -> None:
+    thread_ident = int(loop._thread_id)
+    thread = _state.thread_name(thread_ident, f"thread-{thread_ident}")
+    where = f"{thread!r} (ident {thread_ident})"
+    timed = _timed(loop)
+    nodes: dict[int, tuple[Any, AioWait]] = {}
+    for w in waits:
+        if _woken(w.task):
+            continue
+        if w.op == "await" and w.task._fut_waiter is not w.resource:
+            continue  # awaits something else by now
+        nodes[id(w.task)] = (w.task, w)
+    tasks = _tasks(asyncio, loop)
+    runnable = [_name(t) for t in tasks or () if id(t) not in nodes and not t.done()]
+    rescues, readable = _rescues(loop, runnable)
+    if tasks is None:
+        readable = False
+
+    # What each waits for.
+    held: dict[int, list[HeldInfo]] = {}
+    infos: dict[int, ResourceInfo] = {}
+    signals: list[int] = []
+
+    def join_info(fut: Any) -> ResourceInfo:
+        k = id(fut)
+        if _is_task(asyncio, fut):
+            done = bool(fut.done())
+            return ResourceInfo(
+                key=k,
+                id=hex(k),
+                type="asyncio.Task",
+                created_at=None,
+                holders=() if done else ((id(fut), 1),),
+                free=1 if done else 0,
+                kind="join",
+                title=f"Task {_name(fut)!r}",
+            )
+        children = list(getattr(fut, "_children", []))
+        parts = [join_info(c) for c in children]
+        for p in parts:
+            infos.setdefault(p.key, p)
+        done = bool(fut.done())
+        return ResourceInfo(
+            key=k,
+            id=hex(k),
+            type="asyncio.gather",
+            created_at=None,
+            free=1 if done else 0,
+            kind="all",
+            title=f"gather() of {', '.join(repr(_name(c)) for c in children)}",
+            parts=tuple(p.key for p in parts),
+        )
+
+    for _, w in list(nodes.values()):
+        obj = w.resource
+        k = _key(obj, w.op)
+        if k in infos:
+            continue
+        locks = asyncio.locks
+        if w.op == "await":
+            infos[k] = join_info(obj)
+        elif isinstance(obj, locks.Lock):
+            d = obj.__dict__
+            owner = d.get("_dw_owner")
+            locked = bool(obj.locked())
+            if locked and owner is not None:
+                held.setdefault(id(owner), []).append(
+                    HeldInfo(k, 1, _state.site_at(d.get("_dw_taken")))
+                )
+            infos[k] = ResourceInfo(
+                key=k,
+                id=hex(id(obj)),
+                type="asyncio.Lock",
+                created_at=_created(obj),
+                holders=((id(owner), 1),) if locked and owner is not None else (),
+                free=0 if locked else 1,
+                owner_bound=not d.get("_dw_shared", False),
+                kind=LOCK_KIND,
+            )
+        else:
+            free, verb, detail = _signal_state(asyncio, obj, w.op)
+            infos[k] = ResourceInfo(
+                key=k,
+                id=hex(id(obj)),
+                type=_label_type(obj),
+                created_at=_created(obj),
+                free=free,
+                owner_bound=False,
+                kind=SIGNAL_KIND,
+                verb=verb,
+                detail=detail,
+            )
+            signals.append(k)
+            b.live.setdefault(k, obj)
+
+    # Tasks awaited, or holding a lock awaited, that wait on nothing tracked
+    # are left out: they count as able to run.
+    def node(task: Any, w: AioWait | None) -> ThreadInfo:
+        left = timed.get(id(task))
+        wait = None
+        stack = await_chain(task)
+        if w is not None:
+            site = _state.site_at(w.site)
+            if site is None and stack:  # an await read off the task: its innermost frame
+                site = Site(stack[-1].file, stack[-1].line, stack[-1].function)
+            wait = WaitInfo(
+                resource=_key(w.resource, w.op),
+                blocked_for=max(0.0, b.now - w.since),
+                timeout=left,
+                site=site,
+                token=id(w),
+            )
+        return ThreadInfo(
+            key=id(task),
+            ident=id(task),
+            name=_name(task),
+            daemon=False,
+            alive=True,
+            wait=wait,
+            held=tuple(held.get(id(task), ())),
+            stack=stack,
+            loop_thread=where,
+        )
+
+    for task, w in nodes.values():
+        b.threads[id(task)] = node(task, w)
+    for k, r in infos.items():
+        b.resources.setdefault(k, r)
+
+    # Who can give each signal: the tasks of the loop in the snapshot (those
+    # whose coroutine frames hold it, else all), and every other thread (it
+    # could hand the loop a callback, ``call_soon_threadsafe(ev.set)``): a
+    # thread blocked for good is no rescuer, one that can run is.  (The
+    # threads' heap walk, `_watch.reach`, cannot be used: it does not see a
+    # C task as what holds its callbacks.)
+    threads = tuple(
+        (ident, "a thread: it could hand the loop a callback")
+        for ident in b.frames
+        if ident != thread_ident
+    )
+    for k in signals:
+        holding = tuple(
+            (id(t), "a task of its loop, whose coroutine holds it")
+            for t, _ in nodes.values()
+            if any(_holds(f, b.live[k]) for f in _frames(t))
+        )
+        givers = holding or tuple((id(t), "a task of its loop") for t, _ in nodes.values())
+        # Used only where it matters (`analysis.needs_reach`, as for threads):
+        # a lone task awaiting a stop Event, holding nothing, blocks nobody.
+        b.task_reach[k] = (
+            ReachInfo(threads=(*givers, *threads), rescues=tuple(rescues)) if readable else None
+        )
+
+
+def _holds(frame: Any, obj: Any) -> bool:
+    """Does a local of ``frame`` that the rest of its function may still
+    load hold ``obj``?  (A coroutine that made an Event and only awaits its
+    tasks now is no giver.)"""
+    from deadlockwatch._watch import liveness as _liveness
+
+    try:
+        names = _liveness.locals_after(frame.f_code, frame.f_lasti)
+        values = frame.f_locals
+        return any(values.get(name) is obj for name in names)
+    except Exception:
+        return True
+
+
+def _signal_state(asyncio: Any, obj: Any, op: str) -> tuple[int, str, str]:
+    """(free units, what a task would do to release a waiter, state in words)."""
+    locks = asyncio.locks
+    try:
+        if isinstance(obj, locks.Event):
+            return (1 if obj.is_set() else 0), "set", ""
+        if isinstance(obj, locks.Condition):
+            return 0, "notify", ""
+        if isinstance(obj, locks.Semaphore):
+            value = int(getattr(obj, "_value", 0))
+            return max(value, 0), "release", f"value {value}"
+        if isinstance(obj, asyncio.Queue):
+            if op == "put":
+                return (0 if obj.full() else 1), "take an item from", f"full, {obj.qsize()} item(s)"
+            return (0 if obj.empty() else 1), "put an item into", "empty"
+    except Exception:
+        return 1, "", ""
+    return 1, "", ""

@@ -1,0 +1,690 @@
+"""asyncio (issue 15): tasks in the wait-for graph.
+
+Programs with a deadlock run in a subprocess with a watchdog
+(``faulthandler``, 20 s, in the shared prelude) and a test timeout, their event loop in the main
+thread.  A deadlock calls the ``on_deadlock`` callable, which prints what
+was found and ends the process; a program that finishes prints how many
+passes the watcher made while its tasks waited (a negative test asserts
+the watcher looked, and found nothing).  Each negative runs with
+``RESCUE=1``; its control, the same program with ``RESCUE=0`` (the rescue
+removed), must be reported.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _programs import run_program
+
+from deadlockwatch._report.dot import to_dot
+from deadlockwatch._report.load import finding_from_json
+from deadlockwatch._report.text import format_text
+
+PRELUDE = """
+import asyncio, json, os, sys, time
+import deadlockwatch
+from deadlockwatch._watch.watcher import DETECTOR
+
+RESCUE = os.environ.get("RESCUE") == "1"
+TICKS = [0]
+_tick = DETECTOR.tick
+
+def _counting_tick():
+    # A pass counts when some task had waited past the threshold as it began.
+    from deadlockwatch._track import aio, state
+    now = time.monotonic()
+    waits = [*aio.waiting.values(), *state.blocked.copy().values()]
+    due = any(now - w.since >= DETECTOR.config.threshold for w in waits)
+    _tick()
+    if due:
+        TICKS[0] += 1
+
+DETECTOR.tick = _counting_tick
+START = [time.monotonic()]
+
+def found(finding):
+    print(json.dumps({
+        "kind": finding.kind,
+        "cause": finding.cause,
+        "tasks": sorted(t.name for t in finding.threads if t.is_task),
+        "cycle": [finding.thread(s.thread).name for s in finding.cycle],
+        "elapsed": time.monotonic() - START[0],
+    }), flush=True)
+    os._exit(0)
+
+deadlockwatch.enable(
+    interval=0.02, threshold=0.05, on_deadlock=found, report=os.environ["REPORT"]
+)
+
+def finished():
+    print(json.dumps({"finished": True, "ticks": TICKS[0]}), flush=True)
+"""
+
+
+def _run(tmp_path: Path, body: str, rescue: bool | None = None) -> tuple[dict[str, Any], list[Any]]:
+    env = {} if rescue is None else {"RESCUE": "1" if rescue else "0"}
+    out, findings = run_program(tmp_path, PRELUDE + textwrap.dedent(body), env=env, timeout=40)
+    lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    assert lines, out
+    return lines[-1], findings
+
+
+def test_lock_abba_between_two_tasks_is_reported_naming_both(tmp_path: Path) -> None:
+    result, findings = _run(
+        tmp_path,
+        """
+        async def one(a, b, name):
+            async with a:
+                await asyncio.sleep(0.05)
+                async with b:
+                    pass
+
+        async def main():
+            a, b = asyncio.Lock(), asyncio.Lock()
+            START[0] = time.monotonic()
+            t1 = asyncio.create_task(one(a, b, "transfer"), name="transfer")
+            t2 = asyncio.create_task(one(b, a, "audit"), name="audit")
+            await asyncio.gather(t1, t2)
+            finished()
+
+        asyncio.run(main())
+        """,
+    )
+    assert result["kind"] == "deadlock", result
+    assert sorted(result["cycle"]) == ["audit", "transfer"]
+    assert result["cause"] == "2 tasks each wait for a resource held by the next"
+    assert result["elapsed"] < 1.5, result
+    # The JSON report names the tasks, their loop's thread and their await chains.
+    (record,) = findings
+    details = {d["name"]: d for d in record["thread_details"]}
+    assert details["transfer"]["task"] is True
+    assert "MainThread" in details["transfer"]["loop_thread"]
+    assert details["transfer"]["waits_for"]["at"]["function"] == "one"
+    (held,) = details["transfer"]["holds"]
+    assert held["acquired_at"]["function"] == "one"
+    # The two locks; and the gather() main awaits, stuck behind the cycle.
+    types = sorted(r["type"] for r in record["resources"])
+    assert types.count("asyncio.Lock") == 2 and "asyncio.gather" in types, types
+    assert "Task-1" in details and details["Task-1"]["waits_for"]["at"]["function"] == "main"
+    assert any(fr["code"] == "async with b:" for fr in record["stacks"]["audit"])
+    # Read back (`deadlockwatch report`), the tasks are tasks again, in text and DOT.
+    finding = finding_from_json(record)
+    assert {t.name for t in finding.threads if t.is_task} == {"transfer", "audit", "Task-1"}
+    text = format_text(finding)
+    assert "  Task 'audit' (on the event loop of thread 'MainThread' (ident " in text
+    assert "    await chain (most recent call last):" in text
+    assert "task on the loop of 'MainThread'" in to_dot([finding])
+
+
+def test_two_tasks_awaiting_each_other(tmp_path: Path) -> None:
+    result, _ = _run(
+        tmp_path,
+        """
+        tasks = {}
+
+        async def a():
+            await asyncio.sleep(0.02)
+            await tasks["b"]
+
+        async def b():
+            await asyncio.sleep(0.02)
+            await tasks["a"]
+
+        async def main():
+            START[0] = time.monotonic()
+            tasks["a"] = asyncio.create_task(a(), name="A")
+            tasks["b"] = asyncio.create_task(b(), name="B")
+            await asyncio.gather(tasks["a"], tasks["b"])
+            finished()
+
+        asyncio.run(main())
+        """,
+    )
+    assert result["kind"] == "deadlock", result
+    assert sorted(result["cycle"]) == ["A", "B"]
+    assert result["cause"] in ("'A' and 'B' await each other", "'B' and 'A' await each other")
+    assert result["elapsed"] < 1.5, result
+
+
+def test_lock_held_across_an_event_only_the_lock_waiter_sets(tmp_path: Path) -> None:
+    result, _ = _run(
+        tmp_path,
+        """
+        async def holder(lock, ev):
+            async with lock:
+                await ev.wait()
+
+        async def setter(lock, ev):
+            await asyncio.sleep(0.05)
+            async with lock:
+                ev.set()
+
+        async def main():
+            lock, ev = asyncio.Lock(), asyncio.Event()
+            START[0] = time.monotonic()
+            t1 = asyncio.create_task(holder(lock, ev), name="holder")
+            t2 = asyncio.create_task(setter(lock, ev), name="setter")
+            await asyncio.gather(t1, t2)
+            finished()
+
+        asyncio.run(main())
+        """,
+    )
+    assert result["kind"] == "deadlock", result
+    assert result["cycle"] == ["holder", "setter"]
+    assert result["cause"].startswith("'holder' waits on asyncio.Event(created prog.py:")
+    assert "which 'setter' needs before it could set it" in result["cause"]
+    assert result["elapsed"] < 1.5, result
+
+
+def test_a_lone_task_awaiting_a_stop_event_is_no_deadlock(tmp_path: Path) -> None:
+    """A task that holds nothing, awaiting an Event nobody can set, blocks
+    nobody (a server's ``await stop.wait()``): not reported; the program
+    ends after 1.5 s (SIGALRM).  The control (``RESCUE=0``): the same task
+    holding a Lock another task awaits is reported."""
+    body = """
+        import signal
+
+        def alarm(signum, frame):
+            finished()
+            os._exit(0)
+
+        signal.signal(signal.SIGALRM, alarm)
+        signal.setitimer(signal.ITIMER_REAL, 1.5)
+
+        async def other(lock):
+            await asyncio.sleep(0.02)
+            async with lock:
+                pass
+
+        async def main():
+            lock, stop = asyncio.Lock(), asyncio.Event()
+            if RESCUE:
+                await stop.wait()
+            async with lock:
+                asyncio.create_task(other(lock), name="other")
+                await stop.wait()
+
+        asyncio.run(main())
+    """
+    result, findings = _run(tmp_path, body, rescue=True)
+    assert result.get("finished") and findings == [], (result, findings)
+    assert result["ticks"] >= 5, result
+    result, findings = _run(tmp_path, body, rescue=False)
+    assert result.get("kind") == "deadlock", result
+    assert [f["kind"] for f in findings] == ["deadlock"], findings
+
+
+def test_bounded_queue_put_under_a_lock_the_consumer_needs(tmp_path: Path) -> None:
+    result, _ = _run(
+        tmp_path,
+        """
+        async def producer(lock, q):
+            async with lock:
+                await q.put(1)
+                await q.put(2)  # full: waits for the consumer, holding the lock
+
+        async def consumer(lock, q):
+            await asyncio.sleep(0.05)
+            async with lock:
+                await q.get()
+
+        async def main():
+            lock, q = asyncio.Lock(), asyncio.Queue(maxsize=1)
+            START[0] = time.monotonic()
+            await asyncio.gather(
+                asyncio.create_task(producer(lock, q), name="producer"),
+                asyncio.create_task(consumer(lock, q), name="consumer"),
+            )
+            finished()
+
+        asyncio.run(main())
+        """,
+    )
+    assert result["kind"] == "deadlock", result
+    assert result["cycle"] == ["producer", "consumer"]
+    assert result["cause"].startswith("'producer' waits on asyncio.Queue(created prog.py:")
+    assert "which 'consumer' needs before it could take an item from it" in result["cause"]
+    assert result["elapsed"] < 1.5, result
+
+
+# Each: the tasks look stuck for a while (the watcher makes many passes),
+# then the rescue comes; without it (the control) they are stuck for good.
+NOT_A_DEADLOCK = {
+    # Twenty tasks through a Semaphore(2); in the control each holder keeps
+    # its unit and awaits an Event nobody sets.
+    "semaphore_contended_correctly": """
+        async def worker(sem, never):
+            async with sem:
+                if RESCUE:
+                    await asyncio.sleep(0.03)
+                else:
+                    await never.wait()
+
+        async def main():
+            sem, never = asyncio.Semaphore(2), asyncio.Event()
+            await asyncio.gather(*(worker(sem, never) for _ in range(20)))
+    """,
+    # A task holds a lock and awaits an Event that loop.call_later sets; a
+    # second task awaits the lock.
+    "event_set_by_call_later": """
+        async def holder(lock, ev):
+            async with lock:
+                await ev.wait()
+
+        async def waiter(lock):
+            await asyncio.sleep(0.02)
+            async with lock:
+                pass
+
+        async def main():
+            lock, ev = asyncio.Lock(), asyncio.Event()
+            if RESCUE:
+                asyncio.get_running_loop().call_later(0.6, ev.set)
+            await asyncio.gather(holder(lock, ev), waiter(lock))
+    """,
+    # The Event is set by a task that sleeps first.
+    "event_set_after_asyncio_sleep": """
+        async def holder(lock, ev):
+            async with lock:
+                await ev.wait()
+
+        async def sleeper(ev):
+            await asyncio.sleep(0.6)
+            ev.set()
+
+        async def waiter(lock):
+            await asyncio.sleep(0.02)
+            async with lock:
+                pass
+
+        async def main():
+            lock, ev = asyncio.Lock(), asyncio.Event()
+            extra = [sleeper(ev)] if RESCUE else []
+            await asyncio.gather(holder(lock, ev), waiter(lock), *extra)
+    """,
+    # The Event is set by a task reading a socket, whose data comes from
+    # another process 0.6 s later; in the control nothing is connected and
+    # the reader awaits an Event nobody sets.
+    "event_set_by_a_task_reading_a_socket": """
+        import socket, subprocess
+
+        async def holder(lock, ev):
+            async with lock:
+                await ev.wait()
+
+        async def reader(ev, never):
+            if RESCUE:
+                srv = socket.socket()
+                srv.bind(("127.0.0.1", 0))
+                srv.listen()
+                port = srv.getsockname()[1]
+                code = (
+                    "import socket, time; s = socket.create_connection(('127.0.0.1', %d)); "
+                    "time.sleep(0.6); s.sendall(b'x'); s.close()" % port
+                )
+                child = subprocess.Popen([sys.executable, "-c", code])
+                srv.setblocking(False)
+                conn, _ = await asyncio.get_running_loop().sock_accept(srv)
+                data = await asyncio.get_running_loop().sock_recv(conn, 1)
+                assert data == b"x"
+                conn.close()
+                srv.close()
+                child.wait()
+            else:
+                await never.wait()
+            ev.set()
+
+        async def waiter(lock):
+            await asyncio.sleep(0.02)
+            async with lock:
+                pass
+
+        async def main():
+            lock, ev, never = asyncio.Lock(), asyncio.Event(), asyncio.Event()
+            await asyncio.gather(holder(lock, ev), waiter(lock), reader(ev, never))
+    """,
+    # A task holds a lock and awaits a stop Event that a signal handler of
+    # the loop sets (the signal comes from another process, 0.6 s later).
+    "event_set_by_a_signal_handler": """
+        import signal, subprocess
+
+        async def holder(lock, stop):
+            async with lock:
+                await stop.wait()
+
+        async def waiter(lock):
+            await asyncio.sleep(0.02)
+            async with lock:
+                pass
+
+        async def main():
+            lock, stop = asyncio.Lock(), asyncio.Event()
+            if RESCUE:
+                asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, stop.set)
+                code = (
+                    "import os, signal, time; time.sleep(0.6); os.kill(%d, signal.SIGUSR1)"
+                    % os.getpid()
+                )
+                child = subprocess.Popen([sys.executable, "-c", code])
+            await asyncio.gather(holder(lock, stop), waiter(lock))
+            if RESCUE:
+                child.wait()
+    """,
+    # A thread holding a threading.Lock waits on run_coroutine_threadsafe(
+    # ...).result(); the loop's thread, in the control, blocks on that lock
+    # (across the two worlds); with the rescue only for a while (a timeout).
+    "loop_thread_and_run_coroutine_threadsafe": """
+        import threading
+
+        lock, ready = threading.Lock(), threading.Event()
+
+        async def answer():
+            return 42
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            got = []
+
+            def worker():
+                with lock:
+                    ready.set()
+                    time.sleep(0.1)  # the loop's thread blocks on the lock meanwhile
+                    got.append(asyncio.run_coroutine_threadsafe(answer(), loop).result())
+
+            t = threading.Thread(target=worker, name="worker", daemon=True)
+            t.start()
+            await asyncio.to_thread(ready.wait)
+            # No await from here to the lock: the loop's thread blocks on it and
+            # the worker's coroutine cannot run.  With the rescue, for 0.6 s.
+            if lock.acquire(timeout=0.6 if RESCUE else -1):
+                lock.release()
+            await asyncio.to_thread(t.join)
+            assert got == [42]
+    """,
+    # An ABBA in which one side takes its second lock under a timeout (a
+    # timed cycle at most); in the control without it.
+    "abba_broken_by_a_timeout": """
+        async def one(a, b, timed):
+            async with a:
+                await asyncio.sleep(0.05)
+                if timed:
+                    try:
+                        await asyncio.wait_for(b.acquire(), 0.6)
+                    except asyncio.TimeoutError:
+                        return
+                    b.release()
+                else:
+                    async with b:
+                        pass
+
+        async def main():
+            a, b = asyncio.Lock(), asyncio.Lock()
+            await asyncio.gather(one(a, b, RESCUE), one(b, a, False))
+    """,
+}
+
+_MAIN = """
+asyncio.run(main())
+finished()
+"""
+
+
+@pytest.mark.parametrize("case", sorted(NOT_A_DEADLOCK))
+def test_not_a_deadlock(tmp_path: Path, case: str) -> None:
+    result, findings = _run(tmp_path, textwrap.dedent(NOT_A_DEADLOCK[case]) + _MAIN, rescue=True)
+    assert result.get("finished"), result
+    assert [f["kind"] for f in findings if f["kind"] != "timed-cycle"] == [], findings
+    # The watcher looked, many times, while tasks had waited past the
+    # threshold (for 0.6 s, at a pass every 0.02 s; the semaphore's last
+    # waiters wait about 0.3 s).
+    assert result["ticks"] >= 5, result
+
+
+@pytest.mark.parametrize("case", sorted(NOT_A_DEADLOCK))
+def test_not_a_deadlock_control_without_the_rescue_is_reported(tmp_path: Path, case: str) -> None:
+    result, findings = _run(tmp_path, textwrap.dedent(NOT_A_DEADLOCK[case]) + _MAIN, rescue=False)
+    assert result.get("kind") == "deadlock", result
+    assert [f["kind"] for f in findings] == ["deadlock"], findings
+    if case == "loop_thread_and_run_coroutine_threadsafe":
+        # Across the two worlds: the worker thread and the loop's thread.
+        (record,) = findings
+        assert record["threads"] == ["worker", "MainThread"] or record["threads"] == [
+            "MainThread",
+            "worker",
+        ]
+        step = next(s for s in record["cycle"] if s["thread"] == "worker")
+        assert step["held_by"] == "MainThread"
+        assert result["elapsed"] < 1.5 + 0.7, result
+
+
+# -- activation and transparency (in a fresh interpreter each) ------------------
+
+
+def _python(code: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_nothing_imported_or_patched_when_the_program_never_imports_asyncio() -> None:
+    out = _python(
+        """
+        import sys, threading
+        import deadlockwatch
+        deadlockwatch.enable()
+        lock = threading.Lock()
+        with lock:
+            pass
+        from deadlockwatch._track import aio
+        print("asyncio" in sys.modules, aio.active, len(aio._originals))
+        deadlockwatch.disable()
+        print("asyncio" in sys.modules)
+        """
+    )
+    assert out.split() == ["False", "True", "0", "False"]
+
+
+@pytest.mark.parametrize("order", ["enable_first", "import_first"])
+def test_patched_on_import_or_at_enable_and_removed_by_disable(order: str) -> None:
+    out = _python(
+        f"""
+        import deadlockwatch
+        if {order == "import_first"!r}:
+            import asyncio
+        deadlockwatch.enable()
+        import asyncio, inspect
+        from deadlockwatch._track import aio
+        patched = lambda f: hasattr(f, "_dw_original")
+        print(len(aio._originals) > 0, patched(asyncio.Lock.acquire),
+              inspect.iscoroutinefunction(asyncio.Lock.acquire))
+        deadlockwatch.disable()
+        print(len(aio._originals), patched(asyncio.Lock.acquire),
+              patched(asyncio.Event.wait), patched(asyncio.Queue.get))
+        """
+    )
+    assert out.split() == ["True", "True", "True", "0", "False", "False", "False"]
+
+
+def test_transparent_values_and_errors() -> None:
+    out = _python(
+        """
+        import deadlockwatch
+        deadlockwatch.enable()
+        import asyncio
+        results = []
+
+        async def main():
+            lock = asyncio.Lock()
+            results.append(await lock.acquire())
+            try:
+                await asyncio.wait_for(lock.acquire(), 0.05)
+            except asyncio.TimeoutError:
+                results.append("timeout")
+            lock.release()
+            try:
+                lock.release()
+            except RuntimeError as exc:
+                results.append(str(exc))
+            ev = asyncio.Event()
+            asyncio.get_running_loop().call_later(0.02, ev.set)
+            results.append(await ev.wait())
+            q = asyncio.Queue(maxsize=1)
+            await q.put(1)
+            putter = asyncio.create_task(q.put(2))
+            await asyncio.sleep(0.01)
+            results.append(await q.get())
+            await putter
+            results.append(await q.get())
+            sem = asyncio.BoundedSemaphore(1)
+            results.append(await sem.acquire())
+            waiting = asyncio.create_task(sem.acquire())
+            await asyncio.sleep(0.01)
+            waiting.cancel()
+            try:
+                await waiting
+            except asyncio.CancelledError:
+                results.append("cancelled")
+            sem.release()
+            try:
+                sem.release()
+            except ValueError as exc:
+                results.append(str(exc))
+            cond = asyncio.Condition()
+            async def notifier():
+                async with cond:
+                    cond.notify_all()
+            async with cond:
+                asyncio.create_task(notifier())
+                results.append(await cond.wait())
+            from deadlockwatch._track import aio
+            results.append(len(aio.waiting))
+
+        asyncio.run(main())
+        print(results)
+        """
+    )
+    assert out.strip() == (
+        "[True, 'timeout', 'Lock is not acquired.', True, 1, 2, True, 'cancelled', "
+        "'BoundedSemaphore released too many times', True, 0]"
+    )
+
+
+def test_a_task_left_waiting_on_a_closed_loop_is_forgotten() -> None:
+    """A loop closed with a task still waiting on a Lock: its record is
+    dropped (the task is collected, and the watcher ends), as without the
+    detector the task is destroyed pending."""
+    out = _python(
+        """
+        import asyncio, gc, time, weakref
+        import deadlockwatch
+        deadlockwatch.enable()
+        from deadlockwatch._track import aio
+        from deadlockwatch._watch.watcher import DETECTOR
+
+        async def stuck(lock):
+            async with lock:
+                pass
+
+        async def main():
+            lock = asyncio.Lock()
+            await lock.acquire()
+            t = asyncio.create_task(stuck(lock))
+            await asyncio.sleep(0.05)
+            return weakref.ref(t)
+
+        loop = asyncio.new_event_loop()
+        ref = loop.run_until_complete(main())
+        loop.close()
+        print(len(aio.waiting))
+        deadline = time.monotonic() + 5
+        while (aio.waiting or DETECTOR._running) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        gc.collect()
+        print(len(aio.waiting), DETECTOR._running, ref() is None)
+        """
+    )
+    assert out.split() == ["1", "0", "False", "True"]
+
+
+def test_dump_shows_the_tasks_in_tracked_waits() -> None:
+    out = _python(
+        """
+        import asyncio, io, threading, time
+        import deadlockwatch
+        deadlockwatch.enable(interval=5, threshold=5)  # dump only, no finding
+        from deadlockwatch._track import aio
+
+        async def one(a, b):
+            async with a:
+                await asyncio.sleep(0.05)
+                async with b:
+                    pass
+
+        async def main():
+            a, b = asyncio.Lock(), asyncio.Lock()
+            await asyncio.gather(
+                asyncio.create_task(one(a, b), name="transfer"),
+                asyncio.create_task(one(b, a), name="audit"),
+            )
+
+        threading.Thread(target=asyncio.run, args=(main(),), name="loop", daemon=True).start()
+        deadline = time.monotonic() + 5
+        while len(aio.waiting) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        buf = io.StringIO()
+        deadlockwatch.dump(buf)
+        print(buf.getvalue())
+        """
+    )
+    assert "Task 'transfer' (on the event loop of thread 'loop' (ident " in out, out
+    assert "Task 'audit' (on the event loop of thread 'loop' (ident " in out, out
+    assert " held by 'audit' at " in out and " held by 'transfer' at " in out, out
+    assert "thread(s) and 3 task(s) (pid " in out, out
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is 3.11+")
+def test_an_abba_under_asyncio_timeout_is_a_timed_cycle(tmp_path: Path) -> None:
+    """The task waits for its second Lock inside ``asyncio.timeout()``, in
+    its own task (no inner task, as wait_for has on 3.10/3.11): the cycle is
+    seen, as a timed cycle (a warning), never a deadlock; and it breaks."""
+    result, findings = _run(
+        tmp_path,
+        """
+        async def one(a, b, timed):
+            async with a:
+                await asyncio.sleep(0.05)
+                if timed:
+                    try:
+                        async with asyncio.timeout(0.8):
+                            await b.acquire()
+                    except TimeoutError:
+                        return
+                    b.release()
+                else:
+                    async with b:
+                        pass
+
+        async def main():
+            a, b = asyncio.Lock(), asyncio.Lock()
+            await asyncio.gather(one(a, b, True), one(b, a, False))
+            finished()
+
+        asyncio.run(main())
+        """,
+    )
+    assert result.get("finished"), result
+    assert [f["kind"] for f in findings] == ["timed-cycle"], findings
+    (record,) = findings
+    assert record["cause"].endswith("; a timeout will break the cycle"), record
