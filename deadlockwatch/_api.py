@@ -65,9 +65,12 @@ def dump(file: IO[str] | None = None) -> None:
 
 
 def forget() -> None:
-    """Forget every learned lock order (and which inversions were reported)."""
+    """Forget every learned lock order (and which inversions were reported);
+    the inversions still pending (see README, lock order) are reported first."""
     from deadlockwatch._track.order import ORDER
 
+    if DETECTOR.enabled:
+        DETECTOR.settle_inversions()
     ORDER.forget()
 
 

@@ -71,6 +71,8 @@ _state.internal_file(__file__)
 
 MAX_NODES = 100_000
 MAX_EDGES = 1_000_000
+#: Seconds an inversion may stay pending before a watcher tick reports it.
+PENDING_BOUND = 30.0
 
 
 @dataclass
@@ -83,6 +85,22 @@ class _Edge:
     site: Site | None
     stack: tuple[Frame, ...]
     gates: frozenset[int]
+    #: ``src`` is a plain Lock held by a bare ``acquire()`` (not ``with``): a
+    #: hold that may be a token passed between threads (see `_Pending`).
+    bare: bool = False
+
+
+@dataclass
+class _Pending:
+    """An inversion through a Lock held by bare ``acquire()`` whose creation
+    site has not been seen handing a Lock over yet: whether that site makes
+    hand-off Locks is told by the whole window (a test, the run), not by its
+    prefix before the cycle closed (see `LockOrder.settle`)."""
+
+    finding: Finding
+    locks: list[weakref.ref[Any]]
+    sites: list[Site]
+    since: float
 
 
 _SUSPENDABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
@@ -219,6 +237,8 @@ class LockOrder:
         self.suppress: tuple[str, ...] = ()
         self.full_warned = False
         self._dead: list[int] = []
+        #: Inversions waiting for the end of their window (`settle`).
+        self.pending: list[_Pending] = []
 
     # -- maintenance ------------------------------------------------------------
     def forget(self) -> None:
@@ -233,6 +253,7 @@ class LockOrder:
             self.edge_count = 0
             self._reported.clear()
             self.suppressed_cycles.clear()
+            self.pending.clear()
 
     def _gone(self, key: int, _ref: object) -> None:
         """A lock was garbage-collected (in any thread, at any moment, maybe
@@ -321,7 +342,8 @@ class LockOrder:
                 top = stack[-1]
                 site = Site(top.file, top.line, top.function)
             gates = frozenset(id(h) for h in held if h is not src and h is not dst and _mutex(h))
-            edge = _Edge(a.key, b.key, thread, ident, serial, site, stack, gates)
+            bare = a.type == "Lock" and not getattr(src, "_ctx", True) and src.locked()
+            edge = _Edge(a.key, b.key, thread, ident, serial, site, stack, gates, bare)
             path = self._path_if_cycle(a, b)
             if path is None:
                 a.out[b.key] = edge
@@ -430,7 +452,44 @@ class LockOrder:
         ):
             self.suppressed_cycles.append(finding)
             return None
+        if any(e.bare for e in edges):
+            plain = [n for n in (self.nodes[e.src] for e in edges) if n.type == "Lock"]
+            self.pending.append(
+                _Pending(
+                    finding,
+                    [n.ref for n in plain],
+                    [n.created for n in plain if n.created is not None],
+                    time.monotonic(),
+                )
+            )
+            return None
         return finding
+
+    def settle(self, older_than: float | None = None) -> list[Finding]:
+        """The pending inversions to report now: those none of whose plain
+        Locks has been seen handed over since, neither itself nor any Lock
+        made at its creation site (those that have been are dropped, as
+        if the hand-off had come first).  With ``older_than``, only those
+        pending at least that many seconds (the watcher's bound); without it,
+        all of them (the end of a test, `check`, `disable`, exit)."""
+        if not self.pending:
+            return []
+        now = time.monotonic()
+        with self._lock:
+            due: list[Finding] = []
+            keep: list[_Pending] = []
+            for p in self.pending:
+                if older_than is not None and now - p.since < older_than:
+                    keep.append(p)
+                    continue
+                locks = [ref() for ref in p.locks]
+                if any(getattr(lock, "_handoff", False) for lock in locks) or any(
+                    site in HANDOFF_SITES for site in p.sites
+                ):
+                    continue  # a hand-off Lock after all: a token, not a mutex
+                due.append(p.finding)
+            self.pending = keep
+            return due
 
 
 def _mutex(lock: Any) -> bool:

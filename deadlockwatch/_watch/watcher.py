@@ -36,7 +36,7 @@ from deadlockwatch._track import native as _native
 from deadlockwatch._track import patch as _patch
 from deadlockwatch._track import primitives as _primitives
 from deadlockwatch._track import state as _state
-from deadlockwatch._track.order import ORDER, held_as_token
+from deadlockwatch._track.order import ORDER, PENDING_BOUND, held_as_token
 from deadlockwatch._track.state import WaitRecord
 from deadlockwatch._watch.capture import (
     capture,
@@ -209,6 +209,7 @@ class _Detector:
     def stop(self) -> None:
         if not self.enabled:
             return
+        self.settle_inversions()
         self.enabled = False
         _state.resume_watcher = None
         self._paused_for_fork = False
@@ -253,6 +254,7 @@ class _Detector:
         self._exiting = True
         _state.resume_watcher = None
         if self.enabled:
+            self.settle_inversions()
             self._stop_watcher()
 
     def before_fork(self) -> None:
@@ -339,6 +341,7 @@ class _Detector:
         self._done = _native.allocate_lock()
         self._emit_lock = _native.allocate_lock()
         _graph.after_fork_in_child()
+        ORDER.pending.clear()  # the parent's: reported by the parent
         self.watcher_ident = None
         self._running = False
         me = _native.get_ident()
@@ -398,6 +401,8 @@ class _Detector:
                 extension.tick(self)
             except Exception as exc:
                 self._internal_error(exc)
+        if ORDER.pending:
+            self.settle_inversions(PENDING_BOUND)
         waits = list(_state.blocked.copy().values())
         if not waits:
             return
@@ -540,7 +545,9 @@ class _Detector:
         )
 
     def check(self) -> list[Finding]:
-        """Analyse now (with the confirming second capture) and return every finding."""
+        """Analyse now (with the confirming second capture) and return every
+        finding; the pending lock-order inversions are settled first."""
+        self.settle_inversions()
         # Across processes: what this process's blocked threads are part of.
         shared = [
             replace(f, pid=os.getpid(), time=time.time())
@@ -659,6 +666,20 @@ class _Detector:
             self._internal_error(exc)
             return
         if finding is not None and self.enabled:
+            self.record(finding)
+            self.emit(finding)
+
+    def settle_inversions(self, older_than: float | None = None) -> None:
+        """Report the pending lock-order inversions still through no hand-off
+        Lock (`LockOrder.settle`): at the end of a test, at `check`, when
+        switched off, at exit, and at a watcher tick once ``older_than``
+        seconds old."""
+        try:
+            due = ORDER.settle(older_than)
+        except Exception as exc:
+            self._internal_error(exc)
+            return
+        for finding in due:
             self.record(finding)
             self.emit(finding)
 
