@@ -25,6 +25,24 @@ suppressions by creation site or function
 are honoured.  A cycle learned by one thread alone is still reported, and says
 so.
 
+Whether a creation site makes hand-off Locks is decided on the whole window
+(the test, the run), not on its prefix: a cycle through a plain Lock held by a
+bare ``acquire()`` (a hold that may be a token; a ``with`` block's is a
+critical section) whose creation sites have not handed a Lock over yet is
+pending (`LockOrder.pending`, `LockOrder.settle`).  It is reported when its
+window ends (the end of a test under pytest, ``check()``, ``forget()``,
+``disable()``, exit; at a watcher tick once `PENDING_BOUND` seconds old)
+unless a Lock of one of its creation sites has been handed over meanwhile:
+readerwriterlock's writer takes its ``read_try`` Lock under the count lock,
+and when its timed acquire of the resource fails, takes the count lock
+holding ``read_try``, in the same call; only the count keeps the two orders
+apart, and ``read_try`` is released by the last writer, maybe another thread,
+often after the first cycle closed.  Lockdep does not order the primitives of
+the kernel released by another context (semaphores, completions: known by
+their type; cross-release, which ordered completions, was withdrawn for its
+false positives); a ``threading.Lock`` is both, so its class is known only by
+what its Locks are seen doing, and the verdict waits for the window to end.
+
 Tokens teach no order: a plain Lock still held after the function that took it
 has returned (``acquire()`` of a readers-writer lock leaving its group lock to
 the last reader, a latch, a hand-off) is not a critical section of that
@@ -459,7 +477,7 @@ class LockOrder:
                     finding,
                     [n.ref for n in plain],
                     [n.created for n in plain if n.created is not None],
-                    time.monotonic(),
+                    _native.monotonic(),
                 )
             )
             return None
@@ -474,7 +492,7 @@ class LockOrder:
         all of them (the end of a test, `check`, `disable`, exit)."""
         if not self.pending:
             return []
-        now = time.monotonic()
+        now = _native.monotonic()
         with self._lock:
             due: list[Finding] = []
             keep: list[_Pending] = []

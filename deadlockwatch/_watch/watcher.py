@@ -254,6 +254,9 @@ class _Detector:
         self._exiting = True
         _state.resume_watcher = None
         if self.enabled:
+            # No thread for the logger at exit (3.12+ refuses new threads in
+            # atexit): the text and the report file still get them.
+            self.log = False
             self.settle_inversions()
             self._stop_watcher()
 

@@ -866,3 +866,101 @@ def test_a_cycle_through_a_lock_handed_over_later_in_the_window_is_no_inversion(
     run_in_thread(nested(a, b))
     run_in_thread(nested(b, a))
     assert len(reported_at_once()) == 2
+
+
+_WRITER_PROGRAM = """
+import sys, threading
+
+class W:
+    def __init__(self):
+        self.count = 0
+        self.count_lock = threading.Lock()
+        self.read_try = threading.Lock()
+        self.resource = threading.Lock()
+
+    def acquire_write(self, timeout=-1):
+        self.count_lock.acquire()
+        self.count += 1
+        if self.count == 1:
+            self.read_try.acquire()
+        self.count_lock.release()
+        if self.resource.acquire(timeout=timeout):
+            return True
+        self.count_lock.acquire()
+        self.count -= 1
+        if self.count == 0:
+            self.read_try.release()
+        self.count_lock.release()
+        return False
+
+    def release_write(self):
+        self.resource.release()
+        self.count_lock.acquire()
+        self.count -= 1
+        if self.count == 0:
+            self.read_try.release()
+        self.count_lock.release()
+
+def run(fn):
+    t = threading.Thread(target=fn, daemon=True)
+    t.start()
+    t.join(10)
+
+rw = W()
+rw.resource.acquire()
+run(lambda: rw.acquire_write(timeout=0.01))
+rw.resource.release()
+if sys.argv[1] == "hand-off":
+    other = W()
+    run(other.acquire_write)
+    run(other.release_write)
+print("finished")
+"""
+
+
+@pytest.mark.parametrize("hand_off", [True, False])
+def test_a_pending_inversion_is_settled_at_exit(tmp_path: Path, hand_off: bool) -> None:
+    """Without pytest, the window is the run: the writer's cycle is dropped
+    when a Lock made at read_try's site is handed over later in the run
+    (never printed), and reported at exit when none is (the control)."""
+    report = tmp_path / "r.jsonl"
+    env = {"DEADLOCKWATCH": "1", "DEADLOCKWATCH_REPORT": str(report)}
+    r = run_python(_WRITER_PROGRAM, env=env, args=["hand-off" if hand_off else "none"])
+    assert r.returncode == 0 and r.stdout.strip() == "finished", r.stderr
+    if hand_off:
+        assert r.stderr == "" and not report.exists()
+    else:
+        assert r.stderr.count("POTENTIAL DEADLOCK: lock-order inversion") == 1
+        (line,) = report.read_text().splitlines()
+        assert json.loads(line)["kind"] == "lock-order-inversion"
+
+
+def test_pytest_charges_a_pending_inversion_to_its_test(pytester: pytest.Pytester) -> None:
+    """Under pytest the window is the test: the writer's cycle, with no
+    hand-off, fails the test it closed in (not a later one); with a hand-off
+    later in the same test it passes."""
+    pytester.makepyfile(
+        "import subprocess, sys, threading\n"
+        + "PROGRAM = "
+        + repr(_WRITER_PROGRAM)
+        + "\n"
+        + """
+def _main(mode):
+    code = PROGRAM.replace("sys.argv[1]", repr(mode)).replace('print("finished")', "")
+    exec(compile(code, "writer.py", "exec"), {"__name__": "writer"})
+
+def test_no_hand_off():
+    _main("none")
+
+def test_hand_off():
+    _main("hand-off")
+
+def test_after():
+    pass
+"""
+    )
+    result = pytester.runpytest_subprocess("--deadlockwatch", "-p", "no:cacheprovider", timeout=60)
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*deadlockwatch lock-order-inversion*", "*FAILED*test_no_hand_off*"]
+    )
