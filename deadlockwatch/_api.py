@@ -55,7 +55,10 @@ def is_enabled() -> bool:
 
 
 def check() -> list[Finding]:
-    """Analyse the current waits now and return every finding (reported or not)."""
+    """Analyse the current waits now and return every finding (reported or not).
+
+    Lock-order inversions still pending (README, Lock hand-off) are reported
+    first: they are findings of the report, not of the list returned."""
     return DETECTOR.check()
 
 
