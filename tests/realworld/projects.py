@@ -88,6 +88,15 @@ PROJECTS: list[dict[str, Any]] = [
         "timeout": 600,
     },
     {
+        "name": "pykka",
+        "version": "4.5.0",
+        "deps": ["pytest==8.3.5", "pytest-mock==3.14.0"],
+        # Actors on threads: each actor a thread with its inbox queue, futures
+        # on Events and queues, a registry under a lock.
+        "args": ["tests"],
+        "timeout": 600,
+    },
+    {
         "name": "watchdog",
         "version": "7.1.1",
         "deps": ["pytest==8.3.4", "pytest-timeout==2.4.0", "flaky==3.8.1"],
