@@ -12,6 +12,7 @@ import itertools
 import json
 import sys
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -964,3 +965,40 @@ def test_after():
     result.stdout.fnmatch_lines(
         ["*deadlockwatch lock-order-inversion*", "*FAILED*test_no_hand_off*"]
     )
+
+
+class WriterPreferringTicked(WriterPreferring):
+    """The same, its read_try made at a creation site of its own."""
+
+    @staticmethod
+    def make_read_try() -> Any:
+        return threading.Lock()
+
+
+def test_a_pending_inversion_is_reported_by_a_watcher_tick_past_its_bound(
+    order: list[deadlockwatch.Finding], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A program that never ends its window (no pytest, no check(), no exit
+    yet) still gets a pending inversion: a watcher tick reports it once it
+    is PENDING_BOUND old, and not before."""
+    from deadlockwatch._watch import watcher as _watcher
+
+    deadlockwatch.enable(interval=0.05)
+    monkeypatch.setattr(_watcher, "PENDING_BOUND", 1.0)
+    idle = threading.Event()
+    waiter = threading.Thread(target=idle.wait, args=(BOUND,), daemon=True)
+    waiter.start()  # a tracked wait: the watcher runs and ticks
+    try:
+        rw = WriterPreferringTicked()
+        _timed_out_writer(rw)
+        assert ORDER.pending and reported_at_once() == []
+        deadline = time.monotonic() + BOUND
+        while not reported_at_once() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (found,) = reported_at_once()
+        assert {r.key for r in found.resources} == {id(rw.count_lock), id(rw.read_try)}
+        assert time.time() - found.time >= 0.9  # reported past the bound, not at once
+        assert not ORDER.pending
+    finally:
+        idle.set()
+        waiter.join(BOUND)
