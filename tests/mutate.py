@@ -246,6 +246,20 @@ MUTATIONS = [
         "lock order: a cycle through a Lock held by bare acquire() waits for its window's end",
     ),
     Mutation(
+        "order-pending-no-bound",
+        W,
+        "            self.settle_inversions(PENDING_BOUND)\n",
+        "            self.settle_inversions(0.0)\n",
+        "lock order: a watcher tick reports a pending inversion only once PENDING_BOUND old",
+    ),
+    Mutation(
+        "order-pending-no-tick",
+        W,
+        "        if ORDER.pending:\n            self.settle_inversions(PENDING_BOUND)\n",
+        "        if False:\n            self.settle_inversions(PENDING_BOUND)\n",
+        "lock order: a pending inversion is reported by a watcher tick past its bound",
+    ),
+    Mutation(
         "order-token-never",
         O,
         '    if getattr(lock, "_dw_type", None) != "Lock":\n        return False\n'
