@@ -55,7 +55,10 @@ def is_enabled() -> bool:
 
 
 def check() -> list[Finding]:
-    """Analyse the current waits now and return every finding (reported or not)."""
+    """Analyse the current waits now and return every finding (reported or not).
+
+    Lock-order inversions still pending (README, Lock hand-off) are reported
+    first: they are findings of the report, not of the list returned."""
     return DETECTOR.check()
 
 
@@ -66,10 +69,13 @@ def dump(file: IO[str] | None = None) -> None:
 
 def forget() -> None:
     """Forget every learned lock order (and which inversions were reported),
-    and every wait and signal learned with them."""
+    and every wait and signal learned with them; the inversions still pending
+    (see README, lock order) are reported first."""
     from deadlockwatch._track import signals
     from deadlockwatch._track.order import ORDER
 
+    if DETECTOR.enabled:
+        DETECTOR.settle_inversions()
     ORDER.forget()
     signals.forget()
 

@@ -283,6 +283,12 @@ class _Plugin:
         report: pytest.TestReport = outcome.get_result()
         if call.when == "call" or report.failed:
             self._sweep(item)
+        from deadlockwatch._watch.watcher import DETECTOR
+
+        if DETECTOR.enabled:
+            # The test's window is over: inversions pending on a hand-off
+            # not seen yet are reported now, and charged to it.
+            DETECTOR.settle_inversions()
         new = []
         while self.queue:
             new.append(self.queue.popleft())

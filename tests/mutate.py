@@ -217,6 +217,50 @@ MUTATIONS = [
         "lock order: a Lock handed between threads is a latch, not a mutex",
     ),
     Mutation(
+        "order-pending-ignores-handoff",
+        O,
+        '                if any(getattr(lock, "_handoff", False) for lock in locks) or any(\n'
+        "                    site in HANDOFF_SITES for site in p.sites\n"
+        "                ):\n",
+        "                if False:\n",
+        "lock order: a pending inversion through a Lock handed over later in its window is none",
+    ),
+    Mutation(
+        "order-pending-dropped",
+        O,
+        "                due.append(p.finding)\n",
+        "                pass\n",
+        "lock order: a pending inversion still through no hand-off Lock is reported",
+    ),
+    Mutation(
+        "order-every-cycle-pending",
+        O,
+        "        if any(e.bare for e in edges):\n",
+        "        if True:\n",
+        "lock order: a cycle of Locks all held by `with` is reported at once",
+    ),
+    Mutation(
+        "order-never-pending",
+        O,
+        "        if any(e.bare for e in edges):\n",
+        "        if False:\n",
+        "lock order: a cycle through a Lock held by bare acquire() waits for its window's end",
+    ),
+    Mutation(
+        "order-pending-no-bound",
+        W,
+        "            self.settle_inversions(PENDING_BOUND)\n",
+        "            self.settle_inversions(0.0)\n",
+        "lock order: a watcher tick reports a pending inversion only once PENDING_BOUND old",
+    ),
+    Mutation(
+        "order-pending-no-tick",
+        W,
+        "        if ORDER.pending:\n            self.settle_inversions(PENDING_BOUND)\n",
+        "        if False:\n            self.settle_inversions(PENDING_BOUND)\n",
+        "lock order: a pending inversion is reported by a watcher tick past its bound",
+    ),
+    Mutation(
         "order-token-never",
         O,
         '    if getattr(lock, "_dw_type", None) != "Lock":\n        return False\n'

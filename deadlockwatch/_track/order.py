@@ -25,6 +25,24 @@ suppressions by creation site or function
 are honoured.  A cycle learned by one thread alone is still reported, and says
 so.
 
+Whether a creation site makes hand-off Locks is decided on the whole window
+(the test, the run), not on its prefix: a cycle through a plain Lock held by a
+bare ``acquire()`` (a hold that may be a token; a ``with`` block's is a
+critical section) whose creation sites have not handed a Lock over yet is
+pending (`LockOrder.pending`, `LockOrder.settle`).  It is reported when its
+window ends (the end of a test under pytest, ``check()``, ``forget()``,
+``disable()``, exit; at a watcher tick once `PENDING_BOUND` seconds old)
+unless a Lock of one of its creation sites has been handed over meanwhile:
+readerwriterlock's writer takes its ``read_try`` Lock under the count lock,
+and when its timed acquire of the resource fails, takes the count lock
+holding ``read_try``, in the same call; only the count keeps the two orders
+apart, and ``read_try`` is released by the last writer, maybe another thread,
+often after the first cycle closed.  Lockdep does not order the primitives of
+the kernel released by another context (semaphores, completions: known by
+their type; cross-release, which ordered completions, was withdrawn for its
+false positives); a ``threading.Lock`` is both, so its class is known only by
+what its Locks are seen doing, and the verdict waits for the window to end.
+
 Tokens teach no order: a plain Lock still held after the function that took it
 has returned (``acquire()`` of a readers-writer lock leaving its group lock to
 the last reader, a latch, a hand-off) is not a critical section of that
@@ -74,6 +92,8 @@ _state.internal_file(__file__)
 
 MAX_NODES = 100_000
 MAX_EDGES = 1_000_000
+#: Seconds an inversion may stay pending before a watcher tick reports it.
+PENDING_BOUND = 30.0
 
 
 @dataclass
@@ -86,8 +106,24 @@ class _Edge:
     site: Site | None
     stack: tuple[Frame, ...]
     gates: frozenset[int]
+    #: ``src`` is a plain Lock held by a bare ``acquire()`` (not ``with``): a
+    #: hold that may be a token passed between threads (see `_Pending`).
+    bare: bool = False
     relation: str = ORDER_THEN
     taken_at: Site | None = None
+
+
+@dataclass
+class _Pending:
+    """An inversion through a Lock held by bare ``acquire()`` whose creation
+    site has not been seen handing a Lock over yet: whether that site makes
+    hand-off Locks is told by the whole window (a test, the run), not by its
+    prefix before the cycle closed (see `LockOrder.settle`)."""
+
+    finding: Finding
+    locks: list[weakref.ref[Any]]
+    sites: list[Site]
+    since: float
 
 
 _SUSPENDABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
@@ -224,6 +260,8 @@ class LockOrder:
         self.suppress: tuple[str, ...] = ()
         self.full_warned = False
         self._dead: list[int] = []
+        #: Inversions waiting for the end of their window (`settle`).
+        self.pending: list[_Pending] = []
 
     # -- maintenance ------------------------------------------------------------
     def forget(self) -> None:
@@ -238,6 +276,7 @@ class LockOrder:
             self.edge_count = 0
             self._reported.clear()
             self.suppressed_cycles.clear()
+            self.pending.clear()
 
     def _gone(self, key: int, _ref: object) -> None:
         """A lock was garbage-collected (in any thread, at any moment, maybe
@@ -343,8 +382,9 @@ class LockOrder:
             else:
                 site, stack = where
             gates = frozenset(id(h) for h in held if h is not src and h is not dst and _mutex(h))
+            bare = a.type == "Lock" and not getattr(src, "_ctx", True) and src.locked()
             edge = _Edge(
-                a.key, b.key, thread, ident, serial, site, stack, gates, relation, taken_at
+                a.key, b.key, thread, ident, serial, site, stack, gates, bare, relation, taken_at
             )
             path = self._path_if_cycle(a, b)
             if path is None:
@@ -465,7 +505,44 @@ class LockOrder:
         ):
             self.suppressed_cycles.append(finding)
             return None
+        if any(e.bare for e in edges):
+            plain = [n for n in (self.nodes[e.src] for e in edges) if n.type == "Lock"]
+            self.pending.append(
+                _Pending(
+                    finding,
+                    [n.ref for n in plain],
+                    [n.created for n in plain if n.created is not None],
+                    _native.monotonic(),
+                )
+            )
+            return None
         return finding
+
+    def settle(self, older_than: float | None = None) -> list[Finding]:
+        """The pending inversions to report now: those none of whose plain
+        Locks has been seen handed over since, neither itself nor any Lock
+        made at its creation site (those that have been are dropped, as
+        if the hand-off had come first).  With ``older_than``, only those
+        pending at least that many seconds (the watcher's bound); without it,
+        all of them (the end of a test, `check`, `disable`, exit)."""
+        if not self.pending:
+            return []
+        now = _native.monotonic()
+        with self._lock:
+            due: list[Finding] = []
+            keep: list[_Pending] = []
+            for p in self.pending:
+                if older_than is not None and now - p.since < older_than:
+                    keep.append(p)
+                    continue
+                locks = [ref() for ref in p.locks]
+                if any(getattr(lock, "_handoff", False) for lock in locks) or any(
+                    site in HANDOFF_SITES for site in p.sites
+                ):
+                    continue  # a hand-off Lock after all: a token, not a mutex
+                due.append(p.finding)
+            self.pending = keep
+            return due
 
 
 def _mutex(lock: Any) -> bool:

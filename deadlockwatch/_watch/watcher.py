@@ -39,7 +39,7 @@ from deadlockwatch._track import primitives as _primitives
 from deadlockwatch._track import signals as _signals
 from deadlockwatch._track import state as _state
 from deadlockwatch._track.aio import AioWait
-from deadlockwatch._track.order import ORDER, held_as_token
+from deadlockwatch._track.order import ORDER, PENDING_BOUND, held_as_token
 from deadlockwatch._track.state import WaitRecord
 from deadlockwatch._watch.capture import (
     capture,
@@ -215,6 +215,7 @@ class _Detector:
     def stop(self) -> None:
         if not self.enabled:
             return
+        self.settle_inversions()
         self.enabled = False
         _state.resume_watcher = None
         self._paused_for_fork = False
@@ -261,6 +262,10 @@ class _Detector:
         self._exiting = True
         _state.resume_watcher = None
         if self.enabled:
+            # No thread for the logger at exit (3.12+ refuses new threads in
+            # atexit): the text and the report file still get them.
+            self.log = False
+            self.settle_inversions()
             self._stop_watcher()
 
     def before_fork(self) -> None:
@@ -349,6 +354,7 @@ class _Detector:
         self._done = _native.allocate_lock()
         self._emit_lock = _native.allocate_lock()
         _graph.after_fork_in_child()
+        ORDER.pending.clear()  # the parent's: reported by the parent
         self.watcher_ident = None
         self._running = False
         me = _native.get_ident()
@@ -408,6 +414,8 @@ class _Detector:
                 extension.tick(self)
             except Exception as exc:
                 self._internal_error(exc)
+        if ORDER.pending:
+            self.settle_inversions(PENDING_BOUND)
         waits = _waits()
         if not waits:
             return
@@ -550,7 +558,9 @@ class _Detector:
         )
 
     def check(self) -> list[Finding]:
-        """Analyse now (with the confirming second capture) and return every finding."""
+        """Analyse now (with the confirming second capture) and return every
+        finding; the pending lock-order inversions are settled first."""
+        self.settle_inversions()
         # Across processes: what this process's blocked threads are part of.
         shared = [
             replace(f, pid=os.getpid(), time=time.time())
@@ -684,6 +694,20 @@ class _Detector:
     def _learned(self, finding: Finding) -> None:
         """A potential deadlock learned in an application thread (`signals`)."""
         if self.enabled:
+            self.record(finding)
+            self.emit(finding)
+
+    def settle_inversions(self, older_than: float | None = None) -> None:
+        """Report the pending lock-order inversions still through no hand-off
+        Lock (`LockOrder.settle`): at the end of a test, at `check`, when
+        switched off, at exit, and at a watcher tick once ``older_than``
+        seconds old."""
+        try:
+            due = ORDER.settle(older_than)
+        except Exception as exc:
+            self._internal_error(exc)
+            return
+        for finding in due:
             self.record(finding)
             self.emit(finding)
 

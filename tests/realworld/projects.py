@@ -79,6 +79,24 @@ PROJECTS: list[dict[str, Any]] = [
         "timeout": 900,
     },
     {
+        "name": "tqdm",
+        "version": "4.70.1",
+        "deps": ["pytest==8.3.4", "pytest-timeout==2.4.0", "pytest-asyncio==0.25.3"],
+        # Its monitor thread (TMonitor), thread_map and its write lock (an
+        # RLock beside a multiprocessing one); perf tests are timing checks.
+        "args": ["tests", "-k", "not perf"],
+        "timeout": 600,
+    },
+    {
+        "name": "pykka",
+        "version": "4.5.0",
+        "deps": ["pytest==8.3.5", "pytest-mock==3.14.0"],
+        # Actors on threads: each actor a thread with its inbox queue, futures
+        # on Events and queues, a registry under a lock.
+        "args": ["tests"],
+        "timeout": 600,
+    },
+    {
         "name": "watchdog",
         "version": "7.1.1",
         "deps": ["pytest==8.3.4", "pytest-timeout==2.4.0", "flaky==3.8.1"],

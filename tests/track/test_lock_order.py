@@ -12,6 +12,7 @@ import itertools
 import json
 import sys
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -54,7 +55,18 @@ def _mark_findings() -> None:
 
 
 def inversions() -> list[deadlockwatch.Finding]:
-    """The inversions reported since this test started."""
+    """The inversions reported since this test started, the window closed
+    first: those pending on a hand-off not seen (README, lock order) are
+    reported (as at the end of a test under pytest), so that an assertion
+    that none was found is not passed by one still pending."""
+    if DETECTOR.enabled:
+        DETECTOR.settle_inversions()
+    return reported_at_once()
+
+
+def reported_at_once() -> list[deadlockwatch.Finding]:
+    """The inversions reported since this test started, without closing the
+    window (those still pending are not among them)."""
     return [f for f in DETECTOR.findings[_MARK[0] :] if f.kind == "lock-order-inversion"]
 
 
@@ -754,3 +766,239 @@ def test_a_cycle_through_a_collected_lock_can_be_reported_again() -> None:
     graph.learn(b, e, [b], "t", 1, 1)  # any learn drops what was collected
     assert not any(gone in pair for cycle in graph._reported for pair in cycle)
     assert any(id(c) in pair for cycle in graph._reported for pair in cycle)  # c, d: kept
+
+
+class WriterPreferring:
+    """readerwriterlock 1.0.10's writer (``RWLockWrite``/``RWLockWriteD``),
+    reduced: the first writer raises the count from 0 under the count lock and
+    takes ``read_try`` (bare ``acquire()``), which the last writer, maybe
+    another thread, releases.  A writer whose timed acquire of the resource
+    fails takes the count lock again while still holding ``read_try``, in the
+    same call: count_lock -> read_try and read_try -> count_lock, a cycle that
+    the count invariant keeps apart (read_try is held iff count >= 1, so
+    nobody raising it from 0 meets a holder of read_try)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.count_lock = threading.Lock()
+        self.read_try = self.make_read_try()
+        self.resource = threading.Lock()
+
+    @staticmethod
+    def make_read_try() -> Any:
+        return threading.Lock()
+
+    def acquire_write(self, timeout: float = -1) -> bool:
+        self.count_lock.acquire()
+        self.count += 1
+        if self.count == 1:
+            self.read_try.acquire()
+        self.count_lock.release()
+        if self.resource.acquire(timeout=timeout):
+            return True
+        self.count_lock.acquire()
+        self.count -= 1
+        if self.count == 0:
+            self.read_try.release()
+        self.count_lock.release()
+        return False
+
+    def release_write(self) -> None:
+        self.resource.release()
+        self.count_lock.acquire()
+        self.count -= 1
+        if self.count == 0:
+            self.read_try.release()
+        self.count_lock.release()
+
+
+class WriterPreferringElsewhere(WriterPreferring):
+    """The same, its read_try made at another creation site (a Lock class of
+    its own, which no other test hands over)."""
+
+    @staticmethod
+    def make_read_try() -> Any:
+        return threading.Lock()
+
+
+def _timed_out_writer(rw: WriterPreferring) -> None:
+    """A writer times out on the resource (held here, as by a reader): the
+    cycle closes in its one call."""
+    rw.resource.acquire()
+    got: list[bool] = []
+    run_in_thread(lambda: got.append(rw.acquire_write(timeout=0.01)), "timed-out writer")
+    rw.resource.release()
+    assert got == [False] and rw.count == 0 and not rw.read_try.locked()
+
+
+def test_a_cycle_through_a_lock_handed_over_later_in_the_window_is_no_inversion(
+    order: list[deadlockwatch.Finding],
+) -> None:
+    """The cycle closes before any Lock made where read_try is made has been
+    seen handed over; a later hand-off (one writer takes read_try, another
+    releases it) in the same window (here, up to `check`; the end of a test
+    under pytest, `disable`, exit) shows that site makes hand-off Locks, as
+    lockdep's lock class: no inversion.  Controls: the same program whose
+    read_try is never handed over is reported at the end of the window; an
+    inversion through Locks held by ``with`` is reported at once."""
+    rw = WriterPreferring()
+    _timed_out_writer(rw)
+    # A later writer hands read_try over to another thread, which releases it.
+    other = WriterPreferring()
+    run_in_thread(lambda: other.acquire_write(), "first writer")
+    run_in_thread(other.release_write, "last writer")
+    assert other.read_try._handoff
+    assert not deadlockwatch.check()
+    assert reported_at_once() == []
+    # Control: read_try made elsewhere, never handed over: the same cycle is
+    # reported, when the window ends (not at once).
+    rw = WriterPreferringElsewhere()
+    _timed_out_writer(rw)
+    rw.acquire_write()
+    rw.release_write()  # taken and released by this thread: no hand-off
+    assert not rw.read_try._handoff
+    assert reported_at_once() == []
+    deadlockwatch.check()
+    (found,) = reported_at_once()
+    assert {r.key for r in found.resources} == {id(rw.count_lock), id(rw.read_try)}
+    assert found.single_thread
+    # Control: a cycle whose Locks are all held by ``with`` is reported at once.
+    a, b = threading.Lock(), threading.Lock()
+    run_in_thread(nested(a, b))
+    run_in_thread(nested(b, a))
+    assert len(reported_at_once()) == 2
+
+
+_WRITER_PROGRAM = """
+import sys, threading
+
+class W:
+    def __init__(self):
+        self.count = 0
+        self.count_lock = threading.Lock()
+        self.read_try = threading.Lock()
+        self.resource = threading.Lock()
+
+    def acquire_write(self, timeout=-1):
+        self.count_lock.acquire()
+        self.count += 1
+        if self.count == 1:
+            self.read_try.acquire()
+        self.count_lock.release()
+        if self.resource.acquire(timeout=timeout):
+            return True
+        self.count_lock.acquire()
+        self.count -= 1
+        if self.count == 0:
+            self.read_try.release()
+        self.count_lock.release()
+        return False
+
+    def release_write(self):
+        self.resource.release()
+        self.count_lock.acquire()
+        self.count -= 1
+        if self.count == 0:
+            self.read_try.release()
+        self.count_lock.release()
+
+def run(fn):
+    t = threading.Thread(target=fn, daemon=True)
+    t.start()
+    t.join(10)
+
+rw = W()
+rw.resource.acquire()
+run(lambda: rw.acquire_write(timeout=0.01))
+rw.resource.release()
+if sys.argv[1] == "hand-off":
+    other = W()
+    run(other.acquire_write)
+    run(other.release_write)
+print("finished")
+"""
+
+
+@pytest.mark.parametrize("hand_off", [True, False])
+def test_a_pending_inversion_is_settled_at_exit(tmp_path: Path, hand_off: bool) -> None:
+    """Without pytest, the window is the run: the writer's cycle is dropped
+    when a Lock made at read_try's site is handed over later in the run
+    (never printed), and reported at exit when none is (the control)."""
+    report = tmp_path / "r.jsonl"
+    env = {"DEADLOCKWATCH": "1", "DEADLOCKWATCH_REPORT": str(report)}
+    r = run_python(_WRITER_PROGRAM, env=env, args=["hand-off" if hand_off else "none"])
+    assert r.returncode == 0 and r.stdout.strip() == "finished", r.stderr
+    if hand_off:
+        assert r.stderr == "" and not report.exists()
+    else:
+        assert r.stderr.count("POTENTIAL DEADLOCK: lock-order inversion") == 1
+        (line,) = report.read_text().splitlines()
+        assert json.loads(line)["kind"] == "lock-order-inversion"
+
+
+def test_pytest_charges_a_pending_inversion_to_its_test(pytester: pytest.Pytester) -> None:
+    """Under pytest the window is the test: the writer's cycle, with no
+    hand-off, fails the test it closed in (not a later one); with a hand-off
+    later in the same test it passes."""
+    pytester.makepyfile(
+        "import subprocess, sys, threading\n"
+        + "PROGRAM = "
+        + repr(_WRITER_PROGRAM)
+        + "\n"
+        + """
+def _main(mode):
+    code = PROGRAM.replace("sys.argv[1]", repr(mode)).replace('print("finished")', "")
+    exec(compile(code, "writer.py", "exec"), {"__name__": "writer"})
+
+def test_no_hand_off():
+    _main("none")
+
+def test_hand_off():
+    _main("hand-off")
+
+def test_after():
+    pass
+"""
+    )
+    result = pytester.runpytest_subprocess("--deadlockwatch", "-p", "no:cacheprovider", timeout=60)
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*deadlockwatch lock-order-inversion*", "*FAILED*test_no_hand_off*"]
+    )
+
+
+class WriterPreferringTicked(WriterPreferring):
+    """The same, its read_try made at a creation site of its own."""
+
+    @staticmethod
+    def make_read_try() -> Any:
+        return threading.Lock()
+
+
+def test_a_pending_inversion_is_reported_by_a_watcher_tick_past_its_bound(
+    order: list[deadlockwatch.Finding], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A program that never ends its window (no pytest, no check(), no exit
+    yet) still gets a pending inversion: a watcher tick reports it once it
+    is PENDING_BOUND old, and not before."""
+    from deadlockwatch._watch import watcher as _watcher
+
+    deadlockwatch.enable(interval=0.05)
+    monkeypatch.setattr(_watcher, "PENDING_BOUND", 1.0)
+    idle = threading.Event()
+    waiter = threading.Thread(target=idle.wait, args=(BOUND,), daemon=True)
+    waiter.start()  # a tracked wait: the watcher runs and ticks
+    try:
+        rw = WriterPreferringTicked()
+        _timed_out_writer(rw)
+        assert ORDER.pending and reported_at_once() == []
+        deadline = time.monotonic() + BOUND
+        while not reported_at_once() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (found,) = reported_at_once()
+        assert {r.key for r in found.resources} == {id(rw.count_lock), id(rw.read_try)}
+        assert time.time() - found.time >= 0.9  # reported past the bound, not at once
+        assert not ORDER.pending
+    finally:
+        idle.set()
+        waiter.join(BOUND)
