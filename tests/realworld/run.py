@@ -74,15 +74,34 @@ def prepare(p: dict[str, Any], work: Path, python: str) -> tuple[Path, Path]:
     found = [f for f in sdists.glob("*.tar.gz") if _is(f.name, name, version)]
     if not found:
         try:
-            sh([python, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-                f"{name}=={version}", "-d", str(sdists)], stderr=subprocess.PIPE)
+            sh(
+                [
+                    python,
+                    "-m",
+                    "pip",
+                    "download",
+                    "-q",
+                    "--no-deps",
+                    "--no-binary",
+                    ":all:",
+                    f"{name}=={version}",
+                    "-d",
+                    str(sdists),
+                ],
+                stderr=subprocess.PIPE,
+            )
         except subprocess.CalledProcessError as exc:
-            raise SetupError(EXIT_NO_SDIST, f"cannot fetch the pinned sdist {name}=={version} "
-                             f"(pip download: {_tail(exc)})") from None
+            raise SetupError(
+                EXIT_NO_SDIST,
+                f"cannot fetch the pinned sdist {name}=={version} (pip download: {_tail(exc)})",
+            ) from None
         found = [f for f in sdists.glob("*.tar.gz") if _is(f.name, name, version)]
         if not found:
-            raise SetupError(EXIT_NO_SDIST, f"cannot fetch the pinned sdist {name}=={version} "
-                             f"(pip download gave no {name}-{version}.tar.gz in {sdists})")
+            raise SetupError(
+                EXIT_NO_SDIST,
+                f"cannot fetch the pinned sdist {name}=={version} "
+                f"(pip download gave no {name}-{version}.tar.gz in {sdists})",
+            )
     src = work / "src" / f"{name}-{version}"
     if not src.exists():
         with tarfile.open(found[0]) as tar:
@@ -101,15 +120,30 @@ def prepare(p: dict[str, Any], work: Path, python: str) -> tuple[Path, Path]:
         if not stamp.exists():
             shutil.rmtree(venv, ignore_errors=True)
             sh([python, "-m", "venv", str(venv)], stderr=subprocess.PIPE)
-            sh([str(py), "-m", "pip", "install", "-q", str(src), *p["deps"], str(REPO)],
-               stderr=subprocess.PIPE)
+            sh(
+                [str(py), "-m", "pip", "install", "-q", str(src), *p["deps"], str(REPO)],
+                stderr=subprocess.PIPE,
+            )
             stamp.write_text("ok")
         else:
-            sh([str(py), "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", str(REPO)],
-               stderr=subprocess.PIPE)
+            sh(
+                [
+                    str(py),
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "--force-reinstall",
+                    "--no-deps",
+                    str(REPO),
+                ],
+                stderr=subprocess.PIPE,
+            )
     except subprocess.CalledProcessError as exc:
-        raise SetupError(EXIT_NO_VENV, f"cannot make the environment of {name}=={version} "
-                         f"in {venv} ({_tail(exc)})") from None
+        raise SetupError(
+            EXIT_NO_VENV,
+            f"cannot make the environment of {name}=={version} in {venv} ({_tail(exc)})",
+        ) from None
     return src, py
 
 
@@ -132,8 +166,10 @@ def outcomes(junit: Path, true_findings: list[str] | None = None) -> dict[str, s
             if child.tag in ("failure", "error", "skipped"):
                 state = {"failure": "failed"}.get(child.tag, child.tag)
                 text = (child.get("message") or "") + (child.text or "")
-                if state == "failed" and "deadlockwatch: " in text and any(
-                    marker in text for marker in true_findings or ()
+                if (
+                    state == "failed"
+                    and "deadlockwatch: " in text
+                    and any(marker in text for marker in true_findings or ())
                 ):
                     state = "true-finding"
         if rank[state] >= rank[out.get(key, "passed")]:
@@ -155,8 +191,20 @@ def run(p: dict[str, Any], src: Path, py: Path, mode: str, work: Path) -> dict[s
         f.unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEADLOCKWATCH")}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    cmd = [str(py), "-m", "pytest", "-p", "no:cacheprovider", "-q", "-o", "addopts=",
-           f"--junitxml={junit}", "-o", "junit_family=xunit1", *p["args"]]
+    cmd = [
+        str(py),
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-o",
+        "addopts=",
+        f"--junitxml={junit}",
+        "-o",
+        "junit_family=xunit1",
+        *p["args"],
+    ]
     if mode != "plain":
         env["DEADLOCKWATCH_REPORT"] = str(report)
     if mode == "plugin":
@@ -166,8 +214,9 @@ def run(p: dict[str, Any], src: Path, py: Path, mode: str, work: Path) -> dict[s
     start = time.monotonic()
     hung = False
     with open(work / f"log-{tag}.txt", "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=src, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=src, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             rc = proc.wait(timeout=p["timeout"])
         except subprocess.TimeoutExpired:
@@ -178,9 +227,13 @@ def run(p: dict[str, Any], src: Path, py: Path, mode: str, work: Path) -> dict[s
     findings = []
     if report.exists():
         findings = [json.loads(line) for line in report.read_text().splitlines() if line.strip()]
-    return {"rc": rc, "hung": hung, "time": took,
-            "outcomes": outcomes(junit, p.get("true_findings")),
-            "findings": findings}
+    return {
+        "rc": rc,
+        "hung": hung,
+        "time": took,
+        "outcomes": outcomes(junit, p.get("true_findings")),
+        "findings": findings,
+    }
 
 
 def counts(res: dict[str, Any]) -> str:
@@ -212,8 +265,10 @@ def unexpected(p: dict[str, Any], res: dict[str, Any]) -> list[dict[str, Any]]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--work", default=os.environ.get("DEADLOCKWATCH_REALWORLD_DIR",
-                                                     "/tmp/deadlockwatch-realworld"))
+    ap.add_argument(
+        "--work",
+        default=os.environ.get("DEADLOCKWATCH_REALWORLD_DIR", "/tmp/deadlockwatch-realworld"),
+    )
     ap.add_argument("--only", default="", help="comma-separated project names")
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--python", default=sys.executable, help="the CPython to make venvs with")
@@ -235,8 +290,10 @@ def main() -> int:
         results: dict[str, dict[str, Any]] = {}
         for mode in modes:
             res = run(p, src, py, mode, work)
-            if mode != "plain" and "plain" in results and (
-                res["hung"] or not same(results["plain"]["outcomes"], res["outcomes"])
+            if (
+                mode != "plain"
+                and "plain" in results
+                and (res["hung"] or not same(results["plain"]["outcomes"], res["outcomes"]))
             ):
                 plain_out = results["plain"]["outcomes"]
                 diff = sorted(
@@ -250,8 +307,11 @@ def main() -> int:
                 again["repeated"] = res
                 res = again
             results[mode] = res
-            print(f"{p['name']} {HEADERS[mode]}: {counts(res)} in {res['time']:.1f}s, "
-                  f"findings: {finding_text(p, res)}", flush=True)
+            print(
+                f"{p['name']} {HEADERS[mode]}: {counts(res)} in {res['time']:.1f}s, "
+                f"findings: {finding_text(p, res)}",
+                flush=True,
+            )
         rows.append((p, results))
         plain = results.get("plain")
         for mode, res in results.items():
