@@ -64,6 +64,9 @@ learn_order: Callable[[Any, Any, ThreadRecord], None] | None = None
 #: (``Condition.notify``'s ``_is_owned``) while holding other locks too, or
 #: ``lock._dw_watched`` is set (set by the detector with `learn_order`).
 on_probe: Callable[[Any], None] | None = None
+#: ``on_semaphore(sem, waits)``: an untimed blocking ``acquire()`` (``waits``)
+#: or a ``release()`` of a Semaphore used as a signal (set with `on_probe`).
+on_semaphore: Callable[[Any, bool], None] | None = None
 #: Creation sites of Locks seen released by a thread other than their taker:
 #: the code there makes hand-off Locks (lockdep's lock class), so a cycle
 #: through any Lock made there is ignored (see `_order`), however early.
@@ -677,6 +680,9 @@ class _TrackedSemaphoreMixin:
         self._dw_created = creation_site()
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        hook = on_semaphore
+        if hook is not None and self._dw_signal and blocking is True and timeout is None:
+            hook(self, True)  # a wait on a signal, even when a unit is free
         if blocking is True:
             # A free unit: the original takes it at once, whatever the
             # timeout.  Done here on the Condition's raw lock, not through
@@ -740,6 +746,9 @@ class _TrackedSemaphoreMixin:
         else:
             super().release(n)  # type: ignore[misc]
         if self._dw_signal:
+            hook = on_semaphore
+            if hook is not None:
+                hook(self, False)
             return  # a signal's units belong to nobody: nothing to take back
         try:
             rec = tls.rec
@@ -766,6 +775,9 @@ class _TrackedSemaphoreMixin:
                 remove_held(holder, self, count)
             units.clear()
             self._dw_sites.clear()
+            hook = on_semaphore
+            if hook is not None:
+                hook(self, False)  # its first signal
 
     def __repr__(self) -> str:
         # The shape of threading's own repr (3.11+), "...: value=N>" at the end.

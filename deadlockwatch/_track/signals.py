@@ -12,7 +12,8 @@ both go into the lock-order graph (`order`), where a signal is a node
   teaches ``L -> S`` (``waits``), whether it blocked or not: ``Event.wait()``
   on a set Event, ``wait_for`` whose predicate was already true, ``put()`` on
   a bounded Queue with room, ``get()``, ``join()``, ``Future.result()``,
-  ``Barrier.wait()``, ``Condition.wait()``;
+  ``Barrier.wait()``, ``Condition.wait()``, ``acquire()`` of a Semaphore
+  used as a signal;
 * a signal of S given by a call that needs L teaches ``S -> L``
   (``signals``).  The call needs L if it holds L when it signals, or took L
   earlier in the same invocation (the function that called ``set()``,
@@ -130,7 +131,8 @@ def _node(cond: Any, kind: str) -> SignalNode | None:
             except TypeError:  # not weakly referable
                 return None
             lock = getattr(cond, "_lock", None)
-            node = _nodes[key] = SignalNode(kind, getattr(lock, "_created", None), ref)
+            created = getattr(cond, "_dw_created", None) or getattr(lock, "_created", None)
+            node = _nodes[key] = SignalNode(kind, created, ref)
     return node
 
 
@@ -242,7 +244,7 @@ def waiting(cond: Any, kind: str, frame: FrameType | None) -> None:
     try:
         own = _own_lock(cond)
         # The signal's own lock is released by the wait: neither needed nor a gate.
-        held = [h for h in held if h is not own]
+        held = [h for h in held if h is not own and h is not cond]
         mine = [h for h in held if not held_as_token(h, frame)]
         if not mine:
             return
@@ -313,6 +315,16 @@ def _signalled_before(node: SignalNode, cond: Any, lock: Any, held: list[Any]) -
 
 
 # -- the signalling side ---------------------------------------------------------
+def on_semaphore(sem: Any, waits: bool) -> None:
+    """`primitives.on_semaphore`: a Semaphore used as a signal is waited on
+    (an untimed blocking ``acquire()``) or given (``release()``)."""
+    frame = _native.caller_frame(2)
+    if waits:
+        waiting(sem, "Semaphore", frame)
+    else:
+        signalled(sem, frame)
+
+
 def on_probe(lock: Any) -> None:
     """``lock``'s holder probed it (`primitives.on_probe`) while holding other
     locks, or the lock is watched: if ``Condition.notify`` did, a signal."""
@@ -346,7 +358,9 @@ def signalled(cond: Any, frame: FrameType | None) -> None:
                 return
             taker, site = id(user), (user.f_code, user.f_lasti)
         code, offset = site
-        held = [] if rec.wait is not None else [h for h in rec.held if h is not own]
+        held = (
+            [] if rec.wait is not None else [h for h in rec.held if h is not own and h is not cond]
+        )
         # (rec.wait: given from a signal handler run inside one of this
         # thread's waits: what the thread holds is the interrupted code's.)
         node = _known(cond)
@@ -398,6 +412,9 @@ def _taken_before(
 
 def _kind_of(cond: Any, frame: FrameType | None) -> str:
     """What ``cond`` belongs to, from the frames that notify it."""
+    own_type = getattr(cond, "_dw_type", None)
+    if own_type is not None:
+        return str(own_type)  # a Semaphore used as a signal
     f = frame
     for _ in range(4):
         if f is None:

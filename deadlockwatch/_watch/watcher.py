@@ -170,6 +170,7 @@ class _Detector:
         _primitives.learn_order = self.learn_order if config.lock_order else None
         _signals.report = self._learned
         _primitives.on_probe = _signals.on_probe if config.lock_order else None
+        _primitives.on_semaphore = _signals.on_semaphore if config.lock_order else None
         _patch.learn_signals(config.lock_order)
         if self.enabled:
             return
@@ -226,6 +227,7 @@ class _Detector:
         _primitives.self_wait_hook[:] = []
         _primitives.learn_order = None
         _primitives.on_probe = None
+        _primitives.on_semaphore = None
         _state.on_green = None
         _state.watch_thread_ends(False)
         self._stop_watcher()

@@ -382,3 +382,28 @@ def test_in_pytest_it_fails_its_test_like_an_inversion(pytester: pytest.Pytester
     )
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*deadlockwatch: 1 wait-under-lock*"])
+
+
+def semaphore_as_a_signal(release_under_the_lock: bool) -> None:
+    lock = threading.Lock()
+    ready = threading.Semaphore(0)  # a signal: released by threads that hold none
+
+    def releaser() -> None:
+        if release_under_the_lock:
+            with lock:
+                ready.release()
+        else:
+            ready.release()
+
+    in_thread(releaser, "releaser")
+    with lock:
+        assert ready.acquire()  # a unit is there: nothing blocks
+
+
+def test_a_semaphore_used_as_a_signal(found: list[deadlockwatch.Finding]) -> None:
+    start = len(DETECTOR.findings)
+    semaphore_as_a_signal(release_under_the_lock=False)
+    assert new(start) == []
+    semaphore_as_a_signal(release_under_the_lock=True)  # control: the releaser needs it
+    (f,) = new(start)
+    assert {r.type for r in f.resources} == {"Lock", "Semaphore"}
