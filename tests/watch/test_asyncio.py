@@ -688,3 +688,53 @@ def test_an_abba_under_asyncio_timeout_is_a_timed_cycle(tmp_path: Path) -> None:
     assert [f["kind"] for f in findings] == ["timed-cycle"], findings
     (record,) = findings
     assert record["cause"].endswith("; a timeout will break the cycle"), record
+
+
+LOOP_METHODS_COUNTED = """
+        import threading
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            home = threading.get_ident()
+            foreign = []
+            for name in ("is_closed", "is_running", "time"):
+                original = getattr(loop, name)
+                def counted(*a, _original=original, _name=name):
+                    if threading.get_ident() != home:
+                        foreign.append(_name)
+                    return _original(*a)
+                setattr(loop, name, counted)
+            ev = asyncio.Event()
+            lock = asyncio.Lock()
+            async def waiter():
+                async with lock:
+                    await ev.wait()
+            task = asyncio.create_task(waiter(), name="waiter")
+            deadline = time.monotonic() + 10
+            while TICKS[0] < 3 and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            if not RESCUE:
+                t = threading.Thread(target=loop.is_closed)
+                t.start()
+                t.join(5)
+            ev.set()
+            await task
+            print(json.dumps({"ticks": TICKS[0], "foreign": foreign}), flush=True)
+
+        asyncio.run(main())
+"""
+
+
+def test_the_watcher_calls_no_method_of_the_applications_loop(tmp_path: Path) -> None:
+    """janus's test_closed_loop_non_failing patches ``loop.is_closed`` and
+    counts its calls: the watcher reads a loop's state (``_closed``,
+    ``_thread_id``, the clock) without calling the loop.  While a task waits
+    and the watcher makes its passes, no call of ``is_closed``, ``is_running``
+    or ``time`` comes from a thread other than the loop's.  The control
+    (``RESCUE=0``): a call made from another thread on purpose is counted,
+    so the counting can see one."""
+    result, _ = _run(tmp_path, LOOP_METHODS_COUNTED, rescue=True)
+    assert result["ticks"] >= 3, result
+    assert result["foreign"] == [], result
+    control, _ = _run(tmp_path, LOOP_METHODS_COUNTED, rescue=False)
+    assert control["foreign"] == ["is_closed"], control
