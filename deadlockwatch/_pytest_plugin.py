@@ -395,8 +395,9 @@ def _live_threads() -> dict[int, int]:
 def _guard(func: Callable[..., Any], findings: collections.deque[Any]) -> Callable[..., Any]:
     """``func`` (an async test) run under the guard: on an asyncio loop, a
     callback every `GUARD_POLL` seconds breaks a deadlock among the loop's
-    tasks found by the watcher (`_break`).  The test runs in its own task,
-    as without the guard; on another loop (trio) it just runs."""
+    tasks found by the watcher (`deadlockwatch._track.aio.break_deadlock`).
+    The test runs in its own task, as without the guard; on another loop
+    (trio) it just runs."""
 
     @functools.wraps(func)
     async def guarded(*args: Any, **kwargs: Any) -> Any:
@@ -408,6 +409,8 @@ def _guard(func: Callable[..., Any], findings: collections.deque[Any]) -> Callab
             loop = me = None
         if asyncio is None or loop is None or me is None:
             return await func(*args, **kwargs)
+        from deadlockwatch._track.aio import break_deadlock
+
         seen: set[int] = set()
         handle: list[Any] = [None]
         broken_at: list[float] = []
@@ -419,7 +422,7 @@ def _guard(func: Callable[..., Any], findings: collections.deque[Any]) -> Callab
                 if id(finding) not in seen:
                     seen.add(id(finding))
                     if finding.kind == "deadlock":
-                        _break(asyncio, loop, finding)
+                        break_deadlock(asyncio, loop, finding)
                         broken_at.append(loop.time())
             if broken_at and loop.time() - broken_at[0] > GUARD_GRACE:
                 me.cancel("deadlockwatch: the deadlocked test did not unwind")
@@ -434,28 +437,6 @@ def _guard(func: Callable[..., Any], findings: collections.deque[Any]) -> Callab
             handle[0].cancel()
 
     return guarded
-
-
-def _break(asyncio: Any, loop: Any, finding: Any) -> None:
-    """In the loop's thread: give each task of ``finding``'s cycle that runs
-    on ``loop`` and is suspended on a plain future (a Lock's, an Event's, a
-    queue's waiter, a gather) `DeadlockError` there, so it unwinds.  A task
-    awaiting a task is left alone: it wakes when that one ends.  A cycle of
-    tasks awaiting tasks only cannot be broken (CPython's ``Task.cancel``
-    recurses around such a cycle without end): the loop is stopped, which
-    fails the test."""
-    from deadlockwatch._errors import DeadlockError
-
-    cycle = {step.thread for step in finding.cycle}
-    mine = [t for t in list(asyncio.all_tasks(loop)) if id(t) in cycle and not t.done()]
-    hit = False
-    for task in mine:
-        fut = getattr(task, "_fut_waiter", None)
-        if fut is not None and not isinstance(fut, asyncio.Task) and not fut.done():
-            fut.set_exception(DeadlockError(finding))
-            hit = True
-    if mine and not hit:
-        loop.stop()
 
 
 def _has_markers(item: pytest.Item) -> bool:
