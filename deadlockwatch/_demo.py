@@ -393,7 +393,7 @@ def asyncio_abba() -> list[str]:
             # (no timeout on the loop: a wait_for would make it a timed cycle).
             for finding in found:
                 if finding.kind == "deadlock":
-                    break_deadlock(asyncio, loop, finding)
+                    break_deadlock(asyncio, loop, finding, DeadlockError(finding))
             found.clear()
             if loop.time() > give_up:
                 loop.stop()

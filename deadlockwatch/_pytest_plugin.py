@@ -409,6 +409,7 @@ def _guard(func: Callable[..., Any], findings: collections.deque[Any]) -> Callab
             loop = me = None
         if asyncio is None or loop is None or me is None:
             return await func(*args, **kwargs)
+        from deadlockwatch._errors import DeadlockError
         from deadlockwatch._track.aio import break_deadlock
 
         seen: set[int] = set()
@@ -422,7 +423,7 @@ def _guard(func: Callable[..., Any], findings: collections.deque[Any]) -> Callab
                 if id(finding) not in seen:
                     seen.add(id(finding))
                     if finding.kind == "deadlock":
-                        break_deadlock(asyncio, loop, finding)
+                        break_deadlock(asyncio, loop, finding, DeadlockError(finding))
                         broken_at.append(loop.time())
             if broken_at and loop.time() - broken_at[0] > GUARD_GRACE:
                 me.cancel("deadlockwatch: the deadlocked test did not unwind")
