@@ -154,7 +154,7 @@ def test_without_the_flag_there_is_no_guard(pytester: pytest.Pytester) -> None:
         @pytest.mark.asyncio
         async def test_abba():
             a, b = asyncio.Lock(), asyncio.Lock()
-            with pytest.raises(TimeoutError):
+            with pytest.raises(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.gather(one(a, b), one(b, a)), 1.5)
         """
     )
