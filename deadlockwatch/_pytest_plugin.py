@@ -419,16 +419,21 @@ def _guard(func: Callable[..., Any], findings: collections.deque[Any]) -> Callab
         def poll() -> None:
             if me.done():
                 return
-            for finding in list(findings):
-                if id(finding) not in seen:
-                    seen.add(id(finding))
-                    if finding.kind == "deadlock":
-                        break_deadlock(asyncio, loop, finding, DeadlockError(finding))
-                        broken_at.append(loop.time())
-            if broken_at and loop.time() - broken_at[0] > GUARD_GRACE:
-                me.cancel("deadlockwatch: the deadlocked test did not unwind")
-                broken_at.clear()
-            handle[0] = loop.call_later(GUARD_POLL, poll)
+            try:
+                for finding in list(findings):
+                    if id(finding) not in seen:
+                        seen.add(id(finding))
+                        if finding.kind == "deadlock":
+                            broken_at.append(loop.time())
+                            break_deadlock(asyncio, loop, finding, DeadlockError(finding))
+                if broken_at and loop.time() - broken_at[0] > GUARD_GRACE:
+                    broken_at.clear()
+                    try:
+                        me.cancel("deadlockwatch: the deadlocked test did not unwind")
+                    except RecursionError:  # it awaits a cycle of tasks
+                        loop.stop()
+            finally:
+                handle[0] = loop.call_later(GUARD_POLL, poll)
 
         poll._dw_own = True  # type: ignore[attr-defined]
         handle[0] = loop.call_later(GUARD_POLL, poll)

@@ -160,3 +160,44 @@ def test_without_the_flag_there_is_no_guard(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=60)
     result.assert_outcomes(passed=1)
+
+
+def test_a_test_that_does_not_unwind_is_cancelled_after_a_grace(
+    pytester: pytest.Pytester,
+) -> None:
+    """Tasks that catch DeadlockError and wait on for good: the guard cancels
+    the test's task 5 s later (GUARD_GRACE), so the session still goes on."""
+    pytester.makepyfile(
+        """
+        import asyncio
+        import pytest
+        from deadlockwatch import DeadlockError
+
+        @pytest.mark.asyncio
+        async def test_catches_and_hangs():
+            a, b = asyncio.Lock(), asyncio.Lock()
+            async def one(x, y):
+                try:
+                    async with x:
+                        await asyncio.sleep(0.05)
+                        async with y:
+                            pass
+                except DeadlockError:
+                    await asyncio.Event().wait()  # never unwinds
+            await asyncio.gather(one(a, b), one(b, a))
+
+        def test_next():
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--deadlockwatch", "-p", "no:cacheprovider", "-v", timeout=120
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_catches_and_hangs FAILED*",
+            "*test_next PASSED*",
+            "*CancelledError: deadlockwatch: the deadlocked test did not unwind*",
+        ]
+    )
