@@ -183,6 +183,35 @@ def semaphore_pool(uses: int, threads: int = 4, slots: int = 2) -> None:
         raise RuntimeError("semaphore workload: uses lost")
 
 
+def asyncio_ping_pong(rounds: int) -> None:
+    """Two asyncio tasks pass a number back and forth ``rounds`` times over two
+    ``asyncio.Queue(maxsize=1)`` (each get suspends), taking an asyncio.Lock
+    each turn; the event loop is made and closed inside (``asyncio.run``).
+    asyncio is imported here, so the other workloads' processes never do."""
+    import asyncio
+
+    async def player(inbox: Any, outbox: Any, lock: Any, serve: bool) -> int:
+        if serve:
+            await outbox.put(0)
+        n = 0
+        for _ in range(rounds):
+            n = await inbox.get()
+            async with lock:
+                await asyncio.sleep(0)
+            await outbox.put(n + 1)
+        return int(n)
+
+    async def main() -> int:
+        lock = asyncio.Lock()
+        ping: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+        pong: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+        a, b = await asyncio.gather(player(pong, ping, lock, True), player(ping, pong, lock, False))
+        return max(a, b)
+
+    if asyncio.run(main()) != 2 * rounds - 1:
+        raise RuntimeError("asyncio workload: turns lost")
+
+
 def _timed(work: Callable[[], None], on: bool, findings: list[int]) -> Callable[[], float]:
     def run() -> float:
         if not on:
@@ -202,7 +231,7 @@ def _timed(work: Callable[[], None], on: bool, findings: list[int]) -> Callable[
     return run
 
 
-WORKLOADS = ("executor", "queue", "logging", "ping-pong", "event", "semaphore")
+WORKLOADS = ("executor", "queue", "logging", "ping-pong", "event", "semaphore", "asyncio")
 
 
 def _workload(name: str, quick: bool) -> tuple[str, Callable[[], None]]:
@@ -212,6 +241,11 @@ def _workload(name: str, quick: bool) -> tuple[str, Callable[[], None]]:
         return (
             f"Condition ping-pong: 2 threads, {rounds:,} turns each",
             lambda: condition_ping_pong(rounds),
+        )
+    if name == "asyncio":
+        return (
+            f"asyncio ping-pong: 2 tasks, {rounds:,} turns each (Queue(maxsize=1), Lock)",
+            lambda: asyncio_ping_pong(rounds),
         )
     if name == "event":
         return f"Event relay: a ring of 4 threads, {rounds:,} laps", lambda: event_relay(rounds)

@@ -2,6 +2,9 @@
 
 Each runs with ``on_deadlock="raise"``: the detector reports the deadlock and
 breaks it with DeadlockError in one thread, and the scenario ends cleanly.
+The asyncio one breaks its deadlock itself, in the loop's thread, once the
+watcher has reported it (as the pytest plugin does; the watcher runs no
+code on a loop).
 """
 
 from __future__ import annotations
@@ -360,6 +363,64 @@ def killed_holder() -> list[str]:
     return outcome
 
 
+def asyncio_abba() -> list[str]:
+    """Two asyncio tasks take two asyncio.Locks in opposite orders."""
+    import asyncio
+
+    from deadlockwatch._track.aio import break_deadlock
+    from deadlockwatch._watch.watcher import DETECTOR
+
+    outcome: list[str] = []
+    found: list[Any] = []
+
+    async def one(name: str, first: Any, second: Any) -> None:
+        try:
+            async with first:
+                await asyncio.sleep(0.05)  # both hold one
+                async with second:
+                    pass
+            outcome.append(f"{name}: finished")
+        except DeadlockError:
+            outcome.append(f"{name}: got DeadlockError, released its locks")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + _BOUND
+
+        def look() -> None:
+            # In the loop's thread, as the pytest plugin's guard does: the
+            # watcher reports, and this breaks the deadlock at the tasks' awaits
+            # (no timeout on the loop: a wait_for would make it a timed cycle).
+            for finding in found:
+                if finding.kind == "deadlock":
+                    break_deadlock(asyncio, loop, finding, DeadlockError(finding))
+            found.clear()
+            if loop.time() > give_up:
+                loop.stop()
+            handle[0] = loop.call_later(0.05, look)
+
+        look._dw_own = True  # type: ignore[attr-defined]  # gives no signal
+        handle = [loop.call_later(0.05, look)]
+        accounts, audit_log = asyncio.Lock(), asyncio.Lock()
+        tasks = [
+            asyncio.create_task(one("transfer", accounts, audit_log), name="transfer"),
+            asyncio.create_task(one("audit", audit_log, accounts), name="audit"),
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            handle[0].cancel()
+
+    DETECTOR.listeners.append(found.append)
+    try:
+        asyncio.run(main())
+    except RuntimeError as exc:  # the loop stopped: not broken in time
+        raise RuntimeError("the scenario did not recover from its deadlock") from exc
+    finally:
+        DETECTOR.listeners.remove(found.append)
+    return sorted(outcome)
+
+
 SCENARIOS: dict[str, Callable[[], list[str]]] = {
     "abba": abba,
     "philosophers": philosophers,
@@ -373,6 +434,7 @@ SCENARIOS: dict[str, Callable[[], list[str]]] = {
     "died-holding-lock": died_holding_lock,
     "two-process-abba": two_process_abba,
     "killed-holder": killed_holder,
+    "asyncio-abba": asyncio_abba,
 }
 
 #: Scenarios whose every stuck thread must unwind (``raise-all``): breaking

@@ -9,6 +9,17 @@ test's threads end, later tests run and the session never hangs at exit.  A
 finding is charged to the test phase during which it was reported: that phase
 fails, with the report attached as a section of its own.
 
+An async test run on an asyncio loop (pytest-asyncio, anyio's asyncio backend)
+runs under a guard of the plugin's own (`_guard`), in the loop's thread: a
+callback it schedules on the test's loop every `GUARD_POLL` seconds looks at
+the findings the watcher has handed over, and for a deadlock among tasks of
+that loop gives each task of the cycle `DeadlockError` at its await (the
+future it is suspended on fails with it, so ``async with lock:`` unwinds;
+a cycle of tasks that only await each other cannot be broken, and the loop
+is stopped instead, which fails the test).  The watcher itself runs no code
+on the loop; the watcher does not count the guard's callback as one that
+could end a wait.
+
 Without the flag, the ini key or a marker the plugin does nothing: no patching,
 no thread, and no import beyond the option table.
 """
@@ -16,7 +27,10 @@ no thread, and no import beyond the option table.
 from __future__ import annotations
 
 import collections
-from collections.abc import Generator, Mapping
+import functools
+import inspect
+import sys
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 import pytest
@@ -45,6 +59,10 @@ _HISTORY_CHOICES = ("test", "session")
 #: pytest's defaults differ from a program's: break every deadlocked thread, and
 #: put the report in the test's report rather than on stderr.
 PYTEST_DEFAULTS: Mapping[str, object] = {"on_deadlock": "raise-all", "text": False}
+#: How often the guard of an async test looks for a deadlock among its tasks.
+GUARD_POLL = 0.1
+#: How long the guard lets a deadlocked test unwind before cancelling it.
+GUARD_GRACE = 5.0
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -310,6 +328,31 @@ class _Plugin:
                 + "\n(see the 'deadlockwatch' section below for threads, locks and stacks)"
             )
 
+    @pytest.hookimpl(hookwrapper=True, tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        func: Any = getattr(item, "obj", None)
+        guard = (
+            (self.session_enabled or self.per_test)
+            and "asyncio" in sys.modules
+            and inspect.iscoroutinefunction(func)
+        )
+        if not guard:
+            yield
+            return
+        from deadlockwatch._watch.watcher import DETECTOR
+
+        if not DETECTOR.enabled:
+            yield
+            return
+        from deadlockwatch._track import state
+
+        state.internal_file(__file__)  # the guard's frame is not the test's
+        item.obj = _guard(func, self.queue)  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            item.obj = func  # type: ignore[attr-defined]
+
     @staticmethod
     def _sweep(item: pytest.Item) -> None:
         """The test is over: threads it started that are still blocked are
@@ -347,6 +390,59 @@ def _live_threads() -> dict[int, int]:
     import threading
 
     return {id(t): t.ident for t in threading.enumerate() if t.ident is not None}
+
+
+def _guard(func: Callable[..., Any], findings: collections.deque[Any]) -> Callable[..., Any]:
+    """``func`` (an async test) run under the guard: on an asyncio loop, a
+    callback every `GUARD_POLL` seconds breaks a deadlock among the loop's
+    tasks found by the watcher (`deadlockwatch._track.aio.break_deadlock`).
+    The test runs in its own task, as without the guard; on another loop
+    (trio) it just runs."""
+
+    @functools.wraps(func)
+    async def guarded(*args: Any, **kwargs: Any) -> Any:
+        asyncio = sys.modules.get("asyncio")
+        try:
+            loop = asyncio.get_running_loop() if asyncio is not None else None
+            me = asyncio.current_task() if asyncio is not None else None
+        except RuntimeError:
+            loop = me = None
+        if asyncio is None or loop is None or me is None:
+            return await func(*args, **kwargs)
+        from deadlockwatch._errors import DeadlockError
+        from deadlockwatch._track.aio import break_deadlock
+
+        seen: set[int] = set()
+        handle: list[Any] = [None]
+        broken_at: list[float] = []
+
+        def poll() -> None:
+            if me.done():
+                return
+            try:
+                for finding in list(findings):
+                    if id(finding) not in seen:
+                        seen.add(id(finding))
+                        if finding.kind == "deadlock":
+                            broken_at.append(loop.time())
+                            break_deadlock(asyncio, loop, finding, DeadlockError(finding))
+                if broken_at and loop.time() - broken_at[0] > GUARD_GRACE:
+                    broken_at.clear()
+                    try:
+                        me.cancel("deadlockwatch: the deadlocked test did not unwind")
+                    except RecursionError:  # it awaits a cycle of tasks
+                        loop.stop()
+            finally:
+                handle[0] = loop.call_later(GUARD_POLL, poll)
+
+        poll._dw_own = True  # type: ignore[attr-defined]
+        handle[0] = loop.call_later(GUARD_POLL, poll)
+        try:
+            return await func(*args, **kwargs)
+        finally:
+            handle[0].cancel()
+
+    return guarded
 
 
 def _has_markers(item: pytest.Item) -> bool:

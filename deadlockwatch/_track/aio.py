@@ -135,6 +135,27 @@ def _fast_current_task(tasks: Any) -> Callable[[], Any]:
     return current_task
 
 
+def break_deadlock(asyncio: Any, loop: Any, finding: Any, error: BaseException) -> None:
+    """In the loop's thread (by the pytest plugin's guard of an async test, or
+    the demo; never by the watcher): give each task of ``finding``'s cycle that runs
+    on ``loop`` and is suspended on a plain future (a Lock's, an Event's, a
+    queue's waiter, a gather) ``error`` (a `DeadlockError`) there, so it unwinds.  A task
+    awaiting a task is left alone: it wakes when that one ends.  A cycle of
+    tasks awaiting tasks only cannot be broken (CPython's ``Task.cancel``
+    recurses around such a cycle without end): the loop is stopped, which
+    fails the test."""
+    cycle = {step.thread for step in finding.cycle}
+    mine = [t for t in list(asyncio.all_tasks(loop)) if id(t) in cycle and not t.done()]
+    hit = False
+    for task in mine:
+        fut = getattr(task, "_fut_waiter", None)
+        if fut is not None and not isinstance(fut, asyncio.Task) and not fut.done():
+            fut.set_exception(error)
+            hit = True
+    if mine and not hit:
+        loop.stop()
+
+
 # -- the wrappers ------------------------------------------------------------------
 
 

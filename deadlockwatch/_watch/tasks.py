@@ -40,7 +40,8 @@ cancels the task or gather it awaits): never part of a deadlock, at most of
 a timed cycle.
 
 Not yet: the ``raise`` actions give tasks nothing (delivering an error into
-a task would mean running code on its loop); a loop whose thread is blocked
+a task would mean running code on its loop; under pytest the plugin's guard
+of an async test, in the loop's thread, does it); a loop whose thread is blocked
 in a threading primitive still counts its tasks as able to run.
 """
 
@@ -188,7 +189,9 @@ def _frames(task: Any) -> list[Any]:
 
 def await_chain(task: Any) -> tuple[Frame, ...]:
     """The task's await chain for a report, outermost first, without
-    deadlockwatch's (and asyncio's) frames at its innermost end."""
+    deadlockwatch's (and asyncio's) frames at its innermost end, nor
+    deadlockwatch's at its outermost (the pytest plugin's guard of an async
+    test)."""
     import linecache
 
     out = []
@@ -205,6 +208,8 @@ def await_chain(task: Any) -> tuple[Frame, ...]:
         )
     while out and out[-1].file in _state.INTERNAL_FILES:
         out.pop()
+    while out and out[0].file in _state.INTERNAL_FILES:
+        del out[0]
     return tuple(out)
 
 
@@ -270,8 +275,8 @@ def _rescues(loop: Any, runnable: Iterable[str]) -> tuple[list[str], bool]:
     and whether the loop could be read at all."""
     out = [f"task {n!r}, which can run" for n in runnable]
     try:
-        ready = [h for h in list(loop._ready) if not getattr(h, "_cancelled", False)]
-        timers = [h for h in list(loop._scheduled) if not getattr(h, "_cancelled", False)]
+        ready = [h for h in list(loop._ready) if _live(h)]
+        timers = [h for h in list(loop._scheduled) if _live(h)]
     except Exception:
         return out, False
     if ready:
@@ -291,6 +296,14 @@ def _rescues(loop: Any, runnable: Iterable[str]) -> tuple[list[str], bool]:
     if handlers:
         out.append(f"{len(handlers)} signal handler(s) of the loop (add_signal_handler)")
     return out, True
+
+
+def _live(handle: Any) -> bool:
+    """A callback that may still run and is not deadlockwatch's own (the
+    pytest plugin's guard of an async test, which gives no signal)."""
+    if getattr(handle, "_cancelled", False):
+        return False
+    return not getattr(getattr(handle, "_callback", None), "_dw_own", False)
 
 
 def _key(obj: Any, op: str = "") -> int:

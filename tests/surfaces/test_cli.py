@@ -389,6 +389,7 @@ DEMO_MARKS = {
     "died-holding-lock": "is held by thread 'loader', which exited",
     "two-process-abba": "in auditor (pid ",
     "killed-holder": "(loader-process), which exited",
+    "asyncio-abba": "'audit' waits for asyncio.Lock(",
 }
 
 

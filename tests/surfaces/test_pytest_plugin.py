@@ -361,7 +361,8 @@ def test_environment_start_up_leaves_a_warnings_as_errors_session_alone(
     pytester.makeini("[pytest]\nfilterwarnings = error\n")
     pytester.makepyfile(test_one="def test_one():\n    assert True\n")
     monkeypatch.setenv("DEADLOCKWATCH", "1")
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=60)
+    # pytest-asyncio (in the test extra) warns of its own unset ini option.
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:asyncio", timeout=60)
     result.assert_outcomes(passed=1)
     result.stdout.no_fnmatch_line("*PytestAssertRewriteWarning*")
     result.stderr.no_fnmatch_line("*PytestAssertRewriteWarning*")
