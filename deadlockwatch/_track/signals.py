@@ -259,7 +259,7 @@ def waiting(cond: Any, kind: str, frame: FrameType | None) -> None:
             new = tuple(weakref.ref(h) for h in mine if not any(h is k for k in known))
             if new:
                 node.waiters = tuple(r for r in node.waiters if r() is not None) + new
-        if own is not None and not own._dw_watched:
+        if getattr(own, "_dw_watched", True) is False:  # a tracked lock only
             own._dw_watched = True  # its signals now check the waiters' locks
         last = mine[-1]
         if id(node) not in last._dw_after:
