@@ -327,18 +327,21 @@ def on_semaphore(sem: Any, waits: bool) -> None:
 
 def on_probe(lock: Any) -> None:
     """``lock``'s holder probed it (`primitives.on_probe`) while holding other
-    locks, or the lock is watched: if ``Condition.notify`` did, a signal."""
-    frame = _native.caller_frame(1)
-    f = frame
-    for _ in range(4):
-        if f is None:
-            return
-        if f.f_code.co_name == "notify" and f.f_globals.get("__name__") == "threading":
-            cond = f.f_locals.get("self")
-            if cond is not None and getattr(cond, "_lock", None) is lock:
-                signalled(cond, f.f_back)
-            return
-        f = f.f_back
+    locks, or the lock is watched: if ``Condition.notify`` did, a signal.
+    Runs inside the application's ``notify()``: it never raises."""
+    try:
+        f = _native.caller_frame(1)
+        for _ in range(4):
+            if f is None:
+                return
+            if f.f_code.co_name == "notify" and f.f_globals.get("__name__") == "threading":
+                cond = f.f_locals.get("self")
+                if cond is not None and getattr(cond, "_lock", None) is lock:
+                    signalled(cond, f.f_back)
+                return
+            f = f.f_back
+    except Exception:  # never hurt the host
+        return
 
 
 def signalled(cond: Any, frame: FrameType | None) -> None:
