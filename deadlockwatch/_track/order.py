@@ -583,13 +583,33 @@ def _finding(graph: LockOrder, edges: list[_Edge]) -> Finding:
     by_key = resource_labels(resources)
     labels = [by_key[e.src] for e in edges]
     if any(e.relation != ORDER_THEN for e in edges):
-        return _signal_finding(edges, resources, order, labels, one)
+        kind = WAIT_UNDER_LOCK
+        cause, conditions = _through_a_signal(edges, labels, one)
+    else:
+        kind = LOCK_ORDER_INVERSION
+        cause, conditions = _lock_order(len(edges), len(threads), labels, one)
+    return Finding(
+        kind=kind,
+        cycle=(),
+        threads=(),
+        resources=resources,
+        conditions=conditions,
+        cause=cause,
+        order=order,
+        single_thread=one,
+        pid=os.getpid(),
+        time=time.time(),
+    )
+
+
+def _lock_order(n: int, threads: int, labels: list[str], one: bool) -> tuple[str, Conditions]:
+    """The cause and conditions of a plain lock-order inversion."""
     cause = (
-        f"{len(edges)} locks are taken in a cyclic order "
+        f"{n} locks are taken in a cyclic order "
         + (
             "(seen in one thread only; other threads running the same code can deadlock)"
             if one
-            else f"by {len(threads)} threads"
+            else f"by {threads} threads"
         )
         + ": "
         + " -> ".join([*labels, labels[0]])
@@ -604,29 +624,13 @@ def _finding(graph: LockOrder, edges: list[_Edge]) -> Finding:
             "in these orders deadlock",
         ),
     )
-    return Finding(
-        kind=LOCK_ORDER_INVERSION,
-        cycle=(),
-        threads=(),
-        resources=resources,
-        conditions=conditions,
-        cause=cause,
-        order=order,
-        single_thread=one,
-        pid=os.getpid(),
-        time=time.time(),
-    )
+    return cause, conditions
 
 
-def _signal_finding(
-    edges: list[_Edge],
-    resources: tuple[ResourceInfo, ...],
-    order: tuple[OrderEdge, ...],
-    labels: list[str],
-    one: bool,
-) -> Finding:
-    """A cycle through a signal (`signals`): a wait under a lock that the
-    signal's signaller needs, maybe through lock orders."""
+def _through_a_signal(edges: list[_Edge], labels: list[str], one: bool) -> tuple[str, Conditions]:
+    """The cause and conditions of a cycle through a signal (`signals`): a
+    wait under a lock that the signal's signaller needs, maybe through lock
+    orders."""
     by_key = dict(zip((e.src for e in edges), labels, strict=True))
     waits = [f"{by_key[e.dst]} under {by_key[e.src]}" for e in edges if e.relation == ORDER_WAITS]
     cause = (
@@ -647,18 +651,7 @@ def _signal_finding(
             "blocks on the lock and the waiter waits forever",
         ),
     )
-    return Finding(
-        kind=WAIT_UNDER_LOCK,
-        cycle=(),
-        threads=(),
-        resources=resources,
-        conditions=conditions,
-        cause=cause,
-        order=order,
-        single_thread=one,
-        pid=os.getpid(),
-        time=time.time(),
-    )
+    return cause, conditions
 
 
 def _write(text: str) -> None:

@@ -66,7 +66,6 @@ class ThreadRecord:
         "poll",
         "probe",
         "serial",
-        "signals",
         "wait",
     )
 
@@ -94,10 +93,6 @@ class ThreadRecord:
         #: Its last timed wait that timed out: (what, where, polling since,
         #: when it timed out), to tell a thread polling in a loop.
         self.poll: tuple[int, Any, float, float] | None = None
-        #: Its last signals given while lock order is on (`signals`): (id of
-        #: the Condition, id of the signalling frame, its code, its offset);
-        #: made at its first signal, and kept by `signals` after it exits.
-        self.signals: list[tuple[int, int, CodeType, int]] | None = None
 
     def __repr__(self) -> str:
         return f"<ThreadRecord {self.name!r} ident={self.ident}>"
