@@ -1002,3 +1002,43 @@ def test_a_pending_inversion_is_reported_by_a_watcher_tick_past_its_bound(
     finally:
         idle.set()
         waiter.join(BOUND)
+
+
+class _Account:
+    """A mutex behind a context manager of the application's own: its Lock
+    is taken by ``__enter__`` and released by ``__exit__``, a later call of
+    the same thread, made from the same frame of the caller."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> _Account:
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def _transfer(first: _Account, second: _Account) -> Callable[[], None]:
+    def run() -> None:
+        with first, second:
+            pass
+
+    return run
+
+
+@pytest.mark.usefixtures("order")
+def test_a_mutex_taken_in_enter_and_released_in_exit_is_ordered() -> None:
+    """The classic transfer ABBA through accounts that lock themselves in
+    ``__enter__``: each Lock is left held across the return of the call that
+    took it and released by a later call, as a readers-writer's group lock is,
+    yet it is a mutex, and the inversion is a true one.  A rule that took
+    "released by a later call of the taker's thread" for a hand-off would
+    lose it."""
+    a, b = _Account(), _Account()
+    run_in_thread(_transfer(a, b), "a->b")
+    assert inversions() == []  # one order alone: control for the next step
+    run_in_thread(_transfer(b, a), "b->a")
+    (found,) = inversions()
+    assert {r.key for r in found.resources} == {id(a._lock), id(b._lock)}
