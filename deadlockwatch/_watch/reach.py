@@ -36,6 +36,7 @@ from types import FrameType
 from typing import Any
 
 from deadlockwatch._track import state as _state
+from deadlockwatch._track.primitives import PURE_LOCK, PURE_RLOCK, TrackedLock, TrackedRLock
 from deadlockwatch._watch import liveness as _liveness
 
 MAX_LEVELS = 12
@@ -90,14 +91,17 @@ def _thread_objects() -> dict[int, Any]:
     return out
 
 
+_TRACKED_LOCKS = (TrackedLock, TrackedRLock, PURE_LOCK, PURE_RLOCK)
+
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def _ours(obj: Any) -> bool:
-    """deadlockwatch's own bookkeeping (views, records): not a way for the
-    application to reach anything."""
+    """deadlockwatch's own bookkeeping (views, records) and its tracked Lock
+    and RLock (which name ``_thread`` as their module, as the raw ones do):
+    not a way for the application to reach anything."""
     module = getattr(type(obj), "__module__", "") or ""
-    return module.startswith("deadlockwatch")
+    return module.startswith("deadlockwatch") or isinstance(obj, _TRACKED_LOCKS)
 
 
 def _key_of(container: Any, child_ids: set[int]) -> str | None:

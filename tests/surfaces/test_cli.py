@@ -102,7 +102,7 @@ def test_script_runs_as_main_with_its_argv_path_and_the_detector_on(tmp_path: Pa
     assert os.path.realpath(seen["path0"]) == os.path.realpath(tmp_path / "app")
     assert seen["helper"] == 42
     assert seen["enabled"] is True
-    assert seen["lock"] == "deadlockwatch._track.primitives.TrackedLock"
+    assert seen["lock"] == "_thread.TrackedLock"
     assert seen["env"] == "1"
 
 

@@ -1528,3 +1528,25 @@ def test_semaphore_release_wakes_a_blocked_acquire_itself(kind: str, tracked: in
     t.join(BOUND)
     assert not t.is_alive()
     sem.release()
+
+
+def test_tracked_lock_classes_name_the_module_of_the_raw_ones() -> None:
+    """trio's entry queue asserts ``self.lock.__class__.__module__ == "_thread"``
+    of the RLock it makes, to be sure it has the C lock; with the detector on
+    (anyio's trio test runner under ``pytest --deadlockwatch``) that assertion
+    failed inside trio, and the test runner's queue was never fed.  The
+    tracked classes name ``_thread``, as the raw ones do; their own names and
+    reprs still say what they are."""
+    from deadlockwatch._track.primitives import PURE_LOCK, PURE_RLOCK
+
+    deadlockwatch.enable()
+    try:
+        made = [threading.Lock(), threading.RLock()]
+    finally:
+        deadlockwatch.disable()
+    assert [type(x) for x in made] == [TrackedLock, TrackedRLock]  # tracked at all
+    raw = [ORIG_LOCK(), ORIG_RLOCK()]
+    for tracked, original in zip([*made, PURE_LOCK(), PURE_RLOCK()], raw + raw, strict=True):
+        assert type(tracked).__module__ == type(original).__module__ == "_thread"
+        assert type(tracked).__name__.startswith("Tracked")
+        assert "deadlockwatch.Tracked" in repr(tracked)
