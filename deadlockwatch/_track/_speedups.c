@@ -43,6 +43,7 @@ static PyObject *g_site_of;         /* _state.site_at((code, lasti)) -> Site */
 static PyObject *s_rec, *s_held, *s_learn_order, *s_dw_after, *s_acquire, *s_no_orders, *s_is_owned;
 static PyObject *s_on_probe;
 static PyObject *s_py_acquire, *s_py_release, *s_py_enter, *s_release, *s_key;
+static PyObject *s_release_save, *s_py_acquire_restore;
 static PyObject *false_args; /* (False,) */
 
 typedef struct {
@@ -1072,8 +1073,92 @@ rlock_is_owned(Core *self, PyObject *unused)
     return owned;
 }
 
+/* The Condition protocol (every wait on a Condition over an RLock): what
+ * _RLockMethods._release_save and _acquire_restore do, in C for the common
+ * case; anything else goes to _py_release_save / _py_acquire_restore. */
+static PyObject *
+rlock_release_save(Core *self, PyObject *unused)
+{
+    if (self->raw == NULL) {
+        no_field(self, "_raw");
+        return NULL;
+    }
+    PyObject *owner = self->owner;
+    if (owner != NULL) {
+        /* The bookkeeping first, as in Python: a thread taking the lock at
+         * once is not overwritten. */
+        PyObject *me, *held;
+        if (current_rec(0, &me, &held) < 0)
+            return NULL;
+        Py_INCREF(owner);
+        self->count = 0;
+        clear_owner(self);
+        int rc;
+        if (owner == me) {
+            Py_INCREF(held);
+            rc = drop_held(self, owner, held);
+            Py_DECREF(held);
+        }
+        else {
+            PyObject *args[2] = {owner, (PyObject *)self};
+            PyObject *r = PyObject_Vectorcall(g_remove_held, args, 2, NULL);
+            rc = r == NULL ? -1 : 0;
+            Py_XDECREF(r);
+        }
+        Py_DECREF(owner);
+        if (rc < 0)
+            return NULL;
+    }
+    return PyObject_CallMethodNoArgs(self->raw, s_release_save);
+}
+
+/* (count, owner) as _release_save returns it: what _plain_rlock_state accepts. */
+static Py_ssize_t
+plain_state_count(PyObject *state)
+{
+    if (!PyTuple_CheckExact(state) || PyTuple_GET_SIZE(state) != 2)
+        return 0;
+    PyObject *count = PyTuple_GET_ITEM(state, 0), *owner = PyTuple_GET_ITEM(state, 1);
+    if (!PyLong_CheckExact(count) || !PyLong_CheckExact(owner))
+        return 0;
+    int overflow;
+    long long n = PyLong_AsLongLongAndOverflow(count, &overflow);
+    if (overflow || n < 1 || n >= (1LL << 62) || n > PY_SSIZE_T_MAX)
+        return 0;
+    long long o = PyLong_AsLongLongAndOverflow(owner, &overflow);
+    if (overflow || o < 0)
+        return 0;
+    return (Py_ssize_t)n;
+}
+
+static PyObject *
+rlock_acquire_restore(Core *self, PyObject *state)
+{
+    Py_ssize_t count = plain_state_count(state);
+    if (count > 0 && self->direct && Py_TYPE(self->raw) == g_direct_rlock_type) {
+        RawRLockLayout *raw = (RawRLockLayout *)self->raw;
+        PyObject *rec, *held;
+        if (current_rec(1, &rec, &held) < 0)
+            return NULL;
+        /* Free, as after a wait: take it with its count, owned by the
+         * calling thread (as _py_acquire_restore leaves it). */
+        if (raw->rlock_count == 0 && PyThread_acquire_lock_timed(raw->rlock_lock, 0, 0) == PY_LOCK_ACQUIRED) {
+            raw->rlock_owner = PyThread_get_thread_ident();
+            raw->rlock_count = (unsigned long)count;
+            if (taken(self, rec, held, 0, 0) < 0)
+                return NULL;
+            self->count = count;
+            Py_RETURN_NONE;
+        }
+    }
+    PyObject *args[1] = {state};
+    return fallback(self, s_py_acquire_restore, args, 1, NULL);
+}
+
 static PyMethodDef rlock_methods[] = {
     {"_is_owned", (PyCFunction)rlock_is_owned, METH_NOARGS, NULL},
+    {"_release_save", (PyCFunction)rlock_release_save, METH_NOARGS, NULL},
+    {"_acquire_restore", (PyCFunction)rlock_acquire_restore, METH_O, NULL},
     {"acquire", (PyCFunction)(void (*)(void))rlock_acquire, METH_FASTCALL | METH_KEYWORDS, NULL},
     {"__enter__", (PyCFunction)(void (*)(void))rlock_acquire, METH_FASTCALL | METH_KEYWORDS, NULL},
     {"release", (PyCFunction)rlock_release, METH_NOARGS, NULL},
@@ -1290,6 +1375,8 @@ PyInit__speedups(void)
     INTERN(s_py_acquire, "_py_acquire");
     INTERN(s_py_release, "_py_release");
     INTERN(s_py_enter, "_py_enter");
+    INTERN(s_release_save, "_release_save");
+    INTERN(s_py_acquire_restore, "_py_acquire_restore");
     INTERN(s_release, "release");
     INTERN(s_acquire, "acquire");
     INTERN(s_is_owned, "_is_owned");

@@ -467,7 +467,7 @@ class _RLockMethods:
             remove_held(owner, self)
         return self._raw._release_save()
 
-    def _acquire_restore(self, state: Any) -> None:
+    def _py_acquire_restore(self, state: Any) -> None:
         if not _plain_rlock_state(state):
             # The raw RLock's own argument checks and errors, on a fresh probe.
             probe: Any = _RawRLock()
@@ -573,6 +573,7 @@ class _PyRLockCore(_RLockMethods):
     acquire = _RLockMethods._py_acquire
     __enter__ = _RLockMethods._py_acquire
     release = _RLockMethods._py_release
+    _acquire_restore = _RLockMethods._py_acquire_restore
 
     def __exit__(self, *exc: object) -> None:
         self.release()
