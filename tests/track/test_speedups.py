@@ -539,3 +539,33 @@ def test_an_acquire_set_by_hand_is_called_not_bypassed() -> None:
         with replaced:
             raw: Any = replaced._raw
             assert raw.locked() if kind is _primitives.TrackedLock else raw._is_owned()
+
+
+def test_a_condition_wait_gives_back_the_rlock_as_it_was(kinds: tuple[Any, Any]) -> None:
+    """Condition's protocol on a tracked RLock (``_release_save`` and
+    ``_acquire_restore``, in C on the C path): released at every level while
+    waiting, then taken back by the waiter with its count, held once, its
+    site the waiting line."""
+    _, rlock_kind = kinds
+    me = _state.current_record()
+    before = list(me.held)
+    r = rlock_kind()
+    cond = threading.Condition(r)
+    seen: list[Any] = []
+
+    def other() -> None:
+        with cond:  # only possible while the waiter is inside wait()
+            seen.append((r._owner, r._count, r._raw._is_owned()))
+            cond.notify()
+
+    with r, r:
+        t = threading.Thread(target=other, daemon=True)
+        t.start()
+        line = _line() + 1
+        assert cond.wait(BOUND) is True
+        assert r._owner is me and r._count == 2 and me.held.count(r) == 1
+        assert r._raw._is_owned() and "count=2" in repr(r._raw)
+        assert _site_line(r) == line
+    t.join(BOUND)
+    assert len(seen) == 1 and seen[0][1] == 1 and seen[0][0] is not me and seen[0][2]
+    assert me.held == before and r._owner is None and not r._raw._is_owned()
