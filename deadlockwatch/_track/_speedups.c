@@ -43,6 +43,7 @@ static PyObject *g_site_of;         /* _state.site_at((code, lasti)) -> Site */
 static PyObject *s_rec, *s_held, *s_learn_order, *s_dw_after, *s_acquire, *s_no_orders, *s_is_owned;
 static PyObject *s_on_probe;
 static PyObject *s_py_acquire, *s_py_release, *s_py_enter, *s_release, *s_key;
+static PyObject *s_release_save, *s_py_acquire_restore;
 static PyObject *false_args; /* (False,) */
 
 typedef struct {
@@ -69,8 +70,41 @@ typedef struct {
     char signalled;     /* Lock: its holder probed it (Condition.notify), this take */
     char prev_signalled; /* ... in the take before */
     char watched;       /* signals.py wants every probe of it (a signal with waiters) */
+    char direct;        /* raw is of the checked raw type and acq its own acquire:
+                         * a non-blocking take goes to its OS lock directly */
     PyObject *weakreflist;
 } Core;
+
+/* ---- the raw locks, taken without their argument parsing -----------------
+ *
+ * raw.acquire(False) costs more than all the tracking around it: on 3.10 to
+ * 3.12 the raw lock's acquire parses its arguments with
+ * PyArg_ParseTupleAndKeywords (about 300 instructions of 540, for a
+ * non-blocking try that takes 60).  The uncontended take below does what
+ * the raw acquire does for blocking=False, on the same fields, and the raw
+ * release releases as always.  The layouts are _thread's own (the same from
+ * 3.10 to 3.13); configure() checks them on live locks (size, and the
+ * fields as the raw methods leave them) and turns this off if they differ.
+ */
+typedef struct {
+    PyObject_HEAD
+    PyThread_type_lock lock_lock;
+    PyObject *in_weakreflist;
+    char locked;
+} RawLockLayout;
+
+typedef struct {
+    PyObject_HEAD
+    PyThread_type_lock rlock_lock;
+    unsigned long rlock_owner;
+    unsigned long rlock_count;
+    PyObject *in_weakreflist;
+} RawRLockLayout;
+
+/* The raw types whose layout configure() checked, or NULL (call the raw
+ * methods, as before). */
+static PyTypeObject *g_direct_lock_type;
+static PyTypeObject *g_direct_rlock_type;
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -212,12 +246,66 @@ try_acquire(Core *self)
         no_field(self, "_acq");
         return -1;
     }
+    if (self->direct) {
+        PyTypeObject *tp = Py_TYPE(self->raw);
+        if (tp == g_direct_lock_type) {
+            /* The raw Lock's acquire(False): a try, and its "locked" flag. */
+            RawLockLayout *raw = (RawLockLayout *)self->raw;
+            if (PyThread_acquire_lock_timed(raw->lock_lock, 0, 0) != PY_LOCK_ACQUIRED)
+                return 0;
+            raw->locked = 1;
+            return 1;
+        }
+        if (tp == g_direct_rlock_type) {
+            /* The raw RLock's acquire(False): re-entry by its owner, or a try. */
+            RawRLockLayout *raw = (RawRLockLayout *)self->raw;
+            unsigned long tid = PyThread_get_thread_ident();
+            if (raw->rlock_count > 0 && raw->rlock_owner == tid) {
+                unsigned long count = raw->rlock_count + 1;
+                if (count <= raw->rlock_count) {
+                    PyErr_SetString(PyExc_OverflowError, "Internal lock count overflowed");
+                    return -1;
+                }
+                raw->rlock_count = count;
+                return 1;
+            }
+            if (PyThread_acquire_lock_timed(raw->rlock_lock, 0, 0) != PY_LOCK_ACQUIRED)
+                return 0;
+            raw->rlock_owner = tid;
+            raw->rlock_count = 1;
+            return 1;
+        }
+    }
     PyObject *r = call_raw(self->acq, Py_False);
     if (r == NULL)
         return -1;
     int got = (r == Py_True) ? 1 : PyObject_IsTrue(r);
     Py_DECREF(r);
     return got;
+}
+
+/* The raw RLock re-entered by the thread that owns it (the tracked RLock
+ * says so): raw.acquire() without its argument parsing where that is safe. */
+static int
+reenter_raw(Core *self)
+{
+    if (self->direct && Py_TYPE(self->raw) == g_direct_rlock_type) {
+        RawRLockLayout *raw = (RawRLockLayout *)self->raw;
+        if (raw->rlock_count > 0 && raw->rlock_owner == PyThread_get_thread_ident()) {
+            unsigned long count = raw->rlock_count + 1;
+            if (count <= raw->rlock_count) {
+                PyErr_SetString(PyExc_OverflowError, "Internal lock count overflowed");
+                return -1;
+            }
+            raw->rlock_count = count;
+            return 0;
+        }
+    }
+    PyObject *r = PyObject_CallNoArgs(self->acq);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
 }
 
 /* The learned-order check of the Python path:
@@ -537,6 +625,32 @@ core_set_raw(Core *self, PyObject *value, void *closure)
     Py_XINCREF(value);
     Py_XSETREF(self->raw, value);
     Py_CLEAR(self->rel);
+    self->direct = 0;
+    return 0;
+}
+
+static PyObject *
+core_get_acq(Core *self, void *closure)
+{
+    if (self->acq == NULL) {
+        no_field(self, "_acq");
+        return NULL;
+    }
+    Py_INCREF(self->acq);
+    return self->acq;
+}
+
+/* Whoever sets _acq means their acquire to be called: no direct take. */
+static int
+core_set_acq(Core *self, PyObject *value, void *closure)
+{
+    if (value == NULL && self->acq == NULL) {
+        no_field(self, "_acq");
+        return -1;
+    }
+    Py_XINCREF(value);
+    Py_XSETREF(self->acq, value);
+    self->direct = 0;
     return 0;
 }
 
@@ -599,6 +713,7 @@ core_init(Core *self, PyObject *args, PyObject *kwds, PyObject *factory)
     Py_XSETREF(self->raw, raw);
     Py_XSETREF(self->acq, acq);
     Py_CLEAR(self->rel);
+    self->direct = Py_TYPE(raw) == g_direct_lock_type || Py_TYPE(raw) == g_direct_rlock_type;
     Py_XSETREF(self->dw_after, no_orders);
     clear_owner(self);
     Py_CLEAR(self->site_code);
@@ -702,6 +817,7 @@ lock_set_prev(Core *self, PyObject *value, void *closure)
 }
 
 #define CORE_GETSET \
+    {"_acq", (getter)core_get_acq, (setter)core_set_acq, "the untracked lock's acquire", NULL}, \
     {"_created", (getter)core_get_created, (setter)core_set_created, "creation Site or None", NULL}, \
     {"_raw", (getter)core_get_raw, (setter)core_set_raw, "the untracked lock", NULL}, \
     {"_site", (getter)core_get_site, (setter)core_set_site, "acquisition site: (code, lasti) or None", NULL}, \
@@ -720,7 +836,6 @@ static PyGetSetDef lock_getset[] = {
 };
 
 #define COMMON_MEMBERS \
-    {"_acq", T_OBJECT_EX, offsetof(Core, acq), 0, NULL}, \
     {"_dw_watched", T_BOOL, offsetof(Core, watched), 0, NULL}, \
     {"_dw_after", T_OBJECT_EX, offsetof(Core, dw_after), 0, NULL}, \
     {"__weaklistoffset__", T_PYSSIZET, offsetof(Core, weakreflist), READONLY, NULL}
@@ -892,10 +1007,8 @@ rlock_acquire(Core *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwn
             return NULL;
         if (self->owner == rec && self->acq != NULL) {
             /* Only this thread sets owner to its own record: re-entry. */
-            PyObject *r = PyObject_CallNoArgs(self->acq);
-            if (r == NULL)
+            if (reenter_raw(self) < 0)
                 return NULL;
-            Py_DECREF(r);
             self->count += 1;
             Py_RETURN_TRUE;
         }
@@ -960,8 +1073,92 @@ rlock_is_owned(Core *self, PyObject *unused)
     return owned;
 }
 
+/* The Condition protocol (every wait on a Condition over an RLock): what
+ * _RLockMethods._release_save and _acquire_restore do, in C for the common
+ * case; anything else goes to _py_release_save / _py_acquire_restore. */
+static PyObject *
+rlock_release_save(Core *self, PyObject *unused)
+{
+    if (self->raw == NULL) {
+        no_field(self, "_raw");
+        return NULL;
+    }
+    PyObject *owner = self->owner;
+    if (owner != NULL) {
+        /* The bookkeeping first, as in Python: a thread taking the lock at
+         * once is not overwritten. */
+        PyObject *me, *held;
+        if (current_rec(0, &me, &held) < 0)
+            return NULL;
+        Py_INCREF(owner);
+        self->count = 0;
+        clear_owner(self);
+        int rc;
+        if (owner == me) {
+            Py_INCREF(held);
+            rc = drop_held(self, owner, held);
+            Py_DECREF(held);
+        }
+        else {
+            PyObject *args[2] = {owner, (PyObject *)self};
+            PyObject *r = PyObject_Vectorcall(g_remove_held, args, 2, NULL);
+            rc = r == NULL ? -1 : 0;
+            Py_XDECREF(r);
+        }
+        Py_DECREF(owner);
+        if (rc < 0)
+            return NULL;
+    }
+    return PyObject_CallMethodNoArgs(self->raw, s_release_save);
+}
+
+/* (count, owner) as _release_save returns it: what _plain_rlock_state accepts. */
+static Py_ssize_t
+plain_state_count(PyObject *state)
+{
+    if (!PyTuple_CheckExact(state) || PyTuple_GET_SIZE(state) != 2)
+        return 0;
+    PyObject *count = PyTuple_GET_ITEM(state, 0), *owner = PyTuple_GET_ITEM(state, 1);
+    if (!PyLong_CheckExact(count) || !PyLong_CheckExact(owner))
+        return 0;
+    int overflow;
+    long long n = PyLong_AsLongLongAndOverflow(count, &overflow);
+    if (overflow || n < 1 || n >= (1LL << 62) || n > PY_SSIZE_T_MAX)
+        return 0;
+    long long o = PyLong_AsLongLongAndOverflow(owner, &overflow);
+    if (overflow || o < 0)
+        return 0;
+    return (Py_ssize_t)n;
+}
+
+static PyObject *
+rlock_acquire_restore(Core *self, PyObject *state)
+{
+    Py_ssize_t count = plain_state_count(state);
+    if (count > 0 && self->direct && Py_TYPE(self->raw) == g_direct_rlock_type) {
+        RawRLockLayout *raw = (RawRLockLayout *)self->raw;
+        PyObject *rec, *held;
+        if (current_rec(1, &rec, &held) < 0)
+            return NULL;
+        /* Free, as after a wait: take it with its count, owned by the
+         * calling thread (as _py_acquire_restore leaves it). */
+        if (raw->rlock_count == 0 && PyThread_acquire_lock_timed(raw->rlock_lock, 0, 0) == PY_LOCK_ACQUIRED) {
+            raw->rlock_owner = PyThread_get_thread_ident();
+            raw->rlock_count = (unsigned long)count;
+            if (taken(self, rec, held, 0, 0) < 0)
+                return NULL;
+            self->count = count;
+            Py_RETURN_NONE;
+        }
+    }
+    PyObject *args[1] = {state};
+    return fallback(self, s_py_acquire_restore, args, 1, NULL);
+}
+
 static PyMethodDef rlock_methods[] = {
     {"_is_owned", (PyCFunction)rlock_is_owned, METH_NOARGS, NULL},
+    {"_release_save", (PyCFunction)rlock_release_save, METH_NOARGS, NULL},
+    {"_acquire_restore", (PyCFunction)rlock_acquire_restore, METH_O, NULL},
     {"acquire", (PyCFunction)(void (*)(void))rlock_acquire, METH_FASTCALL | METH_KEYWORDS, NULL},
     {"__enter__", (PyCFunction)(void (*)(void))rlock_acquire, METH_FASTCALL | METH_KEYWORDS, NULL},
     {"release", (PyCFunction)rlock_release, METH_NOARGS, NULL},
@@ -990,6 +1187,76 @@ static PyType_Spec rlock_spec = {
 };
 
 /* ---- module ------------------------------------------------------------ */
+
+/* A method call on a raw lock for the layout checks: 1 if it returned
+ * `expect` (NULL: anything), else 0; never an error. */
+static int
+raw_call(PyObject *raw, const char *name, PyObject *arg, PyObject *expect)
+{
+    PyObject *r = arg != NULL ? PyObject_CallMethod(raw, name, "O", arg)
+                              : PyObject_CallMethod(raw, name, NULL);
+    int ok = r != NULL && (expect == NULL || r == expect);
+    Py_XDECREF(r);
+    PyErr_Clear();
+    return ok;
+}
+
+/* Whether locks made by factory have RawLockLayout and keep it the way the
+ * direct take does (checked on a fresh lock; it is left unlocked). */
+static int
+lock_layout_ok(PyObject *factory)
+{
+    PyObject *obj = PyObject_CallNoArgs(factory);
+    if (obj == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    PyTypeObject *tp = Py_TYPE(obj);
+    RawLockLayout *raw = (RawLockLayout *)obj;
+    int ok = strcmp(tp->tp_name, "_thread.lock") == 0 && tp->tp_basicsize == sizeof(RawLockLayout) &&
+             tp->tp_itemsize == 0 && raw->lock_lock != NULL && raw->locked == 0 &&
+             /* the raw methods and the fields agree */
+             raw_call(obj, "acquire", Py_False, Py_True) && raw->locked == 1 &&
+             PyThread_acquire_lock_timed(raw->lock_lock, 0, 0) == PY_LOCK_FAILURE &&
+             raw_call(obj, "release", NULL, NULL) && raw->locked == 0 &&
+             /* a direct take is a take for the raw methods */
+             PyThread_acquire_lock_timed(raw->lock_lock, 0, 0) == PY_LOCK_ACQUIRED &&
+             (raw->locked = 1) && raw_call(obj, "locked", NULL, Py_True) &&
+             raw_call(obj, "acquire", Py_False, Py_False) && raw_call(obj, "release", NULL, NULL) &&
+             raw->locked == 0 && raw_call(obj, "acquire", Py_False, Py_True) &&
+             raw_call(obj, "release", NULL, NULL);
+    Py_DECREF(obj);
+    return ok;
+}
+
+/* The same for RLocks made by factory (RawRLockLayout). */
+static int
+rlock_layout_ok(PyObject *factory)
+{
+    PyObject *obj = PyObject_CallNoArgs(factory);
+    if (obj == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    PyTypeObject *tp = Py_TYPE(obj);
+    RawRLockLayout *raw = (RawRLockLayout *)obj;
+    unsigned long tid = PyThread_get_thread_ident();
+    int ok = strcmp(tp->tp_name, "_thread.RLock") == 0 && tp->tp_basicsize == sizeof(RawRLockLayout) &&
+             tp->tp_itemsize == 0 && raw->rlock_lock != NULL && raw->rlock_count == 0 &&
+             raw_call(obj, "acquire", Py_False, Py_True) && raw->rlock_count == 1 && raw->rlock_owner == tid &&
+             raw_call(obj, "acquire", Py_False, Py_True) && raw->rlock_count == 2 &&
+             PyThread_acquire_lock_timed(raw->rlock_lock, 0, 0) == PY_LOCK_FAILURE &&
+             raw_call(obj, "release", NULL, NULL) && raw_call(obj, "release", NULL, NULL) &&
+             raw->rlock_count == 0 && !raw_call(obj, "release", NULL, NULL) &&
+             /* a direct take is a take for the raw methods */
+             PyThread_acquire_lock_timed(raw->rlock_lock, 0, 0) == PY_LOCK_ACQUIRED &&
+             (raw->rlock_owner = tid, raw->rlock_count = 1) && raw_call(obj, "_is_owned", NULL, Py_True) &&
+             raw_call(obj, "release", NULL, NULL) && raw->rlock_count == 0 &&
+             raw_call(obj, "_is_owned", NULL, Py_False) && raw_call(obj, "acquire", Py_False, Py_True) &&
+             raw_call(obj, "release", NULL, NULL);
+    Py_DECREF(obj);
+    return ok;
+}
 
 static PyObject *
 configure(PyObject *module, PyObject *args)
@@ -1026,7 +1293,33 @@ configure(PyObject *module, PyObject *args)
     Py_XSETREF(g_remove_held, remove_held);
     Py_INCREF(module_dict);
     Py_XSETREF(g_module_dict, module_dict);
+    /* Locks made from now on take their raw lock directly, if its layout is
+     * the one expected (see RawLockLayout); else through its methods. */
+    g_direct_lock_type = NULL;
+    g_direct_rlock_type = NULL;
+    if (lock_layout_ok(lock_factory)) {
+        PyObject *probe = PyObject_CallNoArgs(lock_factory);
+        if (probe == NULL)
+            return NULL;
+        g_direct_lock_type = Py_TYPE(probe); /* a static or module type: outlives us */
+        Py_DECREF(probe);
+    }
+    if (rlock_layout_ok(rlock_factory)) {
+        PyObject *probe = PyObject_CallNoArgs(rlock_factory);
+        if (probe == NULL)
+            return NULL;
+        g_direct_rlock_type = Py_TYPE(probe);
+        Py_DECREF(probe);
+    }
     Py_RETURN_NONE;
+}
+
+/* Whether Lock and RLock cores made now take their raw locks directly. */
+static PyObject *
+direct(PyObject *module, PyObject *unused)
+{
+    return Py_BuildValue("(OO)", g_direct_lock_type ? Py_True : Py_False,
+                         g_direct_rlock_type ? Py_True : Py_False);
 }
 
 /* The calling thread's record is gone (_state._thread_gone, run in the
@@ -1054,6 +1347,8 @@ forget(PyObject *module, PyObject *unused)
 
 static PyMethodDef module_methods[] = {
     {"forget", forget, METH_NOARGS, "forget(): the calling thread's record is gone"},
+    {"direct", direct, METH_NOARGS,
+     "direct() -> (bool, bool): Lock and RLock cores take their raw locks without calling them"},
     {"configure", configure, METH_VARARGS,
      "configure(tls, new_record, internal_files, remove_held, module_globals, lock_factory, "
      "rlock_factory, site_of)"},
@@ -1080,6 +1375,8 @@ PyInit__speedups(void)
     INTERN(s_py_acquire, "_py_acquire");
     INTERN(s_py_release, "_py_release");
     INTERN(s_py_enter, "_py_enter");
+    INTERN(s_release_save, "_release_save");
+    INTERN(s_py_acquire_restore, "_py_acquire_restore");
     INTERN(s_release, "release");
     INTERN(s_acquire, "acquire");
     INTERN(s_is_owned, "_is_owned");

@@ -467,7 +467,7 @@ class _RLockMethods:
             remove_held(owner, self)
         return self._raw._release_save()
 
-    def _acquire_restore(self, state: Any) -> None:
+    def _py_acquire_restore(self, state: Any) -> None:
         if not _plain_rlock_state(state):
             # The raw RLock's own argument checks and errors, on a fresh probe.
             probe: Any = _RawRLock()
@@ -573,6 +573,7 @@ class _PyRLockCore(_RLockMethods):
     acquire = _RLockMethods._py_acquire
     __enter__ = _RLockMethods._py_acquire
     release = _RLockMethods._py_release
+    _acquire_restore = _RLockMethods._py_acquire_restore
 
     def __exit__(self, *exc: object) -> None:
         self.release()
@@ -703,9 +704,15 @@ class _TrackedSemaphoreMixin:
                 if self._value != 0:
                     self._value -= 1
                     lock.release()
-                    self._taken(current_record(), 2)
+                    self._taken(2)
                     return True
                 lock.release()
+                if timeout == 0 and type(timeout) in (int, float):
+                    # No free unit and a zero timeout (ThreadPoolExecutor's
+                    # idle check): the original waits zero seconds and
+                    # answers False; a unit given meanwhile counts as given
+                    # after the check.
+                    return False
         orig_acquire = super().acquire  # type: ignore[misc]
         if (
             not blocking
@@ -729,18 +736,30 @@ class _TrackedSemaphoreMixin:
 
             got = wait_until(wait, attempt, timeout, lambda: _OrigSemaphore.release(self))
         if got:
-            self._taken(current_record(), 2)
+            self._taken(2)
         return got
 
     __enter__ = acquire
 
-    def _taken(self, rec: ThreadRecord, depth: int) -> None:
+    def _taken(self, depth: int) -> None:
+        """A unit taken by the calling thread, for the caller ``depth`` frames
+        out of this method (written out: it is the hot path)."""
         if self._dw_signal:
             return  # a signal's units belong to nobody (see release)
+        try:
+            rec = tls.rec
+        except AttributeError:
+            rec = _state.new_record()
         rec.held.append(self)
         units = self._dw_units
         units[rec] = units.get(rec, 0) + 1
-        self._dw_sites[rec] = _caller_site(depth)
+        try:
+            f: Any = _getframe(depth + 1)
+        except ValueError:  # a thread started from C on that method
+            f = None
+        if f is not None and f.f_code.co_filename in INTERNAL_FILES:
+            f = user_frame(f)
+        self._dw_sites[rec] = None if f is None else (f.f_code, f.f_lasti)
 
     def release(self, n: int = 1) -> None:
         if type(n) is int and n == 1:
@@ -766,14 +785,18 @@ class _TrackedSemaphoreMixin:
             rec = None
         units = self._dw_units
         mine = units.get(rec, 0) if rec is not None else 0
-        take = min(n, mine)
+        take = n if n < mine else mine
         if take and rec is not None:
             if take == mine:
                 units.pop(rec, None)
                 self._dw_sites.pop(rec, None)
             else:
                 units[rec] = mine - take
-            remove_held(rec, self, take)
+            held = rec.held
+            if mine == 1 and held and held[-1] is self:
+                held.pop()  # its only entry (one per unit held), the newest
+            else:
+                remove_held(rec, self, take)
         if n > take and not self._dw_signal:
             # A unit released by a thread that holds none: a signal.  From now
             # on its units belong to nobody, so stop counting them per thread:

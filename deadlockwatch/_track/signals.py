@@ -353,6 +353,14 @@ def signalled(cond: Any, frame: FrameType | None) -> None:
         return
     try:
         own = _own_lock(cond)
+        held = (
+            [] if rec.wait is not None else [h for h in rec.held if h is not own and h is not cond]
+        )
+        # (rec.wait: given from a signal handler run inside one of this
+        # thread's waits: what the thread holds is the interrupted code's.)
+        node = _known(cond)
+        if not held and (node is None or not node.waiters):
+            return  # nothing to learn (a worker's release of an idle Semaphore)
         taker = getattr(own, "_dw_taker", 0) if getattr(own, "_owner", None) is rec else 0
         site = getattr(own, "_site", None) if taker else None
         if site is None:
@@ -361,12 +369,6 @@ def signalled(cond: Any, frame: FrameType | None) -> None:
                 return
             taker, site = id(user), (user.f_code, user.f_lasti)
         code, offset = site
-        held = (
-            [] if rec.wait is not None else [h for h in rec.held if h is not own and h is not cond]
-        )
-        # (rec.wait: given from a signal handler run inside one of this
-        # thread's waits: what the thread holds is the interrupted code's.)
-        node = _known(cond)
         if held:
             if node is None:
                 node = _node(cond, _kind_of(cond, frame))

@@ -11,6 +11,7 @@ what the wait means is read from the caller's frames then (`meaning`).
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import threading
@@ -23,10 +24,14 @@ from deadlockwatch._track import signals as _signals
 from deadlockwatch._track import state as _state
 from deadlockwatch._track.meaning import meaning
 from deadlockwatch._track.state import (
+    INTERNAL_FILES,
     WaitRecord,
     current_record,
     frame_site,
     internal_file,
+    site_at,
+    tls,
+    user_frame,
     wait_until,
 )
 from deadlockwatch._track.views import ThreadView
@@ -41,6 +46,10 @@ for _name in ("queue.py", "concurrent/futures/_base.py", "concurrent/futures/thr
 
 #: True while enabled: the wrappers track; False: they call the original.
 active = False
+
+_TIMEOUT_MAX = _native.TIMEOUT_MAX
+_allocate_lock = _native.allocate_lock
+_getframe = _native.getframe
 
 
 def _timeout_arg(timeout: Any = None) -> Any:
@@ -86,26 +95,56 @@ def _owned(cond: Any) -> bool:
 def condition_wait(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    """``Condition.wait``, as threading's own, with the blocking part tracked."""
-    try:
-        timeout = _timeout_arg(*args, **kwargs)
-    except TypeError:
-        return wrapped(*args, **kwargs)  # the original's own message
-    if not active or not _usable(timeout) or instance is None or _green():
+    """``Condition.wait``, as threading's own, with the blocking part tracked.
+
+    Every wait that blocks comes here (every turn of a ping-pong): the
+    common case is written out, the checks in the order of the helpers they
+    stand for."""
+    if kwargs or len(args) > 1:
+        try:
+            timeout = _timeout_arg(*args, **kwargs)
+        except TypeError:
+            return wrapped(*args, **kwargs)  # the original's own message
+    else:
+        timeout = args[0] if args else None
+    if (
+        not active
+        or not (
+            timeout is None
+            or ((type(timeout) is float or type(timeout) is int) and 0 < timeout <= _TIMEOUT_MAX)
+            or _usable(timeout)
+        )
+        or instance is None
+        or (_thread.allocate_lock is not _allocate_lock and _green())
+    ):
         return wrapped(*args, **kwargs)
     if not _owned(instance):
         raise RuntimeError("cannot wait on un-acquired lock")
-    caller = _native.caller_frame(1)
+    try:
+        caller: Any = _getframe(1)
+    except ValueError:
+        caller = None
     if timeout is None and _signals.learning:
         _signals.waiting(instance, "Condition", caller)
-    waiter = _native.allocate_lock()
+    waiter = _allocate_lock()
     waiter.acquire()
     instance._waiters.append(waiter)
     saved_state = instance._release_save()
     gotit = False
     try:  # restore state no matter what (e.g., KeyboardInterrupt)
-        rec = current_record()
-        wait = WaitRecord(rec, meaning(instance, caller), timeout, frame_site(caller))
+        try:
+            rec = tls.rec
+        except AttributeError:
+            rec = _state.new_record()
+        site = caller
+        if site is not None and site.f_code.co_filename in INTERNAL_FILES:
+            site = user_frame(site)
+        wait = WaitRecord(
+            rec,
+            meaning(instance, caller),
+            timeout,
+            None if site is None else site_at((site.f_code, site.f_lasti)),
+        )
         wait.waiter = waiter
         gotit = wait_until(wait, lambda s: bool(waiter.acquire(True, s)), timeout, _noop)
         return gotit

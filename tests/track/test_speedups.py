@@ -443,3 +443,129 @@ def test_the_c_module_unconfigured_raises() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["deadlockwatch._track._speedups is not configured"] * 2
+
+
+def _speedups_or_skip() -> Any:
+    if not _primitives.ACCELERATED:
+        pytest.skip("the C hot path is not in use here")
+    from deadlockwatch._track import _speedups
+
+    return _speedups
+
+
+def test_the_c_path_takes_the_raw_locks_directly_on_every_supported_version() -> None:
+    """The uncontended take skips the raw acquire's argument parsing: the
+    raw Lock and RLock layouts checked at configure() are _thread's own on
+    3.10 to 3.13, so the direct take is on wherever the C path is."""
+    speedups = _speedups_or_skip()
+    assert speedups.direct() == (True, True)
+
+
+def test_a_direct_take_is_a_take_for_the_raw_lock() -> None:
+    """What the raw lock's own methods see after a direct take: locked, owned
+    (with the recursion count of an RLock), released by the raw release."""
+    _speedups_or_skip()
+    lock = _primitives.TrackedLock()
+    assert lock.acquire() is True
+    assert lock._raw.locked() and lock.locked()
+    assert lock.acquire(False) is False
+    assert lock._raw.acquire(False) is False
+    lock.release()
+    assert not lock._raw.locked()
+    with pytest.raises(RuntimeError, match="release unlocked lock"):
+        lock.release()
+    rlock = _primitives.TrackedRLock()
+    with rlock:
+        assert rlock.acquire() is True  # re-entry
+        assert rlock._raw._is_owned()
+        assert "count=2" in repr(rlock._raw)
+        rlock.release()
+        assert "count=1" in repr(rlock._raw)
+    assert not rlock._raw._is_owned()
+    assert "count=0" in repr(rlock._raw)
+    with pytest.raises(RuntimeError, match="cannot release un-acquired lock"):
+        rlock.release()
+
+
+def test_a_raw_lock_held_by_another_thread_is_not_taken_directly() -> None:
+    _speedups_or_skip()
+    lock, rlock = _primitives.TrackedLock(), _primitives.TrackedRLock()
+    taken, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock, rlock:
+            taken.set()
+            done.wait(BOUND)
+
+    t = start(hold)
+    try:
+        assert taken.wait(BOUND)
+        assert lock.acquire(False) is False
+        assert rlock.acquire(False) is False
+        assert lock.acquire(timeout=0.01) is False
+        assert rlock.acquire(timeout=0.01) is False
+    finally:
+        done.set()
+        t.join(BOUND)
+    assert lock.acquire(timeout=BOUND) and rlock.acquire(timeout=BOUND)
+    lock.release()
+    rlock.release()
+
+
+def test_an_acquire_set_by_hand_is_called_not_bypassed() -> None:
+    """Setting ``_acq`` (or ``_raw``) means that acquire is to be called: the
+    direct take is off for that lock."""
+    _speedups_or_skip()
+    for kind in (_primitives.TrackedLock, _primitives.TrackedRLock):
+        lock = kind()
+        calls: list[tuple[Any, ...]] = []
+        raw_acquire = lock._acq
+
+        def counting(*args: Any, _raw: Any = raw_acquire, calls: Any = calls) -> Any:
+            calls.append(args)
+            return _raw(*args)
+
+        lock._acq = counting
+        assert lock._acq is counting
+        with lock:
+            pass
+        assert calls == [(False,)]
+        del lock._acq
+        with pytest.raises(AttributeError):
+            del lock._acq
+        lock._acq = raw_acquire
+        replaced = kind()
+        replaced._raw = replaced._raw  # the same raw lock, set by hand
+        with replaced:
+            raw: Any = replaced._raw
+            assert raw.locked() if kind is _primitives.TrackedLock else raw._is_owned()
+
+
+def test_a_condition_wait_gives_back_the_rlock_as_it_was(kinds: tuple[Any, Any]) -> None:
+    """Condition's protocol on a tracked RLock (``_release_save`` and
+    ``_acquire_restore``, in C on the C path): released at every level while
+    waiting, then taken back by the waiter with its count, held once, its
+    site the waiting line."""
+    _, rlock_kind = kinds
+    me = _state.current_record()
+    before = list(me.held)
+    r = rlock_kind()
+    cond = threading.Condition(r)
+    seen: list[Any] = []
+
+    def other() -> None:
+        with cond:  # only possible while the waiter is inside wait()
+            seen.append((r._owner, r._count, r._raw._is_owned()))
+            cond.notify()
+
+    with r, r:
+        t = threading.Thread(target=other, daemon=True)
+        t.start()
+        line = _line() + 1
+        assert cond.wait(BOUND) is True
+        assert r._owner is me and r._count == 2 and me.held.count(r) == 1
+        assert r._raw._is_owned() and "count=2" in repr(r._raw)
+        assert _site_line(r) == line
+    t.join(BOUND)
+    assert len(seen) == 1 and seen[0][1] == 1 and seen[0][0] is not me and seen[0][2]
+    assert me.held == before and r._owner is None and not r._raw._is_owned()
