@@ -96,6 +96,8 @@ def step_text(f: Finding, step: CycleStep) -> str:
     also = f" (and {', '.join(others)})" if others else ""
     if r.kind == "join":
         return f"{me} joins {label}"
+    if r.kind == "loop":
+        return f"{me} cannot run: its event loop's thread {nxt} is blocked"
     if r.kind == "import":
         return f"{me} waits for the {label}, in progress in {nxt}"
     if (r.kind in ("future", "any", "all") and r.owner_bound) or r.parts:

@@ -324,7 +324,7 @@ _TARGETS: tuple[tuple[str, str, str, Callable[[Any], Any]], ...] = (
     ),
 )
 _RCT = "run_coroutine_threadsafe"
-_INTERNAL = ("locks", "queues", "tasks", "futures", "timeouts", "base_events")
+_INTERNAL = ("locks", "queues", "tasks", "futures", "timeouts", "base_events", "threads")
 
 
 def _ready(name: str) -> Any:

@@ -13,6 +13,7 @@ removed), must be reported.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -252,6 +253,154 @@ def test_bounded_queue_put_under_a_lock_the_consumer_needs(tmp_path: Path) -> No
     assert result["cause"].startswith("'producer' waits on asyncio.Queue(created prog.py:")
     assert "which 'consumer' needs before it could take an item from it" in result["cause"]
     assert result["elapsed"] < 1.5, result
+
+
+EXECUTOR_REENTERED = """
+    import concurrent.futures
+
+    ex = concurrent.futures.ThreadPoolExecutor(2 if RESCUE else 1, thread_name_prefix="one")
+
+    def blocking_io():
+        time.sleep(0.6)
+        return 1
+
+    async def inner():
+        loop = asyncio.get_running_loop()
+        if TO_THREAD:
+            return await asyncio.to_thread(blocking_io)
+        return await loop.run_in_executor(ex, blocking_io)
+
+    def sync_part(loop):
+        # In the executor's worker: back into the loop, and wait for it.
+        return asyncio.run_coroutine_threadsafe(inner(), loop).result()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        if TO_THREAD:
+            loop.set_default_executor(ex)
+        START[0] = time.monotonic()
+        if TO_THREAD:
+            got = await asyncio.to_thread(sync_part, loop)
+        else:
+            got = await loop.run_in_executor(ex, sync_part, loop)
+        assert got == 1
+        finished()
+
+    asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("to_thread", [False, True], ids=["run_in_executor", "to_thread"])
+def test_a_one_worker_executor_reentered_through_the_loop_is_reported(
+    tmp_path: Path, to_thread: bool
+) -> None:
+    """run_in_executor (or to_thread) -> run_coroutine_threadsafe ->
+    run_in_executor on a one-worker executor (django/asgiref #249): the
+    worker waits for a task that waits for a job queued behind the worker.
+    Negative: the same with a second worker, which runs the inner job."""
+    body = f"TO_THREAD = {to_thread}\n" + textwrap.dedent(EXECUTOR_REENTERED)
+    # The negative first: the report file is the test's, and grows.
+    result, findings = _run(tmp_path, body, rescue=True)
+    assert result.get("finished") and findings == [], (result, findings)
+    assert result["ticks"] >= 5, result
+    result, findings = _run(tmp_path, body, rescue=False)
+    assert result.get("kind") == "deadlock", result
+    assert result["cycle"] == ["one_0", "Task-2"], result
+    assert result["tasks"] == ["Task-1", "Task-2"], result
+    assert result["elapsed"] < 1.5, result
+    (record,) = findings
+    steps = {s["thread"]: s for s in record["cycle"]}
+    assert steps["one_0"]["held_by"] == "Task-2" and steps["Task-2"]["held_by"] == "one_0"
+    details = {d["name"]: d for d in record["thread_details"]}
+    assert details["Task-2"]["waits_for"]["at"]["function"] == "inner"
+    assert details["Task-1"]["waits_for"]["at"]["function"] == "main"  # behind the cycle
+    text = format_text(finding_from_json(record))
+    assert re.search(
+        r"'one_0' waits for Future\(created \S*prog.py:\d+\) "
+        r"\(running in a task\), run by 'Task-2'",
+        text,
+    ), text
+    assert re.search(
+        r"'Task-2' waits for Future\(created \S*prog.py:\d+\) "
+        r"\(pending in ThreadPoolExecutor 'one'\), queued behind 'one_0'",
+        text,
+    ), text
+
+
+LOOP_STOPPED = """
+    import threading
+
+    M = threading.Lock()
+
+    async def needs(L):
+        async with L:
+            return 42
+
+    async def holder(L, taken):
+        async with L:
+            taken.set()
+            await asyncio.sleep(0.1)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        L, taken, asked = asyncio.Lock(), asyncio.Event(), threading.Event()
+        got = []
+
+        def worker():
+            with M:
+                fut = asyncio.run_coroutine_threadsafe(needs(L), loop)
+                asked.set()
+                if RESCUE:
+                    time.sleep(0.6)  # busy a while, and lets go of M before it waits
+                else:
+                    fut.result()  # waits for the loop, holding M
+            got.append(fut.result())
+
+        h = asyncio.create_task(holder(L, taken), name="holder")
+        await taken.wait()
+        t = threading.Thread(target=worker, name="worker", daemon=True)
+        t.start()
+        await asyncio.to_thread(asked.wait)
+        while not L._waiters:  # the worker's coroutine awaits L
+            await asyncio.sleep(0.005)
+        START[0] = time.monotonic()
+        with M:  # no await: the loop's thread blocks, and with it 'holder'
+            pass
+        await h
+        await asyncio.to_thread(t.join)
+        assert got == [42]
+        finished()
+
+    asyncio.run(main())
+"""
+
+
+def test_a_task_stopped_by_its_loops_blocked_thread_is_in_the_cycle(tmp_path: Path) -> None:
+    """A task holds asyncio.Lock L; the loop's thread blocks on a threading
+    Lock held by a thread that waits (run_coroutine_threadsafe().result())
+    for a coroutine that needs L.  'holder' cannot release L: its loop's
+    thread is blocked.  Negative: the same, the thread letting go of the
+    threading Lock (after a while) before it waits."""
+    body = textwrap.dedent(LOOP_STOPPED)
+    # The negative first: the report file is the test's, and grows.
+    result, findings = _run(tmp_path, body, rescue=True)
+    assert result.get("finished") and findings == [], (result, findings)
+    assert result["ticks"] >= 5, result
+    result, findings = _run(tmp_path, body, rescue=False)
+    assert result.get("kind") == "deadlock", result
+    assert sorted(result["cycle"]) == ["MainThread", "Task-3", "holder", "worker"], result
+    assert result["elapsed"] < 1.5, result
+    (record,) = findings
+    text = format_text(finding_from_json(record))
+    assert "'holder' cannot run: its event loop's thread 'MainThread' is blocked" in text, text
+    assert re.search(
+        r"'worker' waits for Future\(created \S*prog.py:\d+\) "
+        r"\(running in a task\), run by 'Task-3'",
+        text,
+    ), text
+    assert re.search(
+        r"'Task-3' waits for asyncio.Lock\(created \S*prog.py:\d+\) held by 'holder'", text
+    ), text
 
 
 # Each: the tasks look stuck for a while (the watcher makes many passes),
