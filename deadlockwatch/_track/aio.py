@@ -156,6 +156,53 @@ def break_deadlock(asyncio: Any, loop: Any, finding: Any, error: BaseException) 
         loop.stop()
 
 
+#: The ops of the waits recorded by the wrappers (a Lock, Event, Condition,
+#: Semaphore, a queue's item or room): those a `DeadlockError` can end.
+#: Not the watcher's made-up ones ("await": a task or gather, "executor").
+INTERRUPTIBLE = ("", "get", "put")
+
+
+def interrupt(victims: list[tuple[AioWait, BaseException]]) -> None:
+    """The ``raise`` actions for tasks, called by the watcher once a deadlock is
+    confirmed: hand each loop one callback (``call_soon_threadsafe``) that
+    gives each victim still in that wait its error at its await
+    (`_interrupt`).  The only code deadlockwatch runs on an application's
+    loop outside the pytest guard, and only when asked to break a deadlock:
+    a thread's error is raised by deadlockwatch's wait wrapper in that
+    thread; a task's wait wrapper cannot wake by itself without a timer on
+    the loop at every wait, which would change what the loop schedules while
+    no deadlock exists."""
+    by_loop: dict[Any, list[tuple[AioWait, BaseException]]] = {}
+    for w, error in victims:
+        if w.op not in INTERRUPTIBLE:
+            continue
+        try:
+            by_loop.setdefault(w.task.get_loop(), []).append((w, error))
+        except Exception:
+            continue
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_interrupt, items)
+        except Exception:  # closed meanwhile: its tasks never run again
+            continue
+
+
+def _interrupt(items: list[tuple[AioWait, BaseException]]) -> None:
+    """In the loop's thread: each task still suspended in the same tracked wait
+    gets ``error`` from the future it awaits (the Lock's, Event's, queue's
+    waiter), so ``async with lock:`` unwinds as a thread's ``with`` does."""
+    for w, error in items:
+        task = w.task
+        if waiting.get(task) is not w:
+            continue  # woken meanwhile (another victim unwound first)
+        fut = getattr(task, "_fut_waiter", None)
+        if fut is not None and not fut.done():
+            fut.set_exception(error)
+
+
+_interrupt._dw_own = True  # type: ignore[attr-defined]
+
+
 # -- the wrappers ------------------------------------------------------------------
 
 

@@ -405,6 +405,90 @@ def test_a_task_stopped_by_its_loops_blocked_thread_is_in_the_cycle(tmp_path: Pa
     ), text
 
 
+RAISE_IN_TASKS = """
+    import threading
+
+    deadlockwatch.enable(
+        interval=0.02, threshold=0.05, on_deadlock=os.environ["ACTION"], report=os.environ["REPORT"]
+    )
+
+    async def one(a, b, timed):
+        try:
+            async with a:
+                await asyncio.sleep(0.05)
+                if timed:  # the rescue: a timeout (a timed cycle at most)
+                    try:
+                        await asyncio.wait_for(b.acquire(), 0.6)
+                    except asyncio.TimeoutError:
+                        return "timeout"
+                    b.release()
+                    return "done"
+                async with b:
+                    return "done"
+        except deadlockwatch.DeadlockError:
+            return "DeadlockError"
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        home = threading.get_ident()
+        foreign = []
+        original = loop.call_soon_threadsafe
+
+        def counted(callback, *args, **kwargs):
+            # What other threads (the watcher) hand the loop to run.
+            if threading.get_ident() != home:
+                foreign.append(getattr(callback, "__name__", "?"))
+            return original(callback, *args, **kwargs)
+
+        loop.call_soon_threadsafe = counted
+        a, b = asyncio.Lock(), asyncio.Lock()
+        got = await asyncio.gather(
+            asyncio.create_task(one(a, b, RESCUE), name="transfer"),
+            asyncio.create_task(one(b, a, False), name="audit"),
+        )
+        print(json.dumps({
+            "got": got, "foreign": foreign, "locked": [a.locked(), b.locked()], "ticks": TICKS[0]
+        }), flush=True)
+
+    asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("action", ["raise", "raise-all"])
+def test_raise_gives_tasks_of_the_cycle_deadlock_error_at_their_await(
+    tmp_path: Path, action: str
+) -> None:
+    """``on_deadlock="raise"`` outside pytest: a task of an asyncio.Lock ABBA
+    gets DeadlockError at its ``async with``, unwinds and releases its lock,
+    and the other task goes on (``raise-all``: both get it).  The watcher
+    hands the loop one callback for it (``call_soon_threadsafe``), and
+    nothing while no deadlock is confirmed: the negative, the same program
+    with one side's second acquire under a timeout, gets no error and no
+    callback (the control for the counting: the deadlock's callback is seen)."""
+    body = textwrap.dedent(RAISE_IN_TASKS)
+    out, findings = run_program(
+        tmp_path, PRELUDE + body, env={"ACTION": action, "RESCUE": "1"}, timeout=40
+    )
+    result = json.loads(out.splitlines()[-1])
+    assert result["got"] == ["timeout", "done"], result
+    assert result["foreign"] == [] and result["ticks"] >= 5, result
+    assert [f["kind"] for f in findings if f["kind"] != "timed-cycle"] == [], findings
+
+    out, findings = run_program(
+        tmp_path, PRELUDE + body, env={"ACTION": action, "RESCUE": "0"}, timeout=40
+    )
+    result = json.loads(out.splitlines()[-1])
+    expected = (
+        [["DeadlockError", "DeadlockError"]]
+        if action == "raise-all"
+        else [["DeadlockError", "done"], ["done", "DeadlockError"]]
+    )
+    assert result["got"] in expected, result
+    assert result["locked"] == [False, False], result
+    assert result["foreign"] == ["_interrupt"], result
+    assert [f["kind"] for f in findings if f["kind"] != "timed-cycle"] == ["deadlock"], findings
+
+
 # Each: the tasks look stuck for a while (the watcher makes many passes),
 # then the rescue comes; without it (the control) they are stuck for good.
 NOT_A_DEADLOCK = {
