@@ -138,20 +138,37 @@ def _fast_current_task(tasks: Any) -> Callable[[], Any]:
 def break_deadlock(asyncio: Any, loop: Any, finding: Any, error: BaseException) -> None:
     """In the loop's thread (by the pytest plugin's guard of an async test, or
     the demo; never by the watcher): give each task of ``finding``'s cycle that runs
-    on ``loop`` and is suspended on a plain future (a Lock's, an Event's, a
-    queue's waiter, a gather) ``error`` (a `DeadlockError`) there, so it unwinds.  A task
-    awaiting a task is left alone: it wakes when that one ends.  A cycle of
-    tasks awaiting tasks only cannot be broken (CPython's ``Task.cancel``
-    recurses around such a cycle without end): the loop is stopped, which
-    fails the test."""
+    on ``loop`` and is still suspended in the tracked wait the finding saw
+    (a Lock's, an Event's, a queue's waiter) ``error`` (a `DeadlockError`)
+    there, so it unwinds; one the watcher's `interrupt` reached first, or
+    that has moved on since, is left alone.  A task awaiting a task (or an
+    executor's job) is left alone: it wakes when that one ends.  A cycle
+    of such tasks only cannot be broken (CPython's ``Task.cancel``
+    recurses around a cycle of tasks without end): the loop is stopped,
+    which fails the test."""
     cycle = {step.thread for step in finding.cycle}
+    kinds = {r.key: r.kind for r in finding.resources}
+    # (token, resource key) of each task's wait: a token is the id() of a
+    # record that may be gone, its address reused by the task's next one.
+    tokens = {
+        t.key: (t.wait.token, t.wait.resource)
+        for t in finding.threads
+        if t.wait is not None and kinds.get(t.wait.resource) in ("lock", "signal")
+    }
     mine = [t for t in list(asyncio.all_tasks(loop)) if id(t) in cycle and not t.done()]
     hit = False
     for task in mine:
+        token = tokens.get(id(task))
+        if token is None:
+            continue
+        hit = True
+        w = waiting.get(task)
         fut = getattr(task, "_fut_waiter", None)
-        if fut is not None and not isinstance(fut, asyncio.Task) and not fut.done():
-            fut.set_exception(error)
-            hit = True
+        if w is None or (id(w), id(w.resource) + (w.op == "put")) != token:
+            continue  # no longer in that wait
+        if fut is None or fut.done():
+            continue
+        fut.set_exception(error)
     if mine and not hit:
         loop.stop()
 

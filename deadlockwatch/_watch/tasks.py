@@ -39,10 +39,20 @@ A task inside ``asyncio.timeout()`` or ``wait_for()`` waits with a timeout
 cancels the task or gather it awaits): never part of a deadlock, at most of
 a timed cycle.
 
-Not yet: the ``raise`` actions give tasks nothing (delivering an error into
-a task would mean running code on its loop; under pytest the plugin's guard
-of an async test, in the loop's thread, does it); a loop whose thread is blocked
-in a threading primitive still counts its tasks as able to run.
+A task awaiting an executor's job (``run_in_executor``, ``to_thread``,
+``wrap_future``) waits for the ``concurrent.futures.Future`` its asyncio
+future is chained from (`chained_source`): held by the worker running it,
+or, queued in a full executor, by its workers.  A thread waiting on
+``run_coroutine_threadsafe(...).result()`` waits for the task running the
+coroutine (`task_running`, called by `capture`).  A loop whose thread is
+blocked in a tracked wait stops its tasks: each task needed (an owner, an
+awaited task, a task a thread waits for) that is in no wait of its own
+waits for that thread (a `LOOP_KIND` resource), and nothing of the loop
+counts as a rescue.
+
+The ``raise`` actions reach tasks through `_track.aio.interrupt`, the one
+call from the watcher that hands a loop code to run, and only to break a
+confirmed deadlock.
 """
 
 from __future__ import annotations
