@@ -100,6 +100,8 @@ def step_text(f: Finding, step: CycleStep) -> str:
         return f"{me} cannot run: its event loop's thread {nxt} is blocked"
     if r.kind == "import":
         return f"{me} waits for the {label}, in progress in {nxt}"
+    if r.parts and r.type in ("asyncio.gather", "asyncio.wait", "asyncio.TaskGroup"):
+        return f"{me} awaits {label}; {nxt} has not ended"
     if (r.kind in ("future", "any", "all") and r.owner_bound) or r.parts:
         state = f" ({r.detail})" if r.detail else ""
         if r.detail.startswith("running"):

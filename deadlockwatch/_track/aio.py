@@ -174,9 +174,12 @@ def break_deadlock(asyncio: Any, loop: Any, finding: Any, error: BaseException) 
 
 
 #: The ops of the waits recorded by the wrappers (a Lock, Event, Condition,
-#: Semaphore, a queue's item or room): those a `DeadlockError` can end.
-#: Not the watcher's made-up ones ("await": a task or gather, "executor").
-INTERRUPTIBLE = ("", "get", "put")
+#: Semaphore, a queue's item or room, ``Queue.join``, a Barrier): those a
+#: `DeadlockError` can end.  Not the awaits of tasks (made up by the watcher:
+#: "await", "executor"; recorded: a TaskGroup's, ``asyncio.wait``'s).
+INTERRUPTIBLE = ("", "get", "put", "join", "barrier")
+#: Waits recorded whole: a tracked wait inside one is not recorded again.
+OUTER = ("join", "barrier")
 
 
 def interrupt(victims: list[tuple[AioWait, BaseException]]) -> None:
@@ -280,6 +283,11 @@ def _suspending(
         task = _task()
         if task is None:
             return await original(self, *args, **kwargs)
+        outer = waiting.get(task)
+        if outer is not None and outer.op in OUTER:
+            # Inside a wait recorded whole (a Barrier's Condition, the Event of
+            # Queue.join): that one says what the task awaits.
+            return await original(self, *args, **kwargs)
         prev = _begin(task, self, op)
         try:
             return await original(self, *args, **kwargs)
@@ -287,6 +295,42 @@ def _suspending(
             _end(task, prev)
 
     return wait
+
+
+def _group_exit(original: Any) -> Any:
+    """``TaskGroup.__aexit__``: while the group has tasks, its task awaits them all."""
+
+    @functools.wraps(original)
+    async def __aexit__(self: Any, et: Any, exc: Any, tb: Any) -> Any:
+        task = _task()
+        if task is None or not self._tasks:
+            return await original(self, et, exc, tb)
+        prev = _begin(task, self, "group")
+        try:
+            return await original(self, et, exc, tb)
+        finally:
+            _end(task, prev)
+
+    return __aexit__
+
+
+def _wait_many(original: Any) -> Any:
+    """``asyncio.tasks._wait`` (``asyncio.wait``'s own wait): the task awaits
+    any (FIRST_COMPLETED, FIRST_EXCEPTION) or all of ``fs``."""
+
+    @functools.wraps(original)
+    async def _wait(fs: Any, timeout: Any, return_when: Any, loop: Any) -> Any:
+        task = _task()
+        if task is None:
+            return await original(fs, timeout, return_when, loop)
+        op = "wait-all" if return_when == "ALL_COMPLETED" else "wait-any"
+        prev = _begin(task, fs, op)
+        try:
+            return await original(fs, timeout, return_when, loop)
+        finally:
+            _end(task, prev)
+
+    return _wait
 
 
 def _created(original: Any) -> Any:
@@ -366,6 +410,10 @@ def _queue_full(queue: Any) -> bool:
     return bool(queue.full())
 
 
+def _unfinished(queue: Any) -> bool:
+    return bool(queue._unfinished_tasks)
+
+
 #: (module, class, attribute, maker): what is patched, class by class.
 _TARGETS: tuple[tuple[str, str, str, Callable[[Any], Any]], ...] = (
     ("asyncio.locks", "Lock", "acquire", _lock_acquire),
@@ -375,6 +423,9 @@ _TARGETS: tuple[tuple[str, str, str, Callable[[Any], Any]], ...] = (
     ("asyncio.locks", "Semaphore", "acquire", lambda o: _suspending(o, _sem_locked)),
     ("asyncio.queues", "Queue", "get", lambda o: _suspending(o, _queue_empty, "get", _get)),
     ("asyncio.queues", "Queue", "put", lambda o: _suspending(o, _queue_full, "put", _put)),
+    ("asyncio.queues", "Queue", "join", lambda o: _suspending(o, _unfinished, "join")),
+    ("asyncio.locks", "Barrier", "wait", lambda o: _suspending(o, _always, "barrier")),
+    ("asyncio.taskgroups", "TaskGroup", "__aexit__", _group_exit),
     ("asyncio.base_events", "BaseEventLoop", "run_forever", _run_forever),
     *(
         (module, cls, "__init__", _created)
@@ -384,6 +435,7 @@ _TARGETS: tuple[tuple[str, str, str, Callable[[Any], Any]], ...] = (
             ("asyncio.locks", "Condition"),
             ("asyncio.locks", "Semaphore"),
             ("asyncio.queues", "Queue"),
+            ("asyncio.locks", "Barrier"),
         )
     ),
 )
@@ -445,8 +497,33 @@ def _install(_module: object = None) -> None:
         replacement._dw_original = original
         _originals[(module, _RCT)] = original
         setattr(module, _RCT, replacement)
-    if len(_originals) == len(_TARGETS) + 2 and _current_task is not None:
+    # ``asyncio.tasks._wait``, for ``asyncio.wait``: a module function too.
+    original = _originals.get((tasks, "_wait")) or getattr(tasks, "_wait", None)
+    if tasks is not None and original is not None and (tasks, "_wait") not in _originals:
+        replacement = _wait_many(original)
+        replacement._dw_original = original
+        _originals[(tasks, "_wait")] = original
+        tasks._wait = replacement
+    if _all_patched():
         forget(_install)
+
+
+def _all_patched() -> bool:
+    """Every target patched that this Python has (Barrier and TaskGroup are
+    3.11+), once asyncio's package has finished importing."""
+    if _current_task is None or _ready("asyncio") is None:
+        return False
+    for mod_name, cls_name, attr, _ in _TARGETS:
+        module = _ready(mod_name)
+        if module is None:
+            if mod_name in sys.modules:
+                return False  # still executing
+            continue  # not in this Python
+        cls = getattr(module, cls_name, None)
+        if isinstance(cls, type) and attr in cls.__dict__ and (cls, attr) not in _originals:
+            return False
+    names = [k for k in _originals if k[1] in (_RCT, "_wait")]
+    return len(names) == 3
 
 
 def patch() -> None:

@@ -377,9 +377,9 @@ def _live(handle: Any) -> bool:
 
 
 def _key(obj: Any, op: str = "") -> int:
-    # A queue's two waits (an item, room) are two resources: the second one's
-    # key is id + 1, never another object's id.
-    return id(obj) + (1 if op == "put" else 0)
+    # A queue's three waits (an item, room, its tasks done) are three
+    # resources: id + 1 and id + 2 are inside the object, never another's id.
+    return id(obj) + {"put": 1, "join": 2}.get(op, 0)
 
 
 def _label_type(obj: Any) -> str:
@@ -488,6 +488,30 @@ def _add_loop(b: Any, asyncio: Any, loop: Any, waits: list[AioWait]) -> None:
             parts=tuple(p.key for p in parts),
         )
 
+    def many_info(obj: Any, op: str) -> ResourceInfo:
+        """``asyncio.wait(fs)`` (any or all of them) or a TaskGroup's exit (all
+        its tasks).  A member that is no task nor gather (a future set by
+        hand) is unknown: a wait for any counts as ending."""
+        members = list(obj._tasks) if op == "group" else list(obj)
+        known = [f for f in members if _is_task(asyncio, f) or _gathering(f)]
+        unknown = any(not f.done() for f in members if f not in known)
+        parts = [join_info(f) for f in known]
+        for p in parts:
+            infos.setdefault(p.key, p)
+        kind = "any" if op == "wait-any" else "all"
+        names = ", ".join(repr(_name(f)) for f in known if _is_task(asyncio, f))
+        what = "TaskGroup" if op == "group" else f"asyncio.wait() for {kind} of"
+        return ResourceInfo(
+            key=id(obj),
+            id=hex(id(obj)),
+            type="asyncio.TaskGroup" if op == "group" else "asyncio.wait",
+            created_at=None,
+            free=1 if (unknown and kind == "any") or not parts else 0,
+            kind=kind,
+            title=f"{what} {names}" if names else what,
+            parts=tuple(p.key for p in parts),
+        )
+
     for _, w in list(nodes.values()):
         obj = w.resource
         k = _key(obj, w.op)
@@ -496,6 +520,8 @@ def _add_loop(b: Any, asyncio: Any, loop: Any, waits: list[AioWait]) -> None:
         locks = asyncio.locks
         if w.op == "await":
             infos[k] = join_info(obj)
+        elif w.op in ("group", "wait-any", "wait-all"):
+            infos[k] = many_info(obj, w.op)
         elif w.op == "executor":
             b.add_view(FutureView(obj))  # held by the executor's workers
         elif isinstance(obj, locks.Lock):
@@ -681,7 +707,13 @@ def _signal_state(asyncio: Any, obj: Any, op: str) -> tuple[int, str, str]:
         if isinstance(obj, locks.Semaphore):
             value = int(getattr(obj, "_value", 0))
             return max(value, 0), "release", f"value {value}"
+        barrier = getattr(locks, "Barrier", None)
+        if barrier is not None and isinstance(obj, barrier):
+            return (1 if obj.broken else 0), "reach", f"{obj.n_waiting} of {obj.parties} waiting"
         if isinstance(obj, asyncio.Queue):
+            if op == "join":
+                n = int(obj._unfinished_tasks)
+                return (0 if n else 1), "finish the tasks of", f"{n} unfinished task(s)"
             if op == "put":
                 return (0 if obj.full() else 1), "take an item from", f"full, {obj.qsize()} item(s)"
             return (0 if obj.empty() else 1), "put an item into", "empty"

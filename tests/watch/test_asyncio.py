@@ -663,7 +663,124 @@ NOT_A_DEADLOCK = {
             a, b = asyncio.Lock(), asyncio.Lock()
             await asyncio.gather(one(a, b, RESCUE), one(b, a, False))
     """,
+    # A task holding a Lock awaits asyncio.wait() for a task that needs it;
+    # with the rescue, under a timeout.
+    "asyncio_wait_for_a_task_that_needs_a_held_lock": """
+        async def needs(lock):
+            async with lock:
+                return 1
+
+        async def parent(lock):
+            async with lock:
+                child = asyncio.create_task(needs(lock), name="child")
+                done, _ = await asyncio.wait([child], timeout=0.6 if RESCUE else None)
+            if child not in done:
+                await child
+
+        async def main():
+            await asyncio.create_task(parent(asyncio.Lock()), name="parent")
+    """,
+    # A task holding a Lock leaves a TaskGroup whose task needs it; with the
+    # rescue it lets go of the Lock first (after a while).
+    "task_group_exit_awaiting_a_task_that_needs_a_held_lock": """
+        async def needs(lock):
+            async with lock:
+                return 1
+
+        async def parent(lock):
+            await lock.acquire()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(needs(lock), name="child")
+                if RESCUE:
+                    await asyncio.sleep(0.6)  # the child waits for the Lock meanwhile
+                    lock.release()
+            if not RESCUE:
+                lock.release()
+
+        async def main():
+            await asyncio.create_task(parent(asyncio.Lock()), name="parent")
+    """,
+    # Queue.join() under a Lock the consumer needs before its task_done();
+    # with the rescue the consumer calls task_done() first (after a while).
+    "queue_join_under_a_lock_the_consumer_needs": """
+        async def producer(lock, q):
+            async with lock:
+                await q.put(1)
+                await q.join()
+
+        async def consumer(lock, q):
+            await q.get()
+            if RESCUE:
+                await asyncio.sleep(0.6)  # the producer waits in join() meanwhile
+                q.task_done()
+            async with lock:
+                pass
+            if not RESCUE:
+                q.task_done()
+
+        async def main():
+            lock, q = asyncio.Lock(), asyncio.Queue()
+            await asyncio.gather(
+                asyncio.create_task(producer(lock, q), name="producer"),
+                asyncio.create_task(consumer(lock, q), name="consumer"),
+            )
+    """,
+    # A Barrier(2) awaited under a Lock the other party needs before it
+    # reaches the Barrier; with the rescue it reaches it first (after a while).
+    "barrier_awaited_under_a_lock_the_other_party_needs": """
+        async def first(barrier, lock):
+            async with lock:
+                await barrier.wait()
+
+        async def second(barrier, lock):
+            await asyncio.sleep(0.02)
+            if RESCUE:
+                await asyncio.sleep(0.6)  # the first party waits meanwhile
+                await barrier.wait()
+            async with lock:
+                pass
+            if not RESCUE:
+                await barrier.wait()
+
+        async def main():
+            barrier, lock = asyncio.Barrier(2), asyncio.Lock()
+            await asyncio.gather(
+                asyncio.create_task(first(barrier, lock), name="first"),
+                asyncio.create_task(second(barrier, lock), name="second"),
+            )
+    """,
 }
+#: The cases of asyncio classes new in 3.11.
+NEEDS_311 = {
+    "task_group_exit_awaiting_a_task_that_needs_a_held_lock",
+    "barrier_awaited_under_a_lock_the_other_party_needs",
+}
+#: For the controls of the later cases: the cycle, and the wait that names
+#: what the first of it awaits.
+CYCLES = {
+    "asyncio_wait_for_a_task_that_needs_a_held_lock": (
+        ["child", "parent"],
+        "'parent' awaits asyncio.wait() for all of 'child'; 'child' has not ended",
+    ),
+    "task_group_exit_awaiting_a_task_that_needs_a_held_lock": (
+        ["child", "parent"],
+        "'parent' awaits TaskGroup 'child'; 'child' has not ended",
+    ),
+    "queue_join_under_a_lock_the_consumer_needs": (
+        ["consumer", "producer"],
+        "which 'consumer' needs before it could finish the tasks of it",
+    ),
+    "barrier_awaited_under_a_lock_the_other_party_needs": (
+        ["first", "second"],
+        "which 'second' needs before it could reach it",
+    ),
+}
+
+
+def _skip_old(case: str) -> None:
+    if case in NEEDS_311 and sys.version_info < (3, 11):
+        pytest.skip("asyncio.TaskGroup and asyncio.Barrier are new in 3.11")
+
 
 _MAIN = """
 asyncio.run(main())
@@ -673,6 +790,7 @@ finished()
 
 @pytest.mark.parametrize("case", sorted(NOT_A_DEADLOCK))
 def test_not_a_deadlock(tmp_path: Path, case: str) -> None:
+    _skip_old(case)
     result, findings = _run(tmp_path, textwrap.dedent(NOT_A_DEADLOCK[case]) + _MAIN, rescue=True)
     assert result.get("finished"), result
     assert [f["kind"] for f in findings if f["kind"] != "timed-cycle"] == [], findings
@@ -684,6 +802,7 @@ def test_not_a_deadlock(tmp_path: Path, case: str) -> None:
 
 @pytest.mark.parametrize("case", sorted(NOT_A_DEADLOCK))
 def test_not_a_deadlock_control_without_the_rescue_is_reported(tmp_path: Path, case: str) -> None:
+    _skip_old(case)
     result, findings = _run(tmp_path, textwrap.dedent(NOT_A_DEADLOCK[case]) + _MAIN, rescue=False)
     assert result.get("kind") == "deadlock", result
     assert [f["kind"] for f in findings] == ["deadlock"], findings
@@ -697,6 +816,12 @@ def test_not_a_deadlock_control_without_the_rescue_is_reported(tmp_path: Path, c
         step = next(s for s in record["cycle"] if s["thread"] == "worker")
         assert step["held_by"] == "MainThread"
         assert result["elapsed"] < 1.5 + 0.7, result
+    if case in CYCLES:
+        names, words = CYCLES[case]
+        assert sorted(result["cycle"]) == names, result
+        (record,) = findings
+        text = format_text(finding_from_json(record))
+        assert words in text, text
 
 
 # -- activation and transparency (in a fresh interpreter each) ------------------
