@@ -92,8 +92,13 @@ def _taken_at() -> _state.RawSite | None:
     return frame.f_code, frame.f_lasti
 
 
-def _begin(task: Any, resource: Any, op: str = "") -> AioWait | None:
-    prev = waiting.get(task)
+def _begin(
+    task: Any, resource: Any, op: str = "", prev: AioWait | bool | None = False
+) -> AioWait | None:
+    """Record that ``task`` awaits ``resource``; returns the record it had
+    (``prev``: that record, when the caller has read it already)."""
+    if isinstance(prev, bool):  # not read by the caller
+        prev = waiting.get(task)
     # No site: the watcher reads where the task awaits off its await chain.
     waiting[task] = AioWait(task, resource, None, op)
     resume = _state.resume_watcher
@@ -283,12 +288,12 @@ def _suspending(
         task = _task()
         if task is None:
             return await original(self, *args, **kwargs)
-        outer = waiting.get(task)
-        if outer is not None and outer.op in OUTER:
+        prev = waiting.get(task)
+        if prev is not None and prev.op in OUTER:
             # Inside a wait recorded whole (a Barrier's Condition, the Event of
             # Queue.join): that one says what the task awaits.
             return await original(self, *args, **kwargs)
-        prev = _begin(task, self, op)
+        _begin(task, self, op, prev)
         try:
             return await original(self, *args, **kwargs)
         finally:
@@ -491,8 +496,13 @@ def _install(_module: object = None) -> None:
         module = _ready(mod_name)
         if module is None or original is None or (module, _RCT) in _originals:
             continue
-        if module.__dict__.get(_RCT) is not original:
-            continue  # someone else's, or bound before
+        bound = module.__dict__.get(_RCT)
+        if bound is not original:
+            if getattr(bound, "_dw_original", None) is original:
+                # The package re-exported asyncio.tasks' once patched: put
+                # back by `unpatch` too.
+                _originals[(module, _RCT)] = original
+            continue  # else someone else's, or bound before
         replacement = _run_coroutine_threadsafe(original)
         replacement._dw_original = original
         _originals[(module, _RCT)] = original
@@ -522,8 +532,13 @@ def _all_patched() -> bool:
         cls = getattr(module, cls_name, None)
         if isinstance(cls, type) and attr in cls.__dict__ and (cls, attr) not in _originals:
             return False
-    names = [k for k in _originals if k[1] in (_RCT, "_wait")]
-    return len(names) == 3
+    tasks = _ready("asyncio.tasks")
+    package = sys.modules.get("asyncio")
+    return (
+        (tasks, "_wait") in _originals
+        and (tasks, _RCT) in _originals
+        and hasattr(getattr(package, _RCT, None), "_dw_original")
+    )
 
 
 def patch() -> None:
@@ -550,6 +565,12 @@ def unpatch() -> None:
 
 
 def _restore() -> None:
+    # The package re-exports asyncio.tasks' function as patched when it binds
+    # it after the patch (``from .tasks import *``): put back as well.
+    package = sys.modules.get("asyncio")
+    original = getattr(getattr(package, _RCT, None), "_dw_original", None)
+    if original is not None:
+        setattr(package, _RCT, original)
     for (cls, attr), original in list(_originals.items()):
         current = cls.__dict__.get(attr)
         if getattr(current, "_dw_original", None) is original:

@@ -867,14 +867,21 @@ def test_patched_on_import_or_at_enable_and_removed_by_disable(order: str) -> No
         import asyncio, inspect
         from deadlockwatch._track import aio
         patched = lambda f: hasattr(f, "_dw_original")
+        # Module functions too: asyncio.wait's own wait, and
+        # run_coroutine_threadsafe where asyncio.tasks and the package have it.
+        functions = lambda: [
+            patched(asyncio.tasks._wait),
+            patched(asyncio.tasks.run_coroutine_threadsafe),
+            patched(asyncio.run_coroutine_threadsafe),
+        ]
         print(len(aio._originals) > 0, patched(asyncio.Lock.acquire),
-              inspect.iscoroutinefunction(asyncio.Lock.acquire))
+              inspect.iscoroutinefunction(asyncio.Lock.acquire), *functions())
         deadlockwatch.disable()
         print(len(aio._originals), patched(asyncio.Lock.acquire),
-              patched(asyncio.Event.wait), patched(asyncio.Queue.get))
+              patched(asyncio.Event.wait), patched(asyncio.Queue.get), *functions())
         """
     )
-    assert out.split() == ["True", "True", "True", "0", "False", "False", "False"]
+    assert out.split() == ["True"] * 6 + ["0"] + ["False"] * 6
 
 
 def test_transparent_values_and_errors() -> None:
