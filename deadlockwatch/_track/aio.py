@@ -33,6 +33,7 @@ Nothing here blocks, takes a lock, or calls into the watcher but
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 import types
@@ -379,6 +380,22 @@ def _run_coroutine_threadsafe(original: Any) -> Any:
     return run_coroutine_threadsafe
 
 
+def _wrap_future(original: Any) -> Any:
+    """``asyncio.wrap_future`` (``run_in_executor``, ``to_thread``): the
+    asyncio future it makes notes the ``concurrent.futures.Future`` it is
+    chained from, which the watcher's scan of tasks reads."""
+
+    @functools.wraps(original)
+    def wrap_future(future: Any, *args: Any, **kwargs: Any) -> Any:
+        new = original(future, *args, **kwargs)
+        if active and new is not future:
+            with contextlib.suppress(AttributeError, TypeError):
+                new._dw_source = future
+        return new
+
+    return wrap_future
+
+
 def _would_block_lock(lock: Any) -> bool:
     return bool(lock._locked or lock._waiters)
 
@@ -445,6 +462,14 @@ _TARGETS: tuple[tuple[str, str, str, Callable[[Any], Any]], ...] = (
     ),
 )
 _RCT = "run_coroutine_threadsafe"
+#: (module, function, maker): the module functions patched.
+_FUNCTIONS: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
+    ("asyncio.tasks", _RCT, _run_coroutine_threadsafe),
+    ("asyncio.tasks", "_wait", _wait_many),
+    ("asyncio.futures", "wrap_future", _wrap_future),
+)
+#: Those the ``asyncio`` package re-exports.
+_PUBLIC = (_RCT, "wrap_future")
 _INTERNAL = ("locks", "queues", "tasks", "futures", "timeouts", "base_events", "threads")
 
 
@@ -489,31 +514,28 @@ def _install(_module: object = None) -> None:
         replacement._dw_original = original
         _originals[(cls, attr)] = original
         setattr(cls, attr, replacement)
-    # A module function: in asyncio.tasks, and as the package re-exports it.
-    tasks = _ready("asyncio.tasks")
-    original = _originals.get((tasks, _RCT)) or getattr(tasks, _RCT, None)
-    for mod_name in ("asyncio.tasks", "asyncio"):
+    # Module functions, in their module and, for the public ones, as the
+    # package re-exports them.
+    package = _ready("asyncio")
+    for mod_name, name, make in _FUNCTIONS:
         module = _ready(mod_name)
-        if module is None or original is None or (module, _RCT) in _originals:
+        original = _originals.get((module, name)) or getattr(module, name, None)
+        if module is None or original is None:
             continue
-        bound = module.__dict__.get(_RCT)
-        if bound is not original:
-            if getattr(bound, "_dw_original", None) is original:
-                # The package re-exported asyncio.tasks' once patched: put
-                # back by `unpatch` too.
-                _originals[(module, _RCT)] = original
-            continue  # else someone else's, or bound before
-        replacement = _run_coroutine_threadsafe(original)
-        replacement._dw_original = original
-        _originals[(module, _RCT)] = original
-        setattr(module, _RCT, replacement)
-    # ``asyncio.tasks._wait``, for ``asyncio.wait``: a module function too.
-    original = _originals.get((tasks, "_wait")) or getattr(tasks, "_wait", None)
-    if tasks is not None and original is not None and (tasks, "_wait") not in _originals:
-        replacement = _wait_many(original)
-        replacement._dw_original = original
-        _originals[(tasks, "_wait")] = original
-        tasks._wait = replacement
+        for where in (module, package):
+            if where is None or (where, name) in _originals or (where, name) == (package, "_wait"):
+                continue
+            bound = where.__dict__.get(name)
+            if bound is not original:
+                if getattr(bound, "_dw_original", None) is original:
+                    # The package re-exported the module's once patched: put
+                    # back by `unpatch` too.
+                    _originals[(where, name)] = original
+                continue  # else someone else's, or bound before
+            replacement = make(original)
+            replacement._dw_original = original
+            _originals[(where, name)] = original
+            setattr(where, name, replacement)
     if _all_patched():
         forget(_install)
 
@@ -532,13 +554,13 @@ def _all_patched() -> bool:
         cls = getattr(module, cls_name, None)
         if isinstance(cls, type) and attr in cls.__dict__ and (cls, attr) not in _originals:
             return False
-    tasks = _ready("asyncio.tasks")
     package = sys.modules.get("asyncio")
-    return (
-        (tasks, "_wait") in _originals
-        and (tasks, _RCT) in _originals
-        and hasattr(getattr(package, _RCT, None), "_dw_original")
-    )
+    for mod_name, name, _ in _FUNCTIONS:
+        if (_ready(mod_name), name) not in _originals:
+            return False
+        if name in _PUBLIC and not hasattr(getattr(package, name, None), "_dw_original"):
+            return False
+    return True
 
 
 def patch() -> None:
@@ -568,9 +590,10 @@ def _restore() -> None:
     # The package re-exports asyncio.tasks' function as patched when it binds
     # it after the patch (``from .tasks import *``): put back as well.
     package = sys.modules.get("asyncio")
-    original = getattr(getattr(package, _RCT, None), "_dw_original", None)
-    if original is not None:
-        setattr(package, _RCT, original)
+    for name in _PUBLIC:
+        original = getattr(getattr(package, name, None), "_dw_original", None)
+        if original is not None:
+            setattr(package, name, original)
     for (cls, attr), original in list(_originals.items()):
         current = cls.__dict__.get(attr)
         if getattr(current, "_dw_original", None) is original:

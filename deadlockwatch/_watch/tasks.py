@@ -163,9 +163,10 @@ def collect(now: float | None = None, force: bool = False) -> list[AioWait]:
             op = "await"
             if not (_is_task(asyncio, fut) or _gathering(fut)):
                 # ``run_in_executor``, ``to_thread``, ``wrap_future``: an
-                # asyncio future chained from a concurrent one.
-                fut = _concurrent(chained_source(getattr(fut, "_callbacks", None)))
-                if fut is None:
+                # asyncio future chained from a concurrent one (noted by
+                # `_track.aio`: one attribute read for the other tasks).
+                fut = getattr(fut, "_dw_source", None)
+                if fut is None or _concurrent(fut) is None:
                     continue
                 op = "executor"
             key = (id(task), id(fut))
