@@ -33,6 +33,8 @@ PROBABLE_DEADLOCK = "probable-deadlock"
 #: ``any``/``all``: a wait for several futures (``parts``).
 LOCK_KIND = "lock"
 SIGNAL_KIND = "signal"
+#: An event loop whose thread is blocked: held by that thread, needed by its tasks.
+LOOP_KIND = "loop"
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,11 @@ the findings the watcher has handed over, and for a deadlock among tasks of
 that loop gives each task of the cycle `DeadlockError` at its await (the
 future it is suspended on fails with it, so ``async with lock:`` unwinds;
 a cycle of tasks that only await each other cannot be broken, and the loop
-is stopped instead, which fails the test).  The watcher itself runs no code
-on the loop; the watcher does not count the guard's callback as one that
-could end a wait.
+is stopped instead, which fails the test).  With ``raise``/``raise-all``
+the watcher itself also hands the loop such an error for the tasks of a
+confirmed deadlock (`deadlockwatch._track.aio.interrupt`); whichever comes
+first gives it, the other finds the task gone from that wait.  The watcher
+does not count the guard's callback as one that could end a wait.
 
 Without the flag, the ini key or a marker the plugin does nothing: no patching,
 no thread, and no import beyond the option table.

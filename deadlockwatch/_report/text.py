@@ -96,8 +96,12 @@ def step_text(f: Finding, step: CycleStep) -> str:
     also = f" (and {', '.join(others)})" if others else ""
     if r.kind == "join":
         return f"{me} joins {label}"
+    if r.kind == "loop":
+        return f"{me} cannot run: its event loop's thread {nxt} is blocked"
     if r.kind == "import":
         return f"{me} waits for the {label}, in progress in {nxt}"
+    if r.parts and r.type in ("asyncio.gather", "asyncio.wait", "asyncio.TaskGroup"):
+        return f"{me} awaits {label}; {nxt} has not ended"
     if (r.kind in ("future", "any", "all") and r.owner_bound) or r.parts:
         state = f" ({r.detail})" if r.detail else ""
         if r.detail.startswith("running"):

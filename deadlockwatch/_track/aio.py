@@ -33,6 +33,7 @@ Nothing here blocks, takes a lock, or calls into the watcher but
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 import types
@@ -92,8 +93,13 @@ def _taken_at() -> _state.RawSite | None:
     return frame.f_code, frame.f_lasti
 
 
-def _begin(task: Any, resource: Any, op: str = "") -> AioWait | None:
-    prev = waiting.get(task)
+def _begin(
+    task: Any, resource: Any, op: str = "", prev: AioWait | bool | None = False
+) -> AioWait | None:
+    """Record that ``task`` awaits ``resource``; returns the record it had
+    (``prev``: that record, when the caller has read it already)."""
+    if isinstance(prev, bool):  # not read by the caller
+        prev = waiting.get(task)
     # No site: the watcher reads where the task awaits off its await chain.
     waiting[task] = AioWait(task, resource, None, op)
     resume = _state.resume_watcher
@@ -138,22 +144,89 @@ def _fast_current_task(tasks: Any) -> Callable[[], Any]:
 def break_deadlock(asyncio: Any, loop: Any, finding: Any, error: BaseException) -> None:
     """In the loop's thread (by the pytest plugin's guard of an async test, or
     the demo; never by the watcher): give each task of ``finding``'s cycle that runs
-    on ``loop`` and is suspended on a plain future (a Lock's, an Event's, a
-    queue's waiter, a gather) ``error`` (a `DeadlockError`) there, so it unwinds.  A task
-    awaiting a task is left alone: it wakes when that one ends.  A cycle of
-    tasks awaiting tasks only cannot be broken (CPython's ``Task.cancel``
-    recurses around such a cycle without end): the loop is stopped, which
-    fails the test."""
+    on ``loop`` and is still suspended in the tracked wait the finding saw
+    (a Lock's, an Event's, a queue's waiter) ``error`` (a `DeadlockError`)
+    there, so it unwinds; one the watcher's `interrupt` reached first, or
+    that has moved on since, is left alone.  A task awaiting a task (or an
+    executor's job) is left alone: it wakes when that one ends.  A cycle
+    of such tasks only cannot be broken (CPython's ``Task.cancel``
+    recurses around a cycle of tasks without end): the loop is stopped,
+    which fails the test."""
     cycle = {step.thread for step in finding.cycle}
+    kinds = {r.key: r.kind for r in finding.resources}
+    # (token, resource key) of each task's wait: a token is the id() of a
+    # record that may be gone, its address reused by the task's next one.
+    tokens = {
+        t.key: (t.wait.token, t.wait.resource)
+        for t in finding.threads
+        if t.wait is not None and kinds.get(t.wait.resource) in ("lock", "signal")
+    }
     mine = [t for t in list(asyncio.all_tasks(loop)) if id(t) in cycle and not t.done()]
     hit = False
     for task in mine:
+        token = tokens.get(id(task))
+        if token is None:
+            continue
+        hit = True
+        w = waiting.get(task)
         fut = getattr(task, "_fut_waiter", None)
-        if fut is not None and not isinstance(fut, asyncio.Task) and not fut.done():
-            fut.set_exception(error)
-            hit = True
+        if w is None or (id(w), id(w.resource) + (w.op == "put")) != token:
+            continue  # no longer in that wait
+        if fut is None or fut.done():
+            continue
+        fut.set_exception(error)
     if mine and not hit:
         loop.stop()
+
+
+#: The ops of the waits recorded by the wrappers (a Lock, Event, Condition,
+#: Semaphore, a queue's item or room, ``Queue.join``, a Barrier): those a
+#: `DeadlockError` can end.  Not the awaits of tasks (made up by the watcher:
+#: "await", "executor"; recorded: a TaskGroup's, ``asyncio.wait``'s).
+INTERRUPTIBLE = ("", "get", "put", "join", "barrier")
+#: Waits recorded whole: a tracked wait inside one is not recorded again.
+OUTER = ("join", "barrier")
+
+
+def interrupt(victims: list[tuple[AioWait, BaseException]]) -> None:
+    """The ``raise`` actions for tasks, called by the watcher once a deadlock is
+    confirmed: hand each loop one callback (``call_soon_threadsafe``) that
+    gives each victim still in that wait its error at its await
+    (`_interrupt`).  The only code deadlockwatch runs on an application's
+    loop outside the pytest guard, and only when asked to break a deadlock:
+    a thread's error is raised by deadlockwatch's wait wrapper in that
+    thread; a task's wait wrapper cannot wake by itself without a timer on
+    the loop at every wait, which would change what the loop schedules while
+    no deadlock exists."""
+    by_loop: dict[Any, list[tuple[AioWait, BaseException]]] = {}
+    for w, error in victims:
+        if w.op not in INTERRUPTIBLE:
+            continue
+        try:
+            by_loop.setdefault(w.task.get_loop(), []).append((w, error))
+        except Exception:
+            continue
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_interrupt, items)
+        except Exception:  # closed meanwhile: its tasks never run again
+            continue
+
+
+def _interrupt(items: list[tuple[AioWait, BaseException]]) -> None:
+    """In the loop's thread: each task still suspended in the same tracked wait
+    gets ``error`` from the future it awaits (the Lock's, Event's, queue's
+    waiter), so ``async with lock:`` unwinds as a thread's ``with`` does."""
+    for w, error in items:
+        task = w.task
+        if waiting.get(task) is not w:
+            continue  # woken meanwhile (another victim unwound first)
+        fut = getattr(task, "_fut_waiter", None)
+        if fut is not None and not fut.done():
+            fut.set_exception(error)
+
+
+_interrupt._dw_own = True  # type: ignore[attr-defined]
 
 
 # -- the wrappers ------------------------------------------------------------------
@@ -216,13 +289,54 @@ def _suspending(
         task = _task()
         if task is None:
             return await original(self, *args, **kwargs)
-        prev = _begin(task, self, op)
+        prev = waiting.get(task)
+        if prev is not None and prev.op in OUTER:
+            # Inside a wait recorded whole (a Barrier's Condition, the Event of
+            # Queue.join): that one says what the task awaits.
+            return await original(self, *args, **kwargs)
+        _begin(task, self, op, prev)
         try:
             return await original(self, *args, **kwargs)
         finally:
             _end(task, prev)
 
     return wait
+
+
+def _group_exit(original: Any) -> Any:
+    """``TaskGroup.__aexit__``: while the group has tasks, its task awaits them all."""
+
+    @functools.wraps(original)
+    async def __aexit__(self: Any, et: Any, exc: Any, tb: Any) -> Any:
+        task = _task()
+        if task is None or not self._tasks:
+            return await original(self, et, exc, tb)
+        prev = _begin(task, self, "group")
+        try:
+            return await original(self, et, exc, tb)
+        finally:
+            _end(task, prev)
+
+    return __aexit__
+
+
+def _wait_many(original: Any) -> Any:
+    """``asyncio.tasks._wait`` (``asyncio.wait``'s own wait): the task awaits
+    any (FIRST_COMPLETED, FIRST_EXCEPTION) or all of ``fs``."""
+
+    @functools.wraps(original)
+    async def _wait(fs: Any, timeout: Any, return_when: Any, loop: Any) -> Any:
+        task = _task()
+        if task is None:
+            return await original(fs, timeout, return_when, loop)
+        op = "wait-all" if return_when == "ALL_COMPLETED" else "wait-any"
+        prev = _begin(task, fs, op)
+        try:
+            return await original(fs, timeout, return_when, loop)
+        finally:
+            _end(task, prev)
+
+    return _wait
 
 
 def _created(original: Any) -> Any:
@@ -266,6 +380,22 @@ def _run_coroutine_threadsafe(original: Any) -> Any:
     return run_coroutine_threadsafe
 
 
+def _wrap_future(original: Any) -> Any:
+    """``asyncio.wrap_future`` (``run_in_executor``, ``to_thread``): the
+    asyncio future it makes notes the ``concurrent.futures.Future`` it is
+    chained from, which the watcher's scan of tasks reads."""
+
+    @functools.wraps(original)
+    def wrap_future(future: Any, *args: Any, **kwargs: Any) -> Any:
+        new = original(future, *args, **kwargs)
+        if active and new is not future:
+            with contextlib.suppress(AttributeError, TypeError):
+                new._dw_source = future
+        return new
+
+    return wrap_future
+
+
 def _would_block_lock(lock: Any) -> bool:
     return bool(lock._locked or lock._waiters)
 
@@ -302,6 +432,10 @@ def _queue_full(queue: Any) -> bool:
     return bool(queue.full())
 
 
+def _unfinished(queue: Any) -> bool:
+    return bool(queue._unfinished_tasks)
+
+
 #: (module, class, attribute, maker): what is patched, class by class.
 _TARGETS: tuple[tuple[str, str, str, Callable[[Any], Any]], ...] = (
     ("asyncio.locks", "Lock", "acquire", _lock_acquire),
@@ -311,6 +445,9 @@ _TARGETS: tuple[tuple[str, str, str, Callable[[Any], Any]], ...] = (
     ("asyncio.locks", "Semaphore", "acquire", lambda o: _suspending(o, _sem_locked)),
     ("asyncio.queues", "Queue", "get", lambda o: _suspending(o, _queue_empty, "get", _get)),
     ("asyncio.queues", "Queue", "put", lambda o: _suspending(o, _queue_full, "put", _put)),
+    ("asyncio.queues", "Queue", "join", lambda o: _suspending(o, _unfinished, "join")),
+    ("asyncio.locks", "Barrier", "wait", lambda o: _suspending(o, _always, "barrier")),
+    ("asyncio.taskgroups", "TaskGroup", "__aexit__", _group_exit),
     ("asyncio.base_events", "BaseEventLoop", "run_forever", _run_forever),
     *(
         (module, cls, "__init__", _created)
@@ -320,11 +457,20 @@ _TARGETS: tuple[tuple[str, str, str, Callable[[Any], Any]], ...] = (
             ("asyncio.locks", "Condition"),
             ("asyncio.locks", "Semaphore"),
             ("asyncio.queues", "Queue"),
+            ("asyncio.locks", "Barrier"),
         )
     ),
 )
 _RCT = "run_coroutine_threadsafe"
-_INTERNAL = ("locks", "queues", "tasks", "futures", "timeouts", "base_events")
+#: (module, function, maker): the module functions patched.
+_FUNCTIONS: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
+    ("asyncio.tasks", _RCT, _run_coroutine_threadsafe),
+    ("asyncio.tasks", "_wait", _wait_many),
+    ("asyncio.futures", "wrap_future", _wrap_future),
+)
+#: Those the ``asyncio`` package re-exports.
+_PUBLIC = (_RCT, "wrap_future")
+_INTERNAL = ("locks", "queues", "tasks", "futures", "timeouts", "base_events", "threads")
 
 
 def _ready(name: str) -> Any:
@@ -368,21 +514,53 @@ def _install(_module: object = None) -> None:
         replacement._dw_original = original
         _originals[(cls, attr)] = original
         setattr(cls, attr, replacement)
-    # A module function: in asyncio.tasks, and as the package re-exports it.
-    tasks = _ready("asyncio.tasks")
-    original = _originals.get((tasks, _RCT)) or getattr(tasks, _RCT, None)
-    for mod_name in ("asyncio.tasks", "asyncio"):
+    # Module functions, in their module and, for the public ones, as the
+    # package re-exports them.
+    package = _ready("asyncio")
+    for mod_name, name, make in _FUNCTIONS:
         module = _ready(mod_name)
-        if module is None or original is None or (module, _RCT) in _originals:
+        original = _originals.get((module, name)) or getattr(module, name, None)
+        if module is None or original is None:
             continue
-        if module.__dict__.get(_RCT) is not original:
-            continue  # someone else's, or bound before
-        replacement = _run_coroutine_threadsafe(original)
-        replacement._dw_original = original
-        _originals[(module, _RCT)] = original
-        setattr(module, _RCT, replacement)
-    if len(_originals) == len(_TARGETS) + 2 and _current_task is not None:
+        for where in (module, package):
+            if where is None or (where, name) in _originals or (where, name) == (package, "_wait"):
+                continue
+            bound = where.__dict__.get(name)
+            if bound is not original:
+                if getattr(bound, "_dw_original", None) is original:
+                    # The package re-exported the module's once patched: put
+                    # back by `unpatch` too.
+                    _originals[(where, name)] = original
+                continue  # else someone else's, or bound before
+            replacement = make(original)
+            replacement._dw_original = original
+            _originals[(where, name)] = original
+            setattr(where, name, replacement)
+    if _all_patched():
         forget(_install)
+
+
+def _all_patched() -> bool:
+    """Every target patched that this Python has (Barrier and TaskGroup are
+    3.11+), once asyncio's package has finished importing."""
+    if _current_task is None or _ready("asyncio") is None:
+        return False
+    for mod_name, cls_name, attr, _ in _TARGETS:
+        module = _ready(mod_name)
+        if module is None:
+            if mod_name in sys.modules:
+                return False  # still executing
+            continue  # not in this Python
+        cls = getattr(module, cls_name, None)
+        if isinstance(cls, type) and attr in cls.__dict__ and (cls, attr) not in _originals:
+            return False
+    package = sys.modules.get("asyncio")
+    for mod_name, name, _ in _FUNCTIONS:
+        if (_ready(mod_name), name) not in _originals:
+            return False
+        if name in _PUBLIC and not hasattr(getattr(package, name, None), "_dw_original"):
+            return False
+    return True
 
 
 def patch() -> None:
@@ -409,6 +587,13 @@ def unpatch() -> None:
 
 
 def _restore() -> None:
+    # The package re-exports asyncio.tasks' function as patched when it binds
+    # it after the patch (``from .tasks import *``): put back as well.
+    package = sys.modules.get("asyncio")
+    for name in _PUBLIC:
+        original = getattr(getattr(package, name, None), "_dw_original", None)
+        if original is not None:
+            setattr(package, name, original)
     for (cls, attr), original in list(_originals.items()):
         current = cls.__dict__.get(attr)
         if getattr(current, "_dw_original", None) is original:

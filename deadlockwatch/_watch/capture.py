@@ -71,6 +71,9 @@ class _Builder:
         #: from the loop (None: the loop could not be read; left unknown).
         #: Used, as the heap walk is for threads, only where it matters.
         self.task_reach: dict[int, ReachInfo | None] = {}
+        #: asyncio tasks that threads wait for (``run_coroutine_threadsafe``'s
+        #: ``.result()``), by id: `_watch.tasks` makes them nodes.
+        self.task_holders: dict[int, Any] = {}
 
     def record_for(self, holder: ThreadRecord | int) -> ThreadRecord:
         if isinstance(holder, ThreadRecord):
@@ -129,6 +132,16 @@ class _Builder:
         held_sites: dict[int, Site | None] = {}
         for key, obj in objs.items():
             self.live.setdefault(key, obj)
+            task = _task_holder(obj)
+            if task is not None:
+                # Completed by a task of its loop: that task is what it waits for.
+                self.task_holders[id(task)] = task
+                if key not in self.resources:
+                    info = _resource_info(key, obj, [])
+                    self.resources[key] = replace(
+                        info, holders=((id(task), 1),), owner_bound=True, detail="running in a task"
+                    )
+                continue
             holders = [(self.record_for(r), n, site) for r, n, site in obj._dw_holders()]
             if key not in self.resources:
                 self.resources[key] = _resource_info(key, obj, holders)
@@ -155,6 +168,17 @@ class _Builder:
             ),
             lost_at_fork=rec.lost_at_fork,
         )
+
+    def add_view(self, obj: Any) -> int:
+        """Add the resource seen through view ``obj`` (`_watch.tasks`: a
+        task awaiting an executor's future); its holders are followed."""
+        key = _key(obj)
+        self.live.setdefault(key, obj)
+        if key not in self.resources:
+            holders = [(self.record_for(r), n, site) for r, n, site in obj._dw_holders()]
+            self.resources[key] = _resource_info(key, obj, holders)
+            self.pending.extend(r for r, _, _ in holders)
+        return key
 
     def follow(self) -> None:
         while self.pending:
@@ -271,6 +295,16 @@ class _Builder:
         return frozenset(out)
 
 
+def _task_holder(obj: Any) -> Any:
+    """For ``run_coroutine_threadsafe``'s future: the task running its
+    coroutine, once its loop has made it (None before, and for any other)."""
+    if not isinstance(obj, _views.FutureView) or getattr(obj.obj, "_dw_loop", None) is None:
+        return None
+    from deadlockwatch._watch import tasks as _tasks
+
+    return _tasks.task_running(obj.obj)
+
+
 def _key(obj: Any) -> int:
     key: int = getattr(obj, "_dw_key", None) or id(obj)
     return key
@@ -377,10 +411,11 @@ def capture(
         else:
             task_waits.append(w)
     b.follow()
-    if task_waits:
+    if task_waits or b.task_holders:
         from deadlockwatch._watch import tasks as _tasks  # asyncio's: only when tasks wait
 
         _tasks.add(b, task_waits)
+        b.follow()  # the threads tasks wait for (executor workers, a blocked loop's thread)
     return b.snapshot(), frames
 
 
@@ -410,6 +445,7 @@ def capture_all(exclude: Iterable[int] = ()) -> tuple[Snapshot, dict[int, FrameT
         from deadlockwatch._watch import tasks as _tasks
 
         _tasks.add(b, _tasks.collect(force=True))  # the tasks in a tracked wait
+        b.follow()
     return b.snapshot(), frames
 
 

@@ -39,20 +39,33 @@ A task inside ``asyncio.timeout()`` or ``wait_for()`` waits with a timeout
 cancels the task or gather it awaits): never part of a deadlock, at most of
 a timed cycle.
 
-Not yet: the ``raise`` actions give tasks nothing (delivering an error into
-a task would mean running code on its loop; under pytest the plugin's guard
-of an async test, in the loop's thread, does it); a loop whose thread is blocked
-in a threading primitive still counts its tasks as able to run.
+A task awaiting an executor's job (``run_in_executor``, ``to_thread``,
+``wrap_future``) waits for the ``concurrent.futures.Future`` its asyncio
+future is chained from (`chained_source`): held by the worker running it,
+or, queued in a full executor, by its workers.  A thread waiting on
+``run_coroutine_threadsafe(...).result()`` waits for the task running the
+coroutine (`task_running`, called by `capture`).  A loop whose thread is
+blocked in a tracked wait stops its tasks: each task needed (an owner, an
+awaited task, a task a thread waits for) that is in no wait of its own
+waits for that thread (a `LOOP_KIND` resource), and nothing of the loop
+counts as a rescue.
+
+The ``raise`` actions reach tasks through `_track.aio.interrupt`, the one
+call from the watcher that hands a loop code to run, and only to break a
+confirmed deadlock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from deadlockwatch._model import (
     LOCK_KIND,
+    LOOP_KIND,
     SIGNAL_KIND,
     Frame,
     HeldInfo,
@@ -66,6 +79,7 @@ from deadlockwatch._track import aio as _aio
 from deadlockwatch._track import native as _native
 from deadlockwatch._track import state as _state
 from deadlockwatch._track.aio import AioWait
+from deadlockwatch._track.views import FutureView
 
 _state.internal_file(__file__)
 
@@ -144,15 +158,72 @@ def collect(now: float | None = None, force: bool = False) -> list[AioWait]:
             if task in _aio.waiting:
                 continue
             fut = getattr(task, "_fut_waiter", None)
-            if fut is None or not (_is_task(asyncio, fut) or _gathering(fut)):
+            if fut is None:
                 continue
+            op = "await"
+            if not (_is_task(asyncio, fut) or _gathering(fut)):
+                # ``run_in_executor``, ``to_thread``, ``wrap_future``: an
+                # asyncio future chained from a concurrent one (noted by
+                # `_track.aio`: one attribute read for the other tasks).
+                fut = getattr(fut, "_dw_source", None)
+                if fut is None or _concurrent(fut) is None:
+                    continue
+                op = "executor"
             key = (id(task), id(fut))
             seen.add(key)
             if key not in _made:
-                _made[key] = AioWait(task, fut, None, "await")
+                _made[key] = AioWait(task, fut, None, op)
     for key in [k for k in _made if k not in seen]:
         del _made[key]
     return [*recorded, *_made.values()]
+
+
+def chained_source(callbacks: Any) -> Any:
+    """The future another was chained from by ``asyncio.futures._chain_future``
+    (``wrap_future``, ``run_in_executor``, ``run_coroutine_threadsafe``),
+    read off the destination's done callbacks: its ``_call_check_cancel``
+    closes over ``source`` (the same from 3.10 to 3.14).  None if not chained.
+    ``callbacks``: an asyncio future's ``_callbacks`` ((callback, context)
+    pairs) or a concurrent one's ``_done_callbacks``."""
+    try:
+        entries = list(callbacks or ())
+    except Exception:
+        return None
+    for entry in entries:
+        fn = entry[0] if isinstance(entry, tuple) and entry else entry
+        code = getattr(fn, "__code__", None)
+        if code is None or code.co_name != "_call_check_cancel":
+            continue
+        if getattr(fn, "__module__", "") != "asyncio.futures":
+            continue
+        try:
+            cell = fn.__closure__[code.co_freevars.index("source")]
+            return cell.cell_contents
+        except (ValueError, IndexError, TypeError, AttributeError):
+            continue
+    return None
+
+
+def _concurrent(fut: Any) -> Any:
+    """``fut`` if it is a ``concurrent.futures.Future``, else None."""
+    futures = sys.modules.get("concurrent.futures")
+    cls = getattr(futures, "Future", None)
+    return fut if cls is not None and isinstance(fut, cls) else None
+
+
+def task_running(future: Any) -> Any:
+    """The task that will complete ``future`` (``run_coroutine_threadsafe``'s),
+    once its loop has made it; None before, or when done."""
+    asyncio = _asyncio()
+    if asyncio is None:
+        return None
+    task = chained_source(getattr(future, "_done_callbacks", None))
+    if not isinstance(task, asyncio.Task):
+        return None
+    try:
+        return None if task.done() else task
+    except Exception:
+        return None
 
 
 def _closed(task: Any) -> bool:
@@ -307,9 +378,9 @@ def _live(handle: Any) -> bool:
 
 
 def _key(obj: Any, op: str = "") -> int:
-    # A queue's two waits (an item, room) are two resources: the second one's
-    # key is id + 1, never another object's id.
-    return id(obj) + (1 if op == "put" else 0)
+    # A queue's three waits (an item, room, its tasks done) are three
+    # resources: id + 1 and id + 2 are inside the object, never another's id.
+    return id(obj) + {"put": 1, "join": 2}.get(op, 0)
 
 
 def _label_type(obj: Any) -> str:
@@ -327,9 +398,13 @@ def add(b: Any, waits: Iterable[AioWait]) -> None:
     to the capture ``b`` (a `capture._Builder`)."""
     asyncio = _asyncio()
     waits = list(waits)
-    if asyncio is None or not waits:
+    holders = list(b.task_holders.values())
+    if asyncio is None or not (waits or holders):
         return
     by_loop: dict[Any, list[AioWait]] = {}
+    for task in holders:  # tasks that threads wait for (run_coroutine_threadsafe)
+        with contextlib.suppress(Exception):
+            by_loop.setdefault(task.get_loop(), [])
     for w in waits:
         try:
             loop = w.task.get_loop()
@@ -363,6 +438,12 @@ def _add_loop(b: Any, asyncio: Any, loop: Any, waits: list[AioWait]) -> None:
             continue
         if w.op == "await" and w.task._fut_waiter is not w.resource:
             continue  # awaits something else by now
+        if w.op == "executor":
+            fut = w.task._fut_waiter
+            if chained_source(getattr(fut, "_callbacks", None)) is not w.resource:
+                continue
+            if not FutureView(w.resource)._dw_owner_bound():
+                continue  # not queued behind busy workers, nor running: it will run
         nodes[id(w.task)] = (w.task, w)
     tasks = _tasks(asyncio, loop)
     runnable = [_name(t) for t in tasks or () if id(t) not in nodes and not t.done()]
@@ -374,11 +455,14 @@ def _add_loop(b: Any, asyncio: Any, loop: Any, waits: list[AioWait]) -> None:
     held: dict[int, list[HeldInfo]] = {}
     infos: dict[int, ResourceInfo] = {}
     signals: list[int] = []
+    #: Tasks that hold or finish something waited for (owners, awaited tasks).
+    needed: dict[int, Any] = {}
 
     def join_info(fut: Any) -> ResourceInfo:
         k = id(fut)
         if _is_task(asyncio, fut):
             done = bool(fut.done())
+            needed[id(fut)] = fut
             return ResourceInfo(
                 key=k,
                 id=hex(k),
@@ -405,6 +489,30 @@ def _add_loop(b: Any, asyncio: Any, loop: Any, waits: list[AioWait]) -> None:
             parts=tuple(p.key for p in parts),
         )
 
+    def many_info(obj: Any, op: str) -> ResourceInfo:
+        """``asyncio.wait(fs)`` (any or all of them) or a TaskGroup's exit (all
+        its tasks).  A member that is no task nor gather (a future set by
+        hand) is unknown: a wait for any counts as ending."""
+        members = list(obj._tasks) if op == "group" else list(obj)
+        known = [f for f in members if _is_task(asyncio, f) or _gathering(f)]
+        unknown = any(not f.done() for f in members if f not in known)
+        parts = [join_info(f) for f in known]
+        for p in parts:
+            infos.setdefault(p.key, p)
+        kind = "any" if op == "wait-any" else "all"
+        names = ", ".join(repr(_name(f)) for f in known if _is_task(asyncio, f))
+        what = "TaskGroup" if op == "group" else f"asyncio.wait() for {kind} of"
+        return ResourceInfo(
+            key=id(obj),
+            id=hex(id(obj)),
+            type="asyncio.TaskGroup" if op == "group" else "asyncio.wait",
+            created_at=None,
+            free=1 if (unknown and kind == "any") or not parts else 0,
+            kind=kind,
+            title=f"{what} {names}" if names else what,
+            parts=tuple(p.key for p in parts),
+        )
+
     for _, w in list(nodes.values()):
         obj = w.resource
         k = _key(obj, w.op)
@@ -413,11 +521,16 @@ def _add_loop(b: Any, asyncio: Any, loop: Any, waits: list[AioWait]) -> None:
         locks = asyncio.locks
         if w.op == "await":
             infos[k] = join_info(obj)
+        elif w.op in ("group", "wait-any", "wait-all"):
+            infos[k] = many_info(obj, w.op)
+        elif w.op == "executor":
+            b.add_view(FutureView(obj))  # held by the executor's workers
         elif isinstance(obj, locks.Lock):
             d = obj.__dict__
             owner = d.get("_dw_owner")
             locked = bool(obj.locked())
             if locked and owner is not None:
+                needed[id(owner)] = owner
                 held.setdefault(id(owner), []).append(
                     HeldInfo(k, 1, _state.site_at(d.get("_dw_taken")))
                 )
@@ -481,6 +594,51 @@ def _add_loop(b: Any, asyncio: Any, loop: Any, waits: list[AioWait]) -> None:
     for k, r in infos.items():
         b.resources.setdefault(k, r)
 
+    # The loop's thread blocked in a tracked wait (a threading Lock, a
+    # ``.result()``): no task of the loop runs, nor any of its callbacks,
+    # until it returns.  Each task needed and not in a wait of its own waits
+    # for that thread.
+    stopped = _stopped_by(b, thread_ident)
+    if stopped is not None:
+        for t in list(b.task_holders.values()):
+            with contextlib.suppress(Exception):
+                if t.get_loop() is loop:
+                    needed.setdefault(id(t), t)
+        loop_key = id(loop)
+        b.resources.setdefault(
+            loop_key,
+            ResourceInfo(
+                key=loop_key,
+                id=hex(loop_key),
+                type="asyncio event loop",
+                created_at=None,
+                holders=((id(stopped), 1),),
+                free=0,
+                owner_bound=True,
+                kind=LOOP_KIND,
+                title=f"the event loop of thread {thread!r}",
+            ),
+        )
+        b.pending.append(stopped)
+        for k, task in needed.items():
+            if k in b.threads or _done(task):
+                continue
+            info = node(task, None)
+            wait = WaitInfo(
+                resource=loop_key,
+                blocked_for=max(0.0, b.now - stopped.wait.since) if stopped.wait else 0.0,
+                site=Site(info.stack[-1].file, info.stack[-1].line, info.stack[-1].function)
+                if info.stack
+                else None,
+                token=hash((k, loop_key, id(stopped.wait))),
+            )
+            b.threads[k] = replace(info, wait=wait)
+        # Nothing of the loop can give a signal before its thread returns.
+        rescues = []
+        threads_: tuple[tuple[int, str], ...] = (
+            (thread_ident, "the loop's thread, once it returns to the loop"),
+        )
+
     # Who can give each signal: the tasks of the loop in the snapshot (those
     # whose coroutine frames hold it, else all), and every other thread (it
     # could hand the loop a callback, ``call_soon_threadsafe(ev.set)``): a
@@ -492,6 +650,8 @@ def _add_loop(b: Any, asyncio: Any, loop: Any, waits: list[AioWait]) -> None:
         for ident in b.frames
         if ident != thread_ident
     )
+    if stopped is not None:
+        threads = threads_
     for k in signals:
         holding = tuple(
             (id(t), "a task of its loop, whose coroutine holds it")
@@ -504,6 +664,23 @@ def _add_loop(b: Any, asyncio: Any, loop: Any, waits: list[AioWait]) -> None:
         b.task_reach[k] = (
             ReachInfo(threads=(*givers, *threads), rescues=tuple(rescues)) if readable else None
         )
+
+
+def _stopped_by(b: Any, ident: int) -> _state.ThreadRecord | None:
+    """The record of the loop's thread ``ident`` if it is blocked in a tracked
+    wait (not yet woken); else None."""
+    rec = _state.records.get(ident)
+    wait = None if rec is None else rec.wait
+    if rec is None or wait is None or wait.woken() or wait.interrupt is not None:
+        return None
+    return rec
+
+
+def _done(task: Any) -> bool:
+    try:
+        return bool(task.done())
+    except Exception:
+        return True
 
 
 def _holds(frame: Any, obj: Any) -> bool:
@@ -531,7 +708,13 @@ def _signal_state(asyncio: Any, obj: Any, op: str) -> tuple[int, str, str]:
         if isinstance(obj, locks.Semaphore):
             value = int(getattr(obj, "_value", 0))
             return max(value, 0), "release", f"value {value}"
+        barrier = getattr(locks, "Barrier", None)
+        if barrier is not None and isinstance(obj, barrier):
+            return (1 if obj.broken else 0), "reach", f"{obj.n_waiting} of {obj.parties} waiting"
         if isinstance(obj, asyncio.Queue):
+            if op == "join":
+                n = int(obj._unfinished_tasks)
+                return (0 if n else 1), "finish the tasks of", f"{n} unfinished task(s)"
             if op == "put":
                 return (0 if obj.full() else 1), "take an item from", f"full, {obj.qsize()} item(s)"
             return (0 if obj.empty() else 1), "put an item into", "empty"

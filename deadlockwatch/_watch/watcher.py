@@ -620,8 +620,14 @@ class _Detector:
             # One exception per victim: an instance raised in several threads
             # would collect all their frames in one traceback.
             victims = _victims(finding, waits, every=action == "raise-all")
-            _state.deliver([(v, DeadlockError(finding)) for v in victims if v is not current])
-            if current is not None and current in victims:
+            tasks: list[tuple[AioWait, BaseException]] = [
+                (v, DeadlockError(finding)) for v in victims if isinstance(v, AioWait)
+            ]
+            threads = [v for v in victims if isinstance(v, WaitRecord)]
+            _state.deliver([(v, DeadlockError(finding)) for v in threads if v is not current])
+            if tasks:
+                _aio.interrupt(tasks)  # one callback on each loop: see there
+            if current is not None and current in threads:
                 raise DeadlockError(finding)
         elif action == "abort":
             self.abort()
@@ -792,24 +798,30 @@ def _waits(force: bool = False) -> list[WaitRecord | AioWait]:
     return waits
 
 
+def _interruptible(w: WaitRecord | AioWait | None) -> bool:
+    """A thread's wait, or a task's in a tracked asyncio primitive (not a task
+    awaiting a task or an executor's job: it wakes when that one ends)."""
+    return isinstance(w, WaitRecord) or (isinstance(w, AioWait) and w.op in _aio.INTERRUPTIBLE)
+
+
 def _victims(
     finding: Finding, waits: Mapping[int, WaitRecord | AioWait], every: bool
-) -> list[WaitRecord]:
-    """Who gets DeadlockError: every stuck thread of the finding, or only the
-    thread that closed the cycle (its most recent wait)."""
-    if every:
-        candidates = [t.wait for t in finding.threads if t.wait is not None]
-    else:
+) -> list[WaitRecord | AioWait]:
+    """Who gets DeadlockError: every stuck thread (and task) of the finding, or
+    only the one that closed the cycle (its most recent wait)."""
+    ok = [
+        t for t in finding.threads if t.wait is not None and _interruptible(waits.get(t.wait.token))
+    ]
+    if not every:
         keys = [s.thread for s in finding.cycle] or [t.key for t in finding.threads]
         # The thread that closed the cycle, among those whose unwinding frees
         # something: in a cycle through a signal, the one that would give it
         # may hold nothing, and raising in it would break nothing.
-        threads = [t for t in finding.threads if t.key in keys and t.wait is not None]
-        threads.sort(key=lambda t: (not t.held, t.wait.blocked_for if t.wait else 0.0))
-        candidates = [t.wait for t in threads[:1] if t.wait is not None]
-    found = [waits.get(w.token) for w in candidates]
-    # Tasks get nothing yet (issue 15): only threads' waits can be interrupted.
-    return [w for w in found if isinstance(w, WaitRecord)]
+        ok = [t for t in ok if t.key in keys]
+        ok.sort(key=lambda t: (not t.held, t.wait.blocked_for if t.wait else 0.0))
+        ok = ok[:1]
+    found = [waits.get(t.wait.token) for t in ok if t.wait is not None]
+    return [w for w in found if w is not None]
 
 
 def _log(finding: Finding, text: str) -> None:

@@ -13,6 +13,7 @@ removed), must be reported.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -254,6 +255,240 @@ def test_bounded_queue_put_under_a_lock_the_consumer_needs(tmp_path: Path) -> No
     assert result["elapsed"] < 1.5, result
 
 
+EXECUTOR_REENTERED = """
+    import concurrent.futures
+
+    ex = concurrent.futures.ThreadPoolExecutor(2 if RESCUE else 1, thread_name_prefix="one")
+
+    def blocking_io():
+        time.sleep(0.6)
+        return 1
+
+    async def inner():
+        loop = asyncio.get_running_loop()
+        if TO_THREAD:
+            return await asyncio.to_thread(blocking_io)
+        return await loop.run_in_executor(ex, blocking_io)
+
+    def sync_part(loop):
+        # In the executor's worker: back into the loop, and wait for it.
+        return asyncio.run_coroutine_threadsafe(inner(), loop).result()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        if TO_THREAD:
+            loop.set_default_executor(ex)
+        START[0] = time.monotonic()
+        if TO_THREAD:
+            got = await asyncio.to_thread(sync_part, loop)
+        else:
+            got = await loop.run_in_executor(ex, sync_part, loop)
+        assert got == 1
+        finished()
+
+    asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("to_thread", [False, True], ids=["run_in_executor", "to_thread"])
+def test_a_one_worker_executor_reentered_through_the_loop_is_reported(
+    tmp_path: Path, to_thread: bool
+) -> None:
+    """run_in_executor (or to_thread) -> run_coroutine_threadsafe ->
+    run_in_executor on a one-worker executor (django/asgiref #249): the
+    worker waits for a task that waits for a job queued behind the worker.
+    Negative: the same with a second worker, which runs the inner job."""
+    body = f"TO_THREAD = {to_thread}\n" + textwrap.dedent(EXECUTOR_REENTERED)
+    # The negative first: the report file is the test's, and grows.
+    result, findings = _run(tmp_path, body, rescue=True)
+    assert result.get("finished") and findings == [], (result, findings)
+    assert result["ticks"] >= 5, result
+    result, findings = _run(tmp_path, body, rescue=False)
+    assert result.get("kind") == "deadlock", result
+    assert result["cycle"] == ["one_0", "Task-2"], result
+    assert result["tasks"] == ["Task-1", "Task-2"], result
+    assert result["elapsed"] < 1.5, result
+    (record,) = findings
+    steps = {s["thread"]: s for s in record["cycle"]}
+    assert steps["one_0"]["held_by"] == "Task-2" and steps["Task-2"]["held_by"] == "one_0"
+    details = {d["name"]: d for d in record["thread_details"]}
+    assert details["Task-2"]["waits_for"]["at"]["function"] == "inner"
+    assert details["Task-1"]["waits_for"]["at"]["function"] == "main"  # behind the cycle
+    text = format_text(finding_from_json(record))
+    assert re.search(
+        r"'one_0' waits for Future\(created \S*prog.py:\d+\) "
+        r"\(running in a task\), run by 'Task-2'",
+        text,
+    ), text
+    assert re.search(
+        r"'Task-2' waits for Future\(created \S*prog.py:\d+\) "
+        r"\(pending in ThreadPoolExecutor 'one'\), queued behind 'one_0'",
+        text,
+    ), text
+
+
+LOOP_STOPPED = """
+    import threading
+
+    M = threading.Lock()
+
+    async def needs(L):
+        async with L:
+            return 42
+
+    async def holder(L, taken):
+        async with L:
+            taken.set()
+            await asyncio.sleep(0.1)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        L, taken, asked = asyncio.Lock(), asyncio.Event(), threading.Event()
+        got = []
+
+        def worker():
+            with M:
+                fut = asyncio.run_coroutine_threadsafe(needs(L), loop)
+                asked.set()
+                if RESCUE:
+                    time.sleep(0.6)  # busy a while, and lets go of M before it waits
+                else:
+                    fut.result()  # waits for the loop, holding M
+            got.append(fut.result())
+
+        h = asyncio.create_task(holder(L, taken), name="holder")
+        await taken.wait()
+        t = threading.Thread(target=worker, name="worker", daemon=True)
+        t.start()
+        await asyncio.to_thread(asked.wait)
+        while not L._waiters:  # the worker's coroutine awaits L
+            await asyncio.sleep(0.005)
+        START[0] = time.monotonic()
+        with M:  # no await: the loop's thread blocks, and with it 'holder'
+            pass
+        await h
+        await asyncio.to_thread(t.join)
+        assert got == [42]
+        finished()
+
+    asyncio.run(main())
+"""
+
+
+def test_a_task_stopped_by_its_loops_blocked_thread_is_in_the_cycle(tmp_path: Path) -> None:
+    """A task holds asyncio.Lock L; the loop's thread blocks on a threading
+    Lock held by a thread that waits (run_coroutine_threadsafe().result())
+    for a coroutine that needs L.  'holder' cannot release L: its loop's
+    thread is blocked.  Negative: the same, the thread letting go of the
+    threading Lock (after a while) before it waits."""
+    body = textwrap.dedent(LOOP_STOPPED)
+    # The negative first: the report file is the test's, and grows.
+    result, findings = _run(tmp_path, body, rescue=True)
+    assert result.get("finished") and findings == [], (result, findings)
+    assert result["ticks"] >= 5, result
+    result, findings = _run(tmp_path, body, rescue=False)
+    assert result.get("kind") == "deadlock", result
+    # The coroutine's task (unnamed: its number differs between versions).
+    (task,) = [n for n in result["cycle"] if n.startswith("Task-")]
+    assert sorted(result["cycle"]) == sorted(["MainThread", task, "holder", "worker"]), result
+    assert result["elapsed"] < 1.5, result
+    (record,) = findings
+    text = format_text(finding_from_json(record))
+    assert "'holder' cannot run: its event loop's thread 'MainThread' is blocked" in text, text
+    assert re.search(
+        r"'worker' waits for Future\(created \S*prog.py:\d+\) "
+        rf"\(running in a task\), run by '{task}'",
+        text,
+    ), text
+    assert re.search(
+        rf"'{task}' waits for asyncio.Lock\(created \S*prog.py:\d+\) held by 'holder'", text
+    ), text
+
+
+RAISE_IN_TASKS = """
+    import threading
+
+    deadlockwatch.enable(
+        interval=0.02, threshold=0.05, on_deadlock=os.environ["ACTION"], report=os.environ["REPORT"]
+    )
+
+    async def one(a, b, timed):
+        try:
+            async with a:
+                await asyncio.sleep(0.05)
+                if timed:  # the rescue: a timeout (a timed cycle at most)
+                    try:
+                        await asyncio.wait_for(b.acquire(), 0.6)
+                    except asyncio.TimeoutError:
+                        return "timeout"
+                    b.release()
+                    return "done"
+                async with b:
+                    return "done"
+        except deadlockwatch.DeadlockError:
+            return "DeadlockError"
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        home = threading.get_ident()
+        foreign = []
+        original = loop.call_soon_threadsafe
+
+        def counted(callback, *args, **kwargs):
+            # What other threads (the watcher) hand the loop to run.
+            if threading.get_ident() != home:
+                foreign.append(getattr(callback, "__name__", "?"))
+            return original(callback, *args, **kwargs)
+
+        loop.call_soon_threadsafe = counted
+        a, b = asyncio.Lock(), asyncio.Lock()
+        got = await asyncio.gather(
+            asyncio.create_task(one(a, b, RESCUE), name="transfer"),
+            asyncio.create_task(one(b, a, False), name="audit"),
+        )
+        print(json.dumps({
+            "got": got, "foreign": foreign, "locked": [a.locked(), b.locked()], "ticks": TICKS[0]
+        }), flush=True)
+
+    asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("action", ["raise", "raise-all"])
+def test_raise_gives_tasks_of_the_cycle_deadlock_error_at_their_await(
+    tmp_path: Path, action: str
+) -> None:
+    """``on_deadlock="raise"`` outside pytest: a task of an asyncio.Lock ABBA
+    gets DeadlockError at its ``async with``, unwinds and releases its lock,
+    and the other task goes on (``raise-all``: both get it).  The watcher
+    hands the loop one callback for it (``call_soon_threadsafe``), and
+    nothing while no deadlock is confirmed: the negative, the same program
+    with one side's second acquire under a timeout, gets no error and no
+    callback (the control for the counting: the deadlock's callback is seen)."""
+    body = textwrap.dedent(RAISE_IN_TASKS)
+    out, findings = run_program(
+        tmp_path, PRELUDE + body, env={"ACTION": action, "RESCUE": "1"}, timeout=40
+    )
+    result = json.loads(out.splitlines()[-1])
+    assert result["got"] == ["timeout", "done"], result
+    assert result["foreign"] == [] and result["ticks"] >= 5, result
+    assert [f["kind"] for f in findings if f["kind"] != "timed-cycle"] == [], findings
+
+    out, findings = run_program(
+        tmp_path, PRELUDE + body, env={"ACTION": action, "RESCUE": "0"}, timeout=40
+    )
+    result = json.loads(out.splitlines()[-1])
+    expected = (
+        [["DeadlockError", "DeadlockError"]]
+        if action == "raise-all"
+        else [["DeadlockError", "done"], ["done", "DeadlockError"]]
+    )
+    assert result["got"] in expected, result
+    assert result["locked"] == [False, False], result
+    assert result["foreign"] == ["_interrupt"], result
+    assert [f["kind"] for f in findings if f["kind"] != "timed-cycle"] == ["deadlock"], findings
+
+
 # Each: the tasks look stuck for a while (the watcher makes many passes),
 # then the rescue comes; without it (the control) they are stuck for good.
 NOT_A_DEADLOCK = {
@@ -428,7 +663,124 @@ NOT_A_DEADLOCK = {
             a, b = asyncio.Lock(), asyncio.Lock()
             await asyncio.gather(one(a, b, RESCUE), one(b, a, False))
     """,
+    # A task holding a Lock awaits asyncio.wait() for a task that needs it;
+    # with the rescue, under a timeout.
+    "asyncio_wait_for_a_task_that_needs_a_held_lock": """
+        async def needs(lock):
+            async with lock:
+                return 1
+
+        async def parent(lock):
+            async with lock:
+                child = asyncio.create_task(needs(lock), name="child")
+                done, _ = await asyncio.wait([child], timeout=0.6 if RESCUE else None)
+            if child not in done:
+                await child
+
+        async def main():
+            await asyncio.create_task(parent(asyncio.Lock()), name="parent")
+    """,
+    # A task holding a Lock leaves a TaskGroup whose task needs it; with the
+    # rescue it lets go of the Lock first (after a while).
+    "task_group_exit_awaiting_a_task_that_needs_a_held_lock": """
+        async def needs(lock):
+            async with lock:
+                return 1
+
+        async def parent(lock):
+            await lock.acquire()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(needs(lock), name="child")
+                if RESCUE:
+                    await asyncio.sleep(0.6)  # the child waits for the Lock meanwhile
+                    lock.release()
+            if not RESCUE:
+                lock.release()
+
+        async def main():
+            await asyncio.create_task(parent(asyncio.Lock()), name="parent")
+    """,
+    # Queue.join() under a Lock the consumer needs before its task_done();
+    # with the rescue the consumer calls task_done() first (after a while).
+    "queue_join_under_a_lock_the_consumer_needs": """
+        async def producer(lock, q):
+            async with lock:
+                await q.put(1)
+                await q.join()
+
+        async def consumer(lock, q):
+            await q.get()
+            if RESCUE:
+                await asyncio.sleep(0.6)  # the producer waits in join() meanwhile
+                q.task_done()
+            async with lock:
+                pass
+            if not RESCUE:
+                q.task_done()
+
+        async def main():
+            lock, q = asyncio.Lock(), asyncio.Queue()
+            await asyncio.gather(
+                asyncio.create_task(producer(lock, q), name="producer"),
+                asyncio.create_task(consumer(lock, q), name="consumer"),
+            )
+    """,
+    # A Barrier(2) awaited under a Lock the other party needs before it
+    # reaches the Barrier; with the rescue it reaches it first (after a while).
+    "barrier_awaited_under_a_lock_the_other_party_needs": """
+        async def first(barrier, lock):
+            async with lock:
+                await barrier.wait()
+
+        async def second(barrier, lock):
+            await asyncio.sleep(0.02)
+            if RESCUE:
+                await asyncio.sleep(0.6)  # the first party waits meanwhile
+                await barrier.wait()
+            async with lock:
+                pass
+            if not RESCUE:
+                await barrier.wait()
+
+        async def main():
+            barrier, lock = asyncio.Barrier(2), asyncio.Lock()
+            await asyncio.gather(
+                asyncio.create_task(first(barrier, lock), name="first"),
+                asyncio.create_task(second(barrier, lock), name="second"),
+            )
+    """,
 }
+#: The cases of asyncio classes new in 3.11.
+NEEDS_311 = {
+    "task_group_exit_awaiting_a_task_that_needs_a_held_lock",
+    "barrier_awaited_under_a_lock_the_other_party_needs",
+}
+#: For the controls of the later cases: the cycle, and the wait that names
+#: what the first of it awaits.
+CYCLES = {
+    "asyncio_wait_for_a_task_that_needs_a_held_lock": (
+        ["child", "parent"],
+        "'parent' awaits asyncio.wait() for all of 'child'; 'child' has not ended",
+    ),
+    "task_group_exit_awaiting_a_task_that_needs_a_held_lock": (
+        ["child", "parent"],
+        "'parent' awaits TaskGroup 'child'; 'child' has not ended",
+    ),
+    "queue_join_under_a_lock_the_consumer_needs": (
+        ["consumer", "producer"],
+        "which 'consumer' needs before it could finish the tasks of it",
+    ),
+    "barrier_awaited_under_a_lock_the_other_party_needs": (
+        ["first", "second"],
+        "which 'second' needs before it could reach it",
+    ),
+}
+
+
+def _skip_old(case: str) -> None:
+    if case in NEEDS_311 and sys.version_info < (3, 11):
+        pytest.skip("asyncio.TaskGroup and asyncio.Barrier are new in 3.11")
+
 
 _MAIN = """
 asyncio.run(main())
@@ -438,6 +790,7 @@ finished()
 
 @pytest.mark.parametrize("case", sorted(NOT_A_DEADLOCK))
 def test_not_a_deadlock(tmp_path: Path, case: str) -> None:
+    _skip_old(case)
     result, findings = _run(tmp_path, textwrap.dedent(NOT_A_DEADLOCK[case]) + _MAIN, rescue=True)
     assert result.get("finished"), result
     assert [f["kind"] for f in findings if f["kind"] != "timed-cycle"] == [], findings
@@ -449,6 +802,7 @@ def test_not_a_deadlock(tmp_path: Path, case: str) -> None:
 
 @pytest.mark.parametrize("case", sorted(NOT_A_DEADLOCK))
 def test_not_a_deadlock_control_without_the_rescue_is_reported(tmp_path: Path, case: str) -> None:
+    _skip_old(case)
     result, findings = _run(tmp_path, textwrap.dedent(NOT_A_DEADLOCK[case]) + _MAIN, rescue=False)
     assert result.get("kind") == "deadlock", result
     assert [f["kind"] for f in findings] == ["deadlock"], findings
@@ -462,6 +816,12 @@ def test_not_a_deadlock_control_without_the_rescue_is_reported(tmp_path: Path, c
         step = next(s for s in record["cycle"] if s["thread"] == "worker")
         assert step["held_by"] == "MainThread"
         assert result["elapsed"] < 1.5 + 0.7, result
+    if case in CYCLES:
+        names, words = CYCLES[case]
+        assert sorted(result["cycle"]) == names, result
+        (record,) = findings
+        text = format_text(finding_from_json(record))
+        assert words in text, text
 
 
 # -- activation and transparency (in a fresh interpreter each) ------------------
@@ -507,14 +867,21 @@ def test_patched_on_import_or_at_enable_and_removed_by_disable(order: str) -> No
         import asyncio, inspect
         from deadlockwatch._track import aio
         patched = lambda f: hasattr(f, "_dw_original")
+        # Module functions too: asyncio.wait's own wait, and
+        # run_coroutine_threadsafe where asyncio.tasks and the package have it.
+        functions = lambda: [
+            patched(asyncio.tasks._wait),
+            patched(asyncio.tasks.run_coroutine_threadsafe),
+            patched(asyncio.run_coroutine_threadsafe),
+        ]
         print(len(aio._originals) > 0, patched(asyncio.Lock.acquire),
-              inspect.iscoroutinefunction(asyncio.Lock.acquire))
+              inspect.iscoroutinefunction(asyncio.Lock.acquire), *functions())
         deadlockwatch.disable()
         print(len(aio._originals), patched(asyncio.Lock.acquire),
-              patched(asyncio.Event.wait), patched(asyncio.Queue.get))
+              patched(asyncio.Event.wait), patched(asyncio.Queue.get), *functions())
         """
     )
-    assert out.split() == ["True", "True", "True", "0", "False", "False", "False"]
+    assert out.split() == ["True"] * 6 + ["0"] + ["False"] * 6
 
 
 def test_transparent_values_and_errors() -> None:

@@ -166,7 +166,9 @@ def test_a_test_that_does_not_unwind_is_cancelled_after_a_grace(
     pytester: pytest.Pytester,
 ) -> None:
     """Tasks that catch DeadlockError and wait on for good: the guard cancels
-    the test's task 5 s later (GUARD_GRACE), so the session still goes on."""
+    the test's task 5 s later (GUARD_GRACE), so the session still goes on.
+    (They sleep: a wait on an Event nobody sets would be a deadlock found
+    anew, and raise-all would give them DeadlockError there too.)"""
     pytester.makepyfile(
         """
         import asyncio
@@ -183,7 +185,7 @@ def test_a_test_that_does_not_unwind_is_cancelled_after_a_grace(
                         async with y:
                             pass
                 except DeadlockError:
-                    await asyncio.Event().wait()  # never unwinds
+                    await asyncio.sleep(3600)  # never unwinds
             await asyncio.gather(one(a, b), one(b, a))
 
         def test_next():
