@@ -336,10 +336,15 @@ def _copy(dest: Path) -> None:
 
 
 def run(
-    mutation: Mutation | None, workers: int, timeout: float, wide: bool = False
+    mutation: Mutation | None,
+    workers: int,
+    timeout: float,
+    wide: bool = False,
+    tests: list[str] | None = None,
 ) -> tuple[list[str], str]:
     """The tests of the selection that fail with ``mutation`` applied (none:
-    the checkout as it is), and pytest's summary line."""
+    the checkout as it is), and pytest's summary line.  ``tests`` (node ids
+    or files, run whole) replaces the selection and its keywords."""
     with tempfile.TemporaryDirectory(prefix="dlw-mutant-") as tmp:
         copy = Path(tmp) / "repo"
         _copy(copy)
@@ -377,9 +382,7 @@ def run(
             "addopts=",
             "-n",
             str(workers),
-            "-k",
-            KEYWORDS,
-            *(WIDE if wide else SELECTION),
+            *(tests or ["-k", KEYWORDS, *(WIDE if wide else SELECTION)]),
         ]
         try:
             proc = subprocess.run(
@@ -407,6 +410,9 @@ def main() -> int:
     parser.add_argument("-n", "--workers", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--wide", action="store_true", help="test_signals, test_waits too")
+    parser.add_argument(
+        "--tests", nargs="+", help="run these tests (node ids or files) instead of the selection"
+    )
     args = parser.parse_args()
     if args.list:
         for m in MUTATIONS:
@@ -418,14 +424,14 @@ def main() -> int:
         raise SystemExit(f"unknown mutations: {sorted(unknown)}")
     results: dict[str, dict[str, object]] = {}
     if args.baseline:
-        failed, summary = run(None, args.workers, args.timeout, args.wide)
+        failed, summary = run(None, args.workers, args.timeout, args.wide, args.tests)
         print(f"baseline: {summary}", flush=True)
         for t in failed:
             print(f"    {t}", flush=True)
         results["(none)"] = {"failed": failed, "summary": summary}
     for m in chosen:
         began = time.monotonic()
-        failed, summary = run(m, args.workers, args.timeout, args.wide)
+        failed, summary = run(m, args.workers, args.timeout, args.wide, args.tests)
         took = time.monotonic() - began
         print(f"{m.name}: {len(failed)} failing ({summary}, {took:.0f} s)", flush=True)
         for t in failed:
