@@ -195,6 +195,33 @@ NOT_A_DEADLOCK = {
             join(f, g)
         program()
     """,
+    # The main thread, holding `lock`, waits for an Event that only a Python
+    # signal handler sets; the handler reaches it through a weak reference,
+    # which the walk of who can reach it does not follow: the rule is that the
+    # main thread waiting on a signal with a handler installed can be woken
+    # (`snap.wakeable`).  The rescuer sends the signal; in the control no
+    # handler is installed and nothing is sent.
+    "main_woken_by_a_signal_handler": """
+        import signal, weakref
+        def program():
+            lock, ready = threading.Lock(), threading.Event()
+            if RESCUE:
+                ref = weakref.ref(ready)
+                signal.signal(signal.SIGUSR1, lambda *a: ref().set())
+            def blocker():
+                with lock:
+                    pass
+            with lock:
+                b = spawn(blocker, "blocker")
+                wait_blocked(b)
+                rescue(lambda: os.kill(os.getpid(), signal.SIGUSR1), threading.main_thread(), b)
+                try:
+                    ready.wait()  # untimed: only the handler sets it
+                except DeadlockError:
+                    outcome["main"] = "DeadlockError"
+            join(b)
+        program()
+    """,
 }
 
 
