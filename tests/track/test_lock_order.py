@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _programs import until
 from conftest import BOUND, run_python
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -1024,9 +1025,7 @@ def test_a_pending_inversion_is_reported_by_a_watcher_tick_past_its_bound(
         rw = WriterPreferringTicked()
         _timed_out_writer(rw)
         assert ORDER.pending and reported_at_once() == []
-        deadline = time.monotonic() + BOUND
-        while not reported_at_once() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        until(reported_at_once, what="the pending inversion reported past its bound")
         (found,) = reported_at_once()
         assert {r.key for r in found.resources} == {id(rw.count_lock), id(rw.read_try)}
         assert time.time() - found.time >= 0.9  # reported past the bound, not at once
