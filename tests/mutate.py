@@ -14,6 +14,7 @@ Not a test module (pytest collects ``test_*.py`` only)::
     .venv/bin/python tests/mutate.py releasable-false owner-bound-holders
     .venv/bin/python tests/mutate.py --list
     .venv/bin/python tests/mutate.py --json out.json
+    .venv/bin/python tests/mutate.py wakeable-ignored --tests tests/processes/test_processes.py
 
 The results are written up in ``tests/MUTATIONS.md``.
 """
