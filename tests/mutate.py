@@ -280,7 +280,7 @@ MUTATIONS = [
     Mutation(
         "signal-own-lock-counted",
         G,
-        "        held = [h for h in held if h is not own]\n        mine =",
+        "        held = [h for h in held if h is not own and h is not cond]\n        mine =",
         "        mine =",
         "wait-under-lock: the signal's own lock is released by the wait, neither needed nor held",
     ),
@@ -294,8 +294,9 @@ MUTATIONS = [
     Mutation(
         "signal-handler-locks-counted",
         G,
-        "        held = [] if rec.wait is not None else [h for h in rec.held if h is not own]\n",
-        "        held = [h for h in rec.held if h is not own]\n",
+        "            [] if rec.wait is not None else [h for h in rec.held if h is not own"
+        " and h is not cond]\n",
+        "            [h for h in rec.held if h is not own and h is not cond]\n",
         "wait-under-lock: a signal given from a handler inside a wait needs none of the "
         "interrupted code's locks",
     ),
