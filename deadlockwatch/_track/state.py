@@ -325,6 +325,11 @@ def user_frame(frame: FrameType | None) -> FrameType | None:
 #: instruction offset (``f_lasti``), which cost nothing to read.  It is the
 #: only other shape a site has: everything past the hot path (records,
 #: views, the watcher, reports) holds a `Site`, made from it by `site_at`.
+#: It stays raw for cost (issue 12): a `Site` at every take would look the
+#: line up and make an object on the uncontended acquire, which stores two
+#: references instead (the C core too); only holds the watcher sees, and
+#: creation and wait sites (made once per object or blocked wait), become
+#: `Site`s.
 RawSite = tuple[CodeType, int]
 
 #: (id(code), instruction offset) -> (code, its Site): the line of an offset
@@ -518,6 +523,10 @@ def stack_of(frame: FrameType | None) -> tuple[Frame, ...]:
     return tuple(out)
 
 
+#: Who holds a tracked primitive, as `Tracked._dw_holders` says.
+Holder = tuple[ThreadRecord | int, int, Site | None]
+
+
 class Tracked(Protocol):
     """What the watcher reads from a tracked primitive (Lock, RLock,
     Semaphore, a multiprocessing SemLock) or from a view of a wait (a
@@ -526,7 +535,8 @@ class Tracked(Protocol):
     Required:
 
     - ``_dw_type``: the type's name in reports (``"Lock"``, ``"Event"``...);
-    - ``_dw_holders()``: (thread record, units held, raw site of the take);
+    - ``_dw_holders()``: (thread record, or the ident of a thread of another
+      process or one not seen yet, units held, site of the take: `Holder`);
     - ``_dw_free()``: units free now (0 for a held Lock);
     - ``_dw_owner_bound()``: only a holder can give it back (RLock, a Lock
       taken in a ``with`` block); a free-for-all Lock is not.
@@ -543,7 +553,7 @@ class Tracked(Protocol):
 
     _dw_type: str
 
-    def _dw_holders(self) -> list[tuple[ThreadRecord, int, Any]]: ...
+    def _dw_holders(self) -> list[Holder]: ...
 
     def _dw_free(self) -> int: ...
 

@@ -12,11 +12,9 @@ import sys
 from typing import Any, ClassVar
 
 from deadlockwatch._model import SIGNAL_KIND, Site
-from deadlockwatch._track.state import ThreadRecord, internal_file
+from deadlockwatch._track.state import Holder, ThreadRecord, internal_file
 
 internal_file(__file__)
-
-Holder = tuple[ThreadRecord | int, int, Site | None]
 
 
 def _thread_name(ident: int) -> str:

@@ -66,7 +66,7 @@ class _Builder:
         #: touched a tracked primitive (a pool's idle worker, say).
         self.stand_ins: dict[int, ThreadRecord] = {}
         #: Each resource's live object, for working out who can reach it.
-        self.live: dict[int, Any] = {}
+        self.live: dict[int, Tracked] = {}
         #: asyncio signals (`_watch.tasks`): who can give each, worked out
         #: from the loop (None: the loop could not be read; left unknown).
         #: Used, as the heap walk is for threads, only where it matters.
@@ -94,7 +94,7 @@ class _Builder:
             wait = None
         held_objects = list(rec.held)
         counts: dict[int, int] = {}
-        objs: dict[int, Any] = {}
+        objs: dict[int, Tracked] = {}
         for obj in held_objects:
             counts[id(obj)] = counts.get(id(obj), 0) + 1
             objs[id(obj)] = obj

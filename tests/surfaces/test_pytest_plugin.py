@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+from _programs import TESTS
 
 ABBA_TEST = """
 import threading
@@ -300,7 +301,7 @@ def test_waits_beyond_locks_fail_their_test_and_held_at_exit_only_warns(
 ) -> None:
     pytester.makepyfile(
         test_waits="""
-        import queue, threading, time
+        import queue, sys, threading, time
         from concurrent.futures import ThreadPoolExecutor
 
         def test_queue_get_under_a_lock_the_producer_needs():
@@ -329,15 +330,17 @@ def test_waits_beyond_locks_fail_their_test_and_held_at_exit_only_warns(
             time.sleep(1.0)  # the warning comes a threshold after the thread ended
 
         def test_idle_consumer_is_fine():
+            sys.path.insert(0, TESTS_DIR)
+            from _programs import wait_watched
             q = queue.Queue()
             def consumer():
                 q.get()
             t = threading.Thread(target=consumer)
             t.start()
-            time.sleep(0.5)
+            wait_watched(2, of=t)  # idle in get() while the watcher looks
             q.put(1)
             t.join(10)
-        """
+        """.replace("TESTS_DIR", repr(TESTS))
     )
     result = pytester.runpytest_subprocess("--deadlockwatch", "-p", "no:cacheprovider", timeout=120)
     result.assert_outcomes(passed=2, failed=2)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _programs import lock_cycle, run_program, wait_blocked, wait_watched
+from _programs import blocked_waits, lock_cycle, run_program, until, wait_blocked, wait_watched
 from conftest import BOUND, Watch, start
 
 import deadlockwatch
@@ -193,6 +193,33 @@ NOT_A_DEADLOCK = {
             f = spawn(t1, "t1")
             rescue(token.release, f, g)
             join(f, g)
+        program()
+    """,
+    # The main thread, holding `lock`, waits for an Event that only a Python
+    # signal handler sets; the handler reaches it through a weak reference,
+    # which the walk of who can reach it does not follow: the rule is that the
+    # main thread waiting on a signal with a handler installed can be woken
+    # (`snap.wakeable`).  The rescuer sends the signal; in the control no
+    # handler is installed and nothing is sent.
+    "main_woken_by_a_signal_handler": """
+        import signal, weakref
+        def program():
+            lock, ready = threading.Lock(), threading.Event()
+            if RESCUE:
+                ref = weakref.ref(ready)
+                signal.signal(signal.SIGUSR1, lambda *a: ref().set())
+            def blocker():
+                with lock:
+                    pass
+            with lock:
+                b = spawn(blocker, "blocker")
+                wait_blocked(b)
+                rescue(lambda: os.kill(os.getpid(), signal.SIGUSR1), threading.main_thread(), b)
+                try:
+                    ready.wait()  # untimed: only the handler sets it
+                except DeadlockError:
+                    outcome["main"] = "DeadlockError"
+            join(b)
         program()
     """,
 }
@@ -532,3 +559,116 @@ def test_a_starting_thread_is_named_from_limbo_before_a_stale_dummy() -> None:
             del threading._limbo[t]  # type: ignore[attr-defined]
             del threading._active[ident]  # type: ignore[attr-defined]
     assert found is t
+
+
+@pytest.mark.parametrize("gone", [True, False], ids=["gone-before-the-next-pass", "control"])
+def test_a_cycle_only_the_confirming_capture_sees_is_not_acted_on(
+    detector: Watch, gone: bool
+) -> None:
+    """The watcher acts on a finding only if its first capture found it and
+    the second (the confirmation, a moment later) shows the very same waits.
+    A second cycle, y1 <-> y2, that forms between the two captures (forced:
+    a wrapper of the watcher's ``_confirm``, in the watcher thread, lets it
+    form, then calls the real one) and is gone before the next pass (the
+    wrapper then releases `l1`, a Lock, from another thread) is not acted on;
+    the ABBA that made the watcher confirm is.  Control: the second cycle
+    left in place is reported (at a later pass, confirmed)."""
+    l1, l2 = threading.Lock(), threading.Lock()
+    go = threading.Event()
+    outcome: dict[str, str] = {}
+
+    def y(first: Any, second: Any, name: str) -> None:
+        first.acquire()
+        go.wait(BOUND)  # timed: progress, no cycle yet
+        try:
+            with second:  # untimed: the cycle until `l1` is released
+                outcome[name] = "done"
+        except DeadlockError:
+            outcome[name] = "DeadlockError"
+        finally:
+            if first is l2:
+                l2.release()  # `l1` is released by whoever ends the cycle
+
+    y1 = start(y, l1, l2, "y1", name="y1")
+    y2 = start(y, l2, l1, "y2", name="y2")
+    until(lambda: {y1.ident, y2.ident} <= set(blocked_waits()), what="y1, y2 at go.wait")
+    original = DETECTOR._confirm
+
+    def in_the_cycle() -> bool:
+        waits = blocked_waits()
+        return (
+            getattr(waits.get(y1.ident or 0), "resource", None) is l2
+            and getattr(waits.get(y2.ident or 0), "resource", None) is l1
+        )
+
+    def confirm(new: Any, *args: Any, **kwargs: Any) -> None:
+        if go.is_set():
+            original(new, *args, **kwargs)
+            return
+        go.set()
+        until(in_the_cycle, what="y1 and y2 in their cycle")
+        try:
+            original(new, *args, **kwargs)
+        finally:
+            if gone:
+                l1.release()
+
+    def deadlocks() -> list[deadlockwatch.Finding]:
+        return [f for f in detector.findings if f.kind == "deadlock"]  # not the inversions
+
+    DETECTOR._confirm = confirm  # type: ignore[method-assign]
+    try:
+        assert sorted(lock_cycle().values()) == ["DeadlockError", "done"]
+        if not gone:
+            until(lambda: len(deadlocks()) == 2, what="the second cycle reported")
+            # Its victim has its error before `l1` ends the cycle otherwise.
+            until(lambda: "DeadlockError" in outcome.values(), what="y1 or y2 interrupted")
+            l1.release()
+        for t in (y1, y2):
+            t.join(BOUND)
+            assert not t.is_alive()
+    finally:
+        DETECTOR.__dict__.pop("_confirm", None)
+    names = [sorted(t.name for t in f.threads) for f in deadlocks()]
+    if gone:
+        assert names == [["worker-1", "worker-2"]]
+        assert outcome == {"y1": "done", "y2": "done"}
+    else:
+        assert names == [["worker-1", "worker-2"], ["y1", "y2"]]
+        assert sorted(outcome.values()) == ["DeadlockError", "done"]
+
+
+# A thread takes `latch` and ends normally, leaving it held: handed over on
+# purpose (`_state.returned_holding`), so a later waiter on it is not stuck
+# while a thread that runs (the rescuer) can release it.  Control: nobody
+# releases it, reported.  The held-at-exit warning the ended thread gets is
+# another finding, set aside here.
+LEFT_HELD = """
+    def program():
+        latch = threading.Lock()
+        def closer():
+            latch.acquire()  # returns holding it
+        c = spawn(closer, "closer")
+        c.join()
+        def waiter():
+            latch.acquire()  # untimed: the rescuer releases it
+            latch.release()
+        w = spawn(waiter, "waiter")
+        rescue(latch.release, w)
+        join(w)
+    program()
+"""
+
+
+@pytest.mark.parametrize("rescued", [True, False], ids=["rescued", "control"])
+def test_a_lock_left_held_by_a_thread_that_returned_is_handed_over(
+    tmp_path: Path, rescued: bool
+) -> None:
+    out, findings = run_program(tmp_path, LEFT_HELD, env={"RESCUE": "1" if rescued else "0"})
+    kinds = [f["kind"] for f in findings if f["kind"] != "held-at-exit"]
+    if rescued:
+        assert kinds == [], findings
+        assert "DeadlockError" not in out and "('waiter', 'done')" in out
+    else:
+        assert kinds == ["deadlock"], findings
+        assert "DeadlockError" in out

@@ -32,7 +32,7 @@ INTERNAL_ERROR = "deadlockwatch: internal error in the watcher (it keeps running
 # -- errors inside deadlockwatch ---------------------------------------------------------
 def test_an_error_in_the_watcher_is_reported_once_and_the_watcher_goes_on() -> None:
     code = """
-    import threading, time, deadlockwatch
+    import sys, threading, time, deadlockwatch
     from deadlockwatch._watch import watcher as _detector
     real_analyze = _detector.analyze
     calls = []
@@ -55,22 +55,10 @@ def test_an_error_in_the_watcher_is_reported_once_and_the_watcher_goes_on() -> N
     print("broken analyses:", len(calls) >= 10, flush=True)
     _detector.analyze = real_analyze
     # The same watcher still finds a real deadlock, and breaks it.
-    a, b = threading.Lock(), threading.Lock()
-    barrier = threading.Barrier(2)
-    errors = []
-    def worker(x, y):
-        try:
-            with x:
-                barrier.wait(10)
-                with y:
-                    pass
-        except deadlockwatch.DeadlockError:
-            errors.append(threading.current_thread().name)
-    ts = [threading.Thread(target=worker, args=p, daemon=True) for p in [(a, b), (b, a)]]
-    [w.start() for w in ts]
-    [w.join(10) for w in ts]
-    print("deadlock broken:", len(errors) == 1 and not any(w.is_alive() for w in ts))
-    """
+    sys.path.insert(0, TESTS)
+    from _programs import lock_cycle
+    print("deadlock broken:", sorted(lock_cycle().values()) == ["DeadlockError", "done"])
+    """.replace("TESTS", repr(TESTS))
     r = run_python(code)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["broken analyses: True", "deadlock broken: True"]
@@ -406,23 +394,10 @@ def test_detection_goes_on_in_parent_and_child_after_fork(tmp_path: Path) -> Non
     report = tmp_path / "report.jsonl"
     code = """
     import os, sys, threading, time, deadlockwatch
+    sys.path.insert(0, TESTS)
+    from _programs import lock_cycle
     def abba(tag):
-        a, b = threading.Lock(), threading.Lock()
-        barrier = threading.Barrier(2)
-        out = []
-        def worker(x, y):
-            try:
-                with x:
-                    barrier.wait(10)
-                    with y:
-                        out.append("done")
-            except deadlockwatch.DeadlockError:
-                out.append("DeadlockError")
-        ts = [threading.Thread(target=worker, args=p, daemon=True, name=f"{tag}-{i}")
-              for i, p in enumerate([(a, b), (b, a)])]
-        [t.start() for t in ts]
-        [t.join(10) for t in ts]
-        return sorted(out)
+        return sorted(lock_cycle(names=(f"{tag}-0", f"{tag}-1")).values())
     # At the fork, a worker waits (not a deadlock: main, the holder, runs on).
     held = threading.Lock()
     held.acquire()
@@ -532,23 +507,13 @@ def test_an_unwritable_report_file_is_said_and_detection_goes_on(tmp_path: Path)
     folder = tmp_path / "reports"
     folder.mkdir()
     code = f"""
-    import os, threading, deadlockwatch
+    import os, sys, threading, deadlockwatch
     os.rmdir({str(folder)!r})
     out = []
+    sys.path.insert(0, {TESTS!r})
+    from _programs import lock_cycle
     for round in range(2):
-        a, b = threading.Lock(), threading.Lock()
-        barrier = threading.Barrier(2)
-        def worker(x, y):
-            try:
-                with x:
-                    barrier.wait(10)
-                    with y:
-                        pass
-            except deadlockwatch.DeadlockError:
-                out.append(round)
-        ts = [threading.Thread(target=worker, args=p, daemon=True) for p in [(a, b), (b, a)]]
-        [t.start() for t in ts]
-        [t.join(10) for t in ts]
+        out += [round for how in lock_cycle().values() if how == "DeadlockError"]
     print(out)
     """
     env = {

@@ -914,6 +914,59 @@ def test_a_lone_idle_waiter_on_a_global_is_not_reported(tmp_path: Path) -> None:
     assert "findings: 0" in out and "idler woke" in out
 
 
+#: The lone idler beside the same state with a thread behind it (`HELD`'s
+#: waiter and blocker, the Event reached through a module global): the
+#: waiter is a probable deadlock (the control), the idler, stuck in the same
+#: way but with nobody behind it, is none.  The idler is blocked first, so
+#: that it is due no later than the waiter.
+IDLE_BESIDE_HELD = f"""
+sys.path.insert(0, {TESTS!r})
+from _programs import wait_watched
+IDLE_READY = threading.Event()
+REGISTRY = {{}}
+
+def idler():
+    IDLE_READY.wait()
+    print("idler woke\\n", end="", flush=True)
+
+def setup():
+    lock = threading.Lock()
+    ready = threading.Event()
+    holding = threading.Event()
+    REGISTRY["ready"] = ready
+    def waiter():
+        with lock:
+            holding.set()
+            ready.wait()
+    def blocker():
+        holding.wait(10)
+        with lock:
+            pass
+    return [spawn(waiter, "waiter"), spawn(blocker, "blocker")]
+
+def main():
+    idle = spawn(idler, "idler")
+    settle(lambda: blocked("idler"), lambda: time.sleep(0.01), 5.0)
+    workers = setup()
+    settle(lambda: DETECTOR.findings, lambda: time.sleep(0.02), 10.0)
+    wait_watched(2)  # the pass that reported the waiter has ended, and one more
+    print("workers alive:", [t.is_alive() for t in workers])
+    wake()
+    idle.join(10)
+
+def wake():
+    IDLE_READY.set()
+main()
+"""
+
+
+def test_a_lone_idle_waiter_beside_a_probable_deadlock_is_not_reported(tmp_path: Path) -> None:
+    out, findings = run_program(tmp_path, program(IDLE_BESIDE_HELD))
+    f = only(findings, "probable-deadlock")  # the control: a thread behind it
+    assert sorted(f["threads"]) == ["blocker", "waiter"]
+    assert "workers alive: [True, True]" in out and "idler woke" in out
+
+
 def test_workers_given_the_objects_as_thread_arguments(tmp_path: Path) -> None:
     # The main thread holds the Thread objects, and so their arguments, in a
     # live local: they are the workers' own, not a way for main to signal.

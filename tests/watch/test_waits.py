@@ -706,7 +706,7 @@ NO_ALARM = {
                 while not items:
                     cond.wait()
         t = spawn(consumer, "consumer")
-        time.sleep(0.4)              # the producer sleeps: it can still notify
+        wait_watched(2, of=[t])      # looked at while the producer (main) can still notify
         with cond:
             items.append(1)
             cond.notify()
