@@ -105,4 +105,48 @@ PROJECTS: list[dict[str, Any]] = [
         # Its suite alone takes over 8 minutes here: run only when named.
         "slow": True,
     },
+    {
+        "name": "anyio",
+        "version": "4.6.2",
+        "deps": [
+            "pytest==8.3.4",
+            "trio==0.35.0",
+            "exceptiongroup",
+            "hypothesis",
+            "psutil",
+            "pytest-mock",
+            "trustme",
+            "truststore",
+            "uvloop",
+        ],
+        # asyncio, uvloop and trio backends, worker threads (to_thread,
+        # from_thread, blocking portals) and trio's guest mode in its test
+        # runner (whose RLock must name _thread as its module).  Its
+        # test_keyboardinterrupt_during_test gives a pytester subprocess 3
+        # seconds: it timed out plain under load; network tests need the
+        # internet.
+        "args": [
+            "tests",
+            "-m",
+            "not network",
+            "-k",
+            "not test_keyboardinterrupt_during_test",
+        ],
+        "timeout": 1200,
+        "slow": True,
+    },
+    {
+        "name": "filelock",
+        "version": "3.16.1",
+        "deps": [
+            "pytest==8.3.4",
+            "pytest-mock",
+            "pytest-timeout",
+            "pytest-asyncio==0.25.3",
+            "virtualenv",
+        ],
+        # Its thread-local and thread-shared file locks, from many threads.
+        "args": ["tests"],
+        "timeout": 600,
+    },
 ]
