@@ -415,8 +415,8 @@ def test_what_a_test_leaves_deadlocked_or_idle_is_charged_to_it(pytester: pytest
         from deadlockwatch._track import state
 
         def blocked(*threads):
-            def now():
-                return {w.rec.ident for w in state.blocked.copy().values()}
+            def now():  # in their untimed waits, past the Barrier
+                return {w.rec.ident for w in state.blocked.copy().values() if w.timeout is None}
             idents = {t.ident for t in threads}
             deadline = time.monotonic() + 10
             while not idents <= now() and time.monotonic() < deadline:
