@@ -310,6 +310,13 @@ def test_readers_writer_group_lock_teaches_no_order(
     same_site.release_read()
     run_in_thread(same_site.read_in_frame, "in-frame reader")
     assert inversions() == []
+    # One thread alone, fresh locks: release_read() holds the group lock that
+    # acquire_read() left held, a token: no order, no inversion.
+    rw = ReadersWriterLock()
+    rw.count_lock, rw.group = threading.Lock(), threading.Lock()
+    rw.acquire_read()
+    rw.release_read()
+    assert inversions() == []
     # Positive control (fresh locks, made elsewhere: one seen handed over, or
     # left held across the return of the call that took it, and every Lock
     # made where it was made, are out of the order for good): a group lock
