@@ -263,11 +263,27 @@ MUTATIONS = [
     ),
     Mutation(
         "order-token-never",
-        O,
+        P,
         '    if getattr(lock, "_dw_type", None) != "Lock":\n        return False\n'
         '    site = getattr(lock, "_site", None)\n',
         '    return False\n    site = getattr(lock, "_site", None)\n',
         "lock order: a Lock held past the return of the function that took it is a token, no order",
+    ),
+    Mutation(
+        "order-released-later-never",
+        P,
+        "    if not held_as_token(lock, frame):\n        return\n",
+        "    return\n",
+        "lock order: a Lock left held across its taker's return and released by a"
+        " later call makes its creation site a hand-off class",
+    ),
+    Mutation(
+        "order-released-in-call-marks",
+        P,
+        "    if not held_as_token(lock, frame):\n        return\n",
+        "",
+        "lock order: a Lock released in the call that took it is a critical section:"
+        " its class stays ordered",
     ),
     Mutation(
         "no-confirmation",

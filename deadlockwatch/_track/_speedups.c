@@ -934,6 +934,22 @@ lock_enter(Core *self, PyObject *unused)
     return fallback(self, s_py_enter, NULL, 0, NULL);
 }
 
+/* Whether the caller of release() is, for sure, the call that took the Lock
+ * (a bare acquire()): the frame at the taker's address, running the site's
+ * code, past the site's offset (a later call may reuse the address: see
+ * order.held_as_token).  Anything else goes to the Python path, which looks. */
+static int
+in_taking_call(Core *self)
+{
+    PyFrameObject *frame = PyEval_GetFrame(); /* borrowed */
+    if (frame == NULL || (void *)frame != self->taker || self->site_code == NULL)
+        return 0;
+    PyCodeObject *co = PyFrame_GetCode(frame); /* new reference */
+    int same = (PyObject *)co == self->site_code && frame_lasti(frame) >= self->site_lasti;
+    Py_DECREF(co);
+    return same;
+}
+
 static PyObject *
 lock_release(Core *self, PyObject *unused)
 {
@@ -944,6 +960,11 @@ lock_release(Core *self, PyObject *unused)
             return NULL;
         if (owner != me)
             /* Released by another thread: a hand-off (rare; the Python path). */
+            return fallback(self, s_py_release, NULL, 0, NULL);
+        if (!self->ctx && self->taker != NULL && !in_taking_call(self))
+            /* Taken by a bare acquire() and released in another call: maybe
+             * by a later one, the Lock left held across the return of the
+             * call that took it (primitives._released_later; the Python path). */
             return fallback(self, s_py_release, NULL, 0, NULL);
         Py_INCREF(me);
         Py_INCREF(held);

@@ -20,8 +20,12 @@ kept for `suppressed()`); cycles through a Lock seen handed between threads
 (a latch, not a mutex) are ignored, and so are cycles through a Lock made at
 a creation site where such Locks are made (lockdep's lock class: a Lock
 released by another thread in one test marks the code that makes it, so the
-first instances, used before any hand-off was seen, are not reported either);
-suppressions by creation site or function
+first instances, used before any hand-off was seen, are not reported either).
+A Lock left held across the return of the call that took it (bare
+``acquire()``) and released by a later call is handed over as surely, to
+whichever call the program's counts pick, this thread's or another's: its
+creation site joins them when that release is seen
+(`primitives._released_later`).  Suppressions by creation site or function
 are honoured.  A cycle learned by one thread alone is still reported, and says
 so.
 
@@ -29,15 +33,18 @@ Whether a creation site makes hand-off Locks is decided on the whole window
 (the test, the run), not on its prefix: a cycle through a plain Lock held by a
 bare ``acquire()`` (a hold that may be a token; a ``with`` block's is a
 critical section) whose creation sites have not handed a Lock over yet is
-pending (`LockOrder.pending`, `LockOrder.settle`).  It is reported when its
-window ends (the end of a test under pytest, ``check()``, ``forget()``,
-``disable()``, exit; at a watcher tick once `PENDING_BOUND` seconds old)
+pending (`LockOrder.pending`, `LockOrder.settle`): its class may yet be seen
+handing a Lock over.  It is reported when its window ends (the end of a test
+under pytest, ``check()``, ``forget()``, ``disable()``, exit; at a watcher
+tick once `PENDING_BOUND` seconds old)
 unless a Lock of one of its creation sites has been handed over meanwhile:
 readerwriterlock's writer takes its ``read_try`` Lock under the count lock,
 and when its timed acquire of the resource fails, takes the count lock
 holding ``read_try``, in the same call; only the count keeps the two orders
 apart, and ``read_try`` is released by the last writer, maybe another thread,
-often after the first cycle closed.  Lockdep does not order the primitives of
+often after the first cycle closed (but every writer's ``acquire()`` that
+succeeds returns holding it, and its ``release()`` releases it: the class is
+usually known from the first write, long before a bound).  Lockdep does not order the primitives of
 the kernel released by another context (semaphores, completions: known by
 their type; cross-release, which ordered completions, was withdrawn for its
 false positives); a ``threading.Lock`` is both, so its class is known only by
@@ -60,7 +67,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import itertools
 import os
 import time
@@ -86,6 +92,7 @@ from deadlockwatch._model import (
 from deadlockwatch._track import native as _native
 from deadlockwatch._track import state as _state
 from deadlockwatch._track.primitives import HANDOFF_SITES
+from deadlockwatch._track.primitives import held_as_token as held_as_token
 from deadlockwatch._track.state import stack_of
 
 _state.internal_file(__file__)
@@ -124,49 +131,6 @@ class _Pending:
     locks: list[weakref.ref[Any]]
     sites: list[Site]
     since: float
-
-
-_SUSPENDABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
-
-
-def held_as_token(lock: Any, frame: Any) -> bool:
-    """True if ``lock`` is a plain Lock held past the return of the call that
-    took it: no frame from ``frame`` outwards is that call.
-
-    The Lock notes the taking call by the address of its frame (``_dw_taker``,
-    ``id()``) and by the site (code, offset) it was taken at; it keeps no
-    reference to the frame, so a Lock left held does not keep the returned
-    call's locals alive (CPython's test_threading checks exactly that).  A frame
-    found at that address is that call while it runs; once it has returned, a
-    later call of the same function may get the same address.  Execution of a
-    call only moves forward past its acquire, so a frame of the same code at
-    that address that is now at an earlier offset than the acquire is a later
-    call (readerwriterlock's writer: the next ``acquire()`` takes its count
-    lock before the token it left held).  At the same or a later offset it is
-    taken for the same call, so a later call that gets the same address and
-    passes the same place is ordered as lockdep orders everything; a call that
-    loops back above the acquire while holding is taken for a later one (an
-    order missed, never a false one).  Where the taking frame is not known,
-    the acquisition site's code stands for it.  Unknown sites, RLocks
-    (owner-bound), semaphores and locks taken in generators or coroutines are
-    never tokens."""
-    if getattr(lock, "_dw_type", None) != "Lock":
-        return False
-    site = getattr(lock, "_site", None)
-    if site is None:
-        return False
-    code, offset = site
-    if code.co_flags & _SUSPENDABLE:
-        return False
-    taker = getattr(lock, "_dw_taker", 0)
-    while frame is not None:
-        if frame.f_code is code:
-            if not taker:
-                return False
-            if id(frame) == taker:
-                return bool(frame.f_lasti < offset)
-        frame = frame.f_back
-    return True
 
 
 class _Node:

@@ -22,6 +22,7 @@ marked as handed off and is never again treated as owned by its acquirer.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, SupportsIndex
@@ -67,9 +68,11 @@ on_probe: Callable[[Any], None] | None = None
 #: ``on_semaphore(sem, waits)``: an untimed blocking ``acquire()`` (``waits``)
 #: or a ``release()`` of a Semaphore used as a signal (set with `on_probe`).
 on_semaphore: Callable[[Any, bool], None] | None = None
-#: Creation sites of Locks seen released by a thread other than their taker:
-#: the code there makes hand-off Locks (lockdep's lock class), so a cycle
-#: through any Lock made there is ignored (see `_order`), however early.
+#: Creation sites of Locks seen handed over: released by a thread other than
+#: their taker, or by a later call than the one that took them, left held
+#: across its return (`_released_later`): the code there makes hand-off
+#: Locks (lockdep's lock class), so a cycle through any Lock made there is
+#: ignored (see `_order`), however early.
 HANDOFF_SITES: set[Site] = set()
 #: What a lock with no learned order has as its known successors.
 _NO_ORDERS: frozenset[int] = frozenset()
@@ -86,6 +89,71 @@ class _AllOrders:
 #: itself; set by the detector while enabled.
 SelfWaitHook = Callable[[WaitRecord, bool], None]
 self_wait_hook: list[SelfWaitHook] = []
+
+
+_SUSPENDABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
+def held_as_token(lock: Any, frame: Any) -> bool:
+    """True if ``lock`` is a plain Lock held past the return of the call that
+    took it: no frame from ``frame`` outwards is that call.
+
+    The Lock notes the taking call by the address of its frame (``_dw_taker``,
+    ``id()``) and by the site (code, offset) it was taken at; it keeps no
+    reference to the frame, so a Lock left held does not keep the returned
+    call's locals alive (CPython's test_threading checks exactly that).  A frame
+    found at that address is that call while it runs; once it has returned, a
+    later call of the same function may get the same address.  Execution of a
+    call only moves forward past its acquire, so a frame of the same code at
+    that address that is now at an earlier offset than the acquire is a later
+    call (readerwriterlock's writer: the next ``acquire()`` takes its count
+    lock before the token it left held).  At the same or a later offset it is
+    taken for the same call, so a later call that gets the same address and
+    passes the same place is ordered as lockdep orders everything; a call that
+    loops back above the acquire while holding is taken for a later one (an
+    order missed, never a false one).  Where the taking frame is not known,
+    the acquisition site's code stands for it.  Unknown sites, RLocks
+    (owner-bound), semaphores and locks taken in generators or coroutines are
+    never tokens."""
+    if getattr(lock, "_dw_type", None) != "Lock":
+        return False
+    site = getattr(lock, "_site", None)
+    if site is None:
+        return False
+    code, offset = site
+    if code.co_flags & _SUSPENDABLE:
+        return False
+    taker = getattr(lock, "_dw_taker", 0)
+    while frame is not None:
+        if frame.f_code is code:
+            if not taker:
+                return False
+            if id(frame) == taker:
+                return bool(frame.f_lasti < offset)
+        frame = frame.f_back
+    return True
+
+
+def _released_later(lock: Any) -> None:
+    """``lock``, taken by a bare ``acquire()``, is released by the thread that
+    took it: if the call that took it has returned (a later call releases it),
+    the Lock was left held across that return, a token, and so are the Locks
+    of its creation site (lockdep's lock class): they join `HANDOFF_SITES`.
+    A thread that hands a Lock to a later call of its own hands it over as
+    surely as one that leaves it to another thread; only the count of the
+    program decides who releases it (readerwriterlock: the writer's
+    ``acquire()`` returns holding ``read_try``, which ``release()`` of the
+    last writer releases, this thread or another).  The release in the
+    taking call itself, the common case, is one comparison of frames."""
+    try:
+        frame = _getframe(2)
+    except ValueError:
+        return
+    if not held_as_token(lock, frame):
+        return
+    created = lock._created
+    if created is not None:
+        HANDOFF_SITES.add(created)
 
 
 def _caller_site(depth: int) -> RawSite | None:
@@ -265,6 +333,8 @@ class _LockMethods:
                     held.pop()
                 else:
                     remove_held(owner, self)
+                if not self._ctx and self._dw_taker:
+                    _released_later(self)
             else:
                 if not self._handoff:
                     self._handoff = True

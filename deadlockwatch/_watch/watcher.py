@@ -490,7 +490,8 @@ class _Detector:
         for attempt in range(3):
             if attempt:
                 time.sleep(_CONFIRM_DELAY)
-            snap, _ = capture(list(_state.blocked.copy().values()), self._exclude(), budget=False)
+            waits = list(_state.blocked.copy().values())
+            snap, _ = capture(waits, self._exclude(), budget=False)
             found = [
                 f
                 for f in _local(analyze(snap))
@@ -498,6 +499,8 @@ class _Detector:
             ]
             if any(f.kind == DEADLOCK for f in found):
                 break
+            if not found and self._frozen(waits):
+                return []  # another look would see the same
         if not found:
             return []
         certain = any(f.kind == DEADLOCK for f in found)
@@ -506,6 +509,40 @@ class _Detector:
         time.sleep(_CONFIRM_DELAY)
         self._confirm({f.key for f in found}, probable_after=0.0, kinds=kinds)
         return self.findings[before:]
+
+    def _frozen(self, waits: Iterable[object]) -> bool:
+        """Whether nothing the analysis sees can change while the calling
+        thread sleeps: every other live thread (the watcher's aside) is
+        blocked in a tracked, untimed wait of this process, on something with
+        no free unit, so none of them runs, and none can be woken but by a
+        thread that runs (this one, sleeping in `sweep`).  Then a look that
+        found nothing finds nothing again: the later looks of `sweep` are for
+        a state that moves (a thread running, with a transient temporary that
+        makes it a rescuer, or a thread about to block).  A thread notified
+        but not yet scheduled is taken for blocked: if it goes on to deadlock,
+        the watcher's next tick reports it."""
+        me = threading.get_ident()
+        skip = {me, *self._exclude()}
+        blocked: dict[int, WaitRecord] = {}
+        for one in waits:
+            if not isinstance(one, WaitRecord):
+                return False  # asyncio: a loop thread runs its tasks
+            blocked[one.rec.ident] = one
+        for ident in sys._current_frames():
+            if ident in skip:
+                continue
+            w = blocked.get(ident)
+            if w is None or w.timeout is not None:
+                return False  # running, or in a wait that ends by itself
+            obj = getattr(w.resource, "obj", w.resource)
+            if type(obj).__module__.startswith("multiprocessing"):
+                return False  # another process may give it
+            try:
+                if w.resource._dw_free() > 0:
+                    return False
+            except Exception:
+                return False
+        return True
 
     def _departed(self) -> None:
         """Report what threads that ended a threshold ago still hold (another

@@ -407,3 +407,56 @@ def test_locks_of_a_module_the_conftest_imports_are_tracked(pytester: pytest.Pyt
     pytester.makeini("[pytest]\ndeadlockwatch = true\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=60)
     result.assert_outcomes(failed=1)
+
+
+def test_what_a_test_leaves_deadlocked_or_idle_is_charged_to_it(pytester: pytest.Pytester) -> None:
+    """The end-of-test sweep: threads a test leaves deadlocked fail that test
+    (not a later one); threads it leaves idle, blocked on an empty queue (an
+    actor's inbox, pykka), fail nothing, whether the sweep looks once
+    (nothing else can move) or three times (another thread runs)."""
+    pytester.makepyfile(
+        test_left="""
+        import queue, threading, time
+        from deadlockwatch._track import state
+
+        def blocked(*threads):
+            def now():  # in their untimed waits, past the Barrier
+                return {w.rec.ident for w in state.blocked.copy().values() if w.timeout is None}
+            idents = {t.ident for t in threads}
+            deadline = time.monotonic() + 10
+            while not idents <= now() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert idents <= now()
+
+        def start(target, *args):
+            t = threading.Thread(target=target, args=args, daemon=True)
+            t.start()
+            return t
+
+        def test_leaves_an_abba_behind():
+            a, b = threading.Lock(), threading.Lock()
+            barrier = threading.Barrier(2)
+            def worker(x, y):
+                with x:
+                    barrier.wait(10)
+                    with y:
+                        pass
+            blocked(start(worker, a, b), start(worker, b, a))
+
+        def test_leaves_idle_consumers_behind():
+            blocked(*[start(queue.Queue().get) for _ in range(3)])
+
+        def test_leaves_idle_consumers_beside_a_runner():
+            stop = time.monotonic() + 1
+            start(lambda: [time.sleep(0.001) for _ in iter(lambda: time.monotonic() > stop, True)])
+            blocked(start(queue.Queue().get))
+
+        def test_after():
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("--deadlockwatch", "-p", "no:cacheprovider", timeout=120)
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*FAILED test_left.py::test_leaves_an_abba_behind - deadlockwatch: *"]
+    )

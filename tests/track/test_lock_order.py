@@ -343,14 +343,19 @@ def test_readers_writer_group_lock_teaches_no_order(
     same_site.release_read()
     run_in_thread(same_site.read_in_frame, "in-frame reader")
     assert inversions() == []
-    # Positive control (fresh locks, made elsewhere: one seen handed over, and
-    # every Lock made where it was made, are out of the order for good): the
-    # group lock held in a running frame is ordered.
+    # One thread alone, fresh locks: release_read() holds the group lock that
+    # acquire_read() left held, a token: no order, no inversion.
     rw = ReadersWriterLock()
     rw.count_lock, rw.group = threading.Lock(), threading.Lock()
     rw.acquire_read()
     rw.release_read()
     assert inversions() == []
+    # Positive control (fresh locks, made elsewhere: one seen handed over, or
+    # left held across the return of the call that took it, and every Lock
+    # made where it was made, are out of the order for good): a group lock
+    # only ever held in a running frame is ordered.
+    rw = ReadersWriterLock()
+    rw.count_lock, rw.group = threading.Lock(), threading.Lock()
     run_in_thread(rw.read_in_frame, "in-frame reader")
     found = inversions()
     assert len(found) == 1
@@ -386,14 +391,19 @@ def test_a_later_call_of_the_taking_function_is_another_call(
     with b, token:  # b -> token
         pass
     assert inversions() == []
-    # Control: token held in the call that took it is a critical section, so
-    # token -> b is an order, and it closes the cycle with b -> token.
-    token.acquire()
+    # Control (fresh Locks made elsewhere: token's class is out of the order
+    # for good, `test_a_lock_left_held_across_its_takers_return_is_a_token_class`):
+    # a Lock held in the call that took it is a critical section, so
+    # mutex -> b is an order, and it closes the cycle with b -> mutex.
+    mutex, b = make(), make()
+    with b, mutex:
+        pass
+    mutex.acquire()
     with b:
         pass
-    token.release()
+    mutex.release()
     (found,) = inversions()
-    assert {r.key for r in found.resources} == {id(token), id(b)}
+    assert {r.key for r in found.resources} == {id(mutex), id(b)}
 
 
 class _Local:
@@ -883,12 +893,11 @@ def test_a_cycle_through_a_lock_handed_over_later_in_the_window_is_no_inversion(
     assert other.read_try._handoff
     assert not deadlockwatch.check()
     assert reported_at_once() == []
-    # Control: read_try made elsewhere, never handed over: the same cycle is
-    # reported, when the window ends (not at once).
+    # Control: read_try made elsewhere, never handed over (nor left held
+    # across a return): the same cycle is reported, when the window ends (not
+    # at once).
     rw = WriterPreferringElsewhere()
     _timed_out_writer(rw)
-    rw.acquire_write()
-    rw.release_write()  # taken and released by this thread: no hand-off
     assert not rw.read_try._handoff
     assert reported_at_once() == []
     deadlockwatch.check()
@@ -900,6 +909,47 @@ def test_a_cycle_through_a_lock_handed_over_later_in_the_window_is_no_inversion(
     run_in_thread(nested(a, b))
     run_in_thread(nested(b, a))
     assert len(reported_at_once()) == 2
+
+
+#: Each path's Lock, made at a line of its own (a creation site, a Lock class).
+_LEFT_HELD_READ_TRY: dict[str, Callable[[], Any]] = {
+    "default": lambda: threading.Lock(),
+    "python": lambda: _primitives.PURE_LOCK(),
+}
+_IN_CALL_READ_TRY: dict[str, Callable[[], Any]] = {
+    "default": lambda: threading.Lock(),
+    "python": lambda: _primitives.PURE_LOCK(),
+}
+
+
+@pytest.mark.parametrize("path", ["default", "python"])
+def test_a_lock_left_held_across_its_takers_return_is_a_token_class(
+    order: list[deadlockwatch.Finding], path: str
+) -> None:
+    """readerwriterlock under ``DEADLOCKWATCH=1`` (no test ends the window): a
+    writer's acquire() returns holding read_try and its release(), a later
+    call, releases it; no other thread need ever release one (writers
+    overlap rarely).  A Lock left held across the return of the call that took
+    it is a token, as one released by another thread is, and so is its class:
+    the timed-out writer's cycle through it is not even pending (nothing for
+    a watcher tick to report once the bound has passed).  Control: read_try
+    made elsewhere and only ever released in the call that took it (the
+    timed-out writer's own) is pending, and reported when the window ends."""
+    rw = WriterPreferring()
+    rw.read_try = _LEFT_HELD_READ_TRY[path]()
+    assert rw.read_try._dw_type == "Lock"
+    assert rw.acquire_write()
+    rw.release_write()  # this thread, a later call than acquire_write
+    assert not rw.read_try._handoff  # never released by another thread
+    _timed_out_writer(rw)
+    assert not ORDER.pending
+    assert inversions() == []
+    rw = WriterPreferring()
+    rw.read_try = _IN_CALL_READ_TRY[path]()
+    _timed_out_writer(rw)
+    assert ORDER.pending and reported_at_once() == []
+    (found,) = inversions()
+    assert {r.key for r in found.resources} == {id(rw.count_lock), id(rw.read_try)}
 
 
 _WRITER_PROGRAM = """
