@@ -286,6 +286,15 @@ MUTATIONS = [
         " its class stays ordered",
     ),
     Mutation(
+        "order-released-later-no-guard",
+        P,
+        "        id(above) == guard\n",
+        "        True\n",
+        "lock order: only a Lock released by a later call under the lock it was taken"
+        " under, dropped and taken again since (a count's lock), is a group lock; node"
+        " locks released hand over hand stay ordered",
+    ),
+    Mutation(
         "no-confirmation",
         W,
         "            if f.key in new and self._due(f, probable_after)"

@@ -56,6 +56,9 @@ typedef struct {
     int site_lasti;
     void *taker;        /* Lock: the address of the frame of the call that took
                          * it, or NULL; never dereferenced, no reference kept */
+    void *guard;        /* the address of the newest lock the taker held when
+                         * it took it, or NULL; never dereferenced (see
+                         * primitives._released_later) */
     void *prev_taker;   /* Lock: taker, site_code and site_lasti of the take */
     PyObject *prev_code; /* before the current one (kept after a release: the */
     int prev_lasti;     /* signals module reads them, `_dw_prev`) */
@@ -457,6 +460,8 @@ taken(Core *self, PyObject *rec, PyObject *held, int learn, int keep_taker)
     Py_INCREF(rec);
     Py_INCREF(held);
     int rc = -1;
+    Py_ssize_t n = PyList_GET_SIZE(held);
+    self->guard = n > 0 ? (void *)PyList_GET_ITEM(held, n - 1) : NULL;
     if ((!learn || check_order(self, held, rec) == 0) && PyList_Append(held, (PyObject *)self) == 0) {
         set_owner(self, rec);
         rc = store_site(self, keep_taker);
@@ -751,6 +756,26 @@ rlock_init(Core *self, PyObject *args, PyObject *kwds)
 }
 
 static PyObject *
+core_get_guard(Core *self, void *closure)
+{
+    return PyLong_FromVoidPtr(self->guard);
+}
+
+static int
+core_set_guard(Core *self, PyObject *value, void *closure)
+{
+    if (value == NULL || value == Py_None) {
+        self->guard = NULL;
+        return 0;
+    }
+    void *guard = PyLong_AsVoidPtr(value);
+    if (guard == NULL && PyErr_Occurred())
+        return -1;
+    self->guard = guard;
+    return 0;
+}
+
+static PyObject *
 lock_get_taker(Core *self, void *closure)
 {
     return PyLong_FromVoidPtr(self->taker);
@@ -818,6 +843,7 @@ lock_set_prev(Core *self, PyObject *value, void *closure)
 
 #define CORE_GETSET \
     {"_acq", (getter)core_get_acq, (setter)core_set_acq, "the untracked lock's acquire", NULL}, \
+    {"_dw_guard", (getter)core_get_guard, (setter)core_set_guard, "id() of the newest lock held at the take, or 0", NULL}, \
     {"_created", (getter)core_get_created, (setter)core_set_created, "creation Site or None", NULL}, \
     {"_raw", (getter)core_get_raw, (setter)core_set_raw, "the untracked lock", NULL}, \
     {"_site", (getter)core_get_site, (setter)core_set_site, "acquisition site: (code, lasti) or None", NULL}, \
@@ -950,6 +976,14 @@ in_taking_call(Core *self)
     return same;
 }
 
+/* Whether self is the newest entry of the calling thread's held list. */
+static int
+held_on_top(Core *self, PyObject *held)
+{
+    Py_ssize_t n = PyList_GET_SIZE(held);
+    return n > 0 && PyList_GET_ITEM(held, n - 1) == (PyObject *)self;
+}
+
 static PyObject *
 lock_release(Core *self, PyObject *unused)
 {
@@ -961,10 +995,12 @@ lock_release(Core *self, PyObject *unused)
         if (owner != me)
             /* Released by another thread: a hand-off (rare; the Python path). */
             return fallback(self, s_py_release, NULL, 0, NULL);
-        if (!self->ctx && self->taker != NULL && !in_taking_call(self))
-            /* Taken by a bare acquire() and released in another call: maybe
-             * by a later one, the Lock left held across the return of the
-             * call that took it (primitives._released_later; the Python path). */
+        if (!self->ctx && self->taker != NULL && !held_on_top(self, held) && !in_taking_call(self))
+            /* Taken by a bare acquire(), released under a lock taken after
+             * it, in another call: maybe a group lock released under its
+             * count's lock by a later call (primitives._released_later; the
+             * Python path).  Released on top of the held list (a mutex
+             * behind __enter__/__exit__, the common case) it is not. */
             return fallback(self, s_py_release, NULL, 0, NULL);
         Py_INCREF(me);
         Py_INCREF(held);

@@ -134,19 +134,46 @@ def held_as_token(lock: Any, frame: Any) -> bool:
     return True
 
 
-def _released_later(lock: Any) -> None:
+def _released_later(lock: Any, held: list[Any]) -> None:
     """``lock``, taken by a bare ``acquire()``, is released by the thread that
-    took it: if the call that took it has returned (a later call releases it),
-    the Lock was left held across that return, a token, and so are the Locks
-    of its creation site (lockdep's lock class): they join `HANDOFF_SITES`.
-    A thread that hands a Lock to a later call of its own hands it over as
-    surely as one that leaves it to another thread; only the count of the
-    program decides who releases it (readerwriterlock: the writer's
-    ``acquire()`` returns holding ``read_try``, which ``release()`` of the
-    last writer releases, this thread or another).  The release in the
-    taking call itself, the common case, is one comparison of frames."""
+    took it, not as the newest entry of its held list.  If the lock that was
+    the newest when ``lock`` was taken (its ``guard``, ``_dw_guard``; the
+    order guard -> lock was learned then) is now held *above* it, the guard
+    was let go and taken again while ``lock`` stayed held; if the call that
+    took ``lock`` has returned too (a later call releases it), this is a
+    group lock taken and released under a count's lock, by whichever call
+    the count picks: the first in takes it, the last out releases it
+    (readerwriterlock: a writer's ``acquire()`` takes ``read_try`` under the
+    write-count lock and returns holding it; ``release()`` takes the count
+    lock again and releases ``read_try`` under it).  Such a Lock is handed
+    over as surely as one released by another thread: it and the Locks of
+    its creation site (lockdep's lock class) join `HANDOFF_SITES`.
+
+    A mutex behind ``__enter__``/``__exit__`` is released as the newest
+    entry and never gets here; node locks released hand over hand are
+    released under the next node's lock, which they were not taken under
+    (its guard is whatever was held before): both stay ordered.  The guard
+    is compared by address only (never dereferenced): a lock made at the
+    freed address of the old guard, held above, that also orders before
+    ``lock`` would count as the guard, which loses an order, never adds
+    one."""
+    guard = lock._dw_guard
+    if not guard:
+        return
     try:
-        frame = _getframe(2)
+        index = held.index(lock)
+    except ValueError:
+        return
+    key = id(lock)
+    if not any(
+        id(above) == guard
+        and getattr(above, "_dw_type", None) in _MUTEX_TYPES
+        and key in getattr(above, "_dw_after", _NO_ORDERS)
+        for above in held[index + 1 :]
+    ):
+        return
+    try:
+        frame = _getframe(2)  # release()'s caller (this, then _py_release)
     except ValueError:
         return
     if not held_as_token(lock, frame):
@@ -154,6 +181,10 @@ def _released_later(lock: Any) -> None:
     created = lock._created
     if created is not None:
         HANDOFF_SITES.add(created)
+
+
+#: What can guard a count: a lock that excludes every other thread.
+_MUTEX_TYPES = ("Lock", "RLock")
 
 
 def _caller_site(depth: int) -> RawSite | None:
@@ -183,9 +214,11 @@ def _took(lock: Any, blocking: bool) -> int:
         rec = tls.rec
     except AttributeError:
         rec = _state.new_record()
-    if blocking and rec.held:
+    held = rec.held
+    lock._dw_guard = id(held[-1]) if held else 0
+    if blocking and held:
         _teach(lock, rec)
-    rec.held.append(lock)
+    held.append(lock)
     lock._owner = rec
     try:
         f = _getframe(2)
@@ -272,6 +305,7 @@ class _LockMethods:
     _dw_after: frozenset[int] | set[int]
     _owner: ThreadRecord | None
     _dw_taker: int
+    _dw_guard: int
     _dw_prev: tuple[int, RawSite | None, bool] | None
     _dw_signalled: bool
     _dw_watched: bool
@@ -288,6 +322,7 @@ class _LockMethods:
         self._owner = None
         self._site = None
         self._dw_taker = 0
+        self._dw_guard = 0
         self._dw_prev = None
         self._dw_signalled = False
         self._dw_watched = False
@@ -332,9 +367,9 @@ class _LockMethods:
                 if held and held[-1] is self:
                     held.pop()
                 else:
+                    if not self._ctx and self._dw_taker:
+                        _released_later(self, held)
                     remove_held(owner, self)
-                if not self._ctx and self._dw_taker:
-                    _released_later(self)
             else:
                 if not self._handoff:
                     self._handoff = True
@@ -364,6 +399,7 @@ class _LockMethods:
                         hook(wait, self._ctx)
             got = wait_until(wait, self._attempt, _timeout_or_none(timeout), self._raw.release)
         if got:
+            self._dw_guard = id(rec.held[-1]) if rec.held else 0
             rec.held.append(self)
             self._owner = rec
             self._ctx = ctx
@@ -440,6 +476,7 @@ class _RLockMethods:
     _site: RawSite | None
     _created: Site | None
     _dw_watched: bool
+    _dw_guard: int
 
     def __init__(self) -> None:
         raw = _RawRLock()
@@ -447,6 +484,7 @@ class _RLockMethods:
         self._acq = raw.acquire
         self._dw_after = _NO_ORDERS
         self._dw_watched = False
+        self._dw_guard = 0
         self._owner = None
         self._count = 0
         self._site = None
@@ -608,6 +646,7 @@ class _PyLockCore(_LockMethods):
         "_created",
         "_ctx",
         "_dw_after",
+        "_dw_guard",
         "_dw_prev",
         "_dw_signalled",
         "_dw_taker",
@@ -635,6 +674,7 @@ class _PyRLockCore(_RLockMethods):
         "_count",
         "_created",
         "_dw_after",
+        "_dw_guard",
         "_dw_watched",
         "_owner",
         "_raw",

@@ -7,6 +7,7 @@ keep.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import json
@@ -1121,5 +1122,53 @@ def test_a_mutex_taken_in_enter_and_released_in_exit_is_ordered() -> None:
     run_in_thread(_transfer(a, b), "a->b")
     assert inversions() == []  # one order alone: control for the next step
     run_in_thread(_transfer(b, a), "b->a")
+    (found,) = inversions()
+    assert {r.key for r in found.resources} == {id(a._lock), id(b._lock)}
+
+
+class _Node:
+    """A list node with lock()/unlock() methods of its own (a bare acquire()
+    in one call, the release in a later one)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def lock(self) -> None:
+        self._lock.acquire()
+
+    def unlock(self) -> None:
+        self._lock.release()
+
+
+def _hand_over_hand(first: _Node, second: _Node, outer: Any) -> Callable[[], None]:
+    def run() -> None:
+        with outer:
+            first.lock()
+            second.lock()
+            first.unlock()  # released under `second`, taken after it: not its guard
+            second.unlock()
+
+    return run
+
+
+@pytest.mark.parametrize("outer", ["none", "a lock of its own"])
+@pytest.mark.usefixtures("order")
+def test_hand_over_hand_node_locks_released_under_the_next_are_ordered(outer: str) -> None:
+    """Hand-over-hand traversal: each node's Lock is released by a later call
+    while the next node's Lock, taken after it, is held.  That lock is not
+    the one it was taken under (nothing, or the traversal's own outer lock),
+    so the class stays ordered, and two traversals in opposite directions
+    are a true inversion, even though by then the next node's lock is known
+    to order before it.  Only a release under the very lock it was taken
+    under, dropped and taken again since (a count's lock: readerwriterlock's
+    ``read_try``), makes its class a hand-off class."""
+    a, b = _Node(), _Node()
+
+    def outer_lock() -> Any:
+        return threading.Lock() if outer != "none" else contextlib.nullcontext()
+
+    run_in_thread(_hand_over_hand(a, b, outer_lock()), "a then b")
+    assert inversions() == []  # one direction alone: control for the next step
+    run_in_thread(_hand_over_hand(b, a, outer_lock()), "b then a")
     (found,) = inversions()
     assert {r.key for r in found.resources} == {id(a._lock), id(b._lock)}
