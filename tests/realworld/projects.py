@@ -123,14 +123,16 @@ PROJECTS: list[dict[str, Any]] = [
         # from_thread, blocking portals) and trio's guest mode in its test
         # runner (whose RLock must name _thread as its module).  Its
         # test_keyboardinterrupt_during_test gives a pytester subprocess 3
-        # seconds: it timed out plain under load; network tests need the
-        # internet.
+        # seconds: it timed out plain under load; its
+        # test_thread_cancelled_and_abandoned[asyncio+uvloop] races (a worker
+        # thread calls call_soon_threadsafe on a closed uvloop loop), failed
+        # plain in one run of two; network tests need the internet.
         "args": [
             "tests",
             "-m",
             "not network",
             "-k",
-            "not test_keyboardinterrupt_during_test",
+            "not test_keyboardinterrupt_during_test and not test_thread_cancelled_and_abandoned",
         ],
         "timeout": 1200,
         "slow": True,
