@@ -1163,12 +1163,14 @@ def test_hand_over_hand_node_locks_released_under_the_next_are_ordered(outer: st
     under, dropped and taken again since (a count's lock: readerwriterlock's
     ``read_try``), makes its class a hand-off class."""
     a, b = _Node(), _Node()
-
-    def outer_lock() -> Any:
-        return threading.Lock() if outer != "none" else contextlib.nullcontext()
-
-    run_in_thread(_hand_over_hand(a, b, outer_lock()), "a then b")
+    # Two outer locks, both kept alive: one lock held around both orders
+    # would be a gate (and a freed one's address, reused, would look like
+    # the same lock to the gate rule, which compares addresses).
+    outers: list[Any] = [
+        threading.Lock() if outer != "none" else contextlib.nullcontext() for _ in range(2)
+    ]
+    run_in_thread(_hand_over_hand(a, b, outers[0]), "a then b")
     assert inversions() == []  # one direction alone: control for the next step
-    run_in_thread(_hand_over_hand(b, a, outer_lock()), "b then a")
+    run_in_thread(_hand_over_hand(b, a, outers[1]), "b then a")
     (found,) = inversions()
     assert {r.key for r in found.resources} == {id(a._lock), id(b._lock)}
