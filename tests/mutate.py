@@ -286,6 +286,14 @@ MUTATIONS = [
         " its class stays ordered",
     ),
     Mutation(
+        "order-gate-by-address",
+        O,
+        "        if gates and any(_same_gate(g, edges) for g in gates):\n",
+        "        if gates:\n",
+        "lock order: a gate is the same lock around every order of the cycle, not a new"
+        " lock at a collected one's address",
+    ),
+    Mutation(
         "order-released-later-no-guard",
         P,
         "        id(above) == guard\n",

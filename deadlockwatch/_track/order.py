@@ -72,7 +72,7 @@ import os
 import time
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from deadlockwatch._model import (
@@ -118,6 +118,10 @@ class _Edge:
     bare: bool = False
     relation: str = ORDER_THEN
     taken_at: Site | None = None
+    #: The gates themselves, weakly: an address in ``gates`` is the same gate
+    #: in two edges only if it is the same lock in both (a collected gate's
+    #: address may be a new lock's by the time the other edge is learned).
+    gate_refs: dict[int, weakref.ref[Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -345,11 +349,14 @@ class LockOrder:
                     site = Site(top.file, top.line, top.function)
             else:
                 site, stack = where
-            gates = frozenset(id(h) for h in held if h is not src and h is not dst and _mutex(h))
+            around = [h for h in held if h is not src and h is not dst and _mutex(h)]
+            gates = frozenset(id(h) for h in around)
             bare = a.type == "Lock" and not getattr(src, "_ctx", True) and src.locked()
             edge = _Edge(
                 a.key, b.key, thread, ident, serial, site, stack, gates, bare, relation, taken_at
             )
+            if around:
+                edge.gate_refs = _weak_refs(around)
             path = self._path_if_cycle(a, b)
             if path is None:
                 a.out[b.key] = edge
@@ -460,7 +467,7 @@ class LockOrder:
         finding = _finding(self, edges)
         members = {e.src for e in edges}
         gates = frozenset.intersection(*(e.gates for e in edges)) - members
-        if gates:
+        if gates and any(_same_gate(g, edges) for g in gates):
             self.suppressed_cycles.append(finding)
             return None
         if self.suppress and (
@@ -507,6 +514,30 @@ class LockOrder:
                 due.append(p.finding)
             self.pending = keep
             return due
+
+
+def _weak_refs(locks: list[Any]) -> dict[int, weakref.ref[Any]]:
+    refs: dict[int, weakref.ref[Any]] = {}
+    for lock in locks:
+        with contextlib.suppress(TypeError):  # not weakly referable: its address is all
+            refs[id(lock)] = weakref.ref(lock)
+    return refs
+
+
+def _same_gate(key: int, edges: list[_Edge]) -> bool:
+    """Whether the gate at address ``key`` was the same lock in every edge
+    of a cycle (not a collected lock and a new one that got its address):
+    only a lock held around every order of the cycle keeps them apart.  The
+    first edge is the one just learned, under that gate, which is alive."""
+    first = edges[0].gate_refs.get(key)
+    gate = first() if first is not None else None
+    if gate is None:
+        return not any(e.gate_refs for e in edges)  # nothing to tell by
+    for e in edges[1:]:
+        ref = e.gate_refs.get(key)
+        if ref is None or ref() is not gate:
+            return False
+    return True
 
 
 def _mutex(lock: Any) -> bool:

@@ -1174,3 +1174,40 @@ def test_hand_over_hand_node_locks_released_under_the_next_are_ordered(outer: st
     run_in_thread(_hand_over_hand(b, a, outers[1]), "b then a")
     (found,) = inversions()
     assert {r.key for r in found.resources} == {id(a._lock), id(b._lock)}
+
+
+@pytest.mark.parametrize("gate", ["the same lock", "a new lock at its address"])
+@pytest.mark.usefixtures("order")
+def test_a_gate_is_the_same_lock_not_the_same_address(gate: str) -> None:
+    """A lock held around both orders of a cycle keeps them apart (a gate);
+    a gate collected after the first order, whose address a new lock got
+    before the second, is not the same lock, and the inversion is reported.
+    Gates are compared by address, so this needs the edge to know which
+    lock was there (it did not: the hand-over-hand test's two outer locks
+    got one address on 3.10, and its inversion was taken for gated)."""
+    a, b = threading.Lock(), threading.Lock()
+    first = threading.Lock()
+    key = id(first)
+    run_in_thread(nested(first, a, b), "a then b, under the gate")
+    assert inversions() == []
+    if gate == "the same lock":
+        second = first
+    else:
+        del first
+        gc.collect()
+        spare: list[Any] = []  # kept alive until a lock gets the freed address
+        for _ in range(100_000):
+            candidate = threading.Lock()
+            if id(candidate) == key:
+                break
+            spare.append(candidate)
+        else:
+            pytest.fail("no new Lock got the collected gate's address")
+        second = candidate
+    run_in_thread(nested(second, b, a), "b then a, under the gate")
+    found = inversions()
+    if gate == "the same lock":
+        assert found == []  # control: a real gate still suppresses
+    else:
+        (one,) = found
+        assert {r.key for r in one.resources} == {id(a), id(b)}
