@@ -93,7 +93,7 @@ from deadlockwatch._track import native as _native
 from deadlockwatch._track import state as _state
 from deadlockwatch._track.primitives import HANDOFF_SITES
 from deadlockwatch._track.primitives import held_as_token as held_as_token
-from deadlockwatch._track.state import stack_of
+from deadlockwatch._track.state import RawStack, frames_of, raw_stack_of
 
 _state.internal_file(__file__)
 
@@ -111,7 +111,7 @@ class _Edge:
     thread_ident: int
     thread_serial: int
     site: Site | None
-    stack: tuple[Frame, ...]
+    stack: tuple[Frame, ...] | RawStack
     gates: frozenset[int]
     #: ``src`` is a plain Lock held by a bare ``acquire()`` (not ``with``): a
     #: hold that may be a token passed between threads (see `_Pending`).
@@ -341,12 +341,15 @@ class LockOrder:
                 return None
             if b.key in a.out:
                 return None
+            stack: tuple[Frame, ...] | RawStack
             if where is None:
-                stack = stack_of(_native.getframe())
+                # Kept raw (code, line): a learned order is read only if it
+                # ends up in a finding (`_finding` resolves it then).
+                stack = raw_stack_of(_native.getframe())
                 site = None
                 if stack:
-                    top = stack[-1]
-                    site = Site(top.file, top.line, top.function)
+                    code, line = stack[-1]
+                    site = Site(code.co_filename, line, code.co_name)
             else:
                 site, stack = where
             around = [h for h in held if h is not src and h is not dst and _mutex(h)]
@@ -516,6 +519,13 @@ class LockOrder:
             return due
 
 
+def _frames(stack: tuple[Frame, ...] | RawStack) -> tuple[Frame, ...]:
+    """An edge's stack as a report shows it (a learned one is kept raw)."""
+    if stack and not isinstance(stack[0], Frame):
+        return frames_of(stack)
+    return stack  # type: ignore[return-value]
+
+
 def _weak_refs(locks: list[Any]) -> dict[int, weakref.ref[Any]]:
     refs: dict[int, weakref.ref[Any]] = {}
     for lock in locks:
@@ -567,7 +577,7 @@ def _finding(graph: LockOrder, edges: list[_Edge]) -> Finding:
             thread=e.thread,
             thread_ident=e.thread_ident,
             site=e.site,
-            stack=e.stack,
+            stack=_frames(e.stack),
             relation=e.relation,
             taken_at=e.taken_at,
         )

@@ -501,26 +501,41 @@ def thread_daemon(ident: int, fallback: bool = True) -> bool:
 MAX_STACK = 64
 
 
-def stack_of(frame: FrameType | None) -> tuple[Frame, ...]:
-    """A thread's stack, outermost first, without deadlockwatch's own frames on top."""
-    out: list[Frame] = []
+#: A stack as the hot path keeps it: (code, line) per frame, outermost first,
+#: resolved to `Frame`s (with their source lines) only when someone reads it.
+RawStack = tuple[tuple[CodeType, int], ...]
+
+
+def raw_stack_of(frame: FrameType | None) -> RawStack:
+    """`stack_of` without its source lines: what lock order keeps for every
+    order it learns (a report reads a few of them, `frames_of`)."""
+    out: list[tuple[CodeType, int]] = []
     f = frame
     while f is not None and len(out) < MAX_STACK:
-        code = f.f_code
-        line = f.f_lineno or 0
-        out.append(
-            Frame(
-                code.co_filename,
-                line,
-                code.co_name,
-                linecache.getline(code.co_filename, line).strip(),
-            )
-        )
+        out.append((f.f_code, f.f_lineno or 0))
         f = f.f_back
-    while out and out[0].file in INTERNAL_FILES:
-        out.pop(0)
-    out.reverse()
-    return tuple(out)
+    skip = 0  # deadlockwatch's own frames on top (innermost, first here)
+    while skip < len(out) and out[skip][0].co_filename in INTERNAL_FILES:
+        skip += 1
+    return tuple(reversed(out[skip:]))
+
+
+def frames_of(raw: RawStack) -> tuple[Frame, ...]:
+    """The `Frame`s of a raw stack, with their source lines."""
+    return tuple(
+        Frame(
+            code.co_filename,
+            line,
+            code.co_name,
+            linecache.getline(code.co_filename, line).strip(),
+        )
+        for code, line in raw
+    )
+
+
+def stack_of(frame: FrameType | None) -> tuple[Frame, ...]:
+    """A thread's stack, outermost first, without deadlockwatch's own frames on top."""
+    return frames_of(raw_stack_of(frame))
 
 
 #: Who holds a tracked primitive, as `Tracked._dw_holders` says.
