@@ -65,6 +65,14 @@ deadlockwatch.enable(
 
 def finished():
     print(json.dumps({"finished": True, "ticks": TICKS[0]}), flush=True)
+
+async def watched(n=5):
+    # A rescue that comes once the watcher has looked n more times while
+    # something waited past the threshold (a state, not a duration: under
+    # load 0.6 s was two looks), sleeping meanwhile as a rescuer would.
+    start, end = TICKS[0], time.monotonic() + 20
+    while TICKS[0] < start + n and time.monotonic() < end:
+        await asyncio.sleep(0.01)
 """
 
 
@@ -692,7 +700,7 @@ NOT_A_DEADLOCK = {
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(needs(lock), name="child")
                 if RESCUE:
-                    await asyncio.sleep(0.6)  # the child waits for the Lock meanwhile
+                    await watched()  # the child waits for the Lock meanwhile
                     lock.release()
             if not RESCUE:
                 lock.release()
@@ -711,7 +719,7 @@ NOT_A_DEADLOCK = {
         async def consumer(lock, q):
             await q.get()
             if RESCUE:
-                await asyncio.sleep(0.6)  # the producer waits in join() meanwhile
+                await watched()  # the producer waits in join() meanwhile
                 q.task_done()
             async with lock:
                 pass
@@ -735,7 +743,7 @@ NOT_A_DEADLOCK = {
         async def second(barrier, lock):
             await asyncio.sleep(0.02)
             if RESCUE:
-                await asyncio.sleep(0.6)  # the first party waits meanwhile
+                await watched()  # the first party waits meanwhile
                 await barrier.wait()
             async with lock:
                 pass
