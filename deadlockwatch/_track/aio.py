@@ -42,16 +42,15 @@ import contextlib
 import functools
 import sys
 import types
+import weakref
 from collections.abc import Callable
 from typing import Any
-
-import weakref
 
 from deadlockwatch._model import Finding, Site
 from deadlockwatch._track import native as _native
 from deadlockwatch._track import state as _state
-from deadlockwatch._track.order import ORDER
 from deadlockwatch._track.hook import after_each_import, forget
+from deadlockwatch._track.order import ORDER
 
 _state.internal_file(__file__)
 
@@ -310,9 +309,10 @@ def _lock_acquire(original: Any) -> Any:
         if task is None:
             return await original(self)
         mine = held.get(task)
-        if mine is not None and id(self) not in mine[-1].__dict__.get("_dw_after", ()):
-            if mine[-1] is not self:
-                _order(task, mine, self)
+        if mine is not None:
+            last = mine[-1]
+            if last is not self and id(self) not in last.__dict__.get("_dw_after", ()):
+                _order(task, mine, self)  # a new order (or orders off: returns at once)
         if not self._locked and not self._waiters:
             # Free, nobody waiting: the original's own fast path, without a
             # second coroutine.

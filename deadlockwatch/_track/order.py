@@ -358,7 +358,18 @@ class LockOrder:
             gates = frozenset(id(h) for h in around)
             bare = a.type == "Lock" and not getattr(src, "_ctx", True) and src.locked()
             edge = _Edge(
-                a.key, b.key, thread, ident, serial, site, stack, gates, bare, relation, taken_at, task
+                a.key,
+                b.key,
+                thread,
+                ident,
+                serial,
+                site,
+                stack,
+                gates,
+                bare,
+                relation,
+                taken_at,
+                task,
             )
             if around:
                 edge.gate_refs = _weak_refs(around)

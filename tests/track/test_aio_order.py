@@ -167,8 +167,9 @@ def test_one_task_at_two_times_is_reported_as_seen_in_one_task(tmp_path: Path) -
     _, findings = _run(tmp_path, "one_task", rescue=False)
     (record,) = findings
     assert record["kind"] == "lock-order-inversion", record
-    assert "(seen in one task only; other tasks running the same code can deadlock)" in (
-        record["cause"]
+    assert (
+        "(seen in one task only; other tasks running the same code can deadlock)"
+        in (record["cause"])
     )
     assert record["single_thread"] is True
 
@@ -213,7 +214,7 @@ def test_a_semaphore_is_no_gate(tmp_path: Path) -> None:
 
 def test_lock_order_off_learns_nothing(tmp_path: Path) -> None:
     # Control: test_two_tasks_inversion_names_the_tasks_and_sites (the default).
-    result, findings = _run(tmp_path, "two_tasks", rescue=False, opts='{"lock_order": false}')
+    _, findings = _run(tmp_path, "two_tasks", rescue=False, opts='{"lock_order": false}')
     assert findings == [], findings
 
 
