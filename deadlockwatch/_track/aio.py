@@ -10,7 +10,8 @@ covered too):
 - ``asyncio.Lock``: ``acquire`` notes the task that took it (its owner) and
   where; ``release`` forgets it (a Lock released by a task that does not own
   it, or outside any task, is no longer owner-bound).  Each task's held Locks
-  (`held`, only while it holds one): a task that takes a Lock holding others
+  (`held`: its last, only while it holds one; each Lock's ``_dw_prev``, the
+  one its task took before it): a task that takes a Lock holding others
   orders its last one before it, in the threads' lock-order graph
   (`order.ORDER`, nodes of type ``asyncio.Lock``; no order is learned between
   an asyncio Lock and a thread's lock), so an inversion between tasks, or in
@@ -58,8 +59,9 @@ _state.internal_file(__file__)
 active = False
 #: Task -> what it awaits now (only while it is suspended in a tracked wait).
 waiting: dict[Any, AioWait] = {}
-#: Task -> the asyncio Locks it holds, oldest first (only while it holds one).
-held: dict[Any, list[Any]] = {}
+#: Task -> the last asyncio Lock it took and holds (only while it holds one);
+#: the ones before it are chained by ``_dw_prev`` (`held_by`).
+held: dict[Any, Any] = {}
 #: Reports an inversion learned here (set by the watcher when it learns lock
 #: orders; None: no order is learned).
 report: Callable[[Finding], object] | None = None
@@ -264,13 +266,30 @@ def _under_timeout(task: Any) -> bool:
     return False
 
 
-def _order(task: Any, mine: list[Any], lock: Any) -> None:
-    """``task``, holding ``mine``, takes ``lock``: learn last-held -> lock (a
-    new order only; the caller has looked it up in ``_dw_after``)."""
+def held_by(task: Any, last: Any) -> list[Any]:
+    """The Locks ``task`` holds, oldest first, from ``last`` (its entry in
+    `held`) down the ``_dw_prev`` chain (a Lock released out of order, no
+    longer ``task``'s, is skipped)."""
+    out: list[Any] = []
+    lock = last
+    while lock is not None and len(out) < 1000:
+        d = lock.__dict__
+        if d.get("_dw_owner") is task and lock not in out:
+            out.append(lock)
+        lock = d.get("_dw_prev")
+    out.reverse()
+    return out
+
+
+def _order(task: Any, last: Any, lock: Any) -> None:
+    """``task``, whose last held Lock is ``last``, takes ``lock``: learn
+    last -> lock (a new order only; the caller has looked it up in
+    ``_dw_after``)."""
     emit = report
     if emit is None or _under_timeout(task):
         return  # a timed wait teaches no order (it ends), as a thread's timed acquire
-    for one in (mine[-1], lock):
+    mine = held_by(task, last)
+    for one in (last, lock):
         d = one.__dict__
         if "_dw_type" not in d:
             d["_dw_after"] = set()
@@ -293,7 +312,7 @@ def _order(task: Any, mine: list[Any], lock: Any) -> None:
                 break
     site = Site(stack[-1].file, stack[-1].line, stack[-1].function) if stack else None
     finding = ORDER.learn(
-        mine[-1], lock, mine, f"task {name}", id(task), serial, where=(site, stack), task=True
+        last, lock, mine, f"task {name}", id(task), serial, where=(site, stack), task=True
     )
     if finding is not None:
         emit(finding)
@@ -308,11 +327,13 @@ def _lock_acquire(original: Any) -> Any:
         task = _task()
         if task is None:
             return await original(self)
-        mine = held.get(task)
-        if mine is not None:
-            last = mine[-1]
-            if last is not self and id(self) not in last.__dict__.get("_dw_after", ()):
-                _order(task, mine, self)  # a new order (or orders off: returns at once)
+        last = held.get(task)
+        if (
+            last is not None
+            and last is not self
+            and id(self) not in last.__dict__.get("_dw_after", ())
+        ):
+            _order(task, last, self)  # a new order (or orders off: returns at once)
         if not self._locked and not self._waiters:
             # Free, nobody waiting: the original's own fast path, without a
             # second coroutine.
@@ -326,10 +347,8 @@ def _lock_acquire(original: Any) -> Any:
                 _end(task, prev)
         self._dw_owner = task
         self._dw_taken = _taken_at()
-        if mine is None:
-            held[task] = [self]
-        else:
-            mine.append(self)
+        self._dw_prev = last
+        held[task] = self
         return got
 
     return acquire
@@ -342,19 +361,30 @@ def _lock_release(original: Any) -> Any:
         result = original(self)
         if owner is not None:
             self._dw_owner = None
-            mine = held.get(owner)
-            if mine is not None:
-                if mine[-1] is self:
-                    mine.pop()
-                elif self in mine:
-                    mine.remove(self)
-                if not mine:
+            if held.get(owner) is self:
+                prev = self._dw_prev
+                if prev is None:
                     del held[owner]
+                else:
+                    self._dw_prev = None
+                    _released_under(owner, prev)
             if active and owner is not _task():
                 self._dw_shared = True  # released by another: not owner-bound
         return result
 
     return release
+
+
+def _released_under(owner: Any, prev: Any) -> None:
+    """``owner`` released its last Lock, taken holding ``prev``: its last is
+    now the first still held down the chain (some may have been released
+    out of order)."""
+    while prev is not None and prev.__dict__.get("_dw_owner") is not owner:
+        prev = prev.__dict__.get("_dw_prev")
+    if prev is None:
+        held.pop(owner, None)
+    else:
+        held[owner] = prev
 
 
 def _suspending(
