@@ -362,11 +362,12 @@ def _lock_release(original: Any) -> Any:
         if owner is not None:
             self._dw_owner = None
             if held.get(owner) is self:
-                prev = self._dw_prev
+                d = self.__dict__
+                prev = d["_dw_prev"]
                 if prev is None:
                     del held[owner]
                 else:
-                    self._dw_prev = None
+                    d["_dw_prev"] = None
                     _released_under(owner, prev)
             if active and owner is not _task():
                 self._dw_shared = True  # released by another: not owner-bound
