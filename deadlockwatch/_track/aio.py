@@ -9,7 +9,13 @@ covered too):
 
 - ``asyncio.Lock``: ``acquire`` notes the task that took it (its owner) and
   where; ``release`` forgets it (a Lock released by a task that does not own
-  it, or outside any task, is no longer owner-bound).
+  it, or outside any task, is no longer owner-bound).  Each task's held Locks
+  (`held`: its last, only while it holds one; each Lock's ``_dw_prev``, the
+  one its task took before it): a task that takes a Lock holding others
+  orders its last one before it, in the threads' lock-order graph
+  (`order.ORDER`, nodes of type ``asyncio.Lock``; no order is learned between
+  an asyncio Lock and a thread's lock), so an inversion between tasks, or in
+  one task at two times, is reported before it hangs (`_order`).
 - ``Lock.acquire``, ``Event.wait``, ``Condition.wait``, ``Semaphore.acquire``
   (and BoundedSemaphore's), ``Queue.get``/``put`` (and the queues built on
   them): only when the call will suspend, a per-task record of what the task
@@ -37,12 +43,15 @@ import contextlib
 import functools
 import sys
 import types
+import weakref
 from collections.abc import Callable
 from typing import Any
 
+from deadlockwatch._model import Finding, Site
 from deadlockwatch._track import native as _native
 from deadlockwatch._track import state as _state
 from deadlockwatch._track.hook import after_each_import, forget
+from deadlockwatch._track.order import ORDER
 
 _state.internal_file(__file__)
 
@@ -50,6 +59,14 @@ _state.internal_file(__file__)
 active = False
 #: Task -> what it awaits now (only while it is suspended in a tracked wait).
 waiting: dict[Any, AioWait] = {}
+#: Task -> the last asyncio Lock it took and holds (only while it holds one);
+#: the ones before it are chained by ``_dw_prev`` (`held_by`).
+held: dict[Any, Any] = {}
+#: Reports an inversion learned here (set by the watcher when it learns lock
+#: orders; None: no order is learned).
+report: Callable[[Finding], object] | None = None
+#: Task -> its serial in lock orders (tasks' ids are reused).
+_serials: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 #: Running event loop -> ident of the thread running it.
 loops: dict[Any, int] = {}
 #: (class, attribute) -> the original (while patched).
@@ -229,6 +246,78 @@ def _interrupt(items: list[tuple[AioWait, BaseException]]) -> None:
 _interrupt._dw_own = True  # type: ignore[attr-defined]
 
 
+def _under_timeout(task: Any) -> bool:
+    """Whether a pending ``asyncio.timeout()`` (``wait_for`` on 3.12+) will
+    cancel ``task``: read off its loop's timers, in the loop's own thread (only
+    for a new order).  ``wait_for`` on 3.10/3.11 awaits in a task of its own,
+    which holds no Lock, so teaches no order either."""
+    try:
+        timers = list(task.get_loop()._scheduled)
+    except Exception:
+        return False
+    for h in timers:
+        owner = getattr(getattr(h, "_callback", None), "__self__", None)
+        if (
+            getattr(owner, "_task", None) is task
+            and type(owner).__name__ == "Timeout"
+            and not getattr(h, "_cancelled", True)
+        ):
+            return True
+    return False
+
+
+def held_by(task: Any, last: Any) -> list[Any]:
+    """The Locks ``task`` holds, oldest first, from ``last`` (its entry in
+    `held`) down the ``_dw_prev`` chain (a Lock released out of order, no
+    longer ``task``'s, is skipped)."""
+    out: list[Any] = []
+    lock = last
+    while lock is not None and len(out) < 1000:
+        d = lock.__dict__
+        if d.get("_dw_owner") is task and lock not in out:
+            out.append(lock)
+        lock = d.get("_dw_prev")
+    out.reverse()
+    return out
+
+
+def _order(task: Any, last: Any, lock: Any) -> None:
+    """``task``, whose last held Lock is ``last``, takes ``lock``: learn
+    last -> lock (a new order only; the caller has looked it up in
+    ``_dw_after``)."""
+    emit = report
+    if emit is None or _under_timeout(task):
+        return  # a timed wait teaches no order (it ends), as a thread's timed acquire
+    mine = held_by(task, last)
+    for one in (last, lock):
+        d = one.__dict__
+        if "_dw_type" not in d:
+            d["_dw_after"] = set()
+            d["_dw_type"] = "asyncio.Lock"
+            d["_created"] = _state.site_at(d.get("_dw_created"))
+    serial = _serials.get(task)
+    if serial is None:
+        serial = _serials[task] = _state.next_serial()
+    try:
+        name = task.get_name()
+    except AttributeError:
+        name = repr(task)
+    stack = _state.stack_of(_native.getframe())
+    root = getattr(getattr(task, "get_coro", lambda: None)(), "cr_frame", None)
+    if root is not None:  # from the task's coroutine on, not the loop's frames
+        code = root.f_code
+        for i, fr in enumerate(stack):
+            if fr.file == code.co_filename and fr.function == code.co_name:
+                stack = stack[i:]
+                break
+    site = Site(stack[-1].file, stack[-1].line, stack[-1].function) if stack else None
+    finding = ORDER.learn(
+        last, lock, mine, f"task {name}", id(task), serial, where=(site, stack), task=True
+    )
+    if finding is not None:
+        emit(finding)
+
+
 # -- the wrappers ------------------------------------------------------------------
 
 
@@ -238,6 +327,13 @@ def _lock_acquire(original: Any) -> Any:
         task = _task()
         if task is None:
             return await original(self)
+        last = held.get(task)
+        if (
+            last is not None
+            and last is not self
+            and id(self) not in last.__dict__.get("_dw_after", ())
+        ):
+            _order(task, last, self)  # a new order (or orders off: returns at once)
         if not self._locked and not self._waiters:
             # Free, nobody waiting: the original's own fast path, without a
             # second coroutine.
@@ -251,6 +347,8 @@ def _lock_acquire(original: Any) -> Any:
                 _end(task, prev)
         self._dw_owner = task
         self._dw_taken = _taken_at()
+        self._dw_prev = last
+        held[task] = self
         return got
 
     return acquire
@@ -263,11 +361,31 @@ def _lock_release(original: Any) -> Any:
         result = original(self)
         if owner is not None:
             self._dw_owner = None
+            if held.get(owner) is self:
+                d = self.__dict__
+                prev = d["_dw_prev"]
+                if prev is None:
+                    del held[owner]
+                else:
+                    d["_dw_prev"] = None
+                    _released_under(owner, prev)
             if active and owner is not _task():
                 self._dw_shared = True  # released by another: not owner-bound
         return result
 
     return release
+
+
+def _released_under(owner: Any, prev: Any) -> None:
+    """``owner`` released its last Lock, taken holding ``prev``: its last is
+    now the first still held down the chain (some may have been released
+    out of order)."""
+    while prev is not None and prev.__dict__.get("_dw_owner") is not owner:
+        prev = prev.__dict__.get("_dw_prev")
+    if prev is None:
+        held.pop(owner, None)
+    else:
+        held[owner] = prev
 
 
 def _suspending(
@@ -584,6 +702,7 @@ def unpatch() -> None:
     _current_task = None
     loops.clear()
     waiting.clear()
+    held.clear()
 
 
 def _restore() -> None:

@@ -118,6 +118,8 @@ class _Edge:
     bare: bool = False
     relation: str = ORDER_THEN
     taken_at: Site | None = None
+    #: Learned by an asyncio task (``thread`` names it), not a thread.
+    task: bool = False
     #: The gates themselves, weakly: an address in ``gates`` is the same gate
     #: in two edges only if it is the same lock in both (a collected gate's
     #: address may be a new lock's by the time the other edge is learned).
@@ -321,12 +323,15 @@ class LockOrder:
         relation: str = ORDER_THEN,
         taken_at: Site | None = None,
         where: tuple[Site | None, tuple[Frame, ...]] | None = None,
+        task: bool = False,
     ) -> Finding | None:
         """Learn ``src -> dst``; return a finding if it closes a new cycle.
 
         ``relation`` and ``taken_at``: what the edge is, for an edge through a
         signal (`signals`); ``where``: its site and stack, when not the
-        calling thread's own (a signal learned from an earlier call)."""
+        calling thread's own (a signal learned from an earlier call);
+        ``task``: learned by an asyncio task (`aio`), which ``thread``,
+        ``ident`` and ``serial`` are of."""
         with self._lock:
             self._collect()
             if type(src._dw_after) is frozenset:
@@ -356,7 +361,18 @@ class LockOrder:
             gates = frozenset(id(h) for h in around)
             bare = a.type == "Lock" and not getattr(src, "_ctx", True) and src.locked()
             edge = _Edge(
-                a.key, b.key, thread, ident, serial, site, stack, gates, bare, relation, taken_at
+                a.key,
+                b.key,
+                thread,
+                ident,
+                serial,
+                site,
+                stack,
+                gates,
+                bare,
+                relation,
+                taken_at,
+                task,
             )
             if around:
                 edge.gate_refs = _weak_refs(around)
@@ -460,8 +476,11 @@ class LockOrder:
             return None
         self._reported.add(key)
         locks = [self.nodes[e.src].ref() for e in edges]
-        if any(lock is None or getattr(lock, "_handoff", False) for lock in locks):
-            return None  # a Lock handed between threads is a latch, not a mutex
+        if any(
+            lock is None or getattr(lock, "_handoff", False) or getattr(lock, "_dw_shared", False)
+            for lock in locks
+        ):
+            return None  # a Lock handed between threads (tasks) is a latch, not a mutex
         if any(
             self.nodes[e.src].type == "Lock" and self.nodes[e.src].created in HANDOFF_SITES
             for e in edges
@@ -554,8 +573,10 @@ def _mutex(lock: Any) -> bool:
     """Whether holding ``lock`` excludes every other thread, as a gate must: a
     Lock or RLock, but not a semaphore (units for several threads at once, or
     a signal) nor a Lock seen handed between threads (a latch)."""
-    return getattr(lock, "_dw_type", "") in ("Lock", "RLock") and not getattr(
-        lock, "_handoff", False
+    return (
+        getattr(lock, "_dw_type", "") in ("Lock", "RLock", "asyncio.Lock")
+        and not getattr(lock, "_handoff", False)
+        and not getattr(lock, "_dw_shared", False)
     )
 
 
@@ -592,7 +613,8 @@ def _finding(graph: LockOrder, edges: list[_Edge]) -> Finding:
         cause, conditions = _through_a_signal(edges, labels, one)
     else:
         kind = LOCK_ORDER_INVERSION
-        cause, conditions = _lock_order(len(edges), len(threads), labels, one)
+        tasks = all(e.task for e in edges)
+        cause, conditions = _lock_order(len(edges), len(threads), labels, one, tasks)
     return Finding(
         kind=kind,
         cycle=(),
@@ -607,14 +629,18 @@ def _finding(graph: LockOrder, edges: list[_Edge]) -> Finding:
     )
 
 
-def _lock_order(n: int, threads: int, labels: list[str], one: bool) -> tuple[str, Conditions]:
-    """The cause and conditions of a plain lock-order inversion."""
+def _lock_order(
+    n: int, threads: int, labels: list[str], one: bool, tasks: bool = False
+) -> tuple[str, Conditions]:
+    """The cause and conditions of a plain lock-order inversion (between
+    asyncio tasks: ``tasks``)."""
+    who = "task" if tasks else "thread"
     cause = (
         f"{n} locks are taken in a cyclic order "
         + (
-            "(seen in one thread only; other threads running the same code can deadlock)"
+            f"(seen in one {who} only; other {who}s running the same code can deadlock)"
             if one
-            else f"by {threads} threads"
+            else f"by {threads} {who}s"
         )
         + ": "
         + " -> ".join([*labels, labels[0]])
@@ -625,7 +651,7 @@ def _lock_order(n: int, threads: int, labels: list[str], one: bool) -> tuple[str
         Check(True, "each order was learned from an untimed, blocking acquire"),
         Check(
             False,
-            "not now: no thread is waiting, but threads taking these locks concurrently "
+            f"not now: no {who} is waiting, but {who}s taking these locks concurrently "
             "in these orders deadlock",
         ),
     )

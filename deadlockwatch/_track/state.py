@@ -48,6 +48,12 @@ _serials = itertools.count(1)
 _serial_lock = _native.allocate_lock()
 
 
+def next_serial() -> int:
+    """A new serial, as a thread record's (an asyncio task's in lock orders)."""
+    with _serial_lock:
+        return next(_serials)
+
+
 class ThreadRecord:
     """What one thread holds (in acquisition order) and what it waits for."""
 

@@ -145,6 +145,15 @@ def collect(now: float | None = None, force: bool = False) -> list[AioWait]:
                 _aio.waiting.pop(w.task, None)
             continue
         recorded.append(w)
+    for task in list(_aio.held):
+        # A task ended holding a Lock: its list would keep the Lock, and what
+        # waits for it, alive for good.
+        try:
+            ended = task.done() or _closed(task)
+        except Exception:
+            ended = True
+        if ended:
+            _aio.held.pop(task, None)
     if asyncio is None or not _aio.active:
         return recorded
     now = _native.monotonic() if now is None else now

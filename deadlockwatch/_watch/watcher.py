@@ -169,6 +169,7 @@ class _Detector:
         ORDER.suppress = config.suppress
         _primitives.learn_order = self.learn_order if config.lock_order else None
         _signals.report = self._learned
+        _aio.report = self._learned if config.lock_order else None
         _primitives.on_probe = _signals.on_probe if config.lock_order else None
         _primitives.on_semaphore = _signals.on_semaphore if config.lock_order else None
         _patch.learn_signals(config.lock_order)
@@ -226,6 +227,7 @@ class _Detector:
             extension.unpatch()
         _primitives.self_wait_hook[:] = []
         _primitives.learn_order = None
+        _aio.report = None
         _primitives.on_probe = None
         _primitives.on_semaphore = None
         _state.on_green = None

@@ -109,8 +109,12 @@ def test_lock_abba_between_two_tasks_is_reported_naming_both(tmp_path: Path) -> 
     assert sorted(result["cycle"]) == ["audit", "transfer"]
     assert result["cause"] == "2 tasks each wait for a resource held by the next"
     assert result["elapsed"] < 1.5, result
+    # The inversion, learned as the second task took its second Lock, comes
+    # first (issue 15: asyncio Locks' orders), naming both tasks.
+    inversion, record = findings
+    assert inversion["kind"] == "lock-order-inversion", inversion
+    assert sorted(e["thread"] for e in inversion["order"]) == ["task audit", "task transfer"]
     # The JSON report names the tasks, their loop's thread and their await chains.
-    (record,) = findings
     details = {d["name"]: d for d in record["thread_details"]}
     assert details["transfer"]["task"] is True
     assert "MainThread" in details["transfer"]["loop_thread"]
@@ -494,7 +498,10 @@ def test_raise_gives_tasks_of_the_cycle_deadlock_error_at_their_await(
     assert result["got"] in expected, result
     assert result["locked"] == [False, False], result
     assert result["foreign"] == ["_interrupt"], result
-    assert [f["kind"] for f in findings if f["kind"] != "timed-cycle"] == ["deadlock"], findings
+    assert [f["kind"] for f in findings if f["kind"] != "timed-cycle"] == [
+        "lock-order-inversion",
+        "deadlock",
+    ], findings
 
 
 # Each: the tasks look stuck for a while (the watcher makes many passes),
@@ -813,6 +820,8 @@ def test_not_a_deadlock_control_without_the_rescue_is_reported(tmp_path: Path, c
     _skip_old(case)
     result, findings = _run(tmp_path, textwrap.dedent(NOT_A_DEADLOCK[case]) + _MAIN, rescue=False)
     assert result.get("kind") == "deadlock", result
+    # An ABBA of Locks is also a lock-order inversion, learned before it hangs.
+    findings = [f for f in findings if f["kind"] != "lock-order-inversion"]
     assert [f["kind"] for f in findings] == ["deadlock"], findings
     if case == "loop_thread_and_run_coroutine_threadsafe":
         # Across the two worlds: the worker thread and the loop's thread.
