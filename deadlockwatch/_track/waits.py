@@ -204,9 +204,9 @@ def executor_submit(
 def _plain_future_running(original: Callable[..., Any]) -> Callable[..., Any]:
     """`future_running` as a plain function in the class (what `patch` installs
     when the original is a function): a wrapt wrapper makes a bound wrapper
-    at every lookup and a tuple and a dict at every call, about 17,000
-    instructions a task on 3.11 (callgrind), for a method every executor
-    task calls once."""
+    at every lookup and a tuple and a dict at every call: with this and
+    `_plain_executor_submit`, the executor workload costs about 14,000
+    instructions a task less (callgrind, 3.11)."""
 
     @functools.wraps(original)
     def set_running_or_notify_cancel(*args: Any, **kwargs: Any) -> Any:
