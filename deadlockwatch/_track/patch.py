@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import sys
 import threading
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -264,8 +265,12 @@ def _install_methods(module: Any) -> None:
         original = cls.__dict__.get(attr)
         if original is None:
             continue
-        wrapped = _MethodWrapper(original, wrapper)
-        wrapped._self_dw_target = (cls, attr)
+        plain = _waits.PLAIN.get(wrapper)
+        if plain is not None and isinstance(original, types.FunctionType):
+            wrapped = plain(original)
+        else:
+            wrapped = _MethodWrapper(original, wrapper)
+            wrapped._self_dw_target = (cls, attr)
         setattr(cls, attr, wrapped)
         _methods[(cls, attr)] = (wrapped, original)
 
@@ -289,7 +294,7 @@ def learn_signals(on: bool) -> None:
         return
     signal_wrappers = {w for *_, w in _waits.SIGNAL_TARGETS}
     for (cls, attr), (wrapped, original) in list(_methods.items()):
-        if wrapped._self_wrapper in signal_wrappers:
+        if getattr(wrapped, "_self_wrapper", None) in signal_wrappers:
             if cls.__dict__.get(attr) is wrapped:
                 setattr(cls, attr, original)
             del _methods[(cls, attr)]
