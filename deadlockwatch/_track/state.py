@@ -76,8 +76,7 @@ class ThreadRecord:
     )
 
     def __init__(self, ident: int, name: str, daemon: bool = True) -> None:
-        with _serial_lock:
-            self.serial = next(_serials)
+        self.serial = next_serial()
         self.ident = ident
         #: The thread's name and daemon flag when the record was made, for
         #: reports about it once it has exited (live threads are looked up).
