@@ -116,29 +116,75 @@ static PyTypeObject *g_direct_rlock_type;
  * has no record and create is 0.
  *
  * _state keeps the record in a threading.local (tls.rec); this keeps the
- * (record, held list) pair in the thread state's own dict as well, where it
- * is one dict lookup away.  Both live exactly as long as the thread: a
- * record is made once per thread and its held list is never replaced. */
+ * (record, held list) pair in the thread state's own dict as well, in a
+ * Slot, where it is one dict lookup away.  Both live exactly as long as the
+ * thread: a record is made once per thread and its held list is never
+ * replaced. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *rec;
+    PyObject *held;
+} Slot;
+
+static PyTypeObject *g_slot_type;
+
 /* The OS thread's last answer, valid while it runs the same thread state
- * (same address and unique id) and that state's dict is the one the pair
- * was stored in (a thread state being cleared has none). */
+ * (same address and unique id), that state's dict is the one the slot was
+ * stored in (a thread state being cleared has none), and the slot lives: a
+ * slot forgets itself here when it goes.  That last rule is what keeps the
+ * answer from outliving the pair.  At interpreter shutdown the main thread's
+ * dict is cleared with its slot while Python code can still run after it
+ * (module globals already gone, so _state._thread_gone cannot call
+ * forget()); a new dict for the same thread state can then be made at the
+ * old one's address (dicts are reused from a free list), and without the
+ * slot's own word the address checks above would take it for the old one
+ * and hand out a freed record. */
 static _Thread_local struct {
     PyThreadState *ts;
     uint64_t id;
     PyObject *dict;
+    PyObject *slot;
     PyObject *rec;
     PyObject *held;
 } last;
 
 static void
-remember(PyThreadState *ts, PyObject *dict, PyObject *rec, PyObject *held)
+remember(PyThreadState *ts, PyObject *dict, PyObject *slot)
 {
     last.ts = ts;
     last.id = ts->id;
     last.dict = dict;
-    last.rec = rec;
-    last.held = held;
+    last.slot = slot;
+    last.rec = ((Slot *)slot)->rec;
+    last.held = ((Slot *)slot)->held;
 }
+
+static void
+slot_dealloc(PyObject *op)
+{
+    Slot *self = (Slot *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+    /* Before the record can go (its teardown may take a lock again). */
+    if (last.slot == op)
+        memset(&last, 0, sizeof last);
+    Py_CLEAR(self->rec);
+    Py_CLEAR(self->held);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot slot_slots[] = {
+    {Py_tp_doc, "A thread's (record, held list), kept in its thread state's dict."},
+    {Py_tp_dealloc, slot_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec slot_spec = {
+    .name = "deadlockwatch._track._speedups.Slot",
+    .basicsize = sizeof(Slot),
+    .flags = Py_TPFLAGS_DEFAULT,
+    .slots = slot_slots,
+};
 
 /* What the Python path raises for a field __init__ never set. */
 static void
@@ -156,7 +202,7 @@ not_configured(void)
 }
 
 static int
-current_rec(int create, PyObject **rec_out, PyObject **held_out)
+lookup_rec(int create, PyObject **rec_out, PyObject **held_out)
 {
     if (g_tls == NULL)
         return not_configured();
@@ -169,14 +215,14 @@ current_rec(int create, PyObject **rec_out, PyObject **held_out)
     *rec_out = *held_out = NULL;
     PyObject *tdict = PyThreadState_GetDict(); /* borrowed; NULL only at shutdown */
     if (tdict != NULL) {
-        PyObject *pair = PyDict_GetItemWithError(tdict, s_key);
-        if (pair != NULL) {
-            *rec_out = PyTuple_GET_ITEM(pair, 0);
-            *held_out = PyTuple_GET_ITEM(pair, 1);
-            remember(ts, tdict, *rec_out, *held_out);
+        PyObject *slot = PyDict_GetItemWithError(tdict, s_key);
+        if (slot != NULL && Py_TYPE(slot) == g_slot_type) {
+            *rec_out = ((Slot *)slot)->rec;
+            *held_out = ((Slot *)slot)->held;
+            remember(ts, tdict, slot);
             return 0;
         }
-        if (PyErr_Occurred())
+        if (slot == NULL && PyErr_Occurred())
             return -1;
     }
     PyObject *rec = PyObject_GetAttr(g_tls, s_rec);
@@ -198,23 +244,52 @@ current_rec(int create, PyObject **rec_out, PyObject **held_out)
         Py_DECREF(rec);
         return -1;
     }
-    PyObject *pair = PyTuple_Pack(2, rec, held);
-    Py_DECREF(held);
-    if (pair == NULL || tdict == NULL || PyDict_SetItem(tdict, s_key, pair) < 0) {
-        /* Without the thread state dict, the record stays alive through tls. */
-        Py_XDECREF(pair);
+    Slot *slot = PyObject_New(Slot, g_slot_type);
+    if (slot == NULL) {
+        Py_DECREF(held);
         Py_DECREF(rec);
+        return -1;
+    }
+    slot->rec = rec;   /* both references move into the slot */
+    slot->held = held;
+    if (tdict == NULL || PyDict_SetItem(tdict, s_key, (PyObject *)slot) < 0) {
+        /* Without the thread state dict, the record stays alive through tls. */
+        Py_DECREF(slot);
         if (tdict == NULL) {
             PyErr_SetString(PyExc_RuntimeError, "deadlockwatch: no thread state dict");
         }
         return -1;
     }
-    Py_DECREF(pair);
     *rec_out = rec;
-    *held_out = PyTuple_GET_ITEM(pair, 1);
-    Py_DECREF(rec); /* the pair in the thread's dict keeps both alive */
-    remember(ts, tdict, *rec_out, *held_out);
+    *held_out = held;
+    remember(ts, tdict, (PyObject *)slot);
+    Py_DECREF(slot); /* the thread's dict keeps it, and it both */
     return 0;
+}
+
+#if PY_VERSION_HEX >= 0x030D0000
+#define dw_finalizing() Py_IsFinalizing()
+#else
+#define dw_finalizing() _Py_IsFinalizing()
+#endif
+
+/* lookup_rec, and at interpreter shutdown no record rather than an error
+ * when none can be made: once deadlockwatch's own modules are torn down
+ * (their globals are None) new_record() fails, and a thread without a record
+ * (the main thread, whose state dict went with its record) takes its locks
+ * untracked, as the raw locks would be, instead of failing where the
+ * program's own locks would not (a destructor run at exit taking a lock).
+ * Callers passing create=1 check rec for NULL. */
+static int
+current_rec(int create, PyObject **rec_out, PyObject **held_out)
+{
+    int rc = lookup_rec(create, rec_out, held_out);
+    if (rc < 0 && create && dw_finalizing()) {
+        PyErr_Clear();
+        *rec_out = *held_out = NULL;
+        return 0;
+    }
+    return rc;
 }
 
 /* Call a bound built-in method of the raw lock the way the interpreter
@@ -292,7 +367,7 @@ try_acquire(Core *self)
 static int
 reenter_raw(Core *self)
 {
-    if (self->direct && Py_TYPE(self->raw) == g_direct_rlock_type) {
+    if (self->direct && self->raw != NULL && Py_TYPE(self->raw) == g_direct_rlock_type) {
         RawRLockLayout *raw = (RawRLockLayout *)self->raw;
         if (raw->rlock_count > 0 && raw->rlock_owner == PyThread_get_thread_ident()) {
             unsigned long count = raw->rlock_count + 1;
@@ -891,7 +966,20 @@ lock_fast(Core *self, int learn, char ctx)
     if (got <= 0)
         return got;
     PyObject *rec, *held;
-    if (current_rec(1, &rec, &held) < 0 || taken(self, rec, held, learn, 1) < 0)
+    if (current_rec(1, &rec, &held) < 0) {
+        /* Not left taken by a call that fails. */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyObject *r = raw_release(self);
+        Py_XDECREF(r);
+        if (r == NULL)
+            PyErr_Clear();
+        PyErr_Restore(type, value, tb);
+        return -1;
+    }
+    if (rec == NULL)
+        return 1; /* at shutdown: untracked (see current_rec) */
+    if (taken(self, rec, held, learn, 1) < 0)
         return -1;
     self->ctx = ctx;
     return 1;
@@ -1062,7 +1150,7 @@ rlock_acquire(Core *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwn
         PyObject *rec, *held;
         if (current_rec(1, &rec, &held) < 0)
             return NULL;
-        if (self->owner == rec && self->acq != NULL) {
+        if (rec != NULL && self->owner == rec && self->acq != NULL) {
             /* Only this thread sets owner to its own record: re-entry. */
             if (reenter_raw(self) < 0)
                 return NULL;
@@ -1073,6 +1161,8 @@ rlock_acquire(Core *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwn
         if (got < 0)
             return NULL;
         if (got > 0) {
+            if (rec == NULL)
+                Py_RETURN_TRUE; /* at shutdown: untracked (see current_rec) */
             if (taken(self, rec, held, 1, 0) < 0)
                 return NULL;
             self->count = 1;
@@ -1192,7 +1282,7 @@ static PyObject *
 rlock_acquire_restore(Core *self, PyObject *state)
 {
     Py_ssize_t count = plain_state_count(state);
-    if (count > 0 && self->direct && Py_TYPE(self->raw) == g_direct_rlock_type) {
+    if (count > 0 && self->direct && self->raw != NULL && Py_TYPE(self->raw) == g_direct_rlock_type) {
         RawRLockLayout *raw = (RawRLockLayout *)self->raw;
         PyObject *rec, *held;
         if (current_rec(1, &rec, &held) < 0)
@@ -1202,6 +1292,8 @@ rlock_acquire_restore(Core *self, PyObject *state)
         if (raw->rlock_count == 0 && PyThread_acquire_lock_timed(raw->rlock_lock, 0, 0) == PY_LOCK_ACQUIRED) {
             raw->rlock_owner = PyThread_get_thread_ident();
             raw->rlock_count = (unsigned long)count;
+            if (rec == NULL)
+                Py_RETURN_NONE; /* at shutdown: untracked (see current_rec) */
             if (taken(self, rec, held, 0, 0) < 0)
                 return NULL;
             self->count = count;
@@ -1447,6 +1539,11 @@ PyInit__speedups(void)
     PyObject *lock = PyType_FromSpec(&lock_spec);
     if (lock == NULL || PyModule_AddObject(m, "LockCore", lock) < 0) {
         Py_XDECREF(lock);
+        Py_DECREF(m);
+        return NULL;
+    }
+    g_slot_type = (PyTypeObject *)PyType_FromSpec(&slot_spec);
+    if (g_slot_type == NULL) {
         Py_DECREF(m);
         return NULL;
     }

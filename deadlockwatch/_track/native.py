@@ -77,9 +77,11 @@ def start_joinable(function: Any) -> Any:
 
         start_new_thread(run, ())
 
-        def join_sentinel(timeout: float) -> None:
-            if started.acquire(True, timeout) and box and box[0].acquire(True, timeout):
-                box[0].release()
+        def join_sentinel(timeout: float) -> None:  # may be called again
+            if started.acquire(True, timeout):
+                started.release()
+                if box and box[0].acquire(True, timeout):
+                    box[0].release()
 
         return join_sentinel
     start_new_thread(function, ())

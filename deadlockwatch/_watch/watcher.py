@@ -271,6 +271,25 @@ class _Detector:
             self.log = False
             self.settle_inversions()
             self._stop_watcher()
+        # Gone before the interpreter finalizes, OS thread included: a daemon
+        # thread still tearing its state down (callbacks run in it) while
+        # the main thread clears every thread state is what CPython's
+        # shutdown handles worst, and this one is ours, not the program's.
+        self._join_watcher(1.0)
+
+    def _join_watcher(self, timeout: float) -> None:
+        """Wait, at most ``timeout`` and a moment, until the last watcher
+        thread is gone (its thread state, then its OS thread)."""
+        join = self._join
+        if join is None or self.watcher_ident == _native.get_ident():
+            return
+        native = self._native_id
+        join(timeout)
+        # The OS thread outlives the interpreter's view of it by a moment.
+        task = f"/proc/self/task/{native}"
+        deadline = _native.monotonic() + 0.2
+        while native and os.path.exists(task) and _native.monotonic() < deadline:
+            time.sleep(0.0002)
 
     def before_fork(self) -> None:
         """No watcher is started while a fork is under way; on 3.12+ a running
@@ -284,14 +303,8 @@ class _Detector:
             running = self._running and self.watcher_ident != _native.get_ident()
         if not running or sys.version_info < (3, 12) or self._join is None:
             return
-        native = self._native_id
         self._stop_watcher()
-        self._join(1.0)
-        # The OS thread outlives the interpreter's view of it by a moment.
-        task = f"/proc/self/task/{native}"
-        deadline = _native.monotonic() + 0.2
-        while native and os.path.exists(task) and _native.monotonic() < deadline:
-            time.sleep(0.0002)
+        self._join_watcher(1.0)
 
     def after_fork_in_parent(self) -> None:
         # Not now: CPython counts the threads right after this hook.  The

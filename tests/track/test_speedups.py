@@ -356,6 +356,72 @@ def test_a_lock_taken_by_a_finalizer_at_thread_exit_has_a_registered_owner(pure:
     assert proc.stdout.split() == ["20", "20"]
 
 
+#: A finalizer that runs after the main thread's state dict is gone: an
+#: object in the main thread's contextvars context dies after that dict when
+#: the interpreter clears the thread's state at exit (module globals and
+#: builtins are gone by then: everything it uses is bound beforehand).
+EXIT_FINALIZER = """
+import contextvars, os, sys, threading
+if sys.argv[1] == "on":
+    import deadlockwatch
+    deadlockwatch.enable()
+
+class Finalizer:
+    def __init__(self):
+        self.locks = [(threading.Lock(), False), (threading.RLock(), True),
+                      (threading.Lock(), False), (threading.RLock(), True)]
+    def __del__(self, write=os.write, repr=repr, BaseException=BaseException):
+        for lock, reentrant in self.locks:
+            try:
+                with lock:
+                    if reentrant:
+                        with lock:
+                            pass
+                lock.acquire()
+                lock.release()
+                write(1, b"took\\n")
+            except BaseException as e:
+                write(1, repr(e).encode() + b"\\n")
+
+contextvars.ContextVar("finalizer").set(Finalizer())
+with threading.Lock():  # the main thread has a record, kept for the next take
+    pass
+"""
+
+
+@pytest.mark.parametrize(
+    "pure",
+    [
+        "0",
+        pytest.param(
+            "1",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="the Python path reads its module's globals, None once "
+                "modules are torn down at exit (README: What it cannot see)",
+            ),
+        ),
+    ],
+    ids=["default", "python"],
+)
+def test_a_finalizer_taking_locks_after_the_main_threads_state_went_works_as_without(
+    pure: str,
+) -> None:
+    """At exit, once the main thread's state dict is gone with its record,
+    its locks work as without the detector: taken untracked, never an error,
+    never a crash.  Before: the C core's per-thread cache still named the
+    freed record, and a new dict made at the old one's address (dicts are
+    reused from a free list) made it look valid: segmentation fault."""
+    runs = {
+        mode: run_python(EXIT_FINALIZER, args=[mode], env={"DEADLOCKWATCH_PURE": pure})
+        for mode in ("off", "on")
+    }
+    for proc in runs.values():
+        assert proc.returncode == 0, proc.stderr
+    assert runs["off"].stdout.split() == ["took"] * 4  # the control: it runs at all
+    assert runs["on"].stdout == runs["off"].stdout
+
+
 def test_odd_values_and_arguments_get_python_errors_not_crashes(kinds: tuple[Any, Any]) -> None:
     lock_kind, rlock_kind = kinds
     lock, rlock = lock_kind(), rlock_kind()

@@ -263,6 +263,34 @@ def test_shutdown_with_blocked_daemon_threads_is_quiet(tmp_path: Path) -> None:
         assert time.monotonic() - t0 < 10
 
 
+def test_the_watcher_thread_is_gone_before_the_interpreter_finalizes() -> None:
+    """At exit the watcher (running: a daemon thread stays blocked) stops and
+    its thread is gone, OS thread included, before the interpreter clears
+    thread states: no daemon thread of ours tears itself down meanwhile.
+    Without the join, the watcher's OS thread was still there 7 times in 8."""
+    code = """
+    import atexit, os, sys, threading
+    def last():  # runs after deadlockwatch's own handler (last in, first out)
+        from deadlockwatch._watch.watcher import DETECTOR
+        native = DETECTOR._native_id
+        print(bool(native), not os.path.exists(f"/proc/self/task/{native}"), flush=True)
+    atexit.register(last)
+    import deadlockwatch
+    deadlockwatch.enable(interval=0.01, threshold=0.01)
+    sys.path.insert(0, TESTS)
+    from _programs import wait_watched
+    lock = threading.Lock()
+    lock.acquire()
+    t = threading.Thread(target=lock.acquire, daemon=True)
+    t.start()
+    wait_watched(2, of=[t])  # the watcher runs, and has looked at it twice
+    """.replace("TESTS", repr(TESTS))
+    for _ in range(3):
+        r = run_python(code, timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == ["True", "True"], r.stdout  # ran, and gone
+
+
 # -- disable() and enable() while threads are blocked --------------------------------------
 def test_disable_while_threads_are_blocked_lets_them_finish() -> None:
     deadlockwatch.enable(interval=0.01, threshold=0.01, on_deadlock="raise")
