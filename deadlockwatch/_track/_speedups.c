@@ -830,43 +830,24 @@ rlock_init(Core *self, PyObject *args, PyObject *kwds)
     return core_init(self, args, kwds, g_rlock_factory);
 }
 
+/* _dw_guard and _dw_taker: an address kept as a number (never
+ * dereferenced); closure is the field's offset in Core. */
 static PyObject *
-core_get_guard(Core *self, void *closure)
+core_get_address(Core *self, void *closure)
 {
-    return PyLong_FromVoidPtr(self->guard);
+    return PyLong_FromVoidPtr(*(void **)((char *)self + (size_t)closure));
 }
 
 static int
-core_set_guard(Core *self, PyObject *value, void *closure)
+core_set_address(Core *self, PyObject *value, void *closure)
 {
-    if (value == NULL || value == Py_None) {
-        self->guard = NULL;
-        return 0;
+    void *address = NULL;
+    if (value != NULL && value != Py_None) {
+        address = PyLong_AsVoidPtr(value);
+        if (address == NULL && PyErr_Occurred())
+            return -1;
     }
-    void *guard = PyLong_AsVoidPtr(value);
-    if (guard == NULL && PyErr_Occurred())
-        return -1;
-    self->guard = guard;
-    return 0;
-}
-
-static PyObject *
-lock_get_taker(Core *self, void *closure)
-{
-    return PyLong_FromVoidPtr(self->taker);
-}
-
-static int
-lock_set_taker(Core *self, PyObject *value, void *closure)
-{
-    if (value == NULL || value == Py_None) {
-        self->taker = NULL;
-        return 0;
-    }
-    void *taker = PyLong_AsVoidPtr(value);
-    if (taker == NULL && PyErr_Occurred())
-        return -1;
-    self->taker = taker;
+    *(void **)((char *)self + (size_t)closure) = address;
     return 0;
 }
 
@@ -918,7 +899,7 @@ lock_set_prev(Core *self, PyObject *value, void *closure)
 
 #define CORE_GETSET \
     {"_acq", (getter)core_get_acq, (setter)core_set_acq, "the untracked lock's acquire", NULL}, \
-    {"_dw_guard", (getter)core_get_guard, (setter)core_set_guard, "id() of the newest lock held at the take, or 0", NULL}, \
+    {"_dw_guard", (getter)core_get_address, (setter)core_set_address, "id() of the newest lock held at the take, or 0", (void *)offsetof(Core, guard)}, \
     {"_created", (getter)core_get_created, (setter)core_set_created, "creation Site or None", NULL}, \
     {"_raw", (getter)core_get_raw, (setter)core_set_raw, "the untracked lock", NULL}, \
     {"_site", (getter)core_get_site, (setter)core_set_site, "acquisition site: (code, lasti) or None", NULL}, \
@@ -931,7 +912,7 @@ static PyGetSetDef core_getset[] = {
 
 static PyGetSetDef lock_getset[] = {
     CORE_GETSET,
-    {"_dw_taker", (getter)lock_get_taker, (setter)lock_set_taker, "id() of the taking call's frame, or 0", NULL},
+    {"_dw_taker", (getter)core_get_address, (setter)core_set_address, "id() of the taking call's frame, or 0", (void *)offsetof(Core, taker)},
     {"_dw_prev", (getter)lock_get_prev, (setter)lock_set_prev, "(taker, site, signalled) of the take before, or None", NULL},
     {NULL},
 };
