@@ -23,7 +23,8 @@ first gives it, the other finds the task gone from that wait.  The watcher
 does not count the guard's callback as one that could end a wait.
 
 Without the flag, the ini key or a marker the plugin does nothing: no patching,
-no thread, and no import beyond the option table.
+no thread, and no import beyond the option table (its finder, `_OwnModules`,
+keeps pytest's assertion rewriting away from deadlockwatch's own modules).
 """
 
 from __future__ import annotations
