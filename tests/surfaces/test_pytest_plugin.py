@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 from _programs import TESTS
@@ -508,3 +509,35 @@ def test_pytest_does_not_rewrite_deadlockwatch_modules(
     result.assert_outcomes(passed=1)
     result.stdout.no_fnmatch_line("*PytestAssertRewriteWarning*")
     result.stderr.no_fnmatch_line("*PytestAssertRewriteWarning*")
+
+
+def test_the_finder_answers_for_deadlockwatch_modules_only(tmp_path: Path) -> None:
+    """`_OwnModules` gives a deadlockwatch module the path finder's spec (the
+    usual loader); it answers for no other name, and steps aside for a module
+    a post-import hook waits for (the hook's finder must see that import)."""
+    import importlib.machinery
+
+    import deadlockwatch._report
+    from deadlockwatch._pytest_plugin import _OwnModules
+    from deadlockwatch._track import hook
+
+    finder = _OwnModules()
+    path = deadlockwatch._report.__path__
+    spec = finder.find_spec("deadlockwatch._report.dot", path)
+    assert spec is not None
+    assert isinstance(spec.loader, importlib.machinery.SourceFileLoader)
+    usual = importlib.machinery.PathFinder.find_spec("deadlockwatch._report.dot", path)
+    assert usual is not None
+    assert spec.origin == usual.origin
+    assert finder.find_spec("json.decoder", __import__("json").__path__) is None
+    assert finder.find_spec("deadlockwatch._api") is None  # top-level lookups: not ours
+    (tmp_path / "_waited.py").write_text("")
+    name, where = "deadlockwatch._waited", [str(tmp_path)]
+    assert finder.find_spec(name, where) is not None
+    hook.when_imported(name, lambda module: None)
+    try:
+        assert hook.waits_for(name)
+        assert finder.find_spec(name, where) is None
+    finally:
+        hook._hooks.pop(name, None)
+    assert not hook.waits_for(name)
