@@ -29,6 +29,8 @@ a plugin, and warns when one was imported before it could; with
 ``DEADLOCKWATCH=1`` this package is imported at start-up, before pytest, so
 the marker (pytest's documented opt-out; deadlockwatch has no assert helpers
 for tests) keeps that warning, an error under ``filterwarnings = error``, away.
+pytest never sees the other modules: the plugin finds them in front of its
+hook (`_pytest_plugin._OwnModules`), so that no session parses them again.
 """
 
 from __future__ import annotations

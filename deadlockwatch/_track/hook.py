@@ -69,6 +69,11 @@ def forget(hook: Hook) -> None:
         _prefix_hooks[:] = [(p, h) for p, h in _prefix_hooks if h is not hook]
 
 
+def waits_for(name: str) -> bool:
+    """Whether a hook waits for the import of module ``name``."""
+    return _wanted(name)
+
+
 def _wanted(name: str) -> bool:
     return name in _hooks or any(name.startswith(p) for p, _ in _prefix_hooks)
 

@@ -93,7 +93,7 @@ from deadlockwatch._track import native as _native
 from deadlockwatch._track import state as _state
 from deadlockwatch._track.primitives import HANDOFF_SITES
 from deadlockwatch._track.primitives import held_as_token as held_as_token
-from deadlockwatch._track.state import RawStack, frames_of, raw_stack_of
+from deadlockwatch._track.state import RawStack, frames_of, raw_stack_and_line
 
 _state.internal_file(__file__)
 
@@ -350,10 +350,10 @@ class LockOrder:
             if where is None:
                 # Kept raw (code, line): a learned order is read only if it
                 # ends up in a finding (`_finding` resolves it then).
-                stack = raw_stack_of(_native.getframe())
+                stack, line = raw_stack_and_line(_native.getframe())
                 site = None
                 if stack:
-                    code, line = stack[-1]
+                    code = stack[-1][0]
                     site = Site(code.co_filename, line, code.co_name)
             else:
                 site, stack = where

@@ -506,27 +506,75 @@ def thread_daemon(ident: int, fallback: bool = True) -> bool:
 MAX_STACK = 64
 
 
-#: A stack as the hot path keeps it: (code, line) per frame, outermost first,
-#: resolved to `Frame`s (with their source lines) only when someone reads it.
+#: A stack as the hot path keeps it: (code, offset of its last instruction)
+#: per frame, outermost first, resolved to `Frame`s (with their line numbers
+#: and source lines) only when someone reads it: a frame's ``f_lineno`` decodes
+#: the code's line table, which made up more than half of the walk (about 40
+#: of 60 us for a stack of 60 frames, 3.11; pykka's suite learns 1,000 orders).
 RawStack = tuple[tuple[CodeType, int], ...]
 
 
 def raw_stack_of(frame: FrameType | None) -> RawStack:
-    """`stack_of` without its source lines: what lock order keeps for every
-    order it learns (a report reads a few of them, `frames_of`)."""
+    """`stack_of` without its lines: what lock order keeps for every order it
+    learns (a report reads a few of them, `frames_of`)."""
+    return raw_stack_and_line(frame)[0]
+
+
+def raw_stack_and_line(frame: FrameType | None) -> tuple[RawStack, int]:
+    """`raw_stack_of`, and the line of its innermost frame (0 if empty)."""
+    out: list[tuple[CodeType, int]] = []
+    f = frame
+    while f is not None and len(out) < MAX_STACK:
+        out.append((f.f_code, f.f_lasti))
+        f = f.f_back
+    skip = 0  # deadlockwatch's own frames on top (innermost, first here)
+    while skip < len(out) and out[skip][0].co_filename in INTERNAL_FILES:
+        skip += 1
+    if skip == len(out):
+        return (), 0
+    f = frame
+    for _ in range(skip):
+        f = f.f_back  # type: ignore[union-attr]
+    line = f.f_lineno if f is not None else 0
+    return tuple(reversed(out[skip:])), line or 0
+
+
+def line_at(code: CodeType, offset: int) -> int:
+    """The line of the instruction at ``offset`` of ``code`` (what a frame
+    stopped there gives as ``f_lineno``), 0 when it has none."""
+    for start, end, line in code.co_lines():
+        if start <= offset < end:
+            return line or 0
+    return 0
+
+
+def frames_of(raw: RawStack) -> tuple[Frame, ...]:
+    """The `Frame`s of a raw stack, with their lines and source lines."""
+    out = []
+    for code, offset in raw:
+        line = line_at(code, offset)
+        out.append(
+            Frame(
+                code.co_filename,
+                line,
+                code.co_name,
+                linecache.getline(code.co_filename, line).strip(),
+            )
+        )
+    return tuple(out)
+
+
+def stack_of(frame: FrameType | None) -> tuple[Frame, ...]:
+    """A thread's stack, outermost first, without deadlockwatch's own frames on
+    top (read at once: each frame's ``f_lineno``, not `line_at`)."""
     out: list[tuple[CodeType, int]] = []
     f = frame
     while f is not None and len(out) < MAX_STACK:
         out.append((f.f_code, f.f_lineno or 0))
         f = f.f_back
-    skip = 0  # deadlockwatch's own frames on top (innermost, first here)
+    skip = 0
     while skip < len(out) and out[skip][0].co_filename in INTERNAL_FILES:
         skip += 1
-    return tuple(reversed(out[skip:]))
-
-
-def frames_of(raw: RawStack) -> tuple[Frame, ...]:
-    """The `Frame`s of a raw stack, with their source lines."""
     return tuple(
         Frame(
             code.co_filename,
@@ -534,13 +582,8 @@ def frames_of(raw: RawStack) -> tuple[Frame, ...]:
             code.co_name,
             linecache.getline(code.co_filename, line).strip(),
         )
-        for code, line in raw
+        for code, line in reversed(out[skip:])
     )
-
-
-def stack_of(frame: FrameType | None) -> tuple[Frame, ...]:
-    """A thread's stack, outermost first, without deadlockwatch's own frames on top."""
-    return frames_of(raw_stack_of(frame))
 
 
 #: Who holds a tracked primitive, as `Tracked._dw_holders` says.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 from _programs import TESTS
@@ -460,3 +461,83 @@ def test_what_a_test_leaves_deadlocked_or_idle_is_charged_to_it(pytester: pytest
     result.stdout.fnmatch_lines(
         ["*FAILED test_left.py::test_leaves_an_abba_behind - deadlockwatch: *"]
     )
+
+
+LOADERS_TEST = """
+import sys
+
+def test_modules_of_deadlockwatch_are_not_rewritten():
+    import deadlockwatch._report.dot  # imported by neither start (as a report module is later)
+
+    assert "deadlockwatch._api" in sys.modules  # --deadlockwatch enabled it
+    rewritten = sorted(
+        name
+        for name, module in sys.modules.items()
+        if name.startswith("deadlockwatch")
+        and type(getattr(module, "__loader__", None)).__name__ == "AssertionRewritingHook"
+    )
+    # Imported by pytest's entry point loading, before the plugin can act
+    # (the package itself not under DEADLOCKWATCH=1: imported at start-up).
+    assert "deadlockwatch._pytest_plugin" in rewritten
+    assert set(rewritten) <= {"deadlockwatch", "deadlockwatch._pytest_plugin"}, rewritten
+"""
+
+
+@pytest.mark.parametrize("mode", ["plugin", "environment"])
+def test_pytest_does_not_rewrite_deadlockwatch_modules(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """Installed as a user installs it (not editable), the package provides a
+    ``pytest11`` entry point, and pytest marks all of it for assertion
+    rewriting: each module the plugin imports was parsed and compiled from
+    source in every session that writes no bytecode (about 0.15 s).  An early
+    plugin marks it here as pytest does then (``register_assert_rewrite``, the
+    public form of that marking; the editable install of the test environment
+    records no modules, so pytest marks none); the plugin's own finder keeps
+    its modules away from the hook, with no warning (an error here)."""
+    pytester.makepyfile(
+        mark_deadlockwatch="import pytest\npytest.register_assert_rewrite('deadlockwatch')\n"
+    )
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    pytester.makepyfile(test_loaders=LOADERS_TEST)
+    args = ["-p", "mark_deadlockwatch", "-p", "no:cacheprovider", "-p", "no:asyncio"]
+    if mode == "plugin":
+        args.append("--deadlockwatch")
+    else:
+        monkeypatch.setenv("DEADLOCKWATCH", "1")
+    result = pytester.runpytest_subprocess(*args, timeout=60)
+    result.assert_outcomes(passed=1)
+    result.stdout.no_fnmatch_line("*PytestAssertRewriteWarning*")
+    result.stderr.no_fnmatch_line("*PytestAssertRewriteWarning*")
+
+
+def test_the_finder_answers_for_deadlockwatch_modules_only(tmp_path: Path) -> None:
+    """`_OwnModules` gives a deadlockwatch module the path finder's spec (the
+    usual loader); it answers for no other name, and steps aside for a module
+    a post-import hook waits for (the hook's finder must see that import)."""
+    import importlib.machinery
+
+    import deadlockwatch._report
+    from deadlockwatch._pytest_plugin import _OwnModules
+    from deadlockwatch._track import hook
+
+    finder = _OwnModules()
+    path = deadlockwatch._report.__path__
+    spec = finder.find_spec("deadlockwatch._report.dot", path)
+    assert spec is not None
+    assert isinstance(spec.loader, importlib.machinery.SourceFileLoader)
+    usual = importlib.machinery.PathFinder.find_spec("deadlockwatch._report.dot", path)
+    assert usual is not None
+    assert spec.origin == usual.origin
+    assert finder.find_spec("json.decoder", __import__("json").__path__) is None
+    assert finder.find_spec("deadlockwatch._api") is None  # top-level lookups: not ours
+    (tmp_path / "_waited.py").write_text("")
+    name, where = "deadlockwatch._waited", [str(tmp_path)]
+    assert finder.find_spec(name, where) is not None
+    hook.when_imported(name, lambda module: None)
+    try:
+        assert hook.waits_for(name)
+        assert finder.find_spec(name, where) is None
+    finally:
+        hook._hooks.pop(name, None)
+    assert not hook.waits_for(name)

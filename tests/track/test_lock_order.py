@@ -1229,3 +1229,30 @@ def test_a_gate_is_the_same_lock_not_the_same_address(gate: str) -> None:
     else:
         (one,) = found
         assert {r.key for r in one.resources} == {id(a), id(b)}
+
+
+def _nested(depth: int, read: Callable[[], Any]) -> Any:
+    if depth:
+        return (
+            _nested(depth - 1, read),
+            # a call spread over lines: its frame's line is the line of the call
+        )[0]
+    return read()
+
+
+def test_a_learned_stack_kept_raw_reads_as_the_frames_read_at_once() -> None:
+    """Lock order keeps (code, offset) per frame and reads lines only for a
+    report (`frames_of`): the same lines, function names and source as the
+    frames' own ``f_lineno`` (`stack_of`), the innermost line included."""
+    from deadlockwatch._track.state import frames_of, raw_stack_and_line, stack_of
+
+    def read() -> Any:
+        frame = sys._getframe()
+        return raw_stack_and_line(frame), stack_of(frame), frame.f_lineno
+
+    (raw, line), frames, here = _nested(5, read)
+    assert frames_of(raw) == frames
+    assert line == here == frames[-1].line
+    assert [f.function for f in frames[-7:]] == ["_nested"] * 6 + ["read"]
+    assert frames[-2].code == "return read()"
+    assert frames[-3].code == "_nested(depth - 1, read),"
