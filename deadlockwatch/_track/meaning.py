@@ -196,5 +196,20 @@ def condition_wait_record(
     rec: ThreadRecord, cond: Any, timeout: float | None, frame: FrameType | None, waiter: Any
 ) -> ConditionWait:
     """``ConditionWait(...)`` without the class call (its ``__init__`` goes
-    through the type's slot wrapper: about 1,000 instructions more)."""
-    return _fill(_new(ConditionWait), rec, cond, timeout, frame, waiter)
+    through the type's slot wrapper: about 1,000 instructions more), `_fill`
+    written out."""
+    wait: ConditionWait = _new(ConditionWait)
+    wait.rec = rec
+    wait.timeout = timeout
+    wait.since = _native.monotonic()
+    wait.interrupt = None
+    wait.gate = _OPEN
+    wait.reported = False
+    wait.self_wait = False
+    wait.polled_since = None
+    wait.waiter = waiter
+    wait._cond = cond
+    wait._frame = frame
+    if frame is None or not LAZY:
+        wait._resolve()
+    return wait

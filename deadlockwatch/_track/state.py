@@ -485,7 +485,7 @@ def wait_lock(wait: WaitRecord, waiter: Any, timeout: float | None) -> bool:
     (each turn of a ping-pong), and what the wait is (``wait.resource``,
     ``wait.site``) read only where a polling loop needs it."""
     acquire = waiter.acquire
-    if green():
+    if _thread.allocate_lock is not _native.allocate_lock:  # green(), written out
         hook = on_green
         if hook is not None:
             hook()
