@@ -15,7 +15,8 @@ into the watcher.
 - `waits`: the wrappers of ``Condition.wait``, ``Thread.join`` and the
   executor's futures, which register a wait when one blocks;
 - `meaning`: what a blocked ``Condition.wait`` stands for (an Event, a
-  queue, a future...), read from the waiting thread's frames;
+  queue, a future...), read from the waiting thread's frames when first
+  asked (`ConditionWait`);
 - `views`: how the watcher sees such a wait's object (the `Tracked` protocol).
 - `aio`: asyncio (once the program imports it): the owner task of an
   ``asyncio.Lock``, what each suspended task awaits, the running loops.

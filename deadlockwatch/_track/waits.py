@@ -3,10 +3,12 @@
 futures), ``Thread.join``, and what an executor's futures need to be told
 apart (who runs one, which executor it belongs to).
 
-They wrap the originals in place on their classes (`patch` installs them,
-with wrapt), so objects made before `enable()` are covered too.  Only a wait
-that really blocks pays: ``Condition.wait`` is itself the blocking path, and
-what the wait means is read from the caller's frames then (`meaning`).
+They wrap the originals in place on their classes (`patch` installs them:
+plain functions where the original is one and `PLAIN` has a maker, wrapt's
+wrappers otherwise), so objects made before `enable()` are covered too.
+Only a wait that really blocks pays: ``Condition.wait`` is itself the
+blocking path; it keeps the calling frame, and what the wait means is read
+from it only when someone asks (`meaning.ConditionWait`).
 """
 
 from __future__ import annotations
