@@ -14,6 +14,7 @@ frames is not safe, the waiting thread reads them as it blocks.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from types import FrameType
@@ -103,6 +104,17 @@ LAZY: bool = bool(getattr(sys, "_is_gil_enabled", lambda: True)())
 #: so that every reader gets the same view.  Reentrant: a signal handler
 #: run while its thread resolves may resolve a wait of its own.
 _resolving = _native.RawRLock()
+
+
+def _after_fork_in_child() -> None:
+    # A thread of the parent may have held it at the fork: the child's
+    # threads (a timed wait that times out reads itself) would wait forever.
+    global _resolving
+    _resolving = _native.RawRLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class ConditionWait(WaitRecord):

@@ -6,6 +6,7 @@ hour), so nothing but the test reads the waits."""
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 from _programs import BOUND, until, wait_blocked
-from conftest import start
+from conftest import run_python, start
 
 import deadlockwatch
 from deadlockwatch._track import meaning, state
@@ -105,3 +106,37 @@ def test_a_timed_wait_that_times_out_reads_itself_for_the_polling_loop(quiet: bo
     assert what == id(event)
     assert site is not None and site.function == "poller"
     assert polls[2][2] == since
+
+
+def test_a_child_forked_while_a_wait_was_being_read_reads_its_own() -> None:
+    """The lock that makes every reader of a wait get the same view is made
+    anew in a forked child: held by a parent's thread at the fork, the
+    child's timed-out wait, which reads itself, would wait forever."""
+    if not hasattr(os, "fork"):
+        pytest.skip("needs os.fork")
+    code = """
+    import os, signal, threading, deadlockwatch
+    from deadlockwatch._track import meaning, state
+    deadlockwatch.enable(interval=3600.0, threshold=3600.0)
+    held, release = threading.Event(), threading.Event()
+    def holder():
+        with meaning._resolving:
+            held.set()
+            release.wait(30)
+    t = threading.Thread(target=holder, daemon=True)
+    t.start()
+    held.wait(30)
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(20)  # never left behind, should it hang
+        timed_out = threading.Event().wait(0.01) is False
+        os._exit(0 if timed_out and state.current_record().poll is not None else 1)
+    release.set()
+    t.join(30)
+    print("child", os.waitpid(pid, 0)[1])
+    deadlockwatch.disable()
+    """
+    r = run_python(code, timeout=60)
+    # A child that hung was killed by its alarm (SIGALRM, 14).
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["child", "0"], r.stdout
