@@ -99,9 +99,10 @@ def _not_done(futures: Any) -> list[Any]:
 #: races with it there): a `ConditionWait` is resolved as it starts.
 LAZY: bool = bool(getattr(sys, "_is_gil_enabled", lambda: True)())
 
-#: Taken only to resolve a `ConditionWait` (by whoever reads it first: the
-#: watcher, `dump`, the waiting thread at a timeout), never on the hot path,
-#: so that every reader gets the same view.  Reentrant: a signal handler
+#: Taken only to resolve a registered `ConditionWait` lazily (by whoever
+#: reads it first: the watcher, `dump`, the waiting thread at a timeout),
+#: never on the hot path nor on a free-threaded build, so that every reader
+#: gets the same view.  Reentrant: a signal handler
 #: run while its thread resolves may resolve a wait of its own.
 _resolving = _native.RawRLock()
 
@@ -139,12 +140,27 @@ class ConditionWait(WaitRecord):
         frame: FrameType | None,
         waiter: Any,
     ) -> None:
-        _fill(self, rec, cond, timeout, frame, waiter)
+        # WaitRecord.__init__'s fields (its resource and site slots are left
+        # unused: the properties stand for them); `condition_wait_record`
+        # writes the same out.
+        self.rec = rec
+        self.timeout = timeout
+        self.since = _native.monotonic()
+        self.interrupt = None
+        self.gate = _OPEN
+        self.reported = False
+        self.self_wait = False
+        self.polled_since = None
+        self.waiter = waiter
+        self._cond = cond
+        self._frame = frame
+        if frame is None or not LAZY:
+            _settle(self, cond, frame)
 
     def _resolve(self) -> None:
         with _resolving:
             frame = self._frame
-            if frame is None and hasattr(self, "_meaning"):
+            if frame is None:
                 return  # resolved meanwhile
             self._meaning = meaning(self._cond, frame)
             self._where = frame_site(frame)
@@ -178,38 +194,20 @@ class ConditionWait(WaitRecord):
 _new = object.__new__
 
 
-def _fill(
-    wait: ConditionWait,
-    rec: ThreadRecord,
-    cond: Any,
-    timeout: float | None,
-    frame: FrameType | None,
-    waiter: Any,
-) -> ConditionWait:
-    # WaitRecord.__init__'s fields, written out (its resource and site slots
-    # are left unused: the properties stand for them).
-    wait.rec = rec
-    wait.timeout = timeout
-    wait.since = _native.monotonic()
-    wait.interrupt = None
-    wait.gate = _OPEN
-    wait.reported = False
-    wait.self_wait = False
-    wait.polled_since = None
-    wait.waiter = waiter
-    wait._cond = cond
-    wait._frame = frame
-    if frame is None or not LAZY:
-        wait._resolve()
-    return wait
+def _settle(wait: ConditionWait, cond: Any, frame: FrameType | None) -> None:
+    """Read what a wait means as it starts (no frame to read later, or a
+    free-threaded build): it is not registered yet, so no other thread
+    reads it, and no lock is taken."""
+    wait._meaning = meaning(cond, frame)
+    wait._where = frame_site(frame)
+    wait._frame = None
 
 
 def condition_wait_record(
     rec: ThreadRecord, cond: Any, timeout: float | None, frame: FrameType | None, waiter: Any
 ) -> ConditionWait:
     """``ConditionWait(...)`` without the class call (its ``__init__`` goes
-    through the type's slot wrapper: about 1,000 instructions more), `_fill`
-    written out."""
+    through the type's slot wrapper: about 1,000 instructions more)."""
     wait: ConditionWait = _new(ConditionWait)
     wait.rec = rec
     wait.timeout = timeout
@@ -223,5 +221,5 @@ def condition_wait_record(
     wait._cond = cond
     wait._frame = frame
     if frame is None or not LAZY:
-        wait._resolve()
+        _settle(wait, cond, frame)
     return wait
