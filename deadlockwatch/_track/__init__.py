@@ -7,7 +7,8 @@ into the watcher.
 - `native`: the untracked originals (``_thread``'s lock, ``start_new_thread``,
   ``monotonic``), captured before any patch; the watcher uses only these.
 - `state`: per-thread records (what a thread holds, the wait it is blocked
-  in), sliced waits (`wait_until`) and `deliver` (errors for victims), sites
+  in), sliced waits (`wait_until`; `wait_lock`, written out for a Condition's
+  waiter lock) and `deliver` (errors for victims), sites
   (`Site` everywhere, the hot path's `RawSite` made one by `site_at`), the
   `Tracked` protocol the watcher reads from a tracked primitive.
 - `primitives`: tracked Lock, RLock, Semaphore, BoundedSemaphore (Python
