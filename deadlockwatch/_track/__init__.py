@@ -7,7 +7,8 @@ into the watcher.
 - `native`: the untracked originals (``_thread``'s lock, ``start_new_thread``,
   ``monotonic``), captured before any patch; the watcher uses only these.
 - `state`: per-thread records (what a thread holds, the wait it is blocked
-  in), sliced waits (`wait_until`) and `deliver` (errors for victims), sites
+  in), sliced waits (`wait_until`; `wait_lock`, written out for a Condition's
+  waiter lock) and `deliver` (errors for victims), sites
   (`Site` everywhere, the hot path's `RawSite` made one by `site_at`), the
   `Tracked` protocol the watcher reads from a tracked primitive.
 - `primitives`: tracked Lock, RLock, Semaphore, BoundedSemaphore (Python
@@ -15,7 +16,8 @@ into the watcher.
 - `waits`: the wrappers of ``Condition.wait``, ``Thread.join`` and the
   executor's futures, which register a wait when one blocks;
 - `meaning`: what a blocked ``Condition.wait`` stands for (an Event, a
-  queue, a future...), read from the waiting thread's frames;
+  queue, a future...), read from the waiting thread's frames when first
+  asked (`ConditionWait`);
 - `views`: how the watcher sees such a wait's object (the `Tracked` protocol).
 - `aio`: asyncio (once the program imports it): the owner task of an
   ``asyncio.Lock``, what each suspended task awaits, the running loops.

@@ -243,6 +243,10 @@ def waiting(cond: Any, kind: str, frame: FrameType | None) -> None:
         return
     try:
         own = _own_lock(cond)
+        if len(held) == 1 and (held[0] is own or held[0] is cond):
+            # The signal's own lock alone (every untimed Condition.wait that
+            # blocks holds it): what the filters below would leave is empty.
+            return
         # The signal's own lock is released by the wait: neither needed nor a gate.
         held = [h for h in held if h is not own and h is not cond]
         mine = [h for h in held if not held_as_token(h, frame)]

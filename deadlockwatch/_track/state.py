@@ -439,7 +439,7 @@ def wait_until(
         return green_wait(attempt, timeout)
     rec = wait.rec
     poll = rec.poll
-    what = id(getattr(wait.resource, "obj", wait.resource))
+    what = _what(wait)
     if (
         poll is not None
         and timeout is not None
@@ -476,6 +476,76 @@ def wait_until(
             rec.poll = (what, wait.site, since, _native.monotonic())
         else:
             rec.poll = None
+
+
+def wait_lock(wait: WaitRecord, waiter: Any, timeout: float | None) -> bool:
+    """`wait_until` for a raw lock another thread releases (a Condition
+    wait's own waiter lock, which ``notify`` releases), with nothing to give
+    back: the same steps, written out for every blocking Condition wait
+    (each turn of a ping-pong), and what the wait is (``wait.resource``,
+    ``wait.site``) read only where a polling loop needs it."""
+    acquire = waiter.acquire
+    if _thread.allocate_lock is not _native.allocate_lock:  # green(), written out
+        hook = on_green
+        if hook is not None:
+            hook()
+        return green_wait(lambda s: bool(acquire(True, s)), timeout)
+    rec = wait.rec
+    poll = rec.poll
+    if (
+        poll is not None
+        and timeout is not None
+        and wait.since - poll[3] <= POLL_GAP
+        and poll[0] == _what(wait)
+        and poll[1] == wait.site
+    ):
+        wait.polled_since = poll[2]
+    rec.wait = wait
+    blocked[rec] = wait
+    timed_out = False
+    try:
+        if timeout is None:
+            while True:
+                if resume_watcher is not None:
+                    resume_watcher()
+                got = acquire(True, WAIT_SLICE)
+                error = wait.interrupt
+                if error is not None and wait.gate[0]:
+                    raise error
+                if got:
+                    return True
+        deadline = wait.since + timeout
+        while True:
+            if resume_watcher is not None:
+                resume_watcher()
+            remaining = deadline - _native.monotonic()
+            # min(WAIT_SLICE, max(remaining, 0.0)), without the builtins'
+            # argument parsing (about 700 instructions a wait)
+            got = acquire(
+                True, WAIT_SLICE if remaining > WAIT_SLICE else remaining if remaining > 0 else 0.0
+            )
+            error = wait.interrupt
+            if error is not None and wait.gate[0]:
+                raise error
+            if got:
+                return True
+            if remaining <= WAIT_SLICE:
+                timed_out = True
+                return False
+    finally:
+        rec.wait = None
+        blocked.pop(rec, None)
+        if timed_out:
+            since = wait.since if wait.polled_since is None else wait.polled_since
+            rec.poll = (_what(wait), wait.site, since, _native.monotonic())
+        else:
+            rec.poll = None
+
+
+def _what(wait: WaitRecord) -> int:
+    """What a wait is on, as a polling loop compares it."""
+    resource = wait.resource
+    return id(getattr(resource, "obj", resource))
 
 
 def remove_held(rec: ThreadRecord, resource: object, count: int = 1) -> None:

@@ -3,10 +3,12 @@
 futures), ``Thread.join``, and what an executor's futures need to be told
 apart (who runs one, which executor it belongs to).
 
-They wrap the originals in place on their classes (`patch` installs them,
-with wrapt), so objects made before `enable()` are covered too.  Only a wait
-that really blocks pays: ``Condition.wait`` is itself the blocking path, and
-what the wait means is read from the caller's frames then (`meaning`).
+They wrap the originals in place on their classes (`patch` installs them:
+plain functions where the original is one and `PLAIN` has a maker, wrapt's
+wrappers otherwise), so objects made before `enable()` are covered too.
+Only a wait that really blocks pays: ``Condition.wait`` is itself the
+blocking path; it keeps the calling frame, and what the wait means is read
+from it only when someone asks (`meaning.ConditionWait`).
 """
 
 from __future__ import annotations
@@ -23,16 +25,14 @@ from typing import Any
 from deadlockwatch._track import native as _native
 from deadlockwatch._track import signals as _signals
 from deadlockwatch._track import state as _state
-from deadlockwatch._track.meaning import meaning
+from deadlockwatch._track.meaning import condition_wait_record
 from deadlockwatch._track.state import (
-    INTERNAL_FILES,
     WaitRecord,
     current_record,
     frame_site,
     internal_file,
-    site_at,
     tls,
-    user_frame,
+    wait_lock,
     wait_until,
 )
 from deadlockwatch._track.views import ThreadView
@@ -81,26 +81,12 @@ def _green() -> bool:
     return True
 
 
-def _owned(cond: Any) -> bool:
-    """``cond._is_owned()``, as threading's own, without probing a tracked
-    lock (a probe by its holder is what marks a signal: `signals`)."""
-    lock = cond._lock
-    kind = getattr(lock, "_dw_type", None)
-    if kind == "Lock":
-        return bool(lock.locked())  # Condition._is_owned's answer for a Lock
-    if kind == "RLock":
-        return bool(lock._raw._is_owned())
-    return bool(cond._is_owned())
-
-
 def condition_wait(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    """``Condition.wait``, as threading's own, with the blocking part tracked.
-
-    Every wait that blocks comes here (every turn of a ping-pong): the
-    common case is written out, the checks in the order of the helpers they
-    stand for."""
+    """``Condition.wait``, as threading's own, with the blocking part tracked:
+    the wrapt wrapper, for an original that is not a plain function (`patch`
+    installs `_plain_condition_wait`'s otherwise)."""
     if kwargs or len(args) > 1:
         try:
             timeout = _timeout_arg(*args, **kwargs)
@@ -108,52 +94,79 @@ def condition_wait(
             return wrapped(*args, **kwargs)  # the original's own message
     else:
         timeout = args[0] if args else None
-    if (
-        not active
-        or not (
-            timeout is None
-            or ((type(timeout) is float or type(timeout) is int) and 0 < timeout <= _TIMEOUT_MAX)
-            or _usable(timeout)
-        )
-        or instance is None
-        or (_thread.allocate_lock is not _allocate_lock and _green())
-    ):
+    if not active or not _usable(timeout) or instance is None or _green():
         return wrapped(*args, **kwargs)
-    if not _owned(instance):
-        raise RuntimeError("cannot wait on un-acquired lock")
-    try:
-        caller: Any = _getframe(1)
-    except ValueError:
-        caller = None
-    if timeout is None and _signals.learning:
-        _signals.waiting(instance, "Condition", caller)
-    waiter = _allocate_lock()
-    waiter.acquire()
-    instance._waiters.append(waiter)
-    saved_state = instance._release_save()
-    gotit = False
-    try:  # restore state no matter what (e.g., KeyboardInterrupt)
+    return _tracked_wait(instance, timeout)
+
+
+def _plain_condition_wait(original: Callable[..., Any]) -> Callable[..., Any]:
+    """`condition_wait` as a plain function in the class, with the original's
+    signature (what `patch` installs when the original is a function, as
+    threading's is).  Every wait that blocks comes here (every turn of a
+    ping-pong): wrapt's wrapper made a bound wrapper at every lookup and a
+    tuple and a dict at every call, and the common case is written out, the
+    checks in the order of the helpers they stand for."""
+
+    @functools.wraps(original)
+    def wait(self: Any, timeout: Any = None) -> Any:
+        if (
+            not active
+            or not (
+                timeout is None
+                or (
+                    (type(timeout) is float or type(timeout) is int) and 0 < timeout <= _TIMEOUT_MAX
+                )
+                or _usable(timeout)
+            )
+            or (_thread.allocate_lock is not _allocate_lock and _green())
+        ):
+            return original(self, timeout)
+        lock = self._lock
+        # self._is_owned(), as threading's own, without probing a tracked
+        # lock (a probe by its holder is what marks a signal: `signals`)
+        kind = getattr(lock, "_dw_type", None)
+        if not (
+            lock.locked()
+            if kind == "Lock"
+            else lock._raw._is_owned()
+            if kind == "RLock"
+            else self._is_owned()
+        ):
+            raise RuntimeError("cannot wait on un-acquired lock")
         try:
-            rec = tls.rec
-        except AttributeError:
-            rec = _state.new_record()
-        site = caller
-        if site is not None and site.f_code.co_filename in INTERNAL_FILES:
-            site = user_frame(site)
-        wait = WaitRecord(
-            rec,
-            meaning(instance, caller),
-            timeout,
-            None if site is None else site_at((site.f_code, site.f_lasti)),
-        )
-        wait.waiter = waiter
-        gotit = wait_until(wait, lambda s: bool(waiter.acquire(True, s)), timeout, _noop)
-        return gotit
-    finally:
-        instance._acquire_restore(saved_state)
-        if not gotit:
-            with contextlib.suppress(ValueError):
-                instance._waiters.remove(waiter)
+            caller: Any = _getframe(1)
+        except ValueError:
+            caller = None
+        if timeout is None and _signals.learning:
+            _signals.waiting(self, "Condition", caller)
+        waiter = _allocate_lock()
+        waiter.acquire()
+        self._waiters.append(waiter)
+        saved_state = self._release_save()
+        gotit = False
+        try:  # restore state no matter what (e.g., KeyboardInterrupt)
+            try:
+                rec = tls.rec
+            except AttributeError:
+                rec = _state.new_record()
+            # What the wait means is read from ``caller`` when first asked.
+            wait = condition_wait_record(rec, self, timeout, caller, waiter)
+            gotit = wait_lock(wait, waiter, timeout)
+            return gotit
+        finally:
+            self._acquire_restore(saved_state)
+            if not gotit:
+                try:  # noqa: SIM105 (cheaper than contextlib.suppress, every timed-out wait)
+                    self._waiters.remove(waiter)
+                except ValueError:
+                    pass
+
+    return wait
+
+
+#: The tracked wait `condition_wait` calls (its caller's frame, the first
+#: `meaning` reads, is `condition_wait`'s, which `meaning` skips).
+_tracked_wait = _plain_condition_wait(_native.RawCondition.wait)
 
 
 def thread_join(
@@ -238,6 +251,7 @@ def _plain_executor_submit(original: Callable[..., Any]) -> Callable[..., Any]:
 #: Wrappers `patch` installs as plain functions made by these from the
 #: original (when the original is a plain function), not as wrapt wrappers.
 PLAIN: dict[Callable[..., Any], Callable[[Callable[..., Any]], Callable[..., Any]]] = {
+    condition_wait: _plain_condition_wait,
     future_running: _plain_future_running,
     executor_submit: _plain_executor_submit,
 }

@@ -726,7 +726,7 @@ def test_without_wrapts_extension_wrapt_is_imported_as_usual() -> None:
     import sys, threading, concurrent.futures as cf
     print("wrapt" in sys.modules, type(threading.Lock()).__name__)
     with cf.ThreadPoolExecutor(2) as ex:
-        print(sum(ex.map(abs, range(-5, 5))), type(threading.Condition.wait).__name__)
+        print(sum(ex.map(abs, range(-5, 5))), type(threading.Thread.join).__name__)
     """
     r = run_python(code, env={"DEADLOCKWATCH": "1", "WRAPT_DISABLE_EXTENSIONS": "1"})
     assert r.returncode == 0, r.stderr

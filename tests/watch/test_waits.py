@@ -850,9 +850,12 @@ def test_patched_waits_keep_their_results_and_errors(tmp_path: Path) -> None:
         except queue.Empty:
             print("empty")
         print("event:", threading.Event().wait(0.05))
-        print("patched:", type(threading.Condition.wait).__name__)
+        def kinds():
+            wait, join = threading.Condition.wait, threading.Thread.join
+            return type(wait).__name__, hasattr(wait, "__wrapped__"), type(join).__name__
+        print("patched: %s %s %s" % kinds())
         deadlockwatch.disable()
-        print("restored:", type(threading.Condition.wait).__name__)
+        print("restored: %s %s %s" % kinds())
         """,
     )
     assert "unowned: cannot wait on un-acquired lock" in out
@@ -862,8 +865,10 @@ def test_patched_waits_keep_their_results_and_errors(tmp_path: Path) -> None:
     assert "self-join: cannot join current thread" in out
     assert "joined: None False" in out
     assert "empty" in out and "event: False" in out
-    assert "patched: BoundMethodWrapper" in out
-    assert "restored: function" in out
+    # Condition.wait is patched as a plain function (functools.wraps), Thread.join
+    # with wrapt's wrapper.
+    assert "patched: function True BoundMethodWrapper" in out
+    assert "restored: function False function" in out
 
 
 def test_patched_names_pickle_like_the_originals(tmp_path: Path) -> None:
