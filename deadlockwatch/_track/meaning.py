@@ -106,6 +106,9 @@ LAZY: bool = bool(getattr(sys, "_is_gil_enabled", lambda: True)())
 #: run while its thread resolves may resolve a wait of its own.
 _resolving = _native.RawRLock()
 
+#: How long a reader waits for `_resolving` before it reads without it.
+RESOLVE_WAIT = 0.1
+
 
 def _after_fork_in_child() -> None:
     # A thread of the parent may have held it at the fork: the child's
@@ -158,13 +161,22 @@ class ConditionWait(WaitRecord):
             _settle(self, cond, frame)
 
     def _resolve(self) -> None:
-        with _resolving:
+        # Bounded: the watcher never waits long on a lock another thread
+        # holds (one stuck inside a resolution: a signal handler run there
+        # that blocked).  Without it, this reader reads the frame itself; the
+        # views are right, only maybe not the same object as another
+        # reader's.
+        locked = _resolving.acquire(True, RESOLVE_WAIT)
+        try:
             frame = self._frame
             if frame is None:
                 return  # resolved meanwhile
             self._meaning = meaning(self._cond, frame)
             self._where = frame_site(frame)
             self._frame = None
+        finally:
+            if locked:
+                _resolving.release()
 
     @property
     def resource(self) -> Any:

@@ -54,6 +54,7 @@ Queue (its two signals share one lock) or a Condition over an RLock.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -100,6 +101,17 @@ class SignalNode:
 _nodes: dict[int, SignalNode] = {}
 #: Reentrant: a collection inside a block that holds it may run `_gone`.
 _nodes_lock = _native.RawRLock()
+
+
+def _after_fork_in_child() -> None:
+    # A thread of the parent may have held it at the fork; it is gone in
+    # the child, which would wait for it forever.
+    global _nodes_lock
+    _nodes_lock = _native.RawRLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _known(cond: Any) -> SignalNode | None:

@@ -48,6 +48,17 @@ _serials = itertools.count(1)
 _serial_lock = _native.allocate_lock()
 
 
+def _after_fork_in_child() -> None:
+    # A thread of the parent may have held it at the fork; it is gone in
+    # the child, which would wait for it forever.
+    global _serial_lock
+    _serial_lock = _native.allocate_lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def next_serial() -> int:
     """A new serial, as a thread record's (an asyncio task's in lock orders)."""
     with _serial_lock:

@@ -108,19 +108,32 @@ def test_a_timed_wait_that_times_out_reads_itself_for_the_polling_loop(quiet: bo
     assert polls[2][2] == since
 
 
-def test_a_child_forked_while_a_wait_was_being_read_reads_its_own() -> None:
-    """The lock that makes every reader of a wait get the same view is made
-    anew in a forked child: held by a parent's thread at the fork, the
-    child's timed-out wait, which reads itself, would wait forever."""
+#: Locks of ours a parent's thread may hold at a fork, and what the child
+#: does that takes each (exit status 0: done).
+_FORK_LOCKS = {
+    "meaning._resolving": (
+        "threading.Event().wait(0.01) is False and state.current_record().poll is not None"
+    ),
+    "state._serial_lock": "state.next_serial() > 0",
+    "signals._nodes_lock": "signals.forget() is None",
+}
+
+
+@pytest.mark.parametrize("lock", sorted(_FORK_LOCKS))
+def test_a_lock_of_ours_held_by_a_parents_thread_at_fork_is_free_in_the_child(lock: str) -> None:
+    """Each lock of ours a thread may hold for a moment is made anew in a
+    forked child: held by a parent's thread at the fork (that thread is not
+    in the child), the child would wait for it forever (the timed-out wait
+    that reads itself, a new thread's serial, forgetting signal nodes)."""
     if not hasattr(os, "fork"):
         pytest.skip("needs os.fork")
     code = """
     import os, signal, threading, deadlockwatch
-    from deadlockwatch._track import meaning, state
+    from deadlockwatch._track import meaning, signals, state
     deadlockwatch.enable(interval=3600.0, threshold=3600.0)
     held, release = threading.Event(), threading.Event()
     def holder():
-        with meaning._resolving:
+        with LOCK:
             held.set()
             release.wait(30)
     t = threading.Thread(target=holder, daemon=True)
@@ -129,14 +142,46 @@ def test_a_child_forked_while_a_wait_was_being_read_reads_its_own() -> None:
     pid = os.fork()
     if pid == 0:
         signal.alarm(20)  # never left behind, should it hang
-        timed_out = threading.Event().wait(0.01) is False
-        os._exit(0 if timed_out and state.current_record().poll is not None else 1)
+        free = LOCK.acquire(False)
+        if free:
+            LOCK.release()
+        os._exit(0 if free and (USE) else 1)
     release.set()
     t.join(30)
     print("child", os.waitpid(pid, 0)[1])
     deadlockwatch.disable()
-    """
+    """.replace("LOCK", lock).replace("USE", _FORK_LOCKS[lock])
     r = run_python(code, timeout=60)
     # A child that hung was killed by its alarm (SIGALRM, 14).
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["child", "0"], r.stdout
+
+
+def test_a_reader_does_not_wait_for_a_resolution_stuck_in_another_thread(quiet: bool) -> None:
+    """The watcher never waits long on a lock another thread holds: with
+    `meaning._resolving` held by a thread stuck inside it, a wait is still
+    read (without the lock), and reads as it should."""
+    event = threading.Event()
+    t, w = _blocked_in(lambda: event.wait(BOUND))
+    held, release = threading.Event(), threading.Event()
+
+    def stuck() -> None:
+        with meaning._resolving:
+            held.set()
+            release.wait(BOUND)
+
+    holder = start(stuck)
+    assert held.wait(BOUND)
+    read: list[Any] = []
+    reader = start(lambda: read.append(w.resource))
+    try:
+        reader.join(BOUND / 4)
+        assert not reader.is_alive()  # it did not wait for the holder
+        assert holder.is_alive() and not release.is_set()  # which still holds it
+        (view,) = read
+        assert isinstance(view, EventView) and view.obj is event
+    finally:
+        release.set()
+        event.set()
+        holder.join(BOUND)
+        t.join(BOUND)
