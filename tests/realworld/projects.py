@@ -151,4 +151,52 @@ PROJECTS: list[dict[str, Any]] = [
         "args": ["tests"],
         "timeout": 600,
     },
+    {
+        "name": "asgiref",
+        "version": "3.13.0",
+        "deps": ["pytest==8.3.4", "pytest-asyncio==0.25.3", "packaging"],
+        # sync_to_async / async_to_sync: event loops in threads, a
+        # thread-sensitive executor, Local across threads and tasks.
+        "args": ["tests"],
+        "timeout": 600,
+    },
+    {
+        "name": "futurist",
+        "version": "3.5.0",
+        "deps": [
+            "pytest==8.3.4",
+            "eventlet==0.41.3",
+            "oslotest",
+            "testscenarios",
+            "testtools",
+            "prettytable",
+        ],
+        # OpenStack's executors (thread, process, green, synchronous), their
+        # rejection and waiters, periodic workers; its scenarios run inside
+        # each pytest item (testscenarios).
+        "args": ["futurist/tests"],
+        "timeout": 900,
+    },
+    {
+        "name": "cheroot",
+        "version": "11.1.2",
+        "deps": [
+            "pytest==8.3.4",
+            "pytest-mock",
+            "pytest-rerunfailures",
+            "jaraco.context",
+            "jaraco.text",
+            "portend",
+            "pyopenssl",
+            "pypytools",
+            "requests",
+            "requests-unixsocket",
+            "trustme",
+        ],
+        # CherryPy's HTTP server: a worker thread pool fed by a queue, its
+        # connection manager and selector; its in-tree pytest plugin comes
+        # from its addopts, which run.py clears.
+        "args": ["-p", "cheroot.test._pytest_plugin", "cheroot/test"],
+        "timeout": 900,
+    },
 ]
