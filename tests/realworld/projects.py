@@ -194,8 +194,15 @@ PROJECTS: list[dict[str, Any]] = [
         ],
         # CherryPy's HTTP server: a worker thread pool fed by a queue, its
         # connection manager and selector; its in-tree pytest plugin comes
-        # from its addopts, which run.py clears.
-        "args": ["-p", "cheroot.test._pytest_plugin", "cheroot/test"],
+        # from its addopts, which run.py clears.  Its TLS tests hang plain
+        # here (make_tls_http_server polls httpserver.ready for ever once the
+        # server failed to start: test_ssl_adapters_with_private_key_password).
+        "args": [
+            "-p",
+            "cheroot.test._pytest_plugin",
+            "cheroot/test",
+            "--ignore=cheroot/test/test_ssl.py",
+        ],
         "timeout": 900,
     },
 ]
