@@ -205,4 +205,15 @@ PROJECTS: list[dict[str, Any]] = [
         ],
         "timeout": 900,
     },
+    {
+        "name": "huey",
+        "version": "3.5.4",
+        "deps": ["pytest==8.3.4", "redis"],
+        # A task queue: its consumer's worker threads (and processes), its
+        # scheduler, result waits, MemoryStorage under a lock, SqliteHuey from
+        # threads, its asyncio result helper; the Redis and PostgreSQL tests
+        # skip without a server.
+        "args": ["huey/tests"],
+        "timeout": 900,
+    },
 ]
