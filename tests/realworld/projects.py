@@ -216,4 +216,15 @@ PROJECTS: list[dict[str, Any]] = [
         "args": ["huey/tests"],
         "timeout": 900,
     },
+    {
+        "name": "portalocker",
+        # 3.2 and later build with uv_build, which cannot be built from source
+        # here (pip download --no-binary :all:).
+        "version": "3.1.1",
+        "deps": ["pytest==8.3.4", "pytest-timeout", "pytest-rerunfailures", "redis"],
+        # File locks (Lock, RLock, BoundedSemaphore over lock files) from
+        # threads and processes; its Redis lock needs a server.
+        "args": ["portalocker_tests", "--ignore=portalocker_tests/test_redis.py"],
+        "timeout": 900,
+    },
 ]
