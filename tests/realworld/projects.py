@@ -151,4 +151,89 @@ PROJECTS: list[dict[str, Any]] = [
         "args": ["tests"],
         "timeout": 600,
     },
+    {
+        "name": "asgiref",
+        "version": "3.13.0",
+        "deps": ["pytest==8.3.4", "pytest-asyncio==0.25.3", "packaging"],
+        # sync_to_async / async_to_sync: event loops in threads, a
+        # thread-sensitive executor, Local across threads and tasks.
+        "args": ["tests"],
+        "timeout": 600,
+    },
+    {
+        "name": "diskcache",
+        "version": "5.6.3",
+        "deps": ["pytest==8.3.4"],
+        # SQLite-backed caches used from threads and processes, its recipes
+        # (Lock, RLock, BoundedSemaphore, barrier, memoize_stampede: locks
+        # kept in the cache); its Django backend (and the doctests, which import
+        # it) need Django and a Django project.
+        "args": [
+            "tests",
+            "--ignore=tests/test_djangocache.py",
+            "--ignore=tests/test_doctest.py",
+        ],
+        "timeout": 900,
+    },
+    {
+        "name": "cheroot",
+        "version": "11.1.2",
+        "deps": [
+            "pytest==8.3.4",
+            "pytest-mock",
+            "pytest-rerunfailures",
+            "jaraco.context",
+            "jaraco.text",
+            "portend",
+            "pyopenssl",
+            "pypytools",
+            "requests",
+            "requests-unixsocket",
+            "requests-toolbelt",
+            "trustme",
+        ],
+        # CherryPy's HTTP server: a worker thread pool fed by a queue, its
+        # connection manager and selector; its in-tree pytest plugin comes
+        # from its addopts, which run.py clears.  Its TLS tests hang plain
+        # here (make_tls_http_server polls httpserver.ready for ever once the
+        # server failed to start: test_ssl_adapters_with_private_key_password).
+        "args": [
+            "-p",
+            "cheroot.test._pytest_plugin",
+            "cheroot/test",
+            "--ignore=cheroot/test/test_ssl.py",
+        ],
+        "timeout": 900,
+    },
+    {
+        "name": "huey",
+        "version": "3.5.4",
+        "deps": ["pytest==8.3.4", "redis"],
+        # A task queue: its consumer's worker threads (and processes), its
+        # scheduler, result waits, MemoryStorage under a lock, SqliteHuey from
+        # threads, its asyncio result helper; the Redis and PostgreSQL tests
+        # skip without a server.
+        "args": ["huey/tests"],
+        "timeout": 900,
+    },
+    {
+        "name": "portalocker",
+        # 3.2 and later build with uv_build, which cannot be built from source
+        # here (pip download --no-binary :all:).
+        "version": "3.1.1",
+        "deps": ["pytest==8.3.4", "pytest-timeout", "pytest-rerunfailures", "redis"],
+        # File locks (Lock, RLock, BoundedSemaphore over lock files) from
+        # threads and processes; its Redis lock needs a server.  Its
+        # test_exclusive_processes is a race of its own (two pool workers must
+        # overlap within a 50 ms hold, and a retried lock that succeeds fails
+        # the test with a TypeError): without its reruns it failed 3 of 6
+        # cases plain, and the reruns (1 s apart) made the time of the run.
+        "args": [
+            "portalocker_tests",
+            "--ignore=portalocker_tests/test_redis.py",
+            "-k",
+            "not test_exclusive_processes",
+        ],
+        "timeout": 900,
+    },
 ]
