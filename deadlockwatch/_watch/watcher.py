@@ -830,7 +830,7 @@ def _waits(force: bool = False) -> list[WaitRecord | AioWait]:
     """The waits in progress: threads' and, once asyncio is tracked, tasks'
     (`_watch.tasks`; ``force``: scan the loops' tasks now)."""
     waits: list[WaitRecord | AioWait] = list(_state.blocked.copy().values())
-    if _aio.active and (_aio.waiting or _aio.loops):
+    if _aio.active and (_aio.waiting or _aio.loops or _aio.held):
         from deadlockwatch._watch import tasks as _tasks  # only once asyncio runs
 
         waits.extend(_tasks.collect(force=force))
