@@ -65,6 +65,10 @@ waiting: dict[Any, AioWait] = {}
 #: Task -> the last asyncio Lock it took and holds (only while it holds one);
 #: the ones before it are chained by ``_dw_prev`` (`held_by`).
 held: dict[Any, Any] = {}
+#: A future some task awaits -> the task that will complete it, where known
+#: (the pytest plugin's guard notes anyio's runner: the task that called the
+#: test awaits a future the test's task sets when the test ends).
+completed_by: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 #: Reports an inversion learned here (set by the watcher when it learns lock
 #: orders; None: no order is learned).
 report: Callable[[Finding], object] | None = None

@@ -58,6 +58,7 @@ confirmed deadlock.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import weakref
 from collections.abc import Iterable
@@ -83,6 +84,10 @@ from deadlockwatch._track.aio import AioWait
 from deadlockwatch._track.views import FutureView
 
 _state.internal_file(__file__)
+#: The pytest plugin's source (its guard of an async test).
+_GUARD_FILE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_pytest_plugin.py"
+)
 
 #: (id(task), id(future)) -> the wait made up for a task awaiting a task or a
 #: gather: kept while it lasts, so that its token and `reported` do.
@@ -181,6 +186,16 @@ def collect(now: float | None = None, force: bool = False) -> list[AioWait]:
                 # asyncio future chained from a concurrent one (noted by
                 # `_track.aio`: one attribute read for the other tasks).
                 source = getattr(fut, "_dw_source", None)
+                by = _aio.completed_by.get(fut) if _aio.completed_by else None
+                if by is not None:
+                    # A future a known task completes: the task awaits it.
+                    key = (id(task), id(by))
+                    seen.add(key)
+                    old = _made.get(key)
+                    if old is None or not _aio.still_in(old, fut):
+                        made = _made[key] = AioWait(task, by, None, "await")
+                        made.fut = weakref.ref(fut)
+                    continue
                 if source is None or _concurrent(source) is None:
                     if _read_wait(task, fut, now, plain):
                         tracked.add(id(task))
@@ -331,7 +346,9 @@ def await_chain(task: Any) -> tuple[Frame, ...]:
         out.pop()
     while out and out[0].file in _state.INTERNAL_FILES:
         del out[0]
-    return tuple(out)
+    # Nor the pytest plugin's guard anywhere (under anyio's runner, whose
+    # frame is outermost, it is not at the end).
+    return tuple(f for f in out if f.file != _GUARD_FILE)
 
 
 def _timed(loop: Any) -> dict[int, float]:
@@ -486,7 +503,7 @@ def _add_loop(b: Any, asyncio: Any, loop: Any, waits: list[AioWait]) -> None:
     for w in waits:
         if _woken(w.task):
             continue
-        if w.op == "await" and w.task._fut_waiter is not w.resource:
+        if w.op == "await" and w.fut is None and w.task._fut_waiter is not w.resource:
             continue  # awaits something else by now
         if not _aio.still_in(w, w.task._fut_waiter):
             continue  # read off its frames, and no longer on that future
