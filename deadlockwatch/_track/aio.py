@@ -76,6 +76,9 @@ report: Callable[[Finding], object] | None = None
 _serials: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 #: Running event loop -> ident of the thread running it.
 loops: dict[Any, int] = {}
+#: The loops of `loops` found running at `patch` (no ``run_forever`` of ours
+#: to drop them): dropped by the watcher once they stop.
+adopted: dict[Any, None] = {}
 #: (class, attribute) -> the original (while patched).
 _originals: dict[tuple[Any, str], Any] = {}
 #: The code of ``asyncio.locks._ContextManagerMixin.__aenter__``.
@@ -348,7 +351,11 @@ def _lock_acquire(original: Any) -> Any:
             self._locked = True
             got = True
         else:
-            # Suspends: what it waits for is read by the watcher (`wait_of`).
+            # Suspends: what it waits for is read by the watcher (`wait_of`),
+            # which must run (a loop started before enable() started none).
+            resume = _state.resume_watcher
+            if resume is not None:
+                resume()
             got = await original(self)
         # Where it was taken: the caller (of ``__aenter__`` for ``async
         # with``), read off two frames, not walked to.
@@ -686,9 +693,23 @@ def patch() -> None:
         after_each_import("asyncio", _install)
         if "asyncio" in sys.modules:
             _install()
+            _adopt_running_loop()
     except BaseException:
         unpatch()
         raise
+
+
+def _adopt_running_loop() -> None:
+    """Enabled from inside a running loop (whose ``run_forever`` began
+    unpatched): note it in `loops` as ``run_forever`` would have, in
+    `adopted` too, so that the watcher forgets it once it stops (a later run
+    is noted by the patched ``run_forever``)."""
+    events = sys.modules.get("asyncio.events")
+    running = getattr(events, "_get_running_loop", None)
+    loop = running() if running is not None else None
+    if loop is not None and loop not in loops:
+        loops[loop] = _native.get_ident()
+        adopted[loop] = None
 
 
 def unpatch() -> None:
@@ -698,6 +719,7 @@ def unpatch() -> None:
     _restore()
     _current_task = None
     loops.clear()
+    adopted.clear()
     waiting.clear()
     CODES.clear()
     held.clear()

@@ -110,10 +110,18 @@ def _asyncio() -> Any:
 
 
 def _loops() -> list[Any]:
+    """The running loops: those `_track.aio` saw start (or found running at
+    enable()), and those of the tasks holding a Lock (a loop started before
+    enable() in another thread)."""
+    for loop in list(_aio.adopted):
+        if not _running(loop):  # stopped: a later run is noted by run_forever
+            _aio.adopted.pop(loop, None)
+            if loop not in _aio.adopted:
+                _aio.loops.pop(loop, None)
     found = dict.fromkeys(list(_aio.loops))
-    for w in list(_aio.waiting.values()):
+    for task in [*_aio.waiting, *_aio.held]:
         try:
-            found[w.task.get_loop()] = None
+            found[task.get_loop()] = None
         except Exception:
             continue
     return [loop for loop in found if _running(loop)]

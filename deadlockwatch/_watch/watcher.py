@@ -190,8 +190,12 @@ class _Detector:
         _state.watch_thread_ends(True)
         self.enabled = True
         self._exiting = False
-        # No thread yet: the first blocking wait starts the watcher.
+        # No thread yet: the first blocking wait starts the watcher (or a
+        # running event loop, enabled from inside it: its tasks' waits are
+        # read by the watcher, and nothing else would start it).
         _state.resume_watcher = self._resume
+        if _aio.loops:
+            self._resume()
         if not self._atexit_registered:
             # After threading's own shutdown (so a deadlock that hangs it is
             # still reported): stop the watcher before the interpreter ends.

@@ -1138,3 +1138,52 @@ def test_the_watcher_calls_no_method_of_the_applications_loop(tmp_path: Path) ->
     assert result["foreign"] == [], result
     control, _ = _run(tmp_path, LOOP_METHODS_COUNTED, rescue=False)
     assert control["foreign"] == ["is_closed"], control
+
+
+@pytest.mark.parametrize("where", ["inside_the_loop", "loop_in_another_thread"])
+def test_enabled_while_a_loop_runs(where: str) -> None:
+    """enable() from inside a running loop, or while a loop already runs in
+    another thread: that loop's ``run_forever`` began unpatched, and the
+    waits are read off its tasks by the watcher, so the watcher must find
+    the loop (noted at enable(), or through the tasks holding a Lock) and
+    run.  An asyncio.Lock ABBA in it is reported."""
+    out = _python(
+        f"""
+        import asyncio, os, threading, time
+        import deadlockwatch
+
+        def found(f):
+            print("found", f.kind, len([t for t in f.threads if t.is_task]), flush=True)
+            os._exit(0)
+
+        def enable():
+            deadlockwatch.enable(interval=0.05, threshold=0.05, on_deadlock=found, text=False)
+
+        async def one(a, b):
+            async with a:
+                await asyncio.sleep(0.05)
+                async with b:
+                    pass
+
+        async def main():
+            if {where == "inside_the_loop"!r}:
+                enable()
+            else:
+                started.set()
+                await asyncio.sleep(0.3)  # enabled meanwhile, from the main thread
+            a, b = asyncio.Lock(), asyncio.Lock()
+            await asyncio.gather(one(a, b), one(b, a))
+
+        started = threading.Event()
+        if {where == "inside_the_loop"!r}:
+            threading.Timer(10, lambda: (print("not found", flush=True), os._exit(1))).start()
+            asyncio.run(main())
+        else:
+            threading.Thread(target=asyncio.run, args=(main(),), daemon=True).start()
+            started.wait(10)
+            enable()
+            time.sleep(10)
+            print("not found", flush=True)
+        """
+    )
+    assert out.split()[:2] == ["found", "deadlock"], out
