@@ -296,8 +296,8 @@ def _workload(name: str, quick: bool) -> tuple[str, Callable[[], None]]:
         )
     if name == "asyncio-echo":
         return (
-            f"asyncio echo server on loopback: 4 clients, {items:,} lines",
-            lambda: asyncio_echo(items),
+            f"asyncio echo server on loopback: 4 clients, {rounds:,} lines",
+            lambda: asyncio_echo(rounds),
         )
     if name == "event":
         return f"Event relay: a ring of 4 threads, {rounds:,} laps", lambda: event_relay(rounds)
