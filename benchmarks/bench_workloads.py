@@ -212,6 +212,44 @@ def asyncio_ping_pong(rounds: int) -> None:
         raise RuntimeError("asyncio workload: turns lost")
 
 
+def asyncio_echo(messages: int, clients: int = 4) -> None:
+    """An echo server on loopback (``asyncio.start_server``) and ``clients``
+    clients, each sending ``messages // clients`` lines one at a time and
+    reading each echo back (streams: every read suspends on the socket); the
+    event loop is made and closed inside (``asyncio.run``)."""
+    import asyncio
+
+    per = messages // clients
+
+    async def echo(reader: Any, writer: Any) -> None:
+        while line := await reader.readline():
+            writer.write(line)
+            await writer.drain()
+        writer.close()
+
+    async def client(port: int) -> int:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        got = 0
+        for i in range(per):
+            writer.write(b"%d\n" % i)
+            await writer.drain()
+            if await reader.readline() == b"%d\n" % i:
+                got += 1
+        writer.close()
+        await writer.wait_closed()
+        return got
+
+    async def main() -> int:
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            counts = await asyncio.gather(*(client(port) for _ in range(clients)))
+        return sum(counts)
+
+    if asyncio.run(main()) != per * clients:
+        raise RuntimeError("asyncio echo workload: lines lost")
+
+
 def _timed(work: Callable[[], None], on: bool, findings: list[int]) -> Callable[[], float]:
     def run() -> float:
         if not on:
@@ -231,7 +269,16 @@ def _timed(work: Callable[[], None], on: bool, findings: list[int]) -> Callable[
     return run
 
 
-WORKLOADS = ("executor", "queue", "logging", "ping-pong", "event", "semaphore", "asyncio")
+WORKLOADS = (
+    "executor",
+    "queue",
+    "logging",
+    "ping-pong",
+    "event",
+    "semaphore",
+    "asyncio",
+    "asyncio-echo",
+)
 
 
 def _workload(name: str, quick: bool) -> tuple[str, Callable[[], None]]:
@@ -246,6 +293,11 @@ def _workload(name: str, quick: bool) -> tuple[str, Callable[[], None]]:
         return (
             f"asyncio ping-pong: 2 tasks, {rounds:,} turns each (Queue(maxsize=1), Lock)",
             lambda: asyncio_ping_pong(rounds),
+        )
+    if name == "asyncio-echo":
+        return (
+            f"asyncio echo server on loopback: 4 clients, {rounds:,} lines",
+            lambda: asyncio_echo(rounds),
         )
     if name == "event":
         return f"Event relay: a ring of 4 threads, {rounds:,} laps", lambda: event_relay(rounds)

@@ -497,6 +497,7 @@ def _guard(func: Callable[..., Any], findings: collections.deque[Any]) -> Callab
                 handle[0] = loop.call_later(GUARD_POLL, poll)
 
         poll._dw_own = True  # type: ignore[attr-defined]
+        _note_callers(asyncio, loop, me, sys._getframe(0))
         handle[0] = loop.call_later(GUARD_POLL, poll)
         try:
             return await func(*args, **kwargs)
@@ -504,6 +505,32 @@ def _guard(func: Callable[..., Any], findings: collections.deque[Any]) -> Callab
             handle[0].cancel()
 
     return guarded
+
+
+def _note_callers(asyncio: Any, loop: Any, me: Any, frame: Any) -> None:
+    """A task of the loop awaiting a future that the test's task holds in a
+    frame of its coroutine below the guard waits for the test's task: anyio's
+    runner runs each test in a runner task and the caller awaits a future
+    that task sets when the test ends (`_track.aio.completed_by`).  Else
+    that caller, awaiting a future the watcher knows nothing of, would count
+    as a task that can still run and end any wait of the test's tasks."""
+    from deadlockwatch._track.aio import completed_by
+
+    held: dict[int, Any] = {}
+    frame = frame.f_back
+    for _ in range(16):  # the coroutines the test's task runs below the guard
+        if frame is None or not frame.f_code.co_flags & inspect.CO_COROUTINE:
+            break
+        for value in list(frame.f_locals.values()):
+            if isinstance(value, asyncio.Future) and not value.done():
+                held[id(value)] = value
+        frame = frame.f_back
+    if not held:
+        return
+    for task in list(asyncio.all_tasks(loop)):
+        fut = getattr(task, "_fut_waiter", None)
+        if task is not me and fut is not None and held.get(id(fut)) is fut:
+            completed_by[fut] = me
 
 
 def _has_markers(item: pytest.Item) -> bool:

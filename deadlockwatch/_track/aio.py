@@ -16,13 +16,14 @@ covered too):
   (`order.ORDER`, nodes of type ``asyncio.Lock``; no order is learned between
   an asyncio Lock and a thread's lock), so an inversion between tasks, or in
   one task at two times, is reported before it hangs (`_order`).
-- ``Lock.acquire``, ``Event.wait``, ``Condition.wait``, ``Semaphore.acquire``
-  (and BoundedSemaphore's), ``Queue.get``/``put`` (and the queues built on
-  them): only when the call will suspend, a per-task record of what the task
-  awaits (`AioWait` in `waiting`, keyed by the task; where it awaits is read
-  by the watcher off its await chain), dropped when it wakes.  The fast path
-  (the lock free, the Event set, the queue with an item or room) does what
-  the original does then, in the wrapper, without a second coroutine.
+- Nothing is recorded when a task suspends in ``Lock.acquire``,
+  ``Event.wait``, ``Condition.wait``, ``Semaphore.acquire``, a queue's
+  ``get``/``put``/``join``, ``Barrier.wait``, a TaskGroup's exit or
+  ``asyncio.wait``: the watcher reads what a suspended task awaits off its
+  await chain, by the code of the frame it is suspended in (`wait_of`, the
+  codes of `_WAITS`), when it scans the loops' tasks, and keeps a record of
+  it (`AioWait` in `waiting`, keyed by the task, with a weak reference to
+  the future the task is suspended on) while the task stays on that future.
 - ``__init__`` of each of them: where it was made (a code object and an
   offset, no frame).
 - ``BaseEventLoop.run_forever``: the running loops and their threads
@@ -57,11 +58,17 @@ _state.internal_file(__file__)
 
 #: True while enabled (the wrappers track; otherwise they call the original).
 active = False
-#: Task -> what it awaits now (only while it is suspended in a tracked wait).
+#: Task -> what it awaits, as the watcher last saw it suspended in a tracked
+#: wait (`wait_of`; kept while the task stays on the same future, and
+#: dropped at the watcher's next scan of the loops' tasks once it has moved on).
 waiting: dict[Any, AioWait] = {}
 #: Task -> the last asyncio Lock it took and holds (only while it holds one);
 #: the ones before it are chained by ``_dw_prev`` (`held_by`).
 held: dict[Any, Any] = {}
+#: A future some task awaits -> the task that will complete it, where known
+#: (the pytest plugin's guard notes anyio's runner: the task that called the
+#: test awaits a future the test's task sets when the test ends).
+completed_by: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 #: Reports an inversion learned here (set by the watcher when it learns lock
 #: orders; None: no order is learned).
 report: Callable[[Finding], object] | None = None
@@ -69,12 +76,24 @@ report: Callable[[Finding], object] | None = None
 _serials: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 #: Running event loop -> ident of the thread running it.
 loops: dict[Any, int] = {}
+#: The loops of `loops` found running at `patch` (no ``run_forever`` of ours
+#: to drop them): dropped by the watcher once they stop.
+adopted: dict[Any, None] = {}
 #: (class, attribute) -> the original (while patched).
 _originals: dict[tuple[Any, str], Any] = {}
 #: The code of ``asyncio.locks._ContextManagerMixin.__aenter__``.
 _AENTER: Any = None
 #: ``asyncio.current_task``, once asyncio is imported.
 _current_task: Callable[[], Any] | None = None
+#: The Lock wrappers' current task: on 3.10/3.11 (where ``current_task`` is
+#: Python) ``_TABLE.get(_RUNNING())``, asyncio's own table of current tasks
+#: and ``_get_running_loop``; else ``_CURRENT()``, 3.12+'s C ``current_task``
+#: (3.14 keeps the current task per thread, in C: no table).
+_TABLE: dict[Any, Any] | None = None
+_RUNNING: Callable[[], Any] = type(None)
+_CURRENT: Callable[[], Any] = type(None)
+_getframe = sys._getframe
+_INTERNAL_FILES = _state.INTERNAL_FILES
 
 
 class AioWait:
@@ -85,10 +104,13 @@ class AioWait:
     as for a thread's `WaitRecord`.
     """
 
-    __slots__ = ("op", "reported", "resource", "since", "site", "task", "timeout")
+    __slots__ = ("fut", "op", "reported", "resource", "since", "site", "task", "timeout")
 
     def __init__(self, task: Any, resource: Any, site: _state.RawSite | None, op: str = "") -> None:
         self.task = task
+        #: A weak reference to the future the task is suspended on in this
+        #: wait (`wait_of`'s, made by the watcher); None for the others.
+        self.fut: Callable[[], Any] | None = None
         self.resource = resource
         self.since = _native.monotonic()
         self.site = site
@@ -97,39 +119,6 @@ class AioWait:
         #: Set by the watcher for the waits it makes up (a task awaiting a
         #: task under a timeout); None for these.
         self.timeout: float | None = None
-
-
-def _taken_at() -> _state.RawSite | None:
-    """Where a Lock was taken: the caller of ``acquire`` (of ``__aenter__``
-    for ``async with``), read off two frames, not walked to."""
-    frame = _native.caller_frame(2)
-    if frame is not None and frame.f_code is _AENTER:
-        frame = frame.f_back
-    if frame is None or frame.f_code.co_filename in _state.INTERNAL_FILES:
-        return _state.raw_site_of(frame)
-    return frame.f_code, frame.f_lasti
-
-
-def _begin(
-    task: Any, resource: Any, op: str = "", prev: AioWait | bool | None = False
-) -> AioWait | None:
-    """Record that ``task`` awaits ``resource``; returns the record it had
-    (``prev``: that record, when the caller has read it already)."""
-    if isinstance(prev, bool):  # not read by the caller
-        prev = waiting.get(task)
-    # No site: the watcher reads where the task awaits off its await chain.
-    waiting[task] = AioWait(task, resource, None, op)
-    resume = _state.resume_watcher
-    if resume is not None:
-        resume()
-    return prev
-
-
-def _end(task: Any, prev: AioWait | None) -> None:
-    if prev is None:
-        waiting.pop(task, None)
-    else:
-        waiting[task] = prev
 
 
 def _task() -> Any:
@@ -156,6 +145,17 @@ def _fast_current_task(tasks: Any) -> Callable[[], Any]:
         return None if loop is None else table.get(loop)
 
     return current_task
+
+
+def _current_for_wrappers(tasks: Any) -> None:
+    global _TABLE, _RUNNING, _CURRENT
+    current = tasks.current_task
+    table = getattr(tasks, "_current_tasks", None)
+    running = getattr(getattr(tasks, "events", None), "_get_running_loop", None)
+    if isinstance(current, types.FunctionType) and isinstance(table, dict) and running:
+        _TABLE, _RUNNING = table, running
+    else:
+        _TABLE, _CURRENT = None, current
 
 
 def break_deadlock(asyncio: Any, loop: Any, finding: Any, error: BaseException) -> None:
@@ -189,7 +189,7 @@ def break_deadlock(asyncio: Any, loop: Any, finding: Any, error: BaseException) 
         fut = getattr(task, "_fut_waiter", None)
         if w is None or (id(w), id(w.resource) + (w.op == "put")) != token:
             continue  # no longer in that wait
-        if fut is None or fut.done():
+        if fut is None or fut.done() or not still_in(w, fut):
             continue
         fut.set_exception(error)
     if mine and not hit:
@@ -239,7 +239,7 @@ def _interrupt(items: list[tuple[AioWait, BaseException]]) -> None:
         if waiting.get(task) is not w:
             continue  # woken meanwhile (another victim unwound first)
         fut = getattr(task, "_fut_waiter", None)
-        if fut is not None and not fut.done():
+        if fut is not None and not fut.done() and still_in(w, fut):
             fut.set_exception(error)
 
 
@@ -324,7 +324,18 @@ def _order(task: Any, last: Any, lock: Any) -> None:
 def _lock_acquire(original: Any) -> Any:
     @functools.wraps(original)
     async def acquire(self: Any) -> Any:
-        task = _task()
+        # The current task, inline (a lookup in 3.10/3.11's table, 3.12+'s C
+        # current_task): this and the rest are on every acquire.
+        if not active:
+            return await original(self)
+        table = _TABLE
+        if table is not None:
+            task = table.get(_RUNNING())
+        else:
+            try:
+                task = _CURRENT()
+            except RuntimeError:  # no running loop: the original says so itself
+                task = None
         if task is None:
             return await original(self)
         last = held.get(task)
@@ -340,14 +351,29 @@ def _lock_acquire(original: Any) -> Any:
             self._locked = True
             got = True
         else:
-            prev = _begin(task, self)
-            try:
-                got = await original(self)
-            finally:
-                _end(task, prev)
-        self._dw_owner = task
-        self._dw_taken = _taken_at()
-        self._dw_prev = last
+            # Suspends: what it waits for is read by the watcher (`wait_of`),
+            # which must run (a loop started before enable() started none).
+            resume = _state.resume_watcher
+            if resume is not None:
+                resume()
+            got = await original(self)
+        # Where it was taken: the caller (of ``__aenter__`` for ``async
+        # with``), read off two frames, not walked to.
+        try:
+            frame = _getframe(1)
+        except ValueError:  # the task's own coroutine: no caller
+            frame = None
+        if frame is not None and frame.f_code is _AENTER:
+            frame = frame.f_back
+        # Stored in the Lock's dict (one lookup of it, then dict stores: cheaper
+        # than three attribute stores, which go through the type).
+        d = self.__dict__
+        if frame is not None and frame.f_code.co_filename not in _INTERNAL_FILES:
+            d["_dw_taken"] = frame.f_code, frame.f_lasti
+        else:
+            d["_dw_taken"] = _state.raw_site_of(frame)
+        d["_dw_owner"] = task
+        d["_dw_prev"] = last
         held[task] = self
         return got
 
@@ -357,20 +383,29 @@ def _lock_acquire(original: Any) -> Any:
 def _lock_release(original: Any) -> Any:
     @functools.wraps(original)
     def release(self: Any) -> Any:
-        owner = self.__dict__.get("_dw_owner")
+        d = self.__dict__
+        owner = d.get("_dw_owner")
         result = original(self)
         if owner is not None:
-            self._dw_owner = None
+            d["_dw_owner"] = None
             if held.get(owner) is self:
-                d = self.__dict__
                 prev = d["_dw_prev"]
                 if prev is None:
                     del held[owner]
                 else:
                     d["_dw_prev"] = None
                     _released_under(owner, prev)
-            if active and owner is not _task():
-                self._dw_shared = True  # released by another: not owner-bound
+            if active:
+                table = _TABLE
+                if table is not None:
+                    task = table.get(_RUNNING())
+                else:
+                    try:
+                        task = _CURRENT()
+                    except RuntimeError:
+                        task = None
+                if owner is not task:
+                    d["_dw_shared"] = True  # released by another: not owner-bound
         return result
 
     return release
@@ -386,75 +421,6 @@ def _released_under(owner: Any, prev: Any) -> None:
         held.pop(owner, None)
     else:
         held[owner] = prev
-
-
-def _suspending(
-    original: Any,
-    resource: Callable[[Any], bool],
-    op: str = "",
-    fast: Callable[..., Any] | None = None,
-) -> Any:
-    """A coroutine method that records a wait when ``resource(self)`` says it
-    will suspend; otherwise ``fast(self, *args)`` (what the original does
-    then, without a second coroutine), or the original."""
-
-    @functools.wraps(original)
-    async def wait(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if not resource(self):
-            if fast is not None and not kwargs:
-                return fast(self, *args)
-            return await original(self, *args, **kwargs)
-        task = _task()
-        if task is None:
-            return await original(self, *args, **kwargs)
-        prev = waiting.get(task)
-        if prev is not None and prev.op in OUTER:
-            # Inside a wait recorded whole (a Barrier's Condition, the Event of
-            # Queue.join): that one says what the task awaits.
-            return await original(self, *args, **kwargs)
-        _begin(task, self, op, prev)
-        try:
-            return await original(self, *args, **kwargs)
-        finally:
-            _end(task, prev)
-
-    return wait
-
-
-def _group_exit(original: Any) -> Any:
-    """``TaskGroup.__aexit__``: while the group has tasks, its task awaits them all."""
-
-    @functools.wraps(original)
-    async def __aexit__(self: Any, et: Any, exc: Any, tb: Any) -> Any:
-        task = _task()
-        if task is None or not self._tasks:
-            return await original(self, et, exc, tb)
-        prev = _begin(task, self, "group")
-        try:
-            return await original(self, et, exc, tb)
-        finally:
-            _end(task, prev)
-
-    return __aexit__
-
-
-def _wait_many(original: Any) -> Any:
-    """``asyncio.tasks._wait`` (``asyncio.wait``'s own wait): the task awaits
-    any (FIRST_COMPLETED, FIRST_EXCEPTION) or all of ``fs``."""
-
-    @functools.wraps(original)
-    async def _wait(fs: Any, timeout: Any, return_when: Any, loop: Any) -> Any:
-        task = _task()
-        if task is None:
-            return await original(fs, timeout, return_when, loop)
-        op = "wait-all" if return_when == "ALL_COMPLETED" else "wait-any"
-        prev = _begin(task, fs, op)
-        try:
-            return await original(fs, timeout, return_when, loop)
-        finally:
-            _end(task, prev)
-
-    return _wait
 
 
 def _created(original: Any) -> Any:
@@ -514,58 +480,10 @@ def _wrap_future(original: Any) -> Any:
     return wrap_future
 
 
-def _would_block_lock(lock: Any) -> bool:
-    return bool(lock._locked or lock._waiters)
-
-
-def _event_unset(event: Any) -> bool:
-    return not event._value
-
-
-def _set(event: Any) -> bool:
-    return True  # Event.wait on a set Event
-
-
-def _get(queue: Any) -> Any:
-    return queue.get_nowait()  # Queue.get with an item there
-
-
-def _put(queue: Any, item: Any) -> Any:
-    return queue.put_nowait(item)  # Queue.put with room
-
-
-def _always(_: Any) -> bool:
-    return True
-
-
-def _sem_locked(sem: Any) -> bool:
-    return bool(sem.locked())
-
-
-def _queue_empty(queue: Any) -> bool:
-    return bool(queue.empty())
-
-
-def _queue_full(queue: Any) -> bool:
-    return bool(queue.full())
-
-
-def _unfinished(queue: Any) -> bool:
-    return bool(queue._unfinished_tasks)
-
-
 #: (module, class, attribute, maker): what is patched, class by class.
 _TARGETS: tuple[tuple[str, str, str, Callable[[Any], Any]], ...] = (
     ("asyncio.locks", "Lock", "acquire", _lock_acquire),
     ("asyncio.locks", "Lock", "release", _lock_release),
-    ("asyncio.locks", "Event", "wait", lambda o: _suspending(o, _event_unset, fast=_set)),
-    ("asyncio.locks", "Condition", "wait", lambda o: _suspending(o, _always)),
-    ("asyncio.locks", "Semaphore", "acquire", lambda o: _suspending(o, _sem_locked)),
-    ("asyncio.queues", "Queue", "get", lambda o: _suspending(o, _queue_empty, "get", _get)),
-    ("asyncio.queues", "Queue", "put", lambda o: _suspending(o, _queue_full, "put", _put)),
-    ("asyncio.queues", "Queue", "join", lambda o: _suspending(o, _unfinished, "join")),
-    ("asyncio.locks", "Barrier", "wait", lambda o: _suspending(o, _always, "barrier")),
-    ("asyncio.taskgroups", "TaskGroup", "__aexit__", _group_exit),
     ("asyncio.base_events", "BaseEventLoop", "run_forever", _run_forever),
     *(
         (module, cls, "__init__", _created)
@@ -583,9 +501,30 @@ _RCT = "run_coroutine_threadsafe"
 #: (module, function, maker): the module functions patched.
 _FUNCTIONS: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
     ("asyncio.tasks", _RCT, _run_coroutine_threadsafe),
-    ("asyncio.tasks", "_wait", _wait_many),
     ("asyncio.futures", "wrap_future", _wrap_future),
 )
+#: (module, class or None, function, op): the waits read by the watcher off a
+#: suspended task's await chain (`wait_of`), by the code of the frame it is
+#: suspended in; none of these is patched.  The Lock's is its original
+#: ``acquire``'s (under the wrapper).  ``op`` as in `AioWait`: "" a Lock,
+#: Event, Condition or Semaphore; a queue's item, room or ``join``; a
+#: Barrier; a TaskGroup's exit (``_aexit`` where it has one) and
+#: ``asyncio.wait``'s own ``_wait`` (any or all of ``fs``).
+_WAITS: tuple[tuple[str, str | None, str, str], ...] = (
+    ("asyncio.locks", "Lock", "acquire", ""),
+    ("asyncio.locks", "Event", "wait", ""),
+    ("asyncio.locks", "Condition", "wait", ""),
+    ("asyncio.locks", "Semaphore", "acquire", ""),
+    ("asyncio.queues", "Queue", "get", "get"),
+    ("asyncio.queues", "Queue", "put", "put"),
+    ("asyncio.queues", "Queue", "join", "join"),
+    ("asyncio.locks", "Barrier", "wait", "barrier"),
+    ("asyncio.taskgroups", "TaskGroup", "__aexit__", "group"),
+    ("asyncio.taskgroups", "TaskGroup", "_aexit", "group"),
+    ("asyncio.tasks", None, "_wait", "wait"),
+)
+#: The code of each of `_WAITS` in this Python -> its op.
+CODES: dict[Any, str] = {}
 #: Those the ``asyncio`` package re-exports.
 _PUBLIC = (_RCT, "wrap_future")
 _INTERNAL = ("locks", "queues", "tasks", "futures", "timeouts", "base_events", "threads")
@@ -598,6 +537,63 @@ def _ready(name: str) -> Any:
     if module is None or getattr(spec, "_initializing", False):
         return None
     return module
+
+
+def _wait_code(mod_name: str, cls_name: str | None, attr: str) -> tuple[bool, Any]:
+    """(whether the module is ready, the code of the original function)."""
+    module = _ready(mod_name)
+    if module is None:
+        return False, None
+    owner = module if cls_name is None else getattr(module, cls_name, None)
+    where = getattr(owner, "__dict__", {})
+    func = _originals.get((owner, attr)) or where.get(attr)
+    func = getattr(func, "_dw_original", func)
+    return True, getattr(func, "__code__", None)
+
+
+def _note_waits() -> None:
+    for mod_name, cls_name, attr, op in _WAITS:
+        code = _wait_code(mod_name, cls_name, attr)[1]
+        if code is not None:
+            CODES[code] = op
+
+
+def still_in(w: AioWait, fut: Any) -> bool:
+    """Whether ``fut`` (the task's ``_fut_waiter`` now) is the future of the
+    wait ``w`` was made for (a wait not read off frames: always)."""
+    ref = w.fut
+    return ref is None or ref() is fut
+
+
+def wait_of(task: Any, frames: list[Any]) -> tuple[Any, str] | None:
+    """What ``task``, suspended, awaits, read off its await chain ``frames``
+    (outermost first; in the watcher's thread, the task not running): the
+    object and op of the outermost ``Queue.join`` or ``Barrier.wait`` in it
+    (recorded whole: the Event, Condition and Lock inside say nothing more),
+    else of its innermost frame if that is one of `_WAITS`; None for any
+    other wait (a socket's, a sleep's...)."""
+    found = None
+    for frame in frames:
+        op = CODES.get(frame.f_code)
+        if op in OUTER:
+            found = frame, op
+            break
+    if found is None and frames:
+        op = CODES.get(frames[-1].f_code)
+        if op is not None:
+            found = frames[-1], op
+    if found is None:
+        return None
+    frame, op = found
+    try:
+        local = frame.f_locals
+        if op == "wait":
+            fs = local.get("fs")
+            return fs, "wait-all" if local.get("return_when") == "ALL_COMPLETED" else "wait-any"
+        obj = local.get("self")
+    except Exception:
+        return None
+    return (obj, op) if obj is not None else None
 
 
 def _install(_module: object = None) -> None:
@@ -615,11 +611,13 @@ def _install(_module: object = None) -> None:
     tasks = _ready("asyncio.tasks")
     if tasks is not None and _current_task is None:
         _current_task = _fast_current_task(tasks)
+        _current_for_wrappers(tasks)
     for name in _INTERNAL:
         module = _ready(f"asyncio.{name}")
         path = getattr(module, "__file__", None)
         if path:
             _state.internal_file(path)
+    _note_waits()
     for mod_name, cls_name, attr, make in _TARGETS:
         module = _ready(mod_name)
         cls = getattr(module, cls_name, None)
@@ -672,6 +670,12 @@ def _all_patched() -> bool:
         cls = getattr(module, cls_name, None)
         if isinstance(cls, type) and attr in cls.__dict__ and (cls, attr) not in _originals:
             return False
+    for wait_module, wait_cls, wait_attr, _op in _WAITS:
+        ready, wait_code = _wait_code(wait_module, wait_cls, wait_attr)
+        if wait_module in sys.modules and not ready:
+            return False  # still executing
+        if wait_code is not None and wait_code not in CODES:
+            return False
     package = sys.modules.get("asyncio")
     for mod_name, name, _ in _FUNCTIONS:
         if (_ready(mod_name), name) not in _originals:
@@ -689,9 +693,23 @@ def patch() -> None:
         after_each_import("asyncio", _install)
         if "asyncio" in sys.modules:
             _install()
+            _adopt_running_loop()
     except BaseException:
         unpatch()
         raise
+
+
+def _adopt_running_loop() -> None:
+    """Enabled from inside a running loop (whose ``run_forever`` began
+    unpatched): note it in `loops` as ``run_forever`` would have, in
+    `adopted` too, so that the watcher forgets it once it stops (a later run
+    is noted by the patched ``run_forever``)."""
+    events = sys.modules.get("asyncio.events")
+    running = getattr(events, "_get_running_loop", None)
+    loop = running() if running is not None else None
+    if loop is not None and loop not in loops:
+        loops[loop] = _native.get_ident()
+        adopted[loop] = None
 
 
 def unpatch() -> None:
@@ -701,7 +719,9 @@ def unpatch() -> None:
     _restore()
     _current_task = None
     loops.clear()
+    adopted.clear()
     waiting.clear()
+    CODES.clear()
     held.clear()
 
 

@@ -58,7 +58,9 @@ confirmed deadlock.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
+import weakref
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -82,13 +84,24 @@ from deadlockwatch._track.aio import AioWait
 from deadlockwatch._track.views import FutureView
 
 _state.internal_file(__file__)
+#: The pytest plugin's source (its guard of an async test).
+_GUARD_FILE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_pytest_plugin.py"
+)
 
 #: (id(task), id(future)) -> the wait made up for a task awaiting a task or a
 #: gather: kept while it lasts, so that its token and `reported` do.
 _made: dict[tuple[int, int], AioWait] = {}
+#: id(task) -> a weak reference to the future it was last seen suspended on
+#: in no tracked wait (a socket's, a sleep's): not read off its frames again
+#: while it stays on that future.
+_plain: dict[int, Any] = {}
 _next_scan = 0.0
-#: How often the tasks of the running loops are scanned for awaits on tasks.
+#: How often the tasks of the running loops are scanned for what they await:
+#: every `SCAN_MIN` seconds, or less often when a scan took long (at most a
+#: twentieth of the time goes to scans), but at least every `SCAN_EVERY`.
 SCAN_EVERY = 0.5
+SCAN_MIN = 0.1
 MAX_STACK = 64
 
 
@@ -97,10 +110,18 @@ def _asyncio() -> Any:
 
 
 def _loops() -> list[Any]:
+    """The running loops: those `_track.aio` saw start (or found running at
+    enable()), and those of the tasks holding a Lock (a loop started before
+    enable() in another thread)."""
+    for loop in list(_aio.adopted):
+        if not _running(loop):  # stopped: a later run is noted by run_forever
+            _aio.adopted.pop(loop, None)
+            if loop not in _aio.adopted:
+                _aio.loops.pop(loop, None)
     found = dict.fromkeys(list(_aio.loops))
-    for w in list(_aio.waiting.values()):
+    for task in [*_aio.waiting, *_aio.held]:
         try:
-            found[w.task.get_loop()] = None
+            found[task.get_loop()] = None
         except Exception:
             continue
     return [loop for loop in found if _running(loop)]
@@ -130,21 +151,20 @@ def _is_task(asyncio: Any, fut: Any) -> bool:
 
 
 def collect(now: float | None = None, force: bool = False) -> list[AioWait]:
-    """The waits of tasks now: those `_track.aio` recorded, and one made up
-    for each task awaiting a task or a gather (the loops' tasks are scanned
-    for those at most every `SCAN_EVERY` seconds, unless ``force``: the
-    confirming capture, `check()`)."""
+    """The waits of tasks now, found in a scan of the running loops' tasks
+    (at most every `SCAN_EVERY` seconds, unless ``force``: the confirming
+    capture, `check()`; in between, those of the last scan): a task
+    suspended in a tracked wait (`_track.aio.wait_of`, read off its await
+    chain and kept in ``_aio.waiting`` while it stays on the same future),
+    and one made up for each task awaiting a task, a gather or an
+    executor's job."""
     global _next_scan
     asyncio = _asyncio()
-    recorded = []
-    for w in list(_aio.waiting.values()):
-        if _closed(w.task):
-            # Its loop is closed: the task never runs again.  Forgotten, or
-            # the record would keep it (and the watcher) alive for good.
-            if _aio.waiting.get(w.task) is w:
-                _aio.waiting.pop(w.task, None)
-            continue
-        recorded.append(w)
+    for task, w in list(_aio.waiting.items()):
+        # Its loop is closed: the task never runs again.  Forgotten, or
+        # the record would keep it (and the watcher) alive for good.
+        if _closed(task) and _aio.waiting.get(task) is w:
+            _aio.waiting.pop(task, None)
     for task in list(_aio.held):
         # A task ended holding a Lock: its list would keep the Lock, and what
         # waits for it, alive for good.
@@ -155,17 +175,16 @@ def collect(now: float | None = None, force: bool = False) -> list[AioWait]:
         if ended:
             _aio.held.pop(task, None)
     if asyncio is None or not _aio.active:
-        return recorded
+        return list(_aio.waiting.values())
     now = _native.monotonic() if now is None else now
     if not force and now < _next_scan:
-        return [*recorded, *_made.values()]
-    _next_scan = now + SCAN_EVERY
+        return [*_aio.waiting.values(), *_made.values()]
     seen: set[tuple[int, int]] = set()
+    tracked: set[int] = set()
+    plain: dict[int, Any] = {}
     for loop in _loops():
         tasks = _tasks(asyncio, loop)
         for task in tasks or ():
-            if task in _aio.waiting:
-                continue
             fut = getattr(task, "_fut_waiter", None)
             if fut is None:
                 continue
@@ -174,17 +193,62 @@ def collect(now: float | None = None, force: bool = False) -> list[AioWait]:
                 # ``run_in_executor``, ``to_thread``, ``wrap_future``: an
                 # asyncio future chained from a concurrent one (noted by
                 # `_track.aio`: one attribute read for the other tasks).
-                fut = getattr(fut, "_dw_source", None)
-                if fut is None or _concurrent(fut) is None:
+                source = getattr(fut, "_dw_source", None)
+                by = _aio.completed_by.get(fut) if _aio.completed_by else None
+                if by is not None:
+                    # A future a known task completes: the task awaits it.
+                    key = (id(task), id(by))
+                    seen.add(key)
+                    old = _made.get(key)
+                    if old is None or not _aio.still_in(old, fut):
+                        made = _made[key] = AioWait(task, by, None, "await")
+                        made.fut = weakref.ref(fut)
                     continue
-                op = "executor"
+                if source is None or _concurrent(source) is None:
+                    if _read_wait(task, fut, now, plain):
+                        tracked.add(id(task))
+                    continue
+                fut, op = source, "executor"
             key = (id(task), id(fut))
             seen.add(key)
             if key not in _made:
                 _made[key] = AioWait(task, fut, None, op)
     for key in [k for k in _made if k not in seen]:
         del _made[key]
-    return [*recorded, *_made.values()]
+    for task, w in list(_aio.waiting.items()):
+        if id(task) not in tracked and _aio.waiting.get(task) is w:
+            _aio.waiting.pop(task, None)
+    _plain.clear()
+    _plain.update(plain)
+    took = _native.monotonic() - now
+    _next_scan = now + min(SCAN_EVERY, max(SCAN_MIN, 20 * took))
+    return [*_aio.waiting.values(), *_made.values()]
+
+
+def _read_wait(task: Any, fut: Any, now: float, plain: dict[int, Any]) -> bool:
+    """Whether ``task``, suspended on ``fut`` (no task, gather nor executor's
+    job), is in a tracked wait; its record made the first time it is seen
+    on that future, its frames read once per future."""
+    w = _aio.waiting.get(task)
+    if w is not None and _aio.still_in(w, fut):
+        return True
+    ref = _plain.get(id(task))
+    if ref is not None and ref() is fut:
+        plain[id(task)] = ref
+        return False
+    found = _aio.wait_of(task, _frames(task))
+    try:
+        ref = weakref.ref(fut)
+    except TypeError:
+        return False
+    if found is None:
+        plain[id(task)] = ref
+        return False
+    w = AioWait(task, found[0], None, found[1])
+    w.since = now
+    w.fut = ref
+    _aio.waiting[task] = w
+    return True
 
 
 def chained_source(callbacks: Any) -> Any:
@@ -290,7 +354,9 @@ def await_chain(task: Any) -> tuple[Frame, ...]:
         out.pop()
     while out and out[0].file in _state.INTERNAL_FILES:
         del out[0]
-    return tuple(out)
+    # Nor the pytest plugin's guard anywhere (under anyio's runner, whose
+    # frame is outermost, it is not at the end).
+    return tuple(f for f in out if f.file != _GUARD_FILE)
 
 
 def _timed(loop: Any) -> dict[int, float]:
@@ -445,8 +511,10 @@ def _add_loop(b: Any, asyncio: Any, loop: Any, waits: list[AioWait]) -> None:
     for w in waits:
         if _woken(w.task):
             continue
-        if w.op == "await" and w.task._fut_waiter is not w.resource:
+        if w.op == "await" and w.fut is None and w.task._fut_waiter is not w.resource:
             continue  # awaits something else by now
+        if not _aio.still_in(w, w.task._fut_waiter):
+            continue  # read off its frames, and no longer on that future
         if w.op == "executor":
             fut = w.task._fut_waiter
             if chained_source(getattr(fut, "_callbacks", None)) is not w.resource:

@@ -190,8 +190,12 @@ class _Detector:
         _state.watch_thread_ends(True)
         self.enabled = True
         self._exiting = False
-        # No thread yet: the first blocking wait starts the watcher.
+        # No thread yet: the first blocking wait starts the watcher (or a
+        # running event loop, enabled from inside it: its tasks' waits are
+        # read by the watcher, and nothing else would start it).
         _state.resume_watcher = self._resume
+        if _aio.loops:
+            self._resume()
         if not self._atexit_registered:
             # After threading's own shutdown (so a deadlock that hangs it is
             # still reported): stop the watcher before the interpreter ends.
@@ -843,7 +847,7 @@ def _waits(force: bool = False) -> list[WaitRecord | AioWait]:
     """The waits in progress: threads' and, once asyncio is tracked, tasks'
     (`_watch.tasks`; ``force``: scan the loops' tasks now)."""
     waits: list[WaitRecord | AioWait] = list(_state.blocked.copy().values())
-    if _aio.active and (_aio.waiting or _aio.loops):
+    if _aio.active and (_aio.waiting or _aio.loops or _aio.held):
         from deadlockwatch._watch import tasks as _tasks  # only once asyncio runs
 
         waits.extend(_tasks.collect(force=force))

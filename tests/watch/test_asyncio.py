@@ -884,21 +884,29 @@ def test_patched_on_import_or_at_enable_and_removed_by_disable(order: str) -> No
         import asyncio, inspect
         from deadlockwatch._track import aio
         patched = lambda f: hasattr(f, "_dw_original")
-        # Module functions too: asyncio.wait's own wait, and
-        # run_coroutine_threadsafe where asyncio.tasks and the package have it.
+        # Module functions too: run_coroutine_threadsafe where asyncio.tasks
+        # and the package have it.
         functions = lambda: [
-            patched(asyncio.tasks._wait),
+            patched(asyncio.Lock.release),
             patched(asyncio.tasks.run_coroutine_threadsafe),
             patched(asyncio.run_coroutine_threadsafe),
         ]
+        # The waits are read off suspended tasks' frames by their code, not
+        # patched (asyncio.wait's own wait, a queue's get, an Event's wait).
+        waits = lambda: [
+            asyncio.Queue.get.__code__ in aio.CODES,
+            asyncio.Event.wait.__code__ in aio.CODES,
+            asyncio.tasks._wait.__code__ in aio.CODES,
+        ]
         print(len(aio._originals) > 0, patched(asyncio.Lock.acquire),
-              inspect.iscoroutinefunction(asyncio.Lock.acquire), *functions())
+              inspect.iscoroutinefunction(asyncio.Lock.acquire), *functions(), *waits(),
+              patched(asyncio.Event.wait), patched(asyncio.Queue.get),
+              patched(asyncio.tasks._wait))
         deadlockwatch.disable()
-        print(len(aio._originals), patched(asyncio.Lock.acquire),
-              patched(asyncio.Event.wait), patched(asyncio.Queue.get), *functions())
+        print(len(aio._originals), patched(asyncio.Lock.acquire), *functions(), *waits())
         """
     )
-    assert out.split() == ["True"] * 6 + ["0"] + ["False"] * 6
+    assert out.split() == ["True"] * 9 + ["False"] * 3 + ["0"] + ["False"] * 7
 
 
 def test_transparent_values_and_errors() -> None:
@@ -953,7 +961,12 @@ def test_transparent_values_and_errors() -> None:
                 asyncio.create_task(notifier())
                 results.append(await cond.wait())
             from deadlockwatch._track import aio
-            results.append(len(aio.waiting))
+            # No task left recorded in a wait it has left (the watcher reads
+            # waits off suspended tasks; it drops a stale record at its next scan).
+            results.append(sum(
+                1 for t, w in list(aio.waiting.items())
+                if not t.done() and aio.still_in(w, t._fut_waiter)
+            ))
 
         asyncio.run(main())
         print(results)
@@ -985,7 +998,10 @@ def test_a_task_left_waiting_on_a_closed_loop_is_forgotten() -> None:
             lock = asyncio.Lock()
             await lock.acquire()
             t = asyncio.create_task(stuck(lock))
-            await asyncio.sleep(0.05)
+            # Until the watcher has read the task's wait off its frames.
+            deadline = time.monotonic() + 5
+            while not aio.waiting and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
             return weakref.ref(t)
 
         loop = asyncio.new_event_loop()
@@ -1122,3 +1138,52 @@ def test_the_watcher_calls_no_method_of_the_applications_loop(tmp_path: Path) ->
     assert result["foreign"] == [], result
     control, _ = _run(tmp_path, LOOP_METHODS_COUNTED, rescue=False)
     assert control["foreign"] == ["is_closed"], control
+
+
+@pytest.mark.parametrize("where", ["inside_the_loop", "loop_in_another_thread"])
+def test_enabled_while_a_loop_runs(where: str) -> None:
+    """enable() from inside a running loop, or while a loop already runs in
+    another thread: that loop's ``run_forever`` began unpatched, and the
+    waits are read off its tasks by the watcher, so the watcher must find
+    the loop (noted at enable(), or through the tasks holding a Lock) and
+    run.  An asyncio.Lock ABBA in it is reported."""
+    out = _python(
+        f"""
+        import asyncio, os, threading, time
+        import deadlockwatch
+
+        def found(f):
+            print("found", f.kind, len([t for t in f.threads if t.is_task]), flush=True)
+            os._exit(0)
+
+        def enable():
+            deadlockwatch.enable(interval=0.05, threshold=0.05, on_deadlock=found, text=False)
+
+        async def one(a, b):
+            async with a:
+                await asyncio.sleep(0.05)
+                async with b:
+                    pass
+
+        async def main():
+            if {where == "inside_the_loop"!r}:
+                enable()
+            else:
+                started.set()
+                await asyncio.sleep(0.3)  # enabled meanwhile, from the main thread
+            a, b = asyncio.Lock(), asyncio.Lock()
+            await asyncio.gather(one(a, b), one(b, a))
+
+        started = threading.Event()
+        if {where == "inside_the_loop"!r}:
+            threading.Timer(10, lambda: (print("not found", flush=True), os._exit(1))).start()
+            asyncio.run(main())
+        else:
+            threading.Thread(target=asyncio.run, args=(main(),), daemon=True).start()
+            started.wait(10)
+            enable()
+            time.sleep(10)
+            print("not found", flush=True)
+        """
+    )
+    assert out.split()[:2] == ["found", "deadlock"], out

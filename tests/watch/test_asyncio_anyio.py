@@ -1,0 +1,139 @@
+"""The pytest plugin and anyio's pytest plugin (issue 15): an async test
+marked ``@pytest.mark.anyio`` on anyio's asyncio backend runs under the
+guard as a pytest-asyncio test does, so a deadlock among its tasks fails
+that test in about a second with the report, and the session goes on.
+
+Each run is a pytest subprocess (pytester) with a timeout.  The negative (a
+task holding an asyncio.Lock awaits an Event that a timer sets, while the
+other task waits for that Lock) passes, after the timer, with no finding;
+its positive control is the same test with the timer removed, which is
+reported.  Skipped where anyio is not installed.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+pytest.importorskip("anyio")
+
+TESTS = """
+import asyncio
+import pytest
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+async def one(x, y):
+    async with x:
+        await asyncio.sleep(0.05)
+        async with y:
+            pass
+
+@pytest.mark.anyio
+async def test_abba():
+    a, b = asyncio.Lock(), asyncio.Lock()
+    await asyncio.gather(
+        asyncio.create_task(one(a, b), name="transfer"),
+        asyncio.create_task(one(b, a), name="audit"),
+    )
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("rescue", [True, False], ids=["rescued", "unrescued"])
+async def test_event_under_a_lock(rescue):
+    # The holder awaits an Event under the Lock its setter needs first: with
+    # the timer (the rescue) it is set after 1.5 s and both end; without,
+    # nothing can ever set it.
+    ev, lock = asyncio.Event(), asyncio.Lock()
+    async def holder():
+        async with lock:
+            if rescue:
+                asyncio.get_running_loop().call_later(1.5, ev.set)
+            await ev.wait()
+    async def setter():
+        await asyncio.sleep(0.05)
+        async with lock:
+            ev.set()
+    await asyncio.gather(
+        asyncio.create_task(holder(), name="holder"),
+        asyncio.create_task(setter(), name="setter"),
+    )
+
+def test_next():
+    pass
+"""
+
+
+def _times(path: str) -> dict[str, float]:
+    root = ET.parse(path).getroot()
+    return {case.get("name", ""): float(case.get("time", "0")) for case in root.iter("testcase")}
+
+
+def test_a_deadlocked_anyio_test_fails_at_once_with_the_report(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(TESTS)
+    xml = str(pytester.path / "out.xml")
+    result = pytester.runpytest_subprocess(
+        "--deadlockwatch", "-p", "no:cacheprovider", f"--junitxml={xml}", "-v", timeout=120
+    )
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_abba FAILED*",
+            "*test_event_under_a_lock?rescued? PASSED*",
+            "*test_event_under_a_lock?unrescued? FAILED*",
+            "*test_next PASSED*",
+        ]
+    )
+    out = result.stdout.str()
+    # DeadlockError delivered at the Lock's await, so `async with` unwound.
+    assert "DeadlockError: deadlock: 2 tasks each wait for a resource held by the next" in out
+    assert "'transfer' waits for asyncio.Lock" in out
+    assert "Task 'audit' (on the event loop of thread 'MainThread'" in out
+    assert "'holder'" in out and "'setter'" in out
+    # The guard's frame is not in the await chains (anyio's runner is
+    # outermost, the guard next).
+    report = out.split("deadlockwatch deadlock")[1].split("=====")[0]
+    assert "_pytest_plugin.py" not in report, report
+    # Two deadlocks (the rescued test is not among them).
+    result.stdout.fnmatch_lines(["*deadlockwatch: 2 deadlock*"])
+    times = _times(xml)
+    # Found past the threshold (0.1 s), confirmed, broken at the guard's next
+    # look (0.1 s): about a second, with room for a loaded machine.
+    assert times["test_abba"] < 5.0, times
+    assert times["test_event_under_a_lock[unrescued]"] < 5.0, times
+    # The rescued test waited for its timer, as long as the watcher had to
+    # look at it (the unrescued one was reported in less).
+    assert times["test_event_under_a_lock[rescued]"] >= 1.5, times
+
+
+def test_without_the_flag_there_is_no_guard(pytester: pytest.Pytester) -> None:
+    """Without deadlockwatch the deadlocked anyio test hangs (here until
+    ``asyncio.wait_for`` gives up): the guard is what ended it above."""
+    pytester.makepyfile(
+        """
+        import asyncio
+        import pytest
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+
+        async def one(x, y):
+            async with x:
+                await asyncio.sleep(0.05)
+                async with y:
+                    pass
+
+        @pytest.mark.anyio
+        async def test_abba():
+            a, b = asyncio.Lock(), asyncio.Lock()
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.gather(one(a, b), one(b, a)), 1.5)
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=60)
+    result.assert_outcomes(passed=1)
