@@ -54,6 +54,7 @@ P = "deadlockwatch/_track/primitives.py"
 S = "deadlockwatch/_track/state.py"
 W = "deadlockwatch/_watch/watcher.py"
 G = "deadlockwatch/_track/signals.py"
+T = "deadlockwatch/_watch/tasks.py"
 
 MUTATIONS = [
     Mutation(
@@ -301,6 +302,14 @@ MUTATIONS = [
         "lock order: only a Lock released by a later call under the lock it was taken"
         " under, dropped and taken again since (a count's lock), is a group lock; node"
         " locks released hand over hand stay ordered",
+    ),
+    Mutation(
+        "task-held-lock-is-the-threads",
+        T,
+        "    _held_by_tasks(b, thread_ident, nodes)\n",
+        "",
+        "asyncio: a threading Lock taken by a suspended task's coroutine frame is that"
+        " task's, not its loop thread's (a Lock held across an await)",
     ),
     Mutation(
         "no-confirmation",

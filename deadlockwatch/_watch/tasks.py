@@ -61,7 +61,7 @@ import contextlib
 import os
 import sys
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -670,6 +670,7 @@ def _add_loop(b: Any, asyncio: Any, loop: Any, waits: list[AioWait]) -> None:
         b.threads[id(task)] = node(task, w)
     for k, r in infos.items():
         b.resources.setdefault(k, r)
+    _held_by_tasks(b, thread_ident, nodes)
 
     # The loop's thread blocked in a tracked wait (a threading Lock, a
     # ``.result()``): no task of the loop runs, nor any of its callbacks,
@@ -741,6 +742,62 @@ def _add_loop(b: Any, asyncio: Any, loop: Any, waits: list[AioWait]) -> None:
         b.task_reach[k] = (
             ReachInfo(threads=(*givers, *threads), rescues=tuple(rescues)) if readable else None
         )
+
+
+def _held_by_tasks(b: Any, ident: int, nodes: Mapping[int, tuple[Any, AioWait]]) -> None:
+    """threading Locks the loop's thread ``ident`` holds for a task: taken by
+    a coroutine frame of a task that is now suspended in a wait (a Lock held
+    across an ``await``: loguru #906), they are that task's, not the
+    thread's.  The thread goes back to its loop and runs other tasks; only
+    the code that took a Lock releases it, unless the Lock's class is known
+    to be handed over (`HANDOFF_SITES`, or this Lock was released by
+    another thread), so a thread blocked on it waits for that task, and the
+    task, if it waits for that thread (an executor job), closes a cycle.
+
+    The taking frame is the Lock's ``_dw_taker`` (an address) and its code
+    the acquisition site's: a frame of the task's await chain at that
+    address running that code is the taking call, still running."""
+    rec = _state.records.get(ident)
+    thread = None if rec is None else b.threads.get(id(rec))
+    if thread is None or thread.wait is not None or not thread.held or not nodes:
+        return  # a blocked loop thread stops its tasks instead (_stopped_by)
+    frames = {id(f): (task, f) for task, _ in nodes.values() for f in _frames(task)}
+    kept: list[HeldInfo] = []
+    for h in thread.held:
+        obj = b.live.get(h.resource)
+        owner = _task_taking(obj, rec, frames)
+        resource = b.resources.get(h.resource)
+        if owner is None or resource is None:
+            kept.append(h)
+            continue
+        task_key = id(owner)
+        b.resources[h.resource] = replace(
+            resource,
+            holders=tuple((task_key if k == id(rec) else k, n) for k, n in resource.holders),
+        )
+        info = b.threads[task_key]
+        b.threads[task_key] = replace(info, held=(*info.held, h))
+    if len(kept) != len(thread.held):
+        b.threads[id(rec)] = replace(thread, held=tuple(kept))
+
+
+def _task_taking(obj: Any, rec: Any, frames: Mapping[int, tuple[Any, Any]]) -> Any:
+    """The task whose frame (in ``frames``, by address) took ``obj``, a
+    tracked Lock ``rec``'s thread holds and never handed over; else None."""
+    from deadlockwatch._track.primitives import HANDOFF_SITES
+
+    try:
+        if getattr(obj, "_dw_type", None) != "Lock" or obj._owner is not rec:
+            return None
+        if obj._handoff or obj._created in HANDOFF_SITES:
+            return None
+        found = frames.get(obj._dw_taker)
+        site = obj._site
+        if found is None or site is None or found[1].f_code is not site[0]:
+            return None
+        return found[0]
+    except Exception:  # torn down meanwhile: left to the thread
+        return None
 
 
 def _stopped_by(b: Any, ident: int) -> _state.ThreadRecord | None:

@@ -764,6 +764,56 @@ NOT_A_DEADLOCK = {
                 asyncio.create_task(second(barrier, lock), name="second"),
             )
     """,
+    # A task holds a threading Lock across an await of an Event (loguru
+    # #906's shape); an executor job waits on that Lock.  The Lock is the
+    # task's, not its loop thread's (which runs on); a task sets the Event
+    # once the watcher has looked.
+    "threading_lock_held_by_a_task_across_an_event_a_task_sets": """
+        import threading
+
+        async def holder(lock, ev):
+            with lock:
+                await ev.wait()
+
+        def needs(lock):
+            with lock:
+                pass
+
+        async def setter(ev):
+            await watched()
+            ev.set()
+
+        async def main():
+            lock, ev = threading.Lock(), asyncio.Event()
+            loop = asyncio.get_running_loop()
+            h = asyncio.create_task(holder(lock, ev), name="holder")
+            await asyncio.sleep(0.02)
+            tasks = [h, loop.run_in_executor(None, needs, lock)]
+            if RESCUE:
+                tasks.append(asyncio.create_task(setter(ev), name="setter"))
+            await asyncio.gather(*tasks)
+    """,
+    # A task holds a threading Lock across an await of the executor job it
+    # runs, which needs that Lock: with a timeout on the job's wait it gives
+    # up, and the task goes on; without one, both wait for ever.
+    "threading_lock_held_by_a_task_awaiting_a_job_that_needs_it": """
+        import threading
+
+        def needs(lock):
+            if RESCUE:
+                if lock.acquire(timeout=1.0):
+                    lock.release()
+            else:
+                with lock:
+                    pass
+
+        async def holder(lock):
+            with lock:
+                await asyncio.get_running_loop().run_in_executor(None, needs, lock)
+
+        async def main():
+            await asyncio.create_task(holder(threading.Lock()), name="holder")
+    """,
 }
 #: The cases of asyncio classes new in 3.11.
 NEEDS_311 = {
@@ -773,6 +823,14 @@ NEEDS_311 = {
 #: For the controls of the later cases: the cycle, and the wait that names
 #: what the first of it awaits.
 CYCLES = {
+    "threading_lock_held_by_a_task_across_an_event_a_task_sets": (
+        ["asyncio_0", "holder"],
+        "while holding Lock(created prog.py:",
+    ),
+    "threading_lock_held_by_a_task_awaiting_a_job_that_needs_it": (
+        ["asyncio_0", "holder"],
+        ") held by 'holder'",
+    ),
     "asyncio_wait_for_a_task_that_needs_a_held_lock": (
         ["child", "parent"],
         "'parent' awaits asyncio.wait() for all of 'child'; 'child' has not ended",
