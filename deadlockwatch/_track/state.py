@@ -629,20 +629,16 @@ def line_at(code: CodeType, offset: int) -> int:
     return 0
 
 
+def code_frame(code: CodeType, line: int) -> Frame:
+    """The `Frame` of ``code`` at ``line``, with its source line."""
+    return Frame(
+        code.co_filename, line, code.co_name, linecache.getline(code.co_filename, line).strip()
+    )
+
+
 def frames_of(raw: RawStack) -> tuple[Frame, ...]:
     """The `Frame`s of a raw stack, with their lines and source lines."""
-    out = []
-    for code, offset in raw:
-        line = line_at(code, offset)
-        out.append(
-            Frame(
-                code.co_filename,
-                line,
-                code.co_name,
-                linecache.getline(code.co_filename, line).strip(),
-            )
-        )
-    return tuple(out)
+    return tuple(code_frame(code, line_at(code, offset)) for code, offset in raw)
 
 
 def stack_of(frame: FrameType | None) -> tuple[Frame, ...]:

@@ -336,20 +336,7 @@ def await_chain(task: Any) -> tuple[Frame, ...]:
     deadlockwatch's (and asyncio's) frames at its innermost end, nor
     deadlockwatch's at its outermost (the pytest plugin's guard of an async
     test)."""
-    import linecache
-
-    out = []
-    for f in _frames(task):
-        line = f.f_lineno or 0
-        code = f.f_code
-        out.append(
-            Frame(
-                code.co_filename,
-                line,
-                code.co_name,
-                linecache.getline(code.co_filename, line).strip(),
-            )
-        )
+    out = [_state.code_frame(f.f_code, f.f_lineno or 0) for f in _frames(task)]
     while out and out[-1].file in _state.INTERNAL_FILES:
         out.pop()
     while out and out[0].file in _state.INTERNAL_FILES:
