@@ -31,6 +31,7 @@ import sys
 import textwrap
 import threading
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,12 @@ def _idents(threads: threading.Thread | int | Iterable[threading.Thread | int]) 
         assert ident is not None, f"{t!r} is not started"
         out.append(ident)
     return out
+
+
+def junit_times(path: str | Path) -> dict[str, float]:
+    """Each test case's time, by name, from a JUnit XML report."""
+    root = ET.parse(path).getroot()
+    return {case.get("name", ""): float(case.get("time", "0")) for case in root.iter("testcase")}
 
 
 def blocked_waits() -> dict[int, _state.WaitRecord]:

@@ -12,9 +12,8 @@ reported.  Skipped where anyio is not installed.
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
-
 import pytest
+from _programs import junit_times
 
 pytest.importorskip("anyio")
 
@@ -66,11 +65,6 @@ def test_next():
 """
 
 
-def _times(path: str) -> dict[str, float]:
-    root = ET.parse(path).getroot()
-    return {case.get("name", ""): float(case.get("time", "0")) for case in root.iter("testcase")}
-
-
 def test_a_deadlocked_anyio_test_fails_at_once_with_the_report(
     pytester: pytest.Pytester,
 ) -> None:
@@ -100,7 +94,7 @@ def test_a_deadlocked_anyio_test_fails_at_once_with_the_report(
     assert "_pytest_plugin.py" not in report, report
     # Two deadlocks (the rescued test is not among them).
     result.stdout.fnmatch_lines(["*deadlockwatch: 2 deadlock*"])
-    times = _times(xml)
+    times = junit_times(xml)
     # Found past the threshold (0.1 s), confirmed, broken at the guard's next
     # look (0.1 s): about a second, with room for a loaded machine.
     assert times["test_abba"] < 5.0, times

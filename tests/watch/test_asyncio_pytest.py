@@ -12,9 +12,8 @@ guard's own callback, which is reported.
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
-
 import pytest
+from _programs import junit_times
 
 pytest.importorskip("pytest_asyncio")
 
@@ -89,11 +88,6 @@ def test_next():
 """
 
 
-def _times(path: str) -> dict[str, float]:
-    root = ET.parse(path).getroot()
-    return {case.get("name", ""): float(case.get("time", "0")) for case in root.iter("testcase")}
-
-
 def test_a_deadlocked_async_test_fails_at_once_with_the_report(
     pytester: pytest.Pytester,
 ) -> None:
@@ -125,7 +119,7 @@ def test_a_deadlocked_async_test_fails_at_once_with_the_report(
     assert "RuntimeError: Event loop stopped before Future completed." in out
     assert "_pytest_plugin.py" not in out.split("deadlockwatch deadlock")[1].split("=====")[0]
     result.stdout.fnmatch_lines(["*deadlockwatch: 3 deadlock*"])
-    times = _times(xml)
+    times = junit_times(xml)
     # Found past the threshold (0.1 s), confirmed, broken at the guard's next
     # look (0.1 s): about a second, with room for a loaded machine.
     for name in (
