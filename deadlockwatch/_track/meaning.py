@@ -135,30 +135,11 @@ class ConditionWait(WaitRecord):
     _meaning: Any
     _where: Site | None
 
-    def __init__(
-        self,
-        rec: ThreadRecord,
-        cond: Any,
-        timeout: float | None,
-        frame: FrameType | None,
-        waiter: Any,
-    ) -> None:
-        # WaitRecord.__init__'s fields (its resource and site slots are left
-        # unused: the properties stand for them); `condition_wait_record`
-        # writes the same out.
-        self.rec = rec
-        self.timeout = timeout
-        self.since = _native.monotonic()
-        self.interrupt = None
-        self.gate = _OPEN
-        self.reported = False
-        self.self_wait = False
-        self.polled_since = None
-        self.waiter = waiter
-        self._cond = cond
-        self._frame = frame
-        if frame is None or not LAZY:
-            _settle(self, cond, frame)
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        # Made only by `condition_wait_record`, which writes the fields
+        # without the class call; WaitRecord's __init__ would take these
+        # arguments for others.
+        raise TypeError("a ConditionWait is made by condition_wait_record()")
 
     def _resolve(self) -> None:
         # Bounded: the watcher never waits long on a lock another thread
@@ -218,8 +199,10 @@ def _settle(wait: ConditionWait, cond: Any, frame: FrameType | None) -> None:
 def condition_wait_record(
     rec: ThreadRecord, cond: Any, timeout: float | None, frame: FrameType | None, waiter: Any
 ) -> ConditionWait:
-    """``ConditionWait(...)`` without the class call (its ``__init__`` goes
-    through the type's slot wrapper: about 1,000 instructions more)."""
+    """A new `ConditionWait`: its fields (`WaitRecord`'s, the resource and
+    site slots left unused: the properties stand for them) written without
+    a class call, whose ``__init__`` goes through the type's slot wrapper
+    (about 1,000 instructions more, on every blocking wait)."""
     wait: ConditionWait = _new(ConditionWait)
     wait.rec = rec
     wait.timeout = timeout
