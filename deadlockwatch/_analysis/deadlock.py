@@ -29,6 +29,7 @@ from deadlockwatch._analysis import graph as _graph
 from deadlockwatch._model import (
     DEADLOCK,
     HELD_AT_EXIT,
+    LOOP_KIND,
     PROBABLE_DEADLOCK,
     TIMED_CYCLE,
     Check,
@@ -484,11 +485,19 @@ def coffman(
         else f"{free[0].label} has {free[0].free} free unit(s)",
     )
     empty = [k for k in keys if not snap.threads[k].held]
+    # In a cycle, a thread that holds no lock still holds what the thread
+    # before it waits for: its own end (a join), its event loop (a future
+    # only that loop completes), a job it runs, or the one way to signal.
+    implicit = {k: _implicit_hold(snap, cycle, k) for k in empty} if cycle else {}
+    unexplained = [k for k in empty if not implicit.get(k)]
     hold = Check(
-        not empty,
+        not unexplained,
         "every thread in the cycle holds a resource while it waits"
         if not empty
-        else f"{_name(snap, empty[0])} holds nothing while it waits",
+        else "every thread in the cycle holds what the one before it waits for: "
+        + "; ".join(f"{_name(snap, k)} {implicit[k]}" for k in empty)
+        if not unexplained
+        else f"{_name(snap, unexplained[0])} holds nothing while it waits",
     )
     # A timeout anywhere in the finding can break it (say a co-holder of a
     # semaphore in the cycle waits with one), not only on the cycle shown.
@@ -534,6 +543,31 @@ def coffman(
     else:
         circular = Check(False, "no circular wait among the stuck threads")
     return Conditions(mutual, hold, preempt, circular)
+
+
+def _on_own_loop(r: ResourceInfo) -> bool:
+    """A future that only an event loop completes (its detail names the loop's thread)."""
+    return r.kind == "future" and "on the event loop of thread" in r.detail
+
+
+def _implicit_hold(snap: Snapshot, cycle: tuple[CycleStep, ...], k: int) -> str:
+    """What thread ``k`` holds, without a lock, that the step before it waits for
+    ("" when the cycle shows nothing)."""
+    for s in cycle:
+        if s.held_by != k or s.waits_for not in snap.resources:
+            continue
+        r = snap.resources[s.waits_for]
+        if r.kind == "join":
+            return f"holds its own end, which {_name(snap, s.thread)} joins"
+        if r.kind == LOOP_KIND or _on_own_loop(r):
+            return f"runs the event loop that {r.label} needs"
+        if r.kind in ("future", "any", "all") and r.owner_bound:
+            return f"runs or queues the work {r.label} waits for"
+        if r.kind == "import":
+            return f"holds the {r.label}"
+        if _is_signal(r) and r.verb:
+            return f"could {r.verb} {r.label}"
+    return ""
 
 
 def _names(snap: Snapshot, keys: Iterable[int]) -> str:
@@ -587,9 +621,10 @@ def _cycle_cause(snap: Snapshot, cycle: tuple[CycleStep, ...]) -> str:
         return f"{len(cycle)} {_nodes(snap, in_cycle)} each await the next"
     if len(cycle) == 2 and first.kind == "join":
         other = snap.resources[cycle[1].waits_for]
+        whose = "pending on the event loop of" if _on_own_loop(other) else "held by"
         return (
             f"{_name(snap, cycle[0].thread)} joins {_name(snap, cycle[0].held_by)}, "
-            f"which waits for {other.label} held by {_name(snap, cycle[0].thread)}"
+            f"which waits for {other.label} {whose} {_name(snap, cycle[0].thread)}"
         )
     if len(cycle) == 2 and snap.resources[cycle[1].waits_for].kind == "join":
         return _cycle_cause(snap, (cycle[1], cycle[0]))
@@ -604,7 +639,13 @@ def _cycle_cause(snap: Snapshot, cycle: tuple[CycleStep, ...]) -> str:
         r = first
         holders = [h for h, _ in r.holders if h in snap.threads]
         if len(in_cycle) == 1 and [h for h, _ in r.holders] == in_cycle:
-            return f"{_name(snap, in_cycle[0])} waits for {r.label}, which it holds itself"
+            who = _name(snap, in_cycle[0])
+            if _on_own_loop(r):
+                return (
+                    f"{who} waits for {r.label}, which only its own event loop can complete, "
+                    f"and that loop cannot run while {who} waits"
+                )
+            return f"{who} waits for {r.label}, which it holds itself"
         if not _exited_holders(snap, r) and [h for h, _ in r.holders] == holders:
             return (
                 f"every unit of {r.label} is held by {_names(snap, holders)}, "

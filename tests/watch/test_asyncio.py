@@ -658,6 +658,50 @@ NOT_A_DEADLOCK = {
             await asyncio.to_thread(t.join)
             assert got == [42]
     """,
+    # The loop's thread calls .result() on a run_coroutine_threadsafe future
+    # for its own loop (aiomqtt #174): only that loop can complete it.  With
+    # the rescue the wait has a timeout, and the coroutine runs after it.
+    "loop_thread_waits_on_its_own_run_coroutine_threadsafe": """
+        import concurrent.futures
+
+        async def answer():
+            return 42
+
+        async def main():
+            await watched(0)  # the watcher runs
+            fut = asyncio.run_coroutine_threadsafe(answer(), asyncio.get_running_loop())
+            try:
+                fut.result(timeout=0.6 if RESCUE else None)
+            except concurrent.futures.TimeoutError:
+                pass
+            await asyncio.wrap_future(fut)
+            assert fut.result() == 42
+    """,
+    # The loop's thread joins a thread that waits on
+    # run_coroutine_threadsafe(...).result() for that loop (griptape #4469's
+    # shape); with the rescue the join has a timeout.
+    "loop_thread_joins_a_thread_waiting_on_its_loop": """
+        import threading
+
+        async def answer():
+            return 42
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            got, asked = [], threading.Event()
+
+            def worker():
+                fut = asyncio.run_coroutine_threadsafe(answer(), loop)
+                asked.set()
+                got.append(fut.result())
+
+            t = threading.Thread(target=worker, name="worker", daemon=True)
+            t.start()
+            asked.wait(5)
+            t.join(timeout=0.6 if RESCUE else None)
+            await asyncio.to_thread(t.join)
+            assert got == [42]
+    """,
     # An ABBA in which one side takes its second lock under a timeout (a
     # timed cycle at most); in the control without it.
     "abba_broken_by_a_timeout": """
@@ -847,6 +891,15 @@ CYCLES = {
         ["first", "second"],
         "which 'second' needs before it could reach it",
     ),
+    "loop_thread_waits_on_its_own_run_coroutine_threadsafe": (
+        ["MainThread"],
+        "which only its own event loop can complete, and that loop cannot run while "
+        "'MainThread' waits",
+    ),
+    "loop_thread_joins_a_thread_waiting_on_its_loop": (
+        ["MainThread", "worker"],
+        "'MainThread' joins 'worker', which waits for Future(created prog.py:",
+    ),
 }
 
 
@@ -897,6 +950,9 @@ def test_not_a_deadlock_control_without_the_rescue_is_reported(tmp_path: Path, c
         (record,) = findings
         text = format_text(finding_from_json(record))
         assert words in text, text
+        # A thread of the cycle that holds no lock still holds what the one
+        # before it waits for (its end, its loop, the one way to signal).
+        assert "    hold and wait     yes  " in text, text
 
 
 # -- activation and transparency (in a fresh interpreter each) ------------------
