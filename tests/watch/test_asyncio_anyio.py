@@ -131,3 +131,65 @@ def test_without_the_flag_there_is_no_guard(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=60)
     result.assert_outcomes(passed=1)
+
+
+TRIO_TESTS = """
+import threading
+import anyio
+import pytest
+
+@pytest.fixture
+def anyio_backend():
+    return "trio"
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("rescue", [True, False], ids=["rescued", "unrescued"])
+async def test_threads_abba(rescue):
+    # Two worker threads of anyio.to_thread take two Locks in opposite
+    # orders, the Barrier making both hold their first: with the rescue the
+    # second take has a timeout (1.5 s) and both end; without, they hang.
+    a, b = threading.Lock(), threading.Lock()
+    both = threading.Barrier(2, timeout=10)
+    def one(x, y):
+        with x:
+            both.wait()
+            if y.acquire(timeout=1.5 if rescue else -1):
+                y.release()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(anyio.to_thread.run_sync, one, a, b)
+        tg.start_soon(anyio.to_thread.run_sync, one, b, a)
+
+def test_next():
+    pass
+"""
+
+
+def test_a_thread_deadlock_in_an_anyio_trio_test_fails_at_once(
+    pytester: pytest.Pytester,
+) -> None:
+    """On anyio's trio backend the guard leaves the test alone (trio's loop
+    is not asyncio's), but the test's worker threads are tracked: their ABBA
+    is broken with DeadlockError in each, so the test fails in about a
+    second with the report and the session goes on; its rescued twin (a
+    timeout on the second take, a timed cycle at most) passes."""
+    pytest.importorskip("trio")
+    pytester.makepyfile(TRIO_TESTS)
+    xml = str(pytester.path / "out.xml")
+    result = pytester.runpytest_subprocess(
+        "--deadlockwatch", "-p", "no:cacheprovider", f"--junitxml={xml}", "-v", timeout=120
+    )
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_threads_abba?rescued? PASSED*",
+            "*test_threads_abba?unrescued? FAILED*",
+            "*test_next PASSED*",
+        ]
+    )
+    out = result.stdout.str()
+    assert "DeadlockError: deadlock: 2 threads each wait for a resource held by the next" in out
+    assert "'wrapper from anyio.to_thread.run_sync" in out
+    result.stdout.fnmatch_lines(["*deadlockwatch: 1 deadlock*"])
+    times = junit_times(xml)
+    assert times["test_threads_abba[unrescued]"] < 5.0, times
+    assert times["test_threads_abba[rescued]"] >= 1.5, times
