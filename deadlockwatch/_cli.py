@@ -197,7 +197,7 @@ def _demo(args: list[str]) -> int:
             action = "raise-all" if n in RAISE_ALL else "raise"
             _api.enable(on_deadlock=action, text=True, lock_order=n in LOCK_ORDER_DEMOS)
             _api.forget()
-            print(f"=== {n}: {(scenario.__doc__ or '').strip()}", flush=True)
+            print(f"=== {n}: {' '.join((scenario.__doc__ or '').split())}", flush=True)
             try:
                 outcome = scenario()
             except RuntimeError as exc:

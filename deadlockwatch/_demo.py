@@ -2,8 +2,8 @@
 
 Each runs with ``on_deadlock="raise"``: the detector reports the deadlock and
 breaks it with DeadlockError in one thread, and the scenario ends cleanly.
-The asyncio one breaks its deadlock itself, in the loop's thread, once the
-watcher has reported it (as the pytest plugin does; the watcher runs no
+The asyncio ones break a deadlock among tasks themselves, in the loop's
+thread, once the watcher has reported it (as the pytest plugin does; the watcher runs no
 code on a loop).
 """
 
@@ -363,34 +363,24 @@ def killed_holder() -> list[str]:
     return outcome
 
 
-def asyncio_abba() -> list[str]:
-    """Two asyncio tasks take two asyncio.Locks in opposite orders."""
+def _run_loop(body: Callable[[Any], Any]) -> None:
+    """``asyncio.run(body(asyncio))``, with a callback on the loop that breaks
+    a deadlock among its tasks once the watcher has reported it: in the
+    loop's thread, as the pytest plugin's guard does (the watcher runs no
+    code on a loop)."""
     import asyncio
 
     from deadlockwatch._track.aio import break_deadlock
     from deadlockwatch._watch.watcher import DETECTOR
 
-    outcome: list[str] = []
     found: list[Any] = []
-
-    async def one(name: str, first: Any, second: Any) -> None:
-        try:
-            async with first:
-                await asyncio.sleep(0.05)  # both hold one
-                async with second:
-                    pass
-            outcome.append(f"{name}: finished")
-        except DeadlockError:
-            outcome.append(f"{name}: got DeadlockError, released its locks")
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + _BOUND
 
         def look() -> None:
-            # In the loop's thread, as the pytest plugin's guard does: the
-            # watcher reports, and this breaks the deadlock at the tasks' awaits
-            # (no timeout on the loop: a wait_for would make it a timed cycle).
+            # No timeout on the loop: a wait_for would make it a timed cycle.
             for finding in found:
                 if finding.kind == "deadlock":
                     break_deadlock(asyncio, loop, finding, DeadlockError(finding))
@@ -401,13 +391,8 @@ def asyncio_abba() -> list[str]:
 
         look._dw_own = True  # type: ignore[attr-defined]  # gives no signal
         handle = [loop.call_later(0.05, look)]
-        accounts, audit_log = asyncio.Lock(), asyncio.Lock()
-        tasks = [
-            asyncio.create_task(one("transfer", accounts, audit_log), name="transfer"),
-            asyncio.create_task(one("audit", audit_log, accounts), name="audit"),
-        ]
         try:
-            await asyncio.gather(*tasks)
+            await body(asyncio)
         finally:
             handle[0].cancel()
 
@@ -418,7 +403,87 @@ def asyncio_abba() -> list[str]:
         raise RuntimeError("the scenario did not recover from its deadlock") from exc
     finally:
         DETECTOR.listeners.remove(found.append)
+
+
+def asyncio_abba() -> list[str]:
+    """Two asyncio tasks take two asyncio.Locks in opposite orders."""
+    outcome: list[str] = []
+
+    async def body(asyncio: Any) -> None:
+        async def one(name: str, first: Any, second: Any) -> None:
+            try:
+                async with first:
+                    await asyncio.sleep(0.05)  # both hold one
+                    async with second:
+                        pass
+                outcome.append(f"{name}: finished")
+            except DeadlockError:
+                outcome.append(f"{name}: got DeadlockError, released its locks")
+
+        accounts, audit_log = asyncio.Lock(), asyncio.Lock()
+        await asyncio.gather(
+            asyncio.create_task(one("transfer", accounts, audit_log), name="transfer"),
+            asyncio.create_task(one("audit", audit_log, accounts), name="audit"),
+        )
+
+    _run_loop(body)
     return sorted(outcome)
+
+
+def asyncio_event_under_lock() -> list[str]:
+    """A task holding an asyncio.Lock awaits an Event that only another task
+    sets, after taking that Lock."""
+    outcome: list[str] = []
+
+    async def body(asyncio: Any) -> None:
+        state, loaded, holding = asyncio.Lock(), asyncio.Event(), asyncio.Event()
+
+        async def loader() -> None:
+            try:
+                async with state:
+                    holding.set()
+                    await loaded.wait()
+                outcome.append("loader: finished")
+            except DeadlockError:
+                outcome.append("loader: got DeadlockError, released its lock")
+
+        async def publisher() -> None:
+            try:
+                await holding.wait()
+                async with state:
+                    loaded.set()
+                outcome.append("publisher: finished")
+            except DeadlockError:
+                outcome.append("publisher: got DeadlockError")
+
+        await asyncio.gather(
+            asyncio.create_task(loader(), name="loader"),
+            asyncio.create_task(publisher(), name="publisher"),
+        )
+
+    _run_loop(body)
+    return sorted(outcome)
+
+
+def asyncio_result_on_loop() -> list[str]:
+    """The event loop's thread calls .result() on a run_coroutine_threadsafe
+    future for its own loop (aiomqtt #174): only that loop can complete it."""
+    outcome: list[str] = []
+
+    async def body(asyncio: Any) -> None:
+        async def answer() -> int:
+            return 42
+
+        future = asyncio.run_coroutine_threadsafe(answer(), asyncio.get_running_loop())
+        try:
+            future.result()
+            outcome.append("MainThread: finished")
+        except DeadlockError:
+            outcome.append("MainThread: got DeadlockError from result(), the loop runs again")
+        outcome.append(f"answer: {await asyncio.wrap_future(future)}")
+
+    _run_loop(body)
+    return outcome
 
 
 SCENARIOS: dict[str, Callable[[], list[str]]] = {
@@ -435,6 +500,8 @@ SCENARIOS: dict[str, Callable[[], list[str]]] = {
     "two-process-abba": two_process_abba,
     "killed-holder": killed_holder,
     "asyncio-abba": asyncio_abba,
+    "asyncio-event-under-lock": asyncio_event_under_lock,
+    "asyncio-result-on-loop": asyncio_result_on_loop,
 }
 
 #: Scenarios whose every stuck thread must unwind (``raise-all``): breaking

@@ -390,6 +390,8 @@ DEMO_MARKS = {
     "two-process-abba": "in auditor (pid ",
     "killed-holder": "(loader-process), which exited",
     "asyncio-abba": "'audit' waits for asyncio.Lock(",
+    "asyncio-event-under-lock": "'loader' waits on asyncio.Event(",
+    "asyncio-result-on-loop": "which only its own event loop can complete",
 }
 
 
@@ -449,6 +451,21 @@ def test_demo_reports_belong_to_their_scenario() -> None:
             [
                 "    loader: died of an exception holding the lock",
                 "    reader: got DeadlockError, released its locks",
+            ],
+        ),
+        (
+            "asyncio-event-under-lock",
+            [
+                "    loader: got DeadlockError, released its lock",
+                "    publisher: got DeadlockError",
+            ],
+        ),
+        (
+            # DeadlockError out of result(); the loop then runs the coroutine.
+            "asyncio-result-on-loop",
+            [
+                "    MainThread: got DeadlockError from result(), the loop runs again",
+                "    answer: 42",
             ],
         ),
     ],
