@@ -312,6 +312,21 @@ MUTATIONS = [
         " task's, not its loop thread's (a Lock held across an await)",
     ),
     Mutation(
+        "loop-no-rescues",
+        T,
+        "    rescues, readable = _rescues(loop, runnable)\n",
+        "    rescues, readable = [], True\n",
+        "asyncio: a task that can run, a callback ready or scheduled, a watched file"
+        " descriptor may still give a signal or complete a future",
+    ),
+    Mutation(
+        "thread-no-rescue-of-a-task",
+        T,
+        "        if ident != thread_ident\n    )\n",
+        "        if False\n    )\n",
+        "asyncio: a thread that can run may hand the loop a callback that completes a future",
+    ),
+    Mutation(
         "no-confirmation",
         W,
         "            if f.key in new and self._due(f, probable_after)"

@@ -189,6 +189,8 @@ def break_deadlock(asyncio: Any, loop: Any, finding: Any, error: BaseException) 
         fut = getattr(task, "_fut_waiter", None)
         if w is None or (id(w), id(w.resource) + (w.op == "put")) != token:
             continue  # no longer in that wait
+        if w.op not in INTERRUPTIBLE:
+            continue  # a future of the program's own: its error would be theirs too
         if fut is None or fut.done() or not still_in(w, fut):
             continue
         fut.set_exception(error)

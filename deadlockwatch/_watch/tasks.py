@@ -16,9 +16,12 @@ A task becomes a `ThreadInfo` (``loop_thread`` set; its key and ident are
   a Semaphore, an Event, a Condition or a queue's item or room (signals),
   from the records of `_track.aio`;
 - another task (``await task``: a join on it) or a ``gather`` (all of its
-  children), read from ``_fut_waiter``.  Any other future (a socket's, a
-  sleep's, an executor's) is not a tracked wait: the task counts as able
-  to run.
+  children), read from ``_fut_waiter``;
+- a plain ``asyncio.Future`` that the task's own code awaits directly
+  (``loop.create_future()``, ``shield``'s outer future): a signal
+  ("complete"), given by those who hold it or whose done callback reaches it.
+  Any other future (a socket's, a sleep's, awaited inside asyncio's own
+  code) is not a tracked wait: the task counts as able to run.
 
 Who can give an asyncio signal, for the reduction (`ReachInfo`): every task
 of its loop in the snapshot (the graph's edges: those whose coroutine frames
@@ -236,11 +239,14 @@ def _read_wait(task: Any, fut: Any, now: float, plain: dict[int, Any]) -> bool:
     if ref is not None and ref() is fut:
         plain[id(task)] = ref
         return False
-    found = _aio.wait_of(task, _frames(task))
+    frames = _frames(task)
+    found = _aio.wait_of(task, frames)
     try:
         ref = weakref.ref(fut)
     except TypeError:
         return False
+    if found is None and _bare_future(fut, frames):
+        found = fut, "future"
     if found is None:
         plain[id(task)] = ref
         return False
@@ -249,6 +255,33 @@ def _read_wait(task: Any, fut: Any, now: float, plain: dict[int, Any]) -> bool:
     w.fut = ref
     _aio.waiting[task] = w
     return True
+
+
+def _bare_future(fut: Any, frames: list[Any]) -> bool:
+    """Whether the task awaits ``fut`` itself, in code of its own: a plain
+    ``asyncio.Future`` (``loop.create_future()``, ``shield``'s outer one) that
+    the innermost frame outside asyncio awaits directly.  Its setter is
+    anyone who holds it (a signal, "complete").  Not a future awaited inside
+    asyncio's own code (a sleep's, a socket's, a stream's: their waits are
+    asyncio's, ended by a timer or a file descriptor)."""
+    asyncio = _asyncio()
+    if asyncio is None or type(fut) not in _future_types(asyncio) or not frames:
+        return False
+    inner = frames[-1]
+    if inner.f_code.co_name == "__await__" and len(frames) > 1:
+        inner = frames[-2]  # the pure-Python Future's __await__ generator
+    return not inner.f_code.co_filename.startswith(_asyncio_dir(asyncio))
+
+
+def _future_types(asyncio: Any) -> tuple[type, ...]:
+    futures = asyncio.futures
+    c = getattr(futures, "_CFuture", None)
+    py = getattr(futures, "_PyFuture", None)
+    return tuple(t for t in (asyncio.Future, c, py) if isinstance(t, type))
+
+
+def _asyncio_dir(asyncio: Any) -> str:
+    return os.path.dirname(os.path.abspath(str(asyncio.__file__))) + os.sep
 
 
 def chained_source(callbacks: Any) -> Any:
@@ -721,7 +754,7 @@ def _add_loop(b: Any, asyncio: Any, loop: Any, waits: list[AioWait]) -> None:
         holding = tuple(
             (id(t), "a task of its loop, whose coroutine holds it")
             for t, _ in nodes.values()
-            if any(_holds(f, b.live[k]) for f in _frames(t))
+            if any(_holds(f, b.live[k]) for f in _frames(t)) or _sets_when_done(t, b.live[k])
         )
         givers = holding or tuple((id(t), "a task of its loop") for t, _ in nodes.values())
         # Used only where it matters (`analysis.needs_reach`, as for threads):
@@ -804,6 +837,45 @@ def _done(task: Any) -> bool:
         return True
 
 
+def _sets_when_done(task: Any, obj: Any) -> bool:
+    """Does a done callback of ``task`` reach ``obj`` (``shield``'s, which
+    completes its outer future; ``add_done_callback(lambda t: ev.set())``)?
+    Read as the task's frames are: a closure cell, a bound method's
+    ``__self__``, a ``functools.partial``'s function and arguments."""
+    try:
+        entries = list(getattr(task, "_callbacks", None) or ())
+    except Exception:
+        return True
+    for entry in entries:
+        fn = entry[0] if isinstance(entry, tuple) and entry else entry
+        if _refers(fn, obj, 3):
+            return True
+    return False
+
+
+def _refers(fn: Any, obj: Any, depth: int) -> bool:
+    if fn is obj:
+        return True
+    if depth == 0:
+        return False
+    if getattr(fn, "__self__", None) is obj:
+        return True
+    try:
+        cells = getattr(fn, "__closure__", None) or ()
+        if any(_refers(c.cell_contents, obj, depth - 1) for c in cells):
+            return True
+    except ValueError:  # an empty cell
+        return False
+    inner = getattr(fn, "func", None)
+    if inner is not None and callable(inner):
+        args = (
+            *tuple(getattr(fn, "args", ()) or ()),
+            *dict(getattr(fn, "keywords", {}) or {}).values(),
+        )
+        return _refers(inner, obj, depth - 1) or any(a is obj for a in args)
+    return False
+
+
 def _holds(frame: Any, obj: Any) -> bool:
     """Does a local of ``frame`` that the rest of its function may still
     load hold ``obj``?  (A coroutine that made an Event and only awaits its
@@ -822,6 +894,8 @@ def _signal_state(asyncio: Any, obj: Any, op: str) -> tuple[int, str, str]:
     """(free units, what a task would do to release a waiter, state in words)."""
     locks = asyncio.locks
     try:
+        if op == "future":
+            return (1 if obj.done() else 0), "complete", "pending"
         if isinstance(obj, locks.Event):
             return (1 if obj.is_set() else 0), "set", ""
         if isinstance(obj, locks.Condition):

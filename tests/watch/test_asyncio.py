@@ -658,6 +658,88 @@ NOT_A_DEADLOCK = {
             await asyncio.to_thread(t.join)
             assert got == [42]
     """,
+    # A task holding a Lock awaits a future of its own (loop.create_future())
+    # that a task completes once the watcher has looked; a second task would
+    # complete it too, but only after taking the lock.  In the control only
+    # that second task can.
+    "future_completed_by_a_task": """
+        async def holder(lock, fut):
+            async with lock:
+                await fut
+
+        async def completer(fut):
+            await watched()
+            fut.set_result(1)
+
+        async def waiter(lock, fut):
+            await asyncio.sleep(0.02)
+            async with lock:
+                if not fut.done():
+                    fut.set_result(2)
+
+        async def main():
+            lock, fut = asyncio.Lock(), asyncio.get_running_loop().create_future()
+            tasks = [
+                asyncio.create_task(holder(lock, fut), name="holder"),
+                asyncio.create_task(waiter(lock, fut), name="waiter"),
+            ]
+            if RESCUE:
+                tasks.append(asyncio.create_task(completer(fut), name="completer"))
+            await asyncio.gather(*tasks)
+    """,
+    # The same future completed from a thread (call_soon_threadsafe), which
+    # polls the watcher's looks meanwhile: a thread that can run can hand the
+    # loop a callback.
+    "future_completed_from_a_thread": """
+        import threading
+
+        async def holder(lock, fut):
+            async with lock:
+                await fut
+
+        async def waiter(lock):
+            await asyncio.sleep(0.02)
+            async with lock:
+                pass
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            lock, fut = asyncio.Lock(), loop.create_future()
+
+            def complete():
+                start = TICKS[0]
+                while TICKS[0] < start + 5:
+                    time.sleep(0.01)
+                loop.call_soon_threadsafe(fut.set_result, 1)
+
+            if RESCUE:
+                threading.Thread(target=complete, daemon=True).start()
+            await asyncio.gather(holder(lock, fut), waiter(lock))
+    """,
+    # asyncio.shield() of a task: the outer future is completed when the
+    # task ends, which it does once the watcher has looked (in the control
+    # the task awaits an Event nobody sets).
+    "shield_of_a_task_that_ends": """
+        async def inner(never):
+            if RESCUE:
+                await watched()
+            else:
+                await never.wait()
+
+        async def holder(lock, job):
+            async with lock:
+                await asyncio.shield(job)
+
+        async def waiter(lock):
+            await asyncio.sleep(0.02)
+            async with lock:
+                pass
+
+        async def main():
+            lock, never = asyncio.Lock(), asyncio.Event()
+            job = asyncio.create_task(inner(never), name="job")
+            await asyncio.gather(holder(lock, job), waiter(lock))
+    """,
     # The loop's thread calls .result() on a run_coroutine_threadsafe future
     # for its own loop (aiomqtt #174): only that loop can complete it.  With
     # the rescue the wait has a timeout, and the coroutine runs after it.
@@ -890,6 +972,10 @@ CYCLES = {
     "barrier_awaited_under_a_lock_the_other_party_needs": (
         ["first", "second"],
         "which 'second' needs before it could reach it",
+    ),
+    "future_completed_by_a_task": (
+        ["holder", "waiter"],
+        "'holder' waits on asyncio.Future(0x",
     ),
     "loop_thread_waits_on_its_own_run_coroutine_threadsafe": (
         ["MainThread"],
@@ -1301,3 +1387,41 @@ def test_enabled_while_a_loop_runs(where: str) -> None:
         """
     )
     assert out.split()[:2] == ["found", "deadlock"], out
+
+
+def test_a_task_whose_done_callback_completes_a_future_can_complete_it() -> None:
+    """Who can complete a future of the program's own (a signal): a task
+    whose coroutine holds it, and a task whose done callback reaches it
+    (``shield``'s outer future; a lambda, a bound method, a partial).  A
+    task with no such callback is none; the helper reads, never calls."""
+    import asyncio
+    import functools
+
+    from deadlockwatch._watch.tasks import _sets_when_done
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        gate = asyncio.Event()
+
+        async def job() -> None:
+            await gate.wait()
+
+        shielded, plain = asyncio.create_task(job()), asyncio.create_task(job())
+        outer = asyncio.shield(shielded)
+        fut, other = loop.create_future(), loop.create_future()
+        by_lambda, by_method, by_partial = (asyncio.create_task(job()) for _ in range(3))
+        by_lambda.add_done_callback(lambda t: fut.set_result(1))
+        by_method.add_done_callback(fut.cancel)
+        by_partial.add_done_callback(functools.partial(lambda f, t: f.cancel(), fut))
+        await asyncio.sleep(0)
+        assert _sets_when_done(shielded, outer)
+        assert not _sets_when_done(plain, outer)
+        for task in (by_lambda, by_method, by_partial):
+            assert _sets_when_done(task, fut)
+            assert not _sets_when_done(task, other)
+        assert not fut.done() and not outer.done()
+        gate.set()
+        await asyncio.gather(shielded, plain, by_lambda, by_method, by_partial)
+        await outer
+
+    asyncio.run(main())
