@@ -161,6 +161,16 @@ PROJECTS: list[dict[str, Any]] = [
         "timeout": 600,
     },
     {
+        "name": "aiosqlite",
+        "version": "0.22.1",
+        "deps": ["pytest==8.3.4"],
+        # A thread per connection; each call a future of the event loop that
+        # the thread completes through call_soon_threadsafe (unittest's
+        # IsolatedAsyncioTestCase).
+        "args": ["aiosqlite/tests/smoke.py", "aiosqlite/tests/perf.py"],
+        "timeout": 600,
+    },
+    {
         "name": "diskcache",
         "version": "5.6.3",
         "deps": ["pytest==8.3.4"],
