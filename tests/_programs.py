@@ -60,6 +60,18 @@ def junit_times(path: str | Path) -> dict[str, float]:
     return {case.get("name", ""): float(case.get("time", "0")) for case in root.iter("testcase")}
 
 
+def run_flagged(pytester: Any, source: str, timeout: float = 120) -> tuple[Any, dict[str, float]]:
+    """``source`` as a test file run by ``pytest --deadlockwatch -v`` in a
+    subprocess (a pytester's, with ``timeout``): its result, and each test's
+    time from the JUnit report."""
+    pytester.makepyfile(source)
+    xml = str(pytester.path / "out.xml")
+    result = pytester.runpytest_subprocess(
+        "--deadlockwatch", "-p", "no:cacheprovider", f"--junitxml={xml}", "-v", timeout=timeout
+    )
+    return result, junit_times(xml)
+
+
 def blocked_waits() -> dict[int, _state.WaitRecord]:
     """The tracked waits in progress, by thread ident."""
     return {w.rec.ident: w for w in _state.blocked.copy().values()}

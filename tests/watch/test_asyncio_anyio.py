@@ -13,7 +13,7 @@ reported.  Skipped where anyio is not installed.
 from __future__ import annotations
 
 import pytest
-from _programs import junit_times
+from _programs import run_flagged
 
 pytest.importorskip("anyio")
 
@@ -68,11 +68,7 @@ def test_next():
 def test_a_deadlocked_anyio_test_fails_at_once_with_the_report(
     pytester: pytest.Pytester,
 ) -> None:
-    pytester.makepyfile(TESTS)
-    xml = str(pytester.path / "out.xml")
-    result = pytester.runpytest_subprocess(
-        "--deadlockwatch", "-p", "no:cacheprovider", f"--junitxml={xml}", "-v", timeout=120
-    )
+    result, times = run_flagged(pytester, TESTS)
     result.assert_outcomes(passed=2, failed=2)
     result.stdout.fnmatch_lines(
         [
@@ -94,7 +90,6 @@ def test_a_deadlocked_anyio_test_fails_at_once_with_the_report(
     assert "_pytest_plugin.py" not in report, report
     # Two deadlocks (the rescued test is not among them).
     result.stdout.fnmatch_lines(["*deadlockwatch: 2 deadlock*"])
-    times = junit_times(xml)
     # Found past the threshold (0.1 s), confirmed, broken at the guard's next
     # look (0.1 s): about a second, with room for a loaded machine.
     assert times["test_abba"] < 5.0, times
@@ -173,11 +168,7 @@ def test_a_thread_deadlock_in_an_anyio_trio_test_fails_at_once(
     second with the report and the session goes on; its rescued twin (a
     timeout on the second take, a timed cycle at most) passes."""
     pytest.importorskip("trio")
-    pytester.makepyfile(TRIO_TESTS)
-    xml = str(pytester.path / "out.xml")
-    result = pytester.runpytest_subprocess(
-        "--deadlockwatch", "-p", "no:cacheprovider", f"--junitxml={xml}", "-v", timeout=120
-    )
+    result, times = run_flagged(pytester, TRIO_TESTS)
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -190,6 +181,5 @@ def test_a_thread_deadlock_in_an_anyio_trio_test_fails_at_once(
     assert "DeadlockError: deadlock: 2 threads each wait for a resource held by the next" in out
     assert "'wrapper from anyio.to_thread.run_sync" in out
     result.stdout.fnmatch_lines(["*deadlockwatch: 1 deadlock*"])
-    times = junit_times(xml)
     assert times["test_threads_abba[unrescued]"] < 5.0, times
     assert times["test_threads_abba[rescued]"] >= 1.5, times

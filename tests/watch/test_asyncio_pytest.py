@@ -13,7 +13,7 @@ guard's own callback, which is reported.
 from __future__ import annotations
 
 import pytest
-from _programs import junit_times
+from _programs import run_flagged
 
 pytest.importorskip("pytest_asyncio")
 
@@ -91,11 +91,7 @@ def test_next():
 def test_a_deadlocked_async_test_fails_at_once_with_the_report(
     pytester: pytest.Pytester,
 ) -> None:
-    pytester.makepyfile(TESTS)
-    xml = str(pytester.path / "out.xml")
-    result = pytester.runpytest_subprocess(
-        "--deadlockwatch", "-p", "no:cacheprovider", f"--junitxml={xml}", "-v", timeout=120
-    )
+    result, times = run_flagged(pytester, TESTS)
     result.assert_outcomes(passed=3, failed=3)
     result.stdout.fnmatch_lines(
         [
@@ -119,7 +115,6 @@ def test_a_deadlocked_async_test_fails_at_once_with_the_report(
     assert "RuntimeError: Event loop stopped before Future completed." in out
     assert "_pytest_plugin.py" not in out.split("deadlockwatch deadlock")[1].split("=====")[0]
     result.stdout.fnmatch_lines(["*deadlockwatch: 3 deadlock*"])
-    times = junit_times(xml)
     # Found past the threshold (0.1 s), confirmed, broken at the guard's next
     # look (0.1 s): about a second, with room for a loaded machine.
     for name in (
