@@ -536,7 +536,17 @@ NOT_A_DEADLOCK = {
         async def main():
             lock, ev = asyncio.Lock(), asyncio.Event()
             if RESCUE:
-                asyncio.get_running_loop().call_later(0.6, ev.set)
+                loop, start = asyncio.get_running_loop(), TICKS[0]
+
+                def later():
+                    # A timer, again and again until the watcher has looked
+                    # 5 times (a state, not a duration), then the set.
+                    if TICKS[0] >= start + 5:
+                        ev.set()
+                    else:
+                        loop.call_later(0.01, later)
+
+                loop.call_later(0.01, later)
             await asyncio.gather(holder(lock, ev), waiter(lock))
     """,
     # The Event is set by a task that sleeps first.
@@ -546,7 +556,7 @@ NOT_A_DEADLOCK = {
                 await ev.wait()
 
         async def sleeper(ev):
-            await asyncio.sleep(0.6)
+            await watched()  # asyncio.sleep until the watcher has looked 5 times
             ev.set()
 
         async def waiter(lock):
@@ -1370,11 +1380,12 @@ def test_enabled_while_a_loop_runs(where: str) -> None:
                 enable()
             else:
                 started.set()
-                await asyncio.sleep(0.3)  # enabled meanwhile, from the main thread
+                while not enabled.is_set():  # enabled meanwhile, from the main thread
+                    await asyncio.sleep(0.01)
             a, b = asyncio.Lock(), asyncio.Lock()
             await asyncio.gather(one(a, b), one(b, a))
 
-        started = threading.Event()
+        started, enabled = threading.Event(), threading.Event()
         if {where == "inside_the_loop"!r}:
             threading.Timer(10, lambda: (print("not found", flush=True), os._exit(1))).start()
             asyncio.run(main())
@@ -1382,6 +1393,7 @@ def test_enabled_while_a_loop_runs(where: str) -> None:
             threading.Thread(target=asyncio.run, args=(main(),), daemon=True).start()
             started.wait(10)
             enable()
+            enabled.set()
             time.sleep(10)
             print("not found", flush=True)
         """
