@@ -1562,6 +1562,37 @@ cond_acquire_restore(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+static PyObject *
+cond_is_owned(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    /* threading's: a probe of the lock (acquire(False), released again if
+     * it was free), which the C core of a tracked lock tells apart as its
+     * holder's probe (a signal: signals.py). */
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError, "_is_owned() takes 1 positional argument but %zd were given",
+                     nargs);
+        return NULL;
+    }
+    PyObject *lock = PyObject_GetAttr(args[0], s_lock_attr);
+    if (lock == NULL)
+        return NULL;
+    PyObject *got = PyObject_CallMethodOneArg(lock, s_acquire, Py_False);
+    Py_DECREF(lock);
+    if (got == NULL)
+        return NULL;
+    int free = PyObject_IsTrue(got);
+    Py_DECREF(got);
+    if (free < 0)
+        return NULL;
+    if (!free)
+        Py_RETURN_TRUE;
+    PyObject *result = cond_call(s_release, args, 1);
+    if (result == NULL)
+        return NULL;
+    Py_DECREF(result);
+    Py_RETURN_FALSE;
+}
+
 /* Named as the methods they stand for (the watcher's reach tells a `with`
  * block's bound __exit__ on a frame's stack by its name). */
 static PyMethodDef cond_methods[] = {
@@ -1573,6 +1604,8 @@ static PyMethodDef cond_methods[] = {
      "self._lock.release()"},
     {"_acquire_restore", (PyCFunction)(void (*)(void))cond_acquire_restore, METH_FASTCALL,
      "self._lock.acquire()"},
+    {"_is_owned", (PyCFunction)(void (*)(void))cond_is_owned, METH_FASTCALL,
+     "whether the calling thread holds self._lock (a probe: acquire(False))"},
     {NULL},
 };
 

@@ -274,6 +274,10 @@ def _condition_acquire_restore(wrapped: Any, instance: Any, args: Any, kwargs: A
     return _forwards(wrapped, instance, args, kwargs)
 
 
+def _condition_is_owned(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    return _forwards(wrapped, instance, args, kwargs)
+
+
 #: wrapper -> (the method of `_speedups.condition_methods` that does the same, the names
 #: threading's original reads, its positional parameters, whether it takes
 #: ``*args``).
@@ -282,17 +286,19 @@ _FORWARDS: dict[Callable[..., Any], tuple[str, tuple[str, ...], int, bool]] = {
     _condition_exit: ("__exit__", ("_lock", "__exit__"), 1, True),
     _condition_release_save: ("_release_save", ("_lock", "release"), 1, False),
     _condition_acquire_restore: ("_acquire_restore", ("_lock", "acquire"), 2, False),
+    _condition_is_owned: ("_is_owned", ("_lock", "acquire", "release"), 1, False),
 }
 
 
 def _shortcut(wrapper: Callable[..., Any]) -> Callable[[Callable[..., Any]], Any]:
     """The maker of ``wrapper``'s shortcut: threading.Condition's ``__enter__``,
-    ``__exit__``, ``_release_save`` and ``_acquire_restore`` only call the
-    same method of ``self._lock``; in C (`_speedups`), the same calls leave
+    ``__exit__``, ``_release_save``, ``_acquire_restore`` and ``_is_owned``
+    only call methods of ``self._lock``; in C (`_speedups`), the same calls leave
     no frame of threading's between the application and its lock, so the C
     core of a tracked lock finds the application's call site at once instead
     of walking out of threading's frames at every ``with cond:`` (every Event
-    set/clear/wait, every Queue put/get).  Only where the C core runs, and
+    set/clear/wait, every Queue put/get), and ``notify`` over a Lock probes
+    it without a frame of its own.  Only where the C core runs, and
     only for an original that is what the shortcut stands for (threading's
     3.10 to 3.13: its code reads exactly these names); None otherwise: the
     original stays."""
@@ -365,6 +371,7 @@ TARGETS: tuple[tuple[str, str, str, Callable[..., Any]], ...] = (
     ("threading", "Condition", "__exit__", _condition_exit),
     ("threading", "Condition", "_release_save", _condition_release_save),
     ("threading", "Condition", "_acquire_restore", _condition_acquire_restore),
+    ("threading", "Condition", "_is_owned", _condition_is_owned),
     ("threading", "Thread", "join", thread_join),
     ("concurrent.futures._base", "Future", "set_running_or_notify_cancel", future_running),
     ("concurrent.futures.thread", "ThreadPoolExecutor", "submit", executor_submit),

@@ -16,7 +16,7 @@ from conftest import start
 import deadlockwatch
 from deadlockwatch._track import primitives, state, waits
 
-_NAMES = ("__enter__", "__exit__", "_release_save", "_acquire_restore")
+_NAMES = ("__enter__", "__exit__", "_release_save", "_acquire_restore", "_is_owned")
 
 needs_c = pytest.mark.skipif(not primitives.ACCELERATED, reason="the C path only")
 
@@ -103,8 +103,9 @@ class _PyLock:
 def _exercise() -> tuple[Any, ...]:
     lock = _PyLock()
     cond = threading.Condition(lock)  # type: ignore[arg-type]
+    owned_out = cond._is_owned()  # type: ignore[attr-defined]
     with cond as entered:
-        pass
+        owned_in = cond._is_owned()  # type: ignore[attr-defined]
     with cond:
         raise KeyError("swallowed by the lock's __exit__")
     cond.acquire()
@@ -113,7 +114,7 @@ def _exercise() -> tuple[Any, ...]:
     cond.release()
     with pytest.raises(RuntimeError) as exc:
         cond.__exit__(None, None, None)  # not held: the lock's own error
-    return entered, saved, restored, lock.calls, str(exc.value)
+    return entered, saved, restored, owned_out, owned_in, lock.calls, str(exc.value)
 
 
 def test_a_condition_over_an_applications_lock_behaves_the_same() -> None:
@@ -124,7 +125,7 @@ def test_a_condition_over_an_applications_lock_behaves_the_same() -> None:
     finally:
         deadlockwatch.disable()
     assert on == off
-    assert off[:3] == ("entered", None, None)
+    assert off[:5] == ("entered", None, None, False, True)
 
 
 @needs_c
