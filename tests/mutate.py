@@ -364,6 +364,22 @@ MUTATIONS = [
         "",
         "wait-under-lock: a timed wait cannot hang forever: it teaches nothing",
     ),
+    Mutation(
+        "condition-shortcut-any-original",
+        "deadlockwatch/_track/waits.py",
+        "            or code.co_names != names\n",
+        "",
+        "a Condition method is replaced by its C shortcut only where threading's code is "
+        "what the shortcut does",
+    ),
+    Mutation(
+        "waits-frames-counted",
+        "deadlockwatch/_track/waits.py",
+        "internal_file(__file__)\n\n_STDLIB",
+        "_STDLIB",
+        "a take of a Condition's lock on the way out of a wait (its C _acquire_restore) "
+        "is the application's call, not the wait wrapper's",
+    ),
 ]
 
 #: The negative tests and their controls: whole modules of them, and the

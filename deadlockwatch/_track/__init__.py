@@ -12,9 +12,12 @@ into the watcher.
   (`Site` everywhere, the hot path's `RawSite` made one by `site_at`), the
   `Tracked` protocol the watcher reads from a tracked primitive.
 - `primitives`: tracked Lock, RLock, Semaphore, BoundedSemaphore (Python
-  path); `_speedups.c` is the C core of Lock and RLock.
+  path); `_speedups.c` is the C core of Lock and RLock (and of Condition's
+  calls of its lock, which `waits` installs while enabled).
 - `waits`: the wrappers of ``Condition.wait``, ``Thread.join`` and the
-  executor's futures, which register a wait when one blocks;
+  executor's futures, which register a wait when one blocks, and
+  Condition's ``__enter__``/``__exit__``/``_release_save``/
+  ``_acquire_restore``/``_is_owned`` in C where the C core runs;
 - `meaning`: what a blocked ``Condition.wait`` stands for (an Event, a
   queue, a future...), read from the waiting thread's frames when first
   asked (`ConditionWait`);

@@ -1475,8 +1475,166 @@ forget(PyObject *module, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* threading.Condition's __enter__, __exit__, _release_save and
+ * _acquire_restore (for a lock without its own), which only call the same
+ * method of the Condition's _lock: the same calls without a Python frame of
+ * threading's between the application and its lock (waits.py installs them
+ * while enabled).  A take of a tracked lock from one of those frames walked
+ * out of it to the application's call site on every `with cond:`, and the
+ * frame itself cost more than the call it makes.  Each takes the Condition
+ * as its first argument (an instance method: instance_method below). */
+static PyObject *s_lock_attr, *s_enter, *s_exit;
+
+static PyObject *
+cond_call(PyObject *name, PyObject *const *args, Py_ssize_t nargs)
+{
+    /* self._lock.<name>(*args[1:]) */
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "a Condition method needs the Condition");
+        return NULL;
+    }
+    PyObject *lock = PyObject_GetAttr(args[0], s_lock_attr);
+    if (lock == NULL)
+        return NULL;
+    PyObject *small[4];
+    PyObject **stack = small;
+    if (nargs > 4) {
+        stack = PyMem_Malloc((size_t)nargs * sizeof(PyObject *));
+        if (stack == NULL) {
+            Py_DECREF(lock);
+            return PyErr_NoMemory();
+        }
+    }
+    stack[0] = lock;
+    for (Py_ssize_t i = 1; i < nargs; i++)
+        stack[i] = args[i];
+    PyObject *result = PyObject_VectorcallMethod(name, stack, (size_t)nargs, NULL);
+    if (stack != small)
+        PyMem_Free(stack);
+    Py_DECREF(lock);
+    return result;
+}
+
+static PyObject *
+cond_enter(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError, "__enter__() takes 1 positional argument but %zd were given",
+                     nargs);
+        return NULL;
+    }
+    return cond_call(s_enter, args, 1);
+}
+
+static PyObject *
+cond_exit(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    return cond_call(s_exit, args, nargs);
+}
+
+static PyObject *
+cond_release_save(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError,
+                     "_release_save() takes 1 positional argument but %zd were given", nargs);
+        return NULL;
+    }
+    PyObject *result = cond_call(s_release, args, 1);
+    if (result == NULL)
+        return NULL;
+    Py_DECREF(result);
+    Py_RETURN_NONE; /* as threading's: the lock's release() is not returned */
+}
+
+static PyObject *
+cond_acquire_restore(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError,
+                     "_acquire_restore() takes 2 positional arguments but %zd were given", nargs);
+        return NULL;
+    }
+    PyObject *result = cond_call(s_acquire, args, 1);
+    if (result == NULL)
+        return NULL;
+    Py_DECREF(result);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+cond_is_owned(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    /* threading's: a probe of the lock (acquire(False), released again if
+     * it was free), which the C core of a tracked lock tells apart as its
+     * holder's probe (a signal: signals.py). */
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError, "_is_owned() takes 1 positional argument but %zd were given",
+                     nargs);
+        return NULL;
+    }
+    PyObject *lock = PyObject_GetAttr(args[0], s_lock_attr);
+    if (lock == NULL)
+        return NULL;
+    PyObject *got = PyObject_CallMethodOneArg(lock, s_acquire, Py_False);
+    Py_DECREF(lock);
+    if (got == NULL)
+        return NULL;
+    int free = PyObject_IsTrue(got);
+    Py_DECREF(got);
+    if (free < 0)
+        return NULL;
+    if (!free)
+        Py_RETURN_TRUE;
+    PyObject *result = cond_call(s_release, args, 1);
+    if (result == NULL)
+        return NULL;
+    Py_DECREF(result);
+    Py_RETURN_FALSE;
+}
+
+/* Named as the methods they stand for (the watcher's reach tells a `with`
+ * block's bound __exit__ on a frame's stack by its name). */
+static PyMethodDef cond_methods[] = {
+    {"__enter__", (PyCFunction)(void (*)(void))cond_enter, METH_FASTCALL,
+     "self._lock.__enter__()"},
+    {"__exit__", (PyCFunction)(void (*)(void))cond_exit, METH_FASTCALL,
+     "self._lock.__exit__(*args)"},
+    {"_release_save", (PyCFunction)(void (*)(void))cond_release_save, METH_FASTCALL,
+     "self._lock.release()"},
+    {"_acquire_restore", (PyCFunction)(void (*)(void))cond_acquire_restore, METH_FASTCALL,
+     "self._lock.acquire()"},
+    {"_is_owned", (PyCFunction)(void (*)(void))cond_is_owned, METH_FASTCALL,
+     "whether the calling thread holds self._lock (a probe: acquire(False))"},
+    {NULL},
+};
+
+/* {name: a descriptor that binds the C function to the instance it is looked
+ * up on, as a function in a class does} */
+static PyObject *
+condition_methods(PyObject *mod, PyObject *unused)
+{
+    PyObject *result = PyDict_New();
+    if (result == NULL)
+        return NULL;
+    for (PyMethodDef *def = cond_methods; def->ml_name != NULL; def++) {
+        PyObject *func = PyCFunction_NewEx(def, NULL, NULL);
+        PyObject *method = func == NULL ? NULL : PyInstanceMethod_New(func);
+        Py_XDECREF(func);
+        if (method == NULL || PyDict_SetItemString(result, def->ml_name, method) < 0) {
+            Py_XDECREF(method);
+            Py_DECREF(result);
+            return NULL;
+        }
+        Py_DECREF(method);
+    }
+    return result;
+}
+
 static PyMethodDef module_methods[] = {
     {"forget", forget, METH_NOARGS, "forget(): the calling thread's record is gone"},
+    {"condition_methods", condition_methods, METH_NOARGS,
+     "condition_methods() -> {name: method}: threading.Condition's calls of its lock, in C"},
     {"direct", direct, METH_NOARGS,
      "direct() -> (bool, bool): Lock and RLock cores take their raw locks without calling them"},
     {"configure", configure, METH_VARARGS,
@@ -1512,6 +1670,9 @@ PyInit__speedups(void)
     INTERN(s_is_owned, "_is_owned");
     INTERN(s_no_orders, "_NO_ORDERS");
     INTERN(s_key, "deadlockwatch.record");
+    INTERN(s_lock_attr, "_lock");
+    INTERN(s_enter, "__enter__");
+    INTERN(s_exit, "__exit__");
     if ((false_args = PyTuple_Pack(1, Py_False)) == NULL)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);

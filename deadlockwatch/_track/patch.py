@@ -266,9 +266,14 @@ def _install_methods(module: Any) -> None:
         if original is None:
             continue
         plain = _waits.PLAIN.get(wrapper)
-        if plain is not None and isinstance(original, types.FunctionType):
-            wrapped = plain(original)
-        else:
+        wrapped = (
+            plain(original)
+            if plain is not None and isinstance(original, types.FunctionType)
+            else None
+        )
+        if wrapped is None:
+            if wrapper in _waits.SHORTCUTS:
+                continue  # no shortcut fits: the original stays
             wrapped = _MethodWrapper(original, wrapper)
             wrapped._self_dw_target = (cls, attr)
         setattr(cls, attr, wrapped)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import _thread
 import contextlib
 import functools
+import inspect
 import os
 import threading
 import weakref
@@ -248,12 +249,95 @@ def _plain_executor_submit(original: Callable[..., Any]) -> Callable[..., Any]:
     return submit
 
 
+# -- Condition's calls of its lock, without a frame of threading's ------------
+def _forwards(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """What `SHORTCUTS` stand for: the original, unchanged (never installed as
+    a wrapt wrapper: where no shortcut fits, the original stays)."""
+    return wrapped(*args, **kwargs)
+
+
+def _condition_enter(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    return _forwards(wrapped, instance, args, kwargs)
+
+
+def _condition_exit(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    return _forwards(wrapped, instance, args, kwargs)
+
+
+def _condition_release_save(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    return _forwards(wrapped, instance, args, kwargs)
+
+
+def _condition_acquire_restore(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    return _forwards(wrapped, instance, args, kwargs)
+
+
+def _condition_is_owned(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    return _forwards(wrapped, instance, args, kwargs)
+
+
+#: wrapper -> (the method of `_speedups.condition_methods` that does the same, the names
+#: threading's original reads, its positional parameters, whether it takes
+#: ``*args``).
+_FORWARDS: dict[Callable[..., Any], tuple[str, tuple[str, ...], int, bool]] = {
+    _condition_enter: ("__enter__", ("_lock", "__enter__"), 1, False),
+    _condition_exit: ("__exit__", ("_lock", "__exit__"), 1, True),
+    _condition_release_save: ("_release_save", ("_lock", "release"), 1, False),
+    _condition_acquire_restore: ("_acquire_restore", ("_lock", "acquire"), 2, False),
+    _condition_is_owned: ("_is_owned", ("_lock", "acquire", "release"), 1, False),
+}
+
+
+def _shortcut(wrapper: Callable[..., Any]) -> Callable[[Callable[..., Any]], Any]:
+    """The maker of ``wrapper``'s shortcut: threading.Condition's ``__enter__``,
+    ``__exit__``, ``_release_save``, ``_acquire_restore`` and ``_is_owned``
+    only call methods of ``self._lock``; in C (`_speedups`), the same calls leave
+    no frame of threading's between the application and its lock, so the C
+    core of a tracked lock finds the application's call site at once instead
+    of walking out of threading's frames at every ``with cond:`` (every Event
+    set/clear/wait, every Queue put/get), and ``notify`` over a Lock probes
+    it without a frame of its own.  Only where the C core runs, and
+    only for an original that is what the shortcut stands for (threading's
+    3.10 to 3.13: its code reads exactly these names); None otherwise: the
+    original stays."""
+    name, names, argcount, varargs = _FORWARDS[wrapper]
+
+    def make(original: Callable[..., Any]) -> Any:
+        from deadlockwatch._track import primitives
+
+        code = getattr(original, "__code__", None)
+        if (
+            not primitives.ACCELERATED
+            or code is None
+            or code.co_names != names
+            or code.co_argcount != argcount
+            or bool(code.co_flags & inspect.CO_VARARGS) != varargs
+            or code.co_kwonlyargcount
+            or getattr(original, "__defaults__", None)
+        ):
+            return None
+        from deadlockwatch._track import _speedups
+
+        return _speedups.condition_methods()[name]
+
+    return make
+
+
+#: Wrappers with no effect of their own: `patch` installs what `PLAIN` makes
+#: for them, or leaves the original.
+SHORTCUTS: frozenset[Callable[..., Any]] = frozenset(_FORWARDS)
+
+
 #: Wrappers `patch` installs as plain functions made by these from the
-#: original (when the original is a plain function), not as wrapt wrappers.
-PLAIN: dict[Callable[..., Any], Callable[[Callable[..., Any]], Callable[..., Any]]] = {
+#: original (when the original is a plain function), not as wrapt wrappers;
+#: a maker that answers None leaves the original (`SHORTCUTS`).
+PLAIN: dict[Callable[..., Any], Callable[[Callable[..., Any]], Any]] = {
     condition_wait: _plain_condition_wait,
     future_running: _plain_future_running,
     executor_submit: _plain_executor_submit,
+    **{wrapper: _shortcut(wrapper) for wrapper in _FORWARDS},
 }
 
 
@@ -283,6 +367,11 @@ SIGNAL_TARGETS: tuple[tuple[str, str, str, Callable[..., Any]], ...] = (
 #: (module name, class name, attribute, wrapper): what `patch` installs.
 TARGETS: tuple[tuple[str, str, str, Callable[..., Any]], ...] = (
     ("threading", "Condition", "wait", condition_wait),
+    ("threading", "Condition", "__enter__", _condition_enter),
+    ("threading", "Condition", "__exit__", _condition_exit),
+    ("threading", "Condition", "_release_save", _condition_release_save),
+    ("threading", "Condition", "_acquire_restore", _condition_acquire_restore),
+    ("threading", "Condition", "_is_owned", _condition_is_owned),
     ("threading", "Thread", "join", thread_join),
     ("concurrent.futures._base", "Future", "set_running_or_notify_cancel", future_running),
     ("concurrent.futures.thread", "ThreadPoolExecutor", "submit", executor_submit),
