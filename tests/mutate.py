@@ -349,6 +349,14 @@ MUTATIONS = [
         "",
         "wait-under-lock: a timed wait cannot hang forever: it teaches nothing",
     ),
+    Mutation(
+        "semaphore-release-ignores-waiters",
+        G,
+        "        return node is None or not node.waiters\n",
+        "        return True\n",
+        "wait-under-lock: a Semaphore's release by a thread that holds no lock still checks"
+        " the locks its earlier waiters held (issue 17's early answer)",
+    ),
 ]
 
 #: The negative tests and their controls: whole modules of them, and the
