@@ -380,6 +380,14 @@ MUTATIONS = [
         "a take of a Condition's lock on the way out of a wait (its C _acquire_restore) "
         "is the application's call, not the wait wrapper's",
     ),
+    Mutation(
+        "semaphore-release-ignores-waiters",
+        G,
+        "        return node is None or not node.waiters\n",
+        "        return True\n",
+        "wait-under-lock: a Semaphore's release by a thread that holds no lock still checks"
+        " the locks its earlier waiters held (issue 17's early answer)",
+    ),
 ]
 
 #: The negative tests and their controls: whole modules of them, and the

@@ -430,6 +430,52 @@ check_order(Core *self, PyObject *held, PyObject *rec)
     return rc;
 }
 
+/* Whether a code object's file is threading's or deadlockwatch's: the
+ * answer of `co_filename in INTERNAL_FILES`, remembered per filename object
+ * in a small direct-mapped table (issue 17: a site walk asks it for every
+ * frame it passes, about 27 times a ThreadPoolExecutor task, and a set
+ * lookup of a path that is equal to a member but not the same object
+ * compares the strings).  Each entry holds a reference to its filename, so
+ * its address cannot be reused for another string while it is there.
+ * INTERNAL_FILES only grows (state.internal_file): the table is emptied
+ * whenever its size is not the one the entries were read at, and when
+ * configure() replaces it. */
+#define FILE_SLOTS 64
+static PyObject *g_file_key[FILE_SLOTS];
+static char g_file_internal[FILE_SLOTS];
+static Py_ssize_t g_file_set_size = -1;
+
+static void
+forget_files(void)
+{
+    for (int i = 0; i < FILE_SLOTS; i++)
+        Py_CLEAR(g_file_key[i]);
+    g_file_set_size = -1;
+}
+
+static int
+internal_file(PyObject *filename)
+{
+    Py_ssize_t size = PySet_GET_SIZE(g_internal_files);
+    if (size != g_file_set_size) {
+        forget_files();
+        g_file_set_size = size;
+    }
+    size_t slot = ((size_t)(uintptr_t)filename >> 4) % FILE_SLOTS;
+    if (g_file_key[slot] == filename)
+        return g_file_internal[slot];
+    int internal = PySet_Contains(g_internal_files, filename);
+    if (internal < 0)
+        return -1;
+    /* (A lookup that ran Python code, an __eq__, may have changed the set.) */
+    if (PySet_GET_SIZE(g_internal_files) == g_file_set_size) {
+        Py_INCREF(filename);
+        Py_XSETREF(g_file_key[slot], filename);
+        g_file_internal[slot] = (char)internal;
+    }
+    return internal;
+}
+
 /* The caller's site: the innermost Python frame (a C method has none of its
  * own), or, if that frame is threading's or ours, the nearest user frame. */
 /* The nearest frame from frame outwards whose file is not threading's or
@@ -441,7 +487,7 @@ user_frame(PyFrameObject *frame)
     Py_XINCREF(frame);
     while (frame != NULL) {
         PyCodeObject *co = PyFrame_GetCode(frame);
-        int internal = PySet_Contains(g_internal_files, co->co_filename);
+        int internal = internal_file(co->co_filename);
         Py_DECREF(co);
         if (internal == 0)
             return frame;
@@ -1413,6 +1459,7 @@ configure(PyObject *module, PyObject *args)
     Py_XSETREF(g_new_record, new_record);
     Py_INCREF(internal_files);
     Py_XSETREF(g_internal_files, internal_files);
+    forget_files();
     Py_INCREF(lock_factory);
     Py_XSETREF(g_lock_factory, lock_factory);
     Py_INCREF(rlock_factory);

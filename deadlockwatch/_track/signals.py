@@ -334,11 +334,32 @@ def _signalled_before(node: SignalNode, cond: Any, lock: Any, held: list[Any]) -
 def on_semaphore(sem: Any, waits: bool) -> None:
     """`primitives.on_semaphore`: a Semaphore used as a signal is waited on
     (an untimed blocking ``acquire()``) or given (``release()``)."""
-    frame = _native.caller_frame(2)
     if waits:
-        waiting(sem, "Semaphore", frame)
-    else:
-        signalled(sem, frame)
+        waiting(sem, "Semaphore", _native.caller_frame(2))
+    elif not _gives_nothing(sem):
+        signalled(sem, _native.caller_frame(2))
+
+
+def _gives_nothing(cond: Any) -> bool:
+    """`signalled`'s own first answer, "nothing to learn", read before the
+    caller's frame is looked up: the signalling thread holds no lock but
+    ``cond``'s own and nobody has waited on ``cond`` under a lock (a
+    ThreadPoolExecutor worker's release of its idle Semaphore after every
+    task: issue 17)."""
+    try:
+        rec = tls.rec
+    except AttributeError:
+        return True
+    try:
+        if rec.wait is None and rec.held:
+            own = _own_lock(cond)
+            for h in rec.held:
+                if h is not own and h is not cond:
+                    return False
+        node = _known(cond)
+        return node is None or not node.waiters
+    except Exception:  # never hurt the host: signalled() decides
+        return False
 
 
 def on_probe(lock: Any) -> None:

@@ -87,6 +87,32 @@ def test_site_inside_threading_is_the_user_line(kinds: tuple[Any, Any]) -> None:
             assert _site_line(cond._lock) == line  # type: ignore[attr-defined]
 
 
+def test_a_file_made_internal_later_is_walked_past(kinds: tuple[Any, Any]) -> None:
+    """The C walk remembers per filename whether it is internal (issue 17):
+    a file added to INTERNAL_FILES after a site in it was seen is internal
+    from then on (the control: before, the site is in that file)."""
+    fake = f"<issue 17 helper {id(kinds)}>"
+    space: dict[str, Any] = {}
+    exec(compile("def take(lock):\n    lock.acquire()\n", fake, "exec"), space)
+    try:
+        for kind in kinds:
+            before = kind()
+            space["take"](before)
+            site = before._dw_holders()[0][2]
+            assert site is not None and (site.file, site.line) == (fake, 2)
+            before.release()
+        _state.internal_file(fake)
+        for kind in kinds:
+            after = kind()  # a lock of its own: a lock remembers its last user code
+            space["take"](after)
+            line = _line() - 1
+            assert _site_line(after) == line
+            after.release()
+    finally:
+        _state.INTERNAL_FILES.discard(fake)
+        _state.INTERNAL_FILES.discard(os.path.abspath(fake))
+
+
 def test_creation_site_is_the_callers_line(kinds: tuple[Any, Any]) -> None:
     for kind in kinds:
         lock = kind()

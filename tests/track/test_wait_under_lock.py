@@ -152,6 +152,36 @@ def test_a_wait_under_a_lock_its_signaller_needs_is_reported(
     assert "held while waiting on" in text and "is signalled by" in text
 
 
+def semaphore_released_after_the_lock(take_the_lock: bool) -> None:
+    lock = threading.Lock()
+    ready = threading.Semaphore(0)
+    in_thread(ready.release, "marker")  # released by a thread that holds none: a signal
+    with lock:
+        assert ready.acquire()  # a unit is there: nothing blocks; learns lock -> ready
+
+    def releaser() -> None:
+        if take_the_lock:
+            with lock:
+                pass
+        ready.release()  # holds nothing now; took the waiter's lock earlier in this call
+
+    in_thread(releaser, "releaser")
+
+
+def test_a_semaphore_released_by_a_call_that_took_the_lock_before(
+    found: list[deadlockwatch.Finding],
+) -> None:
+    """The release holds no lock but the wait came first: the releaser checks
+    its waiters' locks (not skipped by the early "nothing to learn" of a
+    release: issue 17); the control releases without taking the lock."""
+    start = len(DETECTOR.findings)
+    semaphore_released_after_the_lock(take_the_lock=False)
+    assert new(start) == []
+    semaphore_released_after_the_lock(take_the_lock=True)
+    (f,) = new(start)
+    assert {r.type for r in f.resources} == {"Lock", "Semaphore"}
+
+
 # -- no false alarms, each with its control -----------------------------------------
 def test_a_setter_that_takes_the_lock_after_it_signals_is_not_reported(
     found: list[deadlockwatch.Finding],
