@@ -583,42 +583,42 @@ class _RLockMethods:
         return self._acquire_slow(blocking, timeout)
 
     def _py_release(self) -> None:
-        try:
-            rec = tls.rec
-        except AttributeError:
-            rec = None
-        if self._owner is not rec or rec is None:
+        # The raw RLock knows its owning thread: asking it costs less than
+        # finding the calling thread's record.  Only the thread that took
+        # the raw lock sets ``_owner`` (after taking it) and it clears it
+        # before letting go, so while this thread owns the raw lock
+        # ``_owner`` is this thread's record, or None for a take made
+        # untracked (at shutdown, see `state`).
+        owner = self._owner
+        if owner is None or not self._raw._is_owned():
             self._raw.release()  # raises "cannot release un-acquired lock"
             return
         count = self._count - 1
         self._count = count
         if count == 0:
             self._owner = None
-            held = rec.held
+            held = owner.held
             if held and held[-1] is self:
                 held.pop()
             else:
-                remove_held(rec, self)
+                remove_held(owner, self)
         self._raw.release()
 
     def _py_exit(self, *exc: object) -> None:
         # `_py_release`, written out (one Python call less per ``with``).
-        try:
-            rec = tls.rec
-        except AttributeError:
-            rec = None
-        if self._owner is not rec or rec is None:
+        owner = self._owner
+        if owner is None or not self._raw._is_owned():
             self._raw.release()  # raises "cannot release un-acquired lock"
             return
         count = self._count - 1
         self._count = count
         if count == 0:
             self._owner = None
-            held = rec.held
+            held = owner.held
             if held and held[-1] is self:
                 held.pop()
             else:
-                remove_held(rec, self)
+                remove_held(owner, self)
         self._raw.release()
 
     def _acquire_slow(self, blocking: Any, timeout: Any) -> bool:
