@@ -7,7 +7,10 @@ extra function call), so the ns are those of the statement itself plus
 timeit's loop (reported as ``loop_ns``).
 
 The "bare Python wrapper" rows time a class whose methods only forward to a
-raw lock, tracking nothing: the floor of any pure-Python replacement.
+raw lock, tracking nothing: the floor of any pure-Python replacement.  The
+"(Python path)" rows time the tracked Lock and RLock with their hot path in
+Python (``PURE_LOCK``/``PURE_RLOCK``: what free-threaded builds and
+``DEADLOCKWATCH_PURE=1`` use) where the C one is built.
 """
 
 from __future__ import annotations
@@ -17,7 +20,14 @@ from typing import Any
 
 from deadlockwatch._track import native as _native
 from deadlockwatch._track import primitives as _primitives
-from deadlockwatch._track.primitives import TrackedLock, TrackedRLock, TrackedSemaphore
+from deadlockwatch._track.primitives import (
+    ACCELERATED,
+    PURE_LOCK,
+    PURE_RLOCK,
+    TrackedLock,
+    TrackedRLock,
+    TrackedSemaphore,
+)
 from deadlockwatch._watch.watcher import DETECTOR
 
 from ._common import Row, Section, calibrate, interleave, ns_per_op, ratio
@@ -50,6 +60,9 @@ PAIRS: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {
     "RLock": (_native.ORIGINAL_RLOCK, TrackedRLock),
     "Semaphore": (_native.ORIGINAL_SEMAPHORE, TrackedSemaphore),
 }
+if ACCELERATED:  # else the rows above are the Python path already
+    PAIRS["Lock (Python path)"] = (_native.ORIGINAL_LOCK, PURE_LOCK)
+    PAIRS["RLock (Python path)"] = (_native.ORIGINAL_RLOCK, PURE_RLOCK)
 
 OPERATIONS = {
     "with": "with lock: pass",

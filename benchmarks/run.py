@@ -43,6 +43,9 @@ REPO = HERE.parent
 SECTION_TIMEOUT = (90.0, 1800.0)
 
 UNCONTENDED_LIMITS = {"off": 2.0, "on": 3.0}
+#: The Python path of Lock and RLock (free-threaded builds, DEADLOCKWATCH_PURE=1),
+#: lock order off and on (issue 17).
+PURE_LIMIT = 3.0
 WORKLOAD_LIMIT = 1.10
 TICK_LIMIT_US = 1000.0
 #: "No growth": less than this many bytes retained per lock made and dropped.
@@ -174,6 +177,24 @@ def evaluate(sections: dict[str, Any]) -> list[dict[str, Any]]:
                 limit,
                 not bad,
                 f"worst: {worst['primitive']} {worst['operation']}"
+                + (f"; over: {', '.join(bad)}" if bad else ""),
+            )
+        )
+    pure = [r for r in unc if r["primitive"].endswith("(Python path)")]
+    if pure:
+        worst = max(pure, key=lambda r: r["ratio"])
+        bad = [
+            f"{r['primitive']} {r['operation']} {r['lock_order']} {r['ratio']}"
+            for r in pure
+            if r["ratio"] > PURE_LIMIT
+        ]
+        out.append(
+            _target(
+                f"uncontended Lock/RLock, Python path, tracked/raw <= {PURE_LIMIT}",
+                worst["ratio"],
+                PURE_LIMIT,
+                not bad,
+                f"worst: {worst['primitive']} {worst['operation']} {worst['lock_order']}"
                 + (f"; over: {', '.join(bad)}" if bad else ""),
             )
         )

@@ -388,6 +388,29 @@ MUTATIONS = [
         "wait-under-lock: a Semaphore's release by a thread that holds no lock still checks"
         " the locks its earlier waiters held (issue 17's early answer)",
     ),
+    Mutation(
+        "pure-take-no-guard",
+        P,
+        "                    self._dw_guard = id(last)\n",
+        "                    self._dw_guard = 0\n",
+        "the Python path's bare acquire() notes the lock it was taken under (its guard),"
+        " which tells a group lock released by a later call (issue 17 wrote the take out)",
+    ),
+    Mutation(
+        "pure-enter-no-order",
+        P,
+        "            held = rec.held\n            if held and learn_order is not None:\n",
+        "            held = rec.held\n            if False:\n",
+        "the Python path's Lock __enter__ teaches the order after the lock held last",
+    ),
+    Mutation(
+        "pure-rlock-no-order",
+        P,
+        "                held = rec.held\n                if held and learn_order is not None:\n",
+        "                held = rec.held\n                if False:\n",
+        "the Python path's RLock acquire (and __enter__) teaches the order after the lock"
+        " held last",
+    ),
 ]
 
 #: The negative tests and their controls: whole modules of them, and the

@@ -202,35 +202,6 @@ def _teach(lock: Any, rec: ThreadRecord) -> None:
             learn_order(last, lock, rec)
 
 
-def _took(lock: Any, blocking: bool) -> int:
-    """The bookkeeping of an uncontended take of a Lock or an RLock, called
-    by its ``_py_acquire``/``_py_enter`` right after the raw lock was taken:
-    the order it teaches, the calling thread's held list, the owner, and
-    where it was taken (the caller of that method, in the application).  It
-    is the Python fast path, written once; the C core has its own.  Returns
-    ``id()`` of the taking frame, or 0 (a Lock keeps it as ``_dw_taker``; no
-    reference to the frame is kept: see `order`)."""
-    try:
-        rec = tls.rec
-    except AttributeError:
-        rec = _state.new_record()
-    held = rec.held
-    lock._dw_guard = id(held[-1]) if held else 0
-    if blocking and held:
-        _teach(lock, rec)
-    held.append(lock)
-    lock._owner = rec
-    try:
-        f = _getframe(2)
-    except ValueError:  # a thread started from C on that method
-        lock._site = None
-        return 0
-    if f.f_code.co_filename in INTERNAL_FILES:
-        f = user_frame(f) or f
-    lock._site = (f.f_code, f.f_lasti)
-    return id(f)
-
-
 def _probed(lock: Any) -> None:
     """The Python path of the C core's ``probed``: the calling thread, which
     may hold ``lock``, probed it (as ``Condition.notify`` does)."""
@@ -331,13 +302,52 @@ class _LockMethods:
         self._created = creation_site()
 
     # -- hot path ---------------------------------------------------------
+    # The bookkeeping of an uncontended take, right after the raw lock was
+    # taken: the order it teaches (a non-blocking take teaches none), the
+    # calling thread's held list, the owner, and where it was taken (the
+    # caller of the method, in the application), as (code, offset), with the
+    # address of the taking frame as ``_dw_taker`` (no reference to the frame
+    # is kept: see `held_as_token`).  It is written out in each method, not
+    # called (issue 17: on the Python path one more Python call costs about
+    # what the raw lock's acquire does); `_py_enter` leaves ``_dw_guard``
+    # alone: only `_released_later` reads it, for a bare ``acquire()``.
     def _py_acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         if timeout == -1 and (blocking is True or blocking is False):
             if self._acq(False):
                 self._ctx = False
                 self._dw_prev = (self._dw_taker, self._site, self._dw_signalled)
                 self._dw_signalled = False
-                self._dw_taker = _took(self, blocking)
+                try:
+                    rec = tls.rec
+                except AttributeError:
+                    rec = _state.new_record()
+                held = rec.held
+                if held:
+                    last = held[-1]
+                    self._dw_guard = id(last)
+                    if (
+                        blocking
+                        and learn_order is not None
+                        and last is not self
+                        and id(self) not in last._dw_after
+                    ):
+                        learn_order(last, self, rec)
+                else:
+                    self._dw_guard = 0
+                held.append(self)
+                self._owner = rec
+                try:
+                    f = _getframe(1)
+                except ValueError:  # a thread started from C on this method
+                    self._site = None
+                    self._dw_taker = 0
+                    return True
+                code = f.f_code
+                if code.co_filename in INTERNAL_FILES:
+                    f = user_frame(f) or f
+                    code = f.f_code
+                self._site = (code, f.f_lasti)
+                self._dw_taker = id(f)
                 return True
             if blocking is False:
                 if self._owner is not None:
@@ -350,7 +360,29 @@ class _LockMethods:
             self._ctx = True
             self._dw_prev = (self._dw_taker, self._site, self._dw_signalled)
             self._dw_signalled = False
-            self._dw_taker = _took(self, True)
+            try:
+                rec = tls.rec
+            except AttributeError:
+                rec = _state.new_record()
+            held = rec.held
+            if held and learn_order is not None:
+                last = held[-1]
+                if last is not self and id(self) not in last._dw_after:
+                    learn_order(last, self, rec)
+            held.append(self)
+            self._owner = rec
+            try:
+                f = _getframe(1)
+            except ValueError:  # a thread started from C on this method
+                self._site = None
+                self._dw_taker = 0
+                return True
+            code = f.f_code
+            if code.co_filename in INTERNAL_FILES:
+                f = user_frame(f) or f
+                code = f.f_code
+            self._site = (code, f.f_lasti)
+            self._dw_taker = id(f)
             return True
         return self._acquire_slow(True, -1, True)
 
@@ -371,13 +403,38 @@ class _LockMethods:
                         _released_later(self, held)
                     remove_held(owner, self)
             else:
-                if not self._handoff:
-                    self._handoff = True
-                    created = self._created
-                    if created is not None:
-                        HANDOFF_SITES.add(created)
-                remove_held(owner, self)
+                self._handed_over(owner)
         self._raw.release()
+
+    def _py_exit(self, *exc: object) -> None:
+        # `_py_release`, written out (one Python call less per ``with``).
+        owner = self._owner
+        if owner is not None:
+            self._owner = None
+            try:
+                me = tls.rec
+            except AttributeError:
+                me = None
+            if owner is me:
+                held = owner.held
+                if held and held[-1] is self:
+                    held.pop()
+                else:
+                    if not self._ctx and self._dw_taker:
+                        _released_later(self, held)
+                    remove_held(owner, self)
+            else:
+                self._handed_over(owner)
+        self._raw.release()
+
+    def _handed_over(self, owner: ThreadRecord) -> None:
+        """Released by a thread other than its taker: a hand-off."""
+        if not self._handoff:
+            self._handoff = True
+            created = self._created
+            if created is not None:
+                HANDOFF_SITES.add(created)
+        remove_held(owner, self)
 
     # -- slow path --------------------------------------------------------
     def _acquire_slow(self, blocking: Any, timeout: Any, ctx: bool) -> bool:
@@ -502,28 +559,66 @@ class _RLockMethods:
                 self._count += 1
                 return True
             if self._acq(False):
+                # A Lock's take, written out (see `_LockMethods`), without
+                # what only a Lock's is read for (``_dw_guard``, the taker).
                 self._count = 1
-                _took(self, True)
+                held = rec.held
+                if held and learn_order is not None:
+                    last = held[-1]
+                    if last is not self and id(self) not in last._dw_after:
+                        learn_order(last, self, rec)
+                held.append(self)
+                self._owner = rec
+                try:
+                    f = _getframe(1)
+                except ValueError:  # a thread started from C on this method
+                    self._site = None
+                    return True
+                code = f.f_code
+                if code.co_filename in INTERNAL_FILES:
+                    f = user_frame(f) or f
+                    code = f.f_code
+                self._site = (code, f.f_lasti)
                 return True
         return self._acquire_slow(blocking, timeout)
 
     def _py_release(self) -> None:
-        try:
-            rec = tls.rec
-        except AttributeError:
-            rec = None
-        if self._owner is not rec or rec is None:
+        # The raw RLock knows its owning thread: asking it costs less than
+        # finding the calling thread's record.  Only the thread that took
+        # the raw lock sets ``_owner`` (after taking it) and it clears it
+        # before letting go, so while this thread owns the raw lock
+        # ``_owner`` is this thread's record, or None for a take made
+        # untracked (at shutdown, see `state`).
+        owner = self._owner
+        if owner is None or not self._raw._is_owned():
             self._raw.release()  # raises "cannot release un-acquired lock"
             return
         count = self._count - 1
         self._count = count
         if count == 0:
             self._owner = None
-            held = rec.held
+            held = owner.held
             if held and held[-1] is self:
                 held.pop()
             else:
-                remove_held(rec, self)
+                remove_held(owner, self)
+        self._raw.release()
+
+    def _py_exit(self, *exc: object) -> None:
+        # `_py_release`, written out (one Python call less per ``with``).
+        owner = self._owner
+        if owner is None or not self._raw._is_owned():
+            self._raw.release()  # raises "cannot release un-acquired lock"
+            return
+        count = self._count - 1
+        self._count = count
+        if count == 0:
+            self._owner = None
+            held = owner.held
+            if held and held[-1] is self:
+                held.pop()
+            else:
+                remove_held(owner, self)
         self._raw.release()
 
     def _acquire_slow(self, blocking: Any, timeout: Any) -> bool:
@@ -659,9 +754,7 @@ class _PyLockCore(_LockMethods):
     acquire = _LockMethods._py_acquire
     __enter__ = _LockMethods._py_enter
     release = _LockMethods._py_release
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+    __exit__ = _LockMethods._py_exit
 
 
 class _PyRLockCore(_RLockMethods):
@@ -684,9 +777,7 @@ class _PyRLockCore(_RLockMethods):
     __enter__ = _RLockMethods._py_acquire
     release = _RLockMethods._py_release
     _acquire_restore = _RLockMethods._py_acquire_restore
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+    __exit__ = _RLockMethods._py_exit
 
 
 def _cores() -> tuple[Any, Any]:

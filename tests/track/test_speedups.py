@@ -224,6 +224,47 @@ def test_no_reference_or_memory_leak_on_the_hot_path(kinds: tuple[Any, Any]) -> 
     assert grown < 20_000, grown  # 100,000 acquisitions: well under a byte each
 
 
+def test_each_uncontended_take_teaches_its_order(kinds: tuple[Any, Any]) -> None:
+    """The take's bookkeeping is written out in each hot method (issue 17):
+    a blocking take under another lock teaches (held, lock) through each of
+    them (Lock ``with`` and ``acquire()``, RLock ``with`` and ``acquire()``),
+    with the lock on the held list and its owner set.  Controls: an order
+    already known, a non-blocking take and an RLock's re-entry teach none."""
+    lock_kind, rlock_kind = kinds
+    calls: list[tuple[Any, Any]] = []
+    saved = _primitives.learn_order
+    _primitives.learn_order = lambda held, lock, rec: calls.append((held, lock))
+    me = _state.current_record()
+    try:
+        for kind in (lock_kind, rlock_kind):
+            outer, inner = kind(), kind()
+            with outer, inner:
+                assert me.held[-2:] == [outer, inner]
+                assert inner._owner is me
+                if kind is rlock_kind:
+                    with inner:  # re-entry: no order
+                        pass
+            assert calls == [(outer, inner)]
+            calls.clear()
+            outer.acquire()
+            assert inner.acquire()
+            assert me.held[-2:] == [outer, inner] and inner._owner is me
+            inner.release()
+            outer.release()
+            assert calls == [(outer, inner)]
+            calls.clear()
+            outer._dw_after = frozenset({id(inner)})  # known now
+            with outer, inner:
+                pass
+            with outer:
+                assert inner.acquire(False) if kind is lock_kind else inner.acquire(blocking=False)
+                inner.release()
+            assert calls == []
+            assert outer not in me.held and inner not in me.held
+    finally:
+        _primitives.learn_order = saved
+
+
 def test_learned_order_is_seen_by_the_c_path(kinds: tuple[Any, Any]) -> None:
     lock_kind, _ = kinds
     calls: list[tuple[Any, Any]] = []
