@@ -199,23 +199,25 @@ MUTATIONS = [
     Mutation(
         "order-gate-ignored",
         O,
-        "        if gates:\n            self.suppressed_cycles.append(finding)\n",
-        "        if False:\n            self.suppressed_cycles.append(finding)\n",
+        "        if gates and any(_same_gate(g, edges) for g in gates):\n",
+        "        if False:\n",
         "lock order: an inversion under a common gate lock is harmless",
     ),
     Mutation(
         "order-any-lock-a-gate",
         O,
-        '    return getattr(lock, "_dw_type", "") in ("Lock", "RLock") and not getattr(\n'
-        '        lock, "_handoff", False\n    )\n',
+        '    return (\n        getattr(lock, "_dw_type", "") in ("Lock", "RLock", "asyncio.Lock")\n'
+        '        and not getattr(lock, "_handoff", False)\n'
+        '        and not getattr(lock, "_dw_shared", False)\n    )\n',
         "    return True\n",
         "lock order: only a mutex (Lock, RLock, not handed over) is a gate",
     ),
     Mutation(
         "order-handoff-is-a-mutex",
         O,
-        '        if any(lock is None or getattr(lock, "_handoff", False) for lock in locks):\n',
-        "        if any(lock is None for lock in locks):\n",
+        '            lock is None or getattr(lock, "_handoff", False)'
+        ' or getattr(lock, "_dw_shared", False)\n',
+        '            lock is None or getattr(lock, "_dw_shared", False)\n',
         "lock order: a Lock handed between threads is a latch, not a mutex",
     ),
     Mutation(

@@ -315,8 +315,6 @@ class _LockMethods:
         if timeout == -1 and (blocking is True or blocking is False):
             if self._acq(False):
                 self._ctx = False
-                self._dw_prev = (self._dw_taker, self._site, self._dw_signalled)
-                self._dw_signalled = False
                 try:
                     rec = tls.rec
                 except AttributeError:
@@ -334,6 +332,10 @@ class _LockMethods:
                         learn_order(last, self, rec)
                 else:
                     self._dw_guard = 0
+                # After learning, as the C core: what the order hook reads
+                # (`signals`) is the last take, before this one is noted.
+                self._dw_prev = (self._dw_taker, self._site, self._dw_signalled)
+                self._dw_signalled = False
                 held.append(self)
                 self._owner = rec
                 try:
@@ -358,8 +360,6 @@ class _LockMethods:
     def _py_enter(self) -> bool:
         if self._acq(False):
             self._ctx = True
-            self._dw_prev = (self._dw_taker, self._site, self._dw_signalled)
-            self._dw_signalled = False
             try:
                 rec = tls.rec
             except AttributeError:
@@ -369,6 +369,8 @@ class _LockMethods:
                 last = held[-1]
                 if last is not self and id(self) not in last._dw_after:
                     learn_order(last, self, rec)
+            self._dw_prev = (self._dw_taker, self._site, self._dw_signalled)
+            self._dw_signalled = False
             held.append(self)
             self._owner = rec
             try:

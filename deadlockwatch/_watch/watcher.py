@@ -49,6 +49,9 @@ from deadlockwatch._watch.capture import (
     with_stacks,
 )
 
+#: The file of the tracked primitives' Python path (`learn_order` skips its frames).
+_PRIMITIVES_FILE = _primitives.__file__
+
 _state.internal_file(__file__)
 #: Idents of the short-lived threads the detector starts (networkx's import,
 #: a report's logging), while they run: not the
@@ -730,6 +733,10 @@ class _Detector:
         known yet: learn it, and report the inversion it closes, if any."""
         try:
             frame = _native.caller_frame(1)
+            # The Python path's own methods (the C path has no frame): the
+            # take is from the caller of the tracked lock's method.
+            while frame is not None and frame.f_code.co_filename == _PRIMITIVES_FILE:
+                frame = frame.f_back
             signal_call = _signals.acquiring(lock, frame)
             first = held
             if signal_call and ORDER.knows(first, lock):

@@ -287,8 +287,11 @@ def test_learned_order_is_seen_by_the_c_path(kinds: tuple[Any, Any]) -> None:
 
 
 def test_the_python_hot_path_passes_parity_and_lock_order() -> None:
-    """The whole parity and lock-order suites with DEADLOCKWATCH_PURE=1 (the
-    default run above covers the C path wherever it is built)."""
+    """The whole parity, lock-order and wait-under-lock suites with
+    DEADLOCKWATCH_PURE=1 (the default run above covers the C path wherever it
+    is built).  Wait-under-lock once failed 10 of its 15 tests there: the
+    order hook read the Python core's own frame as the taking call, and the
+    take before was overwritten before the hook read it."""
     if not _primitives.ACCELERATED:
         pytest.skip("the default run already uses the Python hot path")
     here = os.path.dirname(os.path.abspath(__file__))
@@ -306,6 +309,7 @@ def test_the_python_hot_path_passes_parity_and_lock_order() -> None:
             "no:cacheprovider",
             "test_parity.py",
             "test_lock_order.py",
+            "test_wait_under_lock.py",
             "test_speedups.py::test_built_where_it_can_be",
         ],
         cwd=here,
