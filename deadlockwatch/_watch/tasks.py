@@ -483,9 +483,7 @@ def _label_type(obj: Any) -> str:
 
 
 def _created(obj: Any) -> Any:
-    d = getattr(obj, "__dict__", None)
-    raw = d.get("_dw_created") if isinstance(d, dict) else None
-    return _state.site_at(raw)
+    return _state.site_at(_aio.mark(obj, "_dw_created"))
 
 
 def add(b: Any, waits: Iterable[AioWait]) -> None:
@@ -623,13 +621,12 @@ def _add_loop(b: Any, asyncio: Any, loop: Any, waits: list[AioWait]) -> None:
         elif w.op == "executor":
             b.add_view(FutureView(obj))  # held by the executor's workers
         elif isinstance(obj, locks.Lock):
-            d = obj.__dict__
-            owner = d.get("_dw_owner")
+            owner = _aio.mark(obj, "_dw_owner")
             locked = bool(obj.locked())
             if locked and owner is not None:
                 needed[id(owner)] = owner
                 held.setdefault(id(owner), []).append(
-                    HeldInfo(k, 1, _state.site_at(d.get("_dw_taken")))
+                    HeldInfo(k, 1, _state.site_at(_aio.mark(obj, "_dw_taken")))
                 )
             infos[k] = ResourceInfo(
                 key=k,
@@ -638,7 +635,7 @@ def _add_loop(b: Any, asyncio: Any, loop: Any, waits: list[AioWait]) -> None:
                 created_at=_created(obj),
                 holders=((id(owner), 1),) if locked and owner is not None else (),
                 free=0 if locked else 1,
-                owner_bound=not d.get("_dw_shared", False),
+                owner_bound=not _aio.mark(obj, "_dw_shared", False),
                 kind=LOCK_KIND,
             )
         else:
