@@ -8,6 +8,7 @@ which releases what it holds and lets the others finish.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -280,7 +281,14 @@ def test_timed_cycle_is_a_warning_not_a_deadlock(detector: Watch) -> None:
     def timed() -> None:
         with b:
             barrier.wait(BOUND)
-            results["timed"] = a.acquire(timeout=0.5)
+            # Timed takes, again until the watcher has reported (a state, not
+            # a duration: once, under CI's load on 3.10, one 0.5 s take ended
+            # before the watcher had looked at it).
+            deadline = time.monotonic() + BOUND
+            got = a.acquire(timeout=0.5)
+            while not got and not detector.findings and time.monotonic() < deadline:
+                got = a.acquire(timeout=0.5)
+            results["timed"] = got
 
     threads = [start(untimed, name="untimed"), start(timed, name="timed")]
     for t in threads:
