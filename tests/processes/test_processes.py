@@ -588,7 +588,6 @@ def test_check_and_dump_see_the_other_process(tmp_path: Path) -> None:
         """
         import io
         import deadlockwatch
-        from deadlockwatch._watch.watcher import DETECTOR
 
         def child(a, b, ready, go):
             with b:
@@ -597,9 +596,20 @@ def test_check_and_dump_see_the_other_process(tmp_path: Path) -> None:
                 with a:
                     pass
 
+        def reported():
+            # Either process may be the one that reports the cycle, and a
+            # finding is kept (DETECTOR.findings) before its line is written:
+            # wait for the line itself, whoever writes it.
+            try:
+                with open(os.environ["DEADLOCKWATCH_REPORT"]) as f:
+                    return any('"kind": "deadlock"' in line and line.endswith("\\n")
+                               for line in f)
+            except FileNotFoundError:
+                return False
+
         def look(p):
             deadline = time.monotonic() + 20
-            while not DETECTOR.findings and time.monotonic() < deadline:
+            while not reported() and time.monotonic() < deadline:
                 time.sleep(0.02)
             found = deadlockwatch.check()
             print("check", [(f.kind, sorted(t.process for t in f.threads)) for f in found],
