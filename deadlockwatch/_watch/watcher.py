@@ -59,6 +59,16 @@ _state.internal_file(__file__)
 _HELPERS: set[int] = set()
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """All of ``data``: a write may take only part of it (a signal, a full disk)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            return
+        view = view[written:]
+
+
 def _start_helper(run: Callable[..., object], args: tuple[Any, ...] = ()) -> None:
     def helper() -> None:
         ident = _native.get_ident()
@@ -803,7 +813,7 @@ class _Detector:
                 try:
                     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                     try:
-                        os.write(fd, to_json_line(finding).encode())
+                        _write_all(fd, to_json_line(finding).encode())
                     finally:
                         os.close(fd)
                 except OSError as exc:
@@ -827,7 +837,7 @@ class _Detector:
             fd = None
         if fd is not None and file is None:
             try:
-                os.write(fd, data.encode("utf-8", "replace"))
+                _write_all(fd, data.encode("utf-8", "replace"))
                 return
             except OSError:
                 pass

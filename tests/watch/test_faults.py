@@ -556,3 +556,37 @@ def test_an_unwritable_report_file_is_said_and_detection_goes_on(tmp_path: Path)
     assert r.stderr.count("deadlockwatch: DEADLOCK") == 2
     failed = [line for line in r.stderr.splitlines() if "cannot write report" in line]
     assert len(failed) == 2 and "No such file or directory" in failed[0]
+
+
+def test_a_report_write_taken_in_parts_still_gives_whole_lines(tmp_path: Path) -> None:
+    """``os.write`` may take only part of a record (a signal, a nearly full
+    disk): the rest is written after it, so each finding is one whole line."""
+    report = tmp_path / "findings.jsonl"
+    code = f"""
+    import os, sys, deadlockwatch
+    from deadlockwatch._watch import watcher
+    real_write = os.write
+    parts = []
+    def write_in_parts(fd, data):
+        parts.append(len(data))
+        return real_write(fd, bytes(data[:64]))
+    watcher.os = type(sys)("os_in_parts")
+    watcher.os.__dict__.update(os.__dict__, write=write_in_parts)
+    sys.path.insert(0, {TESTS!r})
+    from _programs import lock_cycle
+    print(sorted(lock_cycle().values()), len(parts) > 2)
+    """
+    env = {
+        "DEADLOCKWATCH": "1",
+        "DEADLOCKWATCH_ACTION": "raise",
+        "DEADLOCKWATCH_LOCK_ORDER": "0",
+        "DEADLOCKWATCH_TEXT": "0",
+        "DEADLOCKWATCH_REPORT": str(report),
+    }
+    r = run_python(code, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split(" True")[0].count("DeadlockError") == 1, r.stdout
+    assert r.stdout.strip().endswith("True"), r.stdout
+    lines = report.read_text().split("\n")
+    assert lines[-1] == "" and len(lines) == 2, lines
+    assert json.loads(lines[0])["kind"] == "deadlock"
