@@ -230,10 +230,13 @@ def _report(args: list[str]) -> int:
         raise UsageError(
             f"unknown format {ns.format!r} for --format: expected one of {', '.join(_FORMATS)}"
         )
+    skipped: list[str] = []
     try:
-        findings = load_findings(ns.file)
+        findings = load_findings(ns.file, skipped)
     except ReportError as exc:
         raise UsageError(f"report: {exc}") from None
+    for line in skipped:
+        sys.stderr.write(f"deadlockwatch: report: {line}\n")
     if ns.format == "text":
         # One after the other, exactly as the detector printed them.
         out = "".join(format_text(f) for f in findings)

@@ -263,8 +263,19 @@ def _unix_time(value: float, where: str) -> float:
     return seconds
 
 
-def load_findings(path: str) -> list[Finding]:
-    """Every finding in a JSON Lines report file; `ReportError` on any problem."""
+#: How every record begins (``to_json`` puts ``kind`` first): where a record
+#: cut short is followed by the next one on the same line, the next starts here.
+_RECORD_START = '{"kind": '
+
+
+def load_findings(path: str, skipped: list[str] | None = None) -> list[Finding]:
+    """Every finding in a JSON Lines report file; `ReportError` on any problem.
+
+    A record cut short (its process was killed while writing it, and other
+    processes may have appended after it on the same line) is skipped, with a
+    line saying so appended to ``skipped``; without ``skipped`` it is an error,
+    as is a file whose every record is cut.
+    """
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -280,6 +291,7 @@ def load_findings(path: str) -> list[Finding]:
     if lines and lines[-1] == "":
         lines.pop()
     findings = []
+    cut: list[str] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -287,19 +299,44 @@ def load_findings(path: str) -> list[Finding]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            truncated = ""
-            if number == len(lines) and not text.endswith("\n"):
-                truncated = "; the last line looks cut short (was the program killed?)"
-            raise ReportError(
-                f"{where}: not JSON ({exc.msg} at column {exc.colno}){truncated}"
-            ) from None
+            last = number == len(lines) and not text.endswith("\n")
+            rest = _after_cut(line) if line.startswith(_RECORD_START) else None
+            if rest is not None:
+                cut.append(f"{where}: a record cut short, followed by another on the same line")
+                record = rest
+            elif last and line.startswith(_RECORD_START):
+                cut.append(f"{where}: the last record is cut short")
+                continue
+            else:
+                truncated = (
+                    "; the last line looks cut short (was the program killed?)" if last else ""
+                )
+                raise ReportError(
+                    f"{where}: not JSON ({exc.msg} at column {exc.colno}){truncated}"
+                ) from None
         except (ValueError, RecursionError) as exc:
             # e.g. an integer too long to convert, or nesting too deep to decode
             raise ReportError(f"{where}: not a readable JSON record ({exc})") from None
         findings.append(finding_from_json(record, where))
+    if cut and (skipped is None or not findings):
+        why = " (was its process killed while writing it?)"
+        raise ReportError(cut[0] + why + ("" if findings else "; no whole record in the file"))
     if not findings:
         raise ReportError(f"{path}: holds no findings (the file is empty)")
+    if skipped is not None:
+        skipped.extend(f"{c}: skipped (was its process killed while writing it?)" for c in cut)
     return findings
+
+
+def _after_cut(line: str) -> Any:
+    """The whole record that follows a cut one on ``line``, or None."""
+    start = line.rfind(_RECORD_START)
+    while start > 0:
+        try:
+            return json.loads(line[start:])
+        except (ValueError, RecursionError):
+            start = line.rfind(_RECORD_START, 0, start)
+    return None
 
 
 def _relation(edge: dict[str, Any], where: str) -> str:

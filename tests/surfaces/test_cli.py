@@ -729,7 +729,9 @@ def _record_line(**changes: Any) -> str:
         ),
         (_record_line(resources={"a": 1}), ["'resources'", "list"]),
         (_record_line(cause=5), ["'cause'", "str"]),
-        (_record_line() + _record_line()[:150], ["line 2", "not JSON", "cut short"]),
+        (_record_line()[:150], ["line 1", "cut short", "no whole record"]),
+        ("x" + _record_line() + _record_line(), ["line 1", "not JSON"]),
+        (_record_line() + _record_line()[:-1] + "]\n", ["line 2", "not JSON"]),
         (_record_line() + "[" * 100_000 + "\n", ["line 2"]),
         ('{"pid": ' + "1" * 5000 + "}\n", ["line 1"]),
     ],
@@ -742,6 +744,28 @@ def test_report_bad_file_is_one_line_and_status_2(
         path.write_text(content)
     r = dw("report", str(path), "--format", "text")
     one_error_line(r, str(path), *words)
+
+
+def test_report_skips_a_record_cut_short_and_says_so(tmp_path: Path) -> None:
+    """Processes append to one report file: one killed while writing leaves its
+    record cut short, and the next record continues that line.  The reader
+    renders every whole record and names each cut one on stderr."""
+    first, second = REAL_RECORDS[0], copy.deepcopy(REAL_RECORDS[0])
+    second["pid"] = first["pid"] + 1
+    whole = [json.dumps(first) + "\n", json.dumps(second) + "\n"]
+    path = tmp_path / "cut.jsonl"
+    path.write_text(whole[0] + whole[0][:200] + whole[1] + whole[0][:100])
+    r = dw("report", str(path), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(line)["pid"] for line in r.stdout.splitlines()] == [
+        first["pid"],
+        first["pid"] + 1,
+    ]
+    warnings = r.stderr.splitlines()
+    assert len(warnings) == 2, r.stderr
+    assert f"{path}, line 2: a record cut short, followed by another" in warnings[0]
+    assert f"{path}, line 3: the last record is cut short" in warnings[1]
+    assert all("skipped" in w and w.startswith("deadlockwatch: report:") for w in warnings)
 
 
 def test_report_undecodable_and_directory(tmp_path: Path) -> None:
