@@ -329,6 +329,21 @@ MUTATIONS = [
         "asyncio: a thread that can run may hand the loop a callback that completes a future",
     ),
     Mutation(
+        "uvloop-timeouts-unread",
+        T,
+        "        return _spread(_timed_by_frames(loop, now), out)\n",
+        "        return out\n",
+        "asyncio: on a loop whose timers cannot be read (uvloop), a timeout in a task's"
+        " await chain still makes its waits timed",
+    ),
+    Mutation(
+        "uvloop-thread-unknown",
+        T,
+        '        ident = None if getattr(loop, "_closed", False) else _aio.loops.get(loop)\n',
+        "        ident = None\n",
+        "asyncio: a loop in C (uvloop) runs in the thread its patched run_forever noted",
+    ),
+    Mutation(
         "no-confirmation",
         W,
         "            if f.key in new and self._due(f, probable_after)"

@@ -27,7 +27,10 @@ covered too):
 - ``__init__`` of each of them: where it was made (a code object and an
   offset, no frame).
 - ``BaseEventLoop.run_forever``: the running loops and their threads
-  (`loops`), so that the watcher can read their tasks.
+  (`loops`), so that the watcher can read their tasks; and uvloop's
+  ``Loop.run_forever`` (``run_until_complete`` and ``uvloop.run`` call it),
+  set on its Python class, whose base in C has no Python attributes to read
+  (`_install_uvloop`).
 - ``run_coroutine_threadsafe`` (in ``asyncio.tasks`` and as ``asyncio``
   re-exports it): the future it returns notes its loop, whose thread alone
   can complete it (`views.FutureView`).
@@ -51,7 +54,7 @@ from typing import Any
 from deadlockwatch._model import Finding, Site
 from deadlockwatch._track import native as _native
 from deadlockwatch._track import state as _state
-from deadlockwatch._track.hook import after_each_import, forget
+from deadlockwatch._track.hook import after_each_import, forget, when_imported
 from deadlockwatch._track.order import ORDER
 
 _state.internal_file(__file__)
@@ -708,12 +711,40 @@ def patch() -> None:
     active = True
     try:
         after_each_import("asyncio", _install)
+        when_imported("uvloop", _install_uvloop)
         if "asyncio" in sys.modules:
             _install()
             _adopt_running_loop()
     except BaseException:
         unpatch()
         raise
+
+
+#: (class, attribute) patched where the class had only inherited it: taken
+#: off again, not set back, by `_restore`.
+_inherited: set[tuple[Any, str]] = set()
+
+
+def _install_uvloop(module: Any) -> None:
+    """uvloop's ``Loop``: its ``run_forever`` is inherited from its base in C
+    (which ``run_until_complete`` calls through the instance), so the
+    patched one is set on ``uvloop.Loop``, the Python class that
+    ``uvloop.new_event_loop`` and ``uvloop.run`` make, and taken off again
+    by `unpatch`."""
+    cls, attr = getattr(module, "Loop", None), "run_forever"
+    if not active or not isinstance(cls, type) or (cls, attr) in _originals:
+        return
+    original = getattr(cls, attr, None)
+    if original is None or attr in cls.__dict__:
+        return  # not the uvloop this was written for
+    try:
+        replacement = _run_forever(original)
+        replacement._dw_original = original
+        setattr(cls, attr, replacement)
+    except (TypeError, AttributeError):
+        return  # a class in C after all: its loops stay unwatched, as before
+    _originals[(cls, attr)] = original
+    _inherited.add((cls, attr))
 
 
 def _adopt_running_loop() -> None:
@@ -753,5 +784,9 @@ def _restore() -> None:
     for (cls, attr), original in list(_originals.items()):
         current = cls.__dict__.get(attr)
         if getattr(current, "_dw_original", None) is original:
-            setattr(cls, attr, original)
+            if (cls, attr) in _inherited:
+                delattr(cls, attr)
+            else:
+                setattr(cls, attr, original)
         del _originals[(cls, attr)]
+    _inherited.clear()

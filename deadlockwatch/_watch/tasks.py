@@ -61,8 +61,10 @@ confirmed deadlock.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
+import types
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -131,9 +133,24 @@ def _loops() -> list[Any]:
 
 
 def _running(loop: Any) -> bool:
-    # What BaseEventLoop.is_running() reads, read here: the watcher calls no
-    # method of the application's loop (a test may count its calls).
-    return getattr(loop, "_thread_id", None) is not None
+    return _loop_thread(loop) is not None
+
+
+def _loop_thread(loop: Any) -> int | None:
+    """The ident of the thread running ``loop``, or None when it does not run.
+    What BaseEventLoop.is_running() reads, read here: the watcher calls no
+    method of the application's loop (a test may count its calls).  A loop
+    with no such attribute (uvloop's, in C): the thread its patched
+    ``run_forever`` noted (`_track.aio.loops`), while that runs."""
+    ident = getattr(loop, "_thread_id", _NO_ATTRIBUTE)
+    if ident is _NO_ATTRIBUTE:
+        # Found running at enable() (`_track.aio.adopted`), it is not seen to
+        # stop; closed (asyncio.run, uvloop.run), it is.
+        ident = None if getattr(loop, "_closed", False) else _aio.loops.get(loop)
+    return ident if isinstance(ident, int) else None
+
+
+_NO_ATTRIBUTE = object()
 
 
 def _tasks(asyncio: Any, loop: Any) -> list[Any] | None:
@@ -386,11 +403,11 @@ def _timed(loop: Any) -> dict[int, float]:
     inner one), and what those await: cancelling a task cancels the task or
     ``gather`` it awaits, and a gather its children."""
     out: dict[int, float] = {}
+    now = _native.monotonic()  # BaseEventLoop.time(), without calling the loop
     try:
         handles = list(loop._scheduled)
-        now = _native.monotonic()  # BaseEventLoop.time(), without calling the loop
     except Exception:
-        return out
+        return _spread(_timed_by_frames(loop, now), out)
     todo: list[tuple[Any, float]] = []
     waiters: dict[int, float] = {}
     for h in handles:
@@ -417,6 +434,12 @@ def _timed(loop: Any) -> dict[int, float]:
                     inner = _local(f, "fut")
                     if inner is not None:
                         todo.append((inner, left_))
+    return _spread(todo, out)
+
+
+def _spread(todo: list[tuple[Any, float]], out: dict[int, float]) -> dict[int, float]:
+    """``out`` with each task of ``todo`` and what it awaits (a task, a gather
+    and its children), each with the least time left of those cancelling it."""
     while todo:
         obj, left = todo.pop()
         if id(obj) in out and out[id(obj)] <= left:
@@ -426,6 +449,58 @@ def _timed(loop: Any) -> dict[int, float]:
         if below is not None:
             todo.append((below, left))
         todo.extend((child, left) for child in list(getattr(obj, "_children", None) or ()))
+    return out
+
+
+def _timed_by_frames(loop: Any, now: float) -> list[tuple[Any, float]]:
+    """The tasks a timeout will cancel, read off their await chains, for a
+    loop whose timers cannot be read (uvloop's, in C): a task whose chain
+    has an ``asyncio.timeout()`` entered (3.11+: its ``__aexit__`` is on the
+    stack of the coroutine inside the ``async with``), or runs asyncio's
+    ``wait_for`` (on 3.10/3.11 its inner future too: it is cancelled with
+    the outer task).  Time left: the Timeout's deadline; for ``wait_for`` on
+    3.10/3.11, its whole ``timeout`` (an upper bound)."""
+    asyncio = _asyncio()
+    timeouts = sys.modules.get("asyncio.timeouts")
+    timeout_type = getattr(timeouts, "Timeout", None)
+    out: list[tuple[Any, float]] = []
+    if asyncio is None:
+        return out
+    home = _asyncio_dir(asyncio)
+    for task in _tasks(asyncio, loop) or ():
+        for coro in _coros(task):
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is None:
+                continue
+            code = frame.f_code
+            if code.co_name == "wait_for" and code.co_filename.startswith(home):
+                seconds = _local(frame, "timeout")
+                left = float(seconds) if isinstance(seconds, (int, float)) else 0.0
+                out.append((task, max(0.0, left)))
+                inner = _local(frame, "fut")
+                if inner is not None:
+                    out.append((inner, max(0.0, left)))
+            if timeout_type is None:
+                continue
+            for ref in gc.get_referents(coro):
+                cm = getattr(ref, "__self__", None) if isinstance(ref, types.MethodType) else None
+                if isinstance(cm, timeout_type):
+                    when = getattr(cm, "_when", None)
+                    if isinstance(when, (int, float)):
+                        out.append((task, max(0.0, float(when) - now)))
+    return out
+
+
+def _coros(task: Any) -> list[Any]:
+    """The coroutines (and generators) of a task's await chain, outermost first."""
+    out: list[Any] = []
+    try:
+        coro = task.get_coro()
+    except Exception:
+        return out
+    while coro is not None and len(out) < MAX_STACK:
+        out.append(coro)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
     return out
 
 
@@ -521,7 +596,9 @@ def _woken(task: Any) -> bool:
 
 
 def _add_loop(b: Any, asyncio: Any, loop: Any, waits: list[AioWait]) -> None:
-    thread_ident = int(loop._thread_id)
+    thread_ident = _loop_thread(loop)
+    if thread_ident is None:
+        return  # it stopped since
     thread = _state.thread_name(thread_ident, f"thread-{thread_ident}")
     where = f"{thread!r} (ident {thread_ident})"
     timed = _timed(loop)

@@ -1437,3 +1437,166 @@ def test_a_task_whose_done_callback_completes_a_future_can_complete_it() -> None
         await outer
 
     asyncio.run(main())
+
+
+# -- uvloop: its loop is in C, with no Python attributes to read ------------------
+
+UVLOOP_ABBA = """
+    async def one(a, b):
+        async with a:
+            await asyncio.sleep(0.05)
+            if TIMED == "wait_for":
+                try:
+                    await asyncio.wait_for(b.acquire(), 0.8)
+                except asyncio.TimeoutError:
+                    return
+                b.release()
+            elif TIMED == "timeout":
+                try:
+                    async with asyncio.timeout(0.8):
+                        await b.acquire()
+                except TimeoutError:
+                    return
+                b.release()
+            else:
+                async with b:
+                    pass
+
+    async def main():
+        a, b = asyncio.Lock(), asyncio.Lock()
+        START[0] = time.monotonic()
+        t1 = asyncio.create_task(one(a, b), name="transfer")
+        t2 = asyncio.create_task(one(b, a), name="audit")
+        await asyncio.gather(t1, t2)
+        finished()
+
+    TIMED = os.environ["TIMED"]
+    import uvloop
+    uvloop.run(main())
+"""
+
+
+def _uvloop_run(tmp_path: Path, body: str, **env: str) -> tuple[dict[str, Any], list[Any]]:
+    out, findings = run_program(tmp_path, PRELUDE + textwrap.dedent(body), env=env, timeout=40)
+    lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    assert lines, out
+    return lines[-1], findings
+
+
+@pytest.mark.parametrize(
+    "timed",
+    [
+        "",
+        "wait_for",
+        pytest.param(
+            "timeout",
+            marks=pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout: 3.11+"),
+        ),
+    ],
+)
+def test_uvloop_a_lock_abba_is_a_deadlock_and_under_a_timeout_a_timed_cycle(
+    tmp_path: Path, timed: str
+) -> None:
+    """On uvloop's loop (whose running thread, timers and queues cannot be
+    read) the cycle of two tasks is found, naming both, from the thread
+    its patched ``run_forever`` noted; a timeout around the second take
+    (read off the task's await chain, not the loop's timers) makes it a
+    timed cycle, which breaks, and never a deadlock."""
+    pytest.importorskip("uvloop")
+    result, findings = _uvloop_run(tmp_path, UVLOOP_ABBA, TIMED=timed)
+    kinds = [f["kind"] for f in findings]
+    if not timed:
+        assert result.get("kind") == "deadlock", result
+        assert sorted(result["cycle"]) == ["audit", "transfer"], result
+        assert result["elapsed"] < 1.5, result
+        record = findings[-1]
+        details = {d["name"]: d for d in record["thread_details"]}
+        assert "MainThread" in details["transfer"]["loop_thread"], details["transfer"]
+        return
+    assert result.get("finished"), result
+    assert "deadlock" not in kinds, findings
+    if timed == "wait_for" and sys.version_info < (3, 12):
+        # wait_for runs the take in an inner task there, and the outer one
+        # awaits a future of its own: the cycle is not seen (as on asyncio's
+        # loop), so there is no timed cycle either.
+        return
+    (record,) = [f for f in findings if f["kind"] == "timed-cycle"]
+    assert record["cause"].endswith("; a timeout will break the cycle"), record
+
+
+def test_uvloop_two_tasks_awaiting_each_other(tmp_path: Path) -> None:
+    pytest.importorskip("uvloop")
+    result, _ = _uvloop_run(
+        tmp_path,
+        """
+        tasks = {}
+
+        async def a():
+            await asyncio.sleep(0.02)
+            await tasks["b"]
+
+        async def b():
+            await asyncio.sleep(0.02)
+            await tasks["a"]
+
+        async def main():
+            START[0] = time.monotonic()
+            tasks["a"] = asyncio.create_task(a(), name="A")
+            tasks["b"] = asyncio.create_task(b(), name="B")
+            await asyncio.gather(tasks["a"], tasks["b"])
+
+        import uvloop
+        uvloop.run(main())
+        """,
+    )
+    assert result.get("kind") == "deadlock", result
+    assert sorted(result["cycle"]) == ["A", "B"], result
+
+
+def test_uvloop_a_task_stopped_by_its_loops_blocked_thread(tmp_path: Path) -> None:
+    """LOOP_STOPPED on uvloop: the loop's thread blocks on a threading Lock
+    held by a thread waiting on ``run_coroutine_threadsafe(...).result()``
+    for a coroutine that needs the asyncio Lock a task of that loop holds.
+    Negative: the thread lets go of the threading Lock before it waits."""
+    pytest.importorskip("uvloop")
+    body = textwrap.dedent(LOOP_STOPPED).replace(
+        "asyncio.run(main())", "import uvloop\nuvloop.run(main())"
+    )
+    result, findings = _uvloop_run(tmp_path, body, RESCUE="1")
+    assert result.get("finished") and findings == [], (result, findings)
+    assert result["ticks"] >= 5, result
+    result, findings = _uvloop_run(tmp_path, body, RESCUE="0")
+    assert result.get("kind") == "deadlock", result
+    (task,) = [n for n in result["cycle"] if n.startswith("Task-")]
+    assert sorted(result["cycle"]) == sorted(["MainThread", task, "holder", "worker"]), result
+
+
+def test_uvloop_patched_while_enabled_and_removed_by_disable() -> None:
+    """``uvloop.Loop`` gets a ``run_forever`` of its own only while enabled
+    (imported before or after enable()); the loop runs as without it."""
+    pytest.importorskip("uvloop")
+    code = """
+        import asyncio, sys
+        first = sys.argv[1]
+        if first == "import":
+            import uvloop
+        import deadlockwatch
+        deadlockwatch.enable(text=False)
+        import uvloop
+        patched = "run_forever" in uvloop.Loop.__dict__
+        async def main():
+            await asyncio.sleep(0)
+            return 7
+        got = uvloop.run(main())
+        deadlockwatch.disable()
+        print(patched, got, "run_forever" in uvloop.Loop.__dict__, uvloop.run(main()))
+    """
+    for first in ("import", "enable"):
+        r = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code), first],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == ["True", "7", "False", "7"], (first, r.stdout, r.stderr)
