@@ -334,7 +334,7 @@ class _Detector:
     def _arm(self) -> None:
         """No watcher runs: the next blocking wait (or the next slice of one
         in progress) starts one."""
-        if self.enabled and not self._exiting:
+        if self.enabled and not self._exiting and not self._paused_for_fork:
             _state.resume_watcher = self._resume
 
     def _resume(self) -> None:
@@ -434,6 +434,12 @@ class _Detector:
                 if self.watcher_ident == me:
                     self.watcher_ident = None
                     self._running = False
+                    if self._stop:
+                        # Stopped by disable() but still busy when enable()
+                        # came again (disable waits 2 s at most): a wait of
+                        # the new run that found this one "running" took the
+                        # start away.  The next blocking wait starts one.
+                        self._arm()
             with contextlib.suppress(Exception):
                 done.release()
 

@@ -8,7 +8,6 @@ which releases what it holds and lets the others finish.
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -282,12 +281,14 @@ def test_timed_cycle_is_a_warning_not_a_deadlock(detector: Watch) -> None:
         with b:
             barrier.wait(BOUND)
             # Timed takes, again until the watcher has reported (a state, not
-            # a duration: once, under CI's load on 3.10, one 0.5 s take ended
-            # before the watcher had looked at it).
-            deadline = time.monotonic() + BOUND
-            got = a.acquire(timeout=0.5)
-            while not got and not detector.findings and time.monotonic() < deadline:
-                got = a.acquire(timeout=0.5)
+            # a duration: under CI's load on 3.10, 0.5 s takes, even repeated
+            # for 10 s, ended before the watcher had confirmed one), each
+            # twice as long as the last: 0.5, 1, 2, 4 s.
+            timeout = 0.5
+            got = a.acquire(timeout=timeout)
+            while not got and not detector.findings and timeout < 4:
+                timeout *= 2
+                got = a.acquire(timeout=timeout)
             results["timed"] = got
 
     threads = [start(untimed, name="untimed"), start(timed, name="timed")]

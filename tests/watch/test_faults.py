@@ -590,3 +590,43 @@ def test_a_report_write_taken_in_parts_still_gives_whole_lines(tmp_path: Path) -
     lines = report.read_text().split("\n")
     assert lines[-1] == "" and len(lines) == 2, lines
     assert json.loads(lines[0])["kind"] == "deadlock"
+
+
+def test_enabled_again_while_the_last_watcher_is_still_busy_gets_a_watcher() -> None:
+    """disable() waits at most 2 s for the watcher; one busy longer (a slow
+    tick under load) is still counted as running when enable() comes
+    again.  When it ends, the next blocking wait must start a new one:
+    before, the first wait of the new run found it "running", disarmed the
+    start, and no watcher ran for the rest of the program."""
+    code = f"""
+    import sys, threading, time, deadlockwatch
+    from deadlockwatch._watch.watcher import DETECTOR
+    sys.path.insert(0, {TESTS!r})
+    from _programs import lock_cycle
+    deadlockwatch.enable(interval=0.02, threshold=0.05, on_deadlock="raise")
+    real_tick = DETECTOR.tick
+    entered, slow = threading.Event(), [True]
+
+    def tick():
+        if slow[0]:
+            slow[0] = False
+            entered.set()
+            time.sleep(3)  # busier than disable() waits for
+        real_tick()
+
+    DETECTOR.tick = tick
+    held = threading.Lock()
+    held.acquire()
+    t = threading.Thread(target=held.acquire, args=(True, 10), daemon=True)
+    t.start()  # a blocking wait: the watcher starts
+    assert entered.wait(10)
+    held.release()
+    t.join(10)
+    deadlockwatch.disable()
+    deadlockwatch.enable(interval=0.02, threshold=0.05, on_deadlock="raise")
+    print(sorted(lock_cycle().values()))
+    deadlockwatch.disable()
+    """
+    r = run_python(code, timeout=90)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "['DeadlockError', 'done']", (r.stdout, r.stderr)
