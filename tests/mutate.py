@@ -344,6 +344,22 @@ MUTATIONS = [
         "asyncio: a loop in C (uvloop) runs in the thread its patched run_forever noted",
     ),
     Mutation(
+        "timer-refers-no-task",
+        T,
+        "            todo.extend((t, left) for t in _tasks_referred(cb, h, tasks))\n",
+        "            pass\n",
+        "asyncio: a pending timer whose callback refers to a task (task.cancel, anyio's"
+        " cancel scope) may cancel it: its waits are timed",
+    ),
+    Mutation(
+        "anyio-deadline-unread",
+        T,
+        '                    when = getattr(cm, "_deadline", None)\n',
+        "                    when = None\n",
+        "asyncio: on a loop whose timers cannot be read, anyio's cancel scope with a"
+        " deadline on a task's stack makes its waits timed",
+    ),
+    Mutation(
         "no-confirmation",
         W,
         "            if f.key in new and self._due(f, probable_after)"

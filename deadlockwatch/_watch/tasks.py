@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import math
 import os
 import sys
 import types
@@ -410,6 +411,7 @@ def _timed(loop: Any) -> dict[int, float]:
         return _spread(_timed_by_frames(loop, now), out)
     todo: list[tuple[Any, float]] = []
     waiters: dict[int, float] = {}
+    tasks: dict[int, Any] | None = None
     for h in handles:
         if getattr(h, "_cancelled", True):
             continue
@@ -423,6 +425,14 @@ def _timed(loop: Any) -> dict[int, float]:
             args = getattr(h, "_args", ()) or ()
             if args:
                 waiters[id(args[0])] = left
+        elif _live(h):
+            # Any other timer that refers to a task may cancel it: its
+            # callback's object (``call_later(d, task.cancel)``, anyio's
+            # cancel scope with a deadline, whose ``_host_task`` it is), its
+            # arguments, its closure.
+            if tasks is None:
+                tasks = {id(t): t for t in _tasks(_asyncio(), loop) or ()}
+            todo.extend((t, left) for t in _tasks_referred(cb, h, tasks))
     if waiters:
         for task in _tasks(_asyncio(), loop) or ():
             left_ = waiters.get(id(getattr(task, "_fut_waiter", None)))
@@ -450,6 +460,32 @@ def _spread(todo: list[tuple[Any, float]], out: dict[int, float]) -> dict[int, f
             todo.append((below, left))
         todo.extend((child, left) for child in list(getattr(obj, "_children", None) or ()))
     return out
+
+
+def _tasks_referred(cb: Any, handle: Any, tasks: Mapping[int, Any]) -> list[Any]:
+    """The tasks of ``tasks`` a timer's callback refers to: itself a task's
+    bound method, or through its object, arguments, closure or partial, and
+    one container further (a cancel scope's set of tasks)."""
+    first: list[Any] = [getattr(cb, "__self__", None), *(getattr(handle, "_args", ()) or ())]
+    for cell in getattr(cb, "__closure__", None) or ():
+        with contextlib.suppress(ValueError):
+            first.append(cell.cell_contents)
+    first.extend([getattr(cb, "func", None), *(getattr(cb, "args", ()) or ())])
+    found: dict[int, Any] = {}
+    for obj in first:
+        if obj is None:
+            continue
+        if id(obj) in tasks:
+            found[id(obj)] = obj
+            continue
+        for ref in gc.get_referents(obj):
+            if id(ref) in tasks:
+                found[id(ref)] = ref
+            elif isinstance(ref, (set, frozenset, list, tuple, dict)):
+                for inner in ref.values() if isinstance(ref, dict) else ref:
+                    if id(inner) in tasks:
+                        found[id(inner)] = inner
+    return list(found.values())
 
 
 def _timed_by_frames(loop: Any, now: float) -> list[tuple[Any, float]]:
@@ -480,14 +516,21 @@ def _timed_by_frames(loop: Any, now: float) -> list[tuple[Any, float]]:
                 inner = _local(frame, "fut")
                 if inner is not None:
                     out.append((inner, max(0.0, left)))
-            if timeout_type is None:
-                continue
-            for ref in gc.get_referents(coro):
+            # A ``with`` block's ``__exit__`` is on the stack: the coroutine's
+            # on 3.11+, its frame's on 3.10.
+            for ref in (*gc.get_referents(coro), *gc.get_referents(frame)):
                 cm = getattr(ref, "__self__", None) if isinstance(ref, types.MethodType) else None
-                if isinstance(cm, timeout_type):
-                    when = getattr(cm, "_when", None)
-                    if isinstance(when, (int, float)):
-                        out.append((task, max(0.0, float(when) - now)))
+                if cm is None:
+                    continue
+                # asyncio.timeout()'s Timeout; anyio's cancel scope with a
+                # deadline (``fail_after``, ``move_on_after``), on its stack as
+                # a ``with`` block's ``__exit__``.
+                timeout = timeout_type is not None and isinstance(cm, timeout_type)
+                when = getattr(cm, "_when", None) if timeout else None
+                if when is None and type(cm).__module__.startswith("anyio."):
+                    when = getattr(cm, "_deadline", None)
+                if isinstance(when, (int, float)) and when != math.inf:
+                    out.append((task, max(0.0, float(when) - now)))
     return out
 
 

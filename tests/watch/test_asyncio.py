@@ -1600,3 +1600,76 @@ def test_uvloop_patched_while_enabled_and_removed_by_disable() -> None:
         )
         assert r.returncode == 0, r.stderr
         assert r.stdout.split() == ["True", "7", "False", "7"], (first, r.stdout, r.stderr)
+
+
+# -- timers that cancel a task: anyio's deadlines, call_later(task.cancel) --------
+
+CANCELLED_BY_A_TIMER = """
+    import anyio
+
+    async def one(a, b, rescue):
+        async with a:
+            await asyncio.sleep(0.05)
+            if rescue == "anyio":  # a cancel scope with a deadline
+                with anyio.move_on_after(1.0):
+                    async with b:
+                        pass
+                return
+            try:
+                async with b:
+                    pass
+            except asyncio.CancelledError:
+                return
+
+    async def main():
+        a, b = asyncio.Lock(), asyncio.Lock()
+        START[0] = time.monotonic()
+        t1 = asyncio.create_task(one(a, b, RESCUE_BY), name="transfer")
+        t2 = asyncio.create_task(one(b, a, ""), name="audit")
+        if RESCUE_BY == "timer":
+            asyncio.get_running_loop().call_later(1.0, t1.cancel)
+        await asyncio.gather(t1, t2)
+        finished()
+
+    RESCUE_BY = os.environ["RESCUE_BY"]
+    if os.environ["LOOP"] == "uvloop":
+        import uvloop
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize(
+    ("loop", "rescue"),
+    [
+        ("asyncio", "anyio"),
+        ("asyncio", "timer"),
+        ("asyncio", ""),
+        ("uvloop", "anyio"),
+        ("uvloop", ""),
+    ],
+)
+def test_a_lock_cycle_a_timer_will_cancel_is_a_timed_cycle(
+    tmp_path: Path, loop: str, rescue: str
+) -> None:
+    """An asyncio Lock ABBA that a pending timer breaks by cancelling a task
+    of it: anyio's ``move_on_after`` (a cancel scope whose timer is its own
+    bound method, the task its ``_host_task``; on uvloop, read off the
+    task's stack as its ``__exit__``), or ``loop.call_later(d,
+    task.cancel)``.  A timed cycle, which breaks; never a deadlock.  The
+    control (no rescue) is a deadlock.  On uvloop a bare timer cannot be
+    seen (its timers cannot be read): not tested there."""
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
+    result, findings = _uvloop_run(
+        tmp_path, CANCELLED_BY_A_TIMER, LOOP=loop, RESCUE_BY=rescue, RESCUE="0"
+    )
+    kinds = [f["kind"] for f in findings if f["kind"] != "lock-order-inversion"]
+    if not rescue:
+        assert result.get("kind") == "deadlock", result
+        assert sorted(result["cycle"]) == ["audit", "transfer"], result
+        return
+    assert result.get("finished"), result
+    assert kinds == ["timed-cycle"], findings
+    assert findings[-1]["cause"].endswith("; a timeout will break the cycle"), findings[-1]
