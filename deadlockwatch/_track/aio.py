@@ -16,6 +16,9 @@ covered too):
   (`order.ORDER`, nodes of type ``asyncio.Lock``; no order is learned between
   an asyncio Lock and a thread's lock), so an inversion between tasks, or in
   one task at two times, is reported before it hangs (`_order`).
+  ``async with lock:`` does the same in ``__aenter__`` and ``__aexit__``,
+  set on the Lock class (which inherits them otherwise) and deleted again by
+  `unpatch`: one coroutine and no call of the wrappers (`_lock_aenter`).
 - Nothing is recorded when a task suspends in ``Lock.acquire``,
   ``Event.wait``, ``Condition.wait``, ``Semaphore.acquire``, a queue's
   ``get``/``put``/``join``, ``Barrier.wait``, a TaskGroup's exit or
@@ -431,6 +434,146 @@ def _lock_release(original: Any) -> Any:
     return release
 
 
+def _lock_aenter(original: Any) -> Any:
+    """``Lock.__aenter__`` (the mixin's, inherited, otherwise): ``async with
+    lock:`` takes the Lock here, as the acquire wrapper does, without
+    calling it: one coroutine where the mixin's ``__aenter__`` makes two
+    (its own and ``acquire``'s), and the caller's frame, where the Lock is
+    taken, is this one's, read off one frame.  A subclass whose ``acquire``
+    is its own has it called, as the mixin does."""
+    lock_cls, acquire_wrapper, acquire_original = _lock_parts()
+
+    @functools.wraps(original)
+    async def __aenter__(self: Any) -> None:
+        cls = type(self)
+        if not active or (cls is not lock_cls and cls.acquire is not acquire_wrapper):
+            await self.acquire()
+            return None
+        table = _TABLE
+        if table is not None:
+            task = table.get(_RUNNING())
+        else:
+            try:
+                task = _CURRENT()
+            except RuntimeError:  # no running loop: the original says so itself
+                task = None
+        if task is None:
+            await acquire_original(self)
+            return None
+        last = held.get(task)
+        if last is not None and last is not self and id(self) not in mark(last, "_dw_after", ()):
+            _order(task, last, self)  # a new order (or orders off: returns at once)
+        if not self._locked and not self._waiters:
+            self._locked = True  # free, nobody waiting: the original's fast path
+        else:
+            resume = _state.resume_watcher  # suspends: the watcher must run
+            if resume is not None:
+                resume()
+            await acquire_original(self)
+        # Taken where ``async with`` is: this one's caller (`_lock_acquire`).
+        try:
+            frame = _getframe(1)
+        except ValueError:  # awaited as a task's own coroutine: no caller
+            self._dw_taken = None
+        else:
+            code = frame.f_code
+            if code.co_filename in _INTERNAL_FILES:
+                self._dw_taken = _state.raw_site_of(frame)
+            else:
+                self._dw_taken = code, frame.f_lasti
+        self._dw_owner = task
+        self._dw_prev = last
+        held[task] = self
+        return None
+
+    return __aenter__
+
+
+def _lock_aexit(original: Any) -> Any:
+    """``Lock.__aexit__`` (the mixin's, inherited, otherwise): releases the
+    Lock as the release wrapper does, without calling it (a subclass whose
+    ``release`` is its own has it called, as the mixin does)."""
+    lock_cls, release_wrapper, release_original = _lock_parts("release")
+    inline = _same_code(release_original, _release_as_in_asyncio)
+
+    @functools.wraps(original)
+    async def __aexit__(self: Any, exc_type: Any, exc: Any, tb: Any) -> None:
+        cls = type(self)
+        if cls is not lock_cls and cls.release is not release_wrapper:
+            self.release()
+            return None
+        try:
+            owner = self._dw_owner
+        except AttributeError:  # never taken while tracked
+            owner = None
+        if not inline:
+            release_original(self)
+        elif self._locked:  # the original's body, inline (`_release_as_in_asyncio`)
+            self._locked = False
+            self._wake_up_first()
+        else:
+            raise RuntimeError("Lock is not acquired.")
+        if owner is None:
+            return None
+        # As the release wrapper does (`_lock_release`).
+        self._dw_owner = None
+        last = held.pop(owner, None)
+        if last is self:
+            prev = self._dw_prev
+            if prev is not None:
+                self._dw_prev = None
+                _released_under(owner, prev)
+        elif last is not None:
+            held[owner] = last  # released out of order: its last stays
+        if active:
+            table = _TABLE
+            if table is not None:
+                task = table.get(_RUNNING())
+            else:
+                try:
+                    task = _CURRENT()
+                except RuntimeError:
+                    task = None
+            if owner is not task:
+                self._dw_shared = True  # released by another: not owner-bound
+        return None
+
+    return __aexit__
+
+
+def _release_as_in_asyncio(self: Any) -> None:
+    """``asyncio.Lock.release`` as in CPython 3.10 to 3.13 (`_same_code`)."""
+    if self._locked:
+        self._locked = False
+        self._wake_up_first()
+    else:
+        raise RuntimeError("Lock is not acquired.")
+
+
+def _same_code(func: Any, reference: Any) -> bool:
+    """Whether ``func`` compiles to the same bytecode, names and constants
+    (its docstring aside) as ``reference``: its body can be inlined."""
+    a, b = getattr(func, "__code__", None), reference.__code__
+    if a is None:
+        return False
+    try:
+        return bool(
+            a.co_code == b.co_code
+            and a.co_names == b.co_names
+            and a.co_consts[1:] == b.co_consts[1:]
+            and a.co_varnames == b.co_varnames
+        )
+    except Exception:
+        return False
+
+
+def _lock_parts(name: str = "acquire") -> tuple[Any, Any, Any]:
+    """(asyncio.Lock, its wrapper of ``name``, the original): patched before
+    ``__aenter__`` and ``__aexit__`` (`_TARGETS`)."""
+    cls = sys.modules["asyncio.locks"].Lock
+    return cls, cls.__dict__[name], _originals[(cls, name)]
+
+
 def _released_under(owner: Any, prev: Any) -> None:
     """``owner`` released its last Lock, taken holding ``prev``: its last is
     now the first still held down the chain (some may have been released
@@ -504,6 +647,8 @@ def _wrap_future(original: Any) -> Any:
 _TARGETS: tuple[tuple[str, str, str, Callable[[Any], Any]], ...] = (
     ("asyncio.locks", "Lock", "acquire", _lock_acquire),
     ("asyncio.locks", "Lock", "release", _lock_release),
+    ("asyncio.locks", "Lock", "__aenter__", _lock_aenter),
+    ("asyncio.locks", "Lock", "__aexit__", _lock_aexit),
     ("asyncio.base_events", "BaseEventLoop", "run_forever", _run_forever),
     *(
         (module, cls, "__init__", _created)
@@ -523,6 +668,11 @@ _FUNCTIONS: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
     ("asyncio.tasks", _RCT, _run_coroutine_threadsafe),
     ("asyncio.futures", "wrap_future", _wrap_future),
 )
+#: Attributes of `_TARGETS` a class inherits (``Lock.__aenter__``): patched
+#: on the class itself, and deleted from it again by `unpatch`.
+_INHERITED = ("__aenter__", "__aexit__")
+#: The (class, attribute) of `_originals` that were inherited.
+_added: set[tuple[Any, str]] = set()
 #: (module, class or None, function, op): the waits read by the watcher off a
 #: suspended task's await chain (`wait_of`), by the code of the frame it is
 #: suspended in; none of these is patched.  The Lock's is its original
@@ -644,6 +794,10 @@ def _install(_module: object = None) -> None:
         if not isinstance(cls, type) or (cls, attr) in _originals:
             continue
         original = cls.__dict__.get(attr)
+        if original is None and attr in _INHERITED:
+            original = getattr(cls, attr, None)
+            if original is not None:
+                _added.add((cls, attr))
         if original is None:
             continue
         replacement = make(original)
@@ -688,7 +842,11 @@ def _all_patched() -> bool:
                 return False  # still executing
             continue  # not in this Python
         cls = getattr(module, cls_name, None)
-        if isinstance(cls, type) and attr in cls.__dict__ and (cls, attr) not in _originals:
+        if (
+            isinstance(cls, type)
+            and (attr in cls.__dict__ or attr in _INHERITED)
+            and (cls, attr) not in _originals
+        ):
             return False
     for wait_module, wait_cls, wait_attr, _op in _WAITS:
         ready, wait_code = _wait_code(wait_module, wait_cls, wait_attr)
@@ -720,11 +878,6 @@ def patch() -> None:
         raise
 
 
-#: (class, attribute) patched where the class had only inherited it: taken
-#: off again, not set back, by `_restore`.
-_inherited: set[tuple[Any, str]] = set()
-
-
 def _install_uvloop(module: Any) -> None:
     """uvloop's ``Loop``: its ``run_forever`` is inherited from its base in C
     (which ``run_until_complete`` calls through the instance), so the
@@ -744,7 +897,7 @@ def _install_uvloop(module: Any) -> None:
     except (TypeError, AttributeError):
         return  # a class in C after all: its loops stay unwatched, as before
     _originals[(cls, attr)] = original
-    _inherited.add((cls, attr))
+    _added.add((cls, attr))
 
 
 def _adopt_running_loop() -> None:
@@ -784,9 +937,9 @@ def _restore() -> None:
     for (cls, attr), original in list(_originals.items()):
         current = cls.__dict__.get(attr)
         if getattr(current, "_dw_original", None) is original:
-            if (cls, attr) in _inherited:
-                delattr(cls, attr)
+            if (cls, attr) in _added:
+                delattr(cls, attr)  # inherited again
             else:
                 setattr(cls, attr, original)
+        _added.discard((cls, attr))
         del _originals[(cls, attr)]
-    _inherited.clear()
