@@ -2022,13 +2022,14 @@ wait_fast(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     int owned = wait_lock_owned(lock);
-    Py_DECREF(lock);
     if (owned != 1) {
         /* not a lock known here, or not owned: the Python wait (which raises) */
+        Py_DECREF(lock);
         Py_DECREF(caller);
         return cwait_fallback();
     }
     Py_INCREF(rec);
+    Py_INCREF(held);
     PyObject *result = NULL, *waiter = NULL, *waiters = NULL, *wait = NULL;
     if (timeout == Py_None) {
         PyObject *learning = PyDict_GetItemWithError(gw_signals, s_learning);
@@ -2037,6 +2038,13 @@ wait_fast(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         int learn = learning == NULL ? 0 : PyObject_IsTrue(learning);
         if (learn < 0)
             goto out;
+        /* signals.waiting's first answers, without the call: nothing held,
+         * or only the Condition's own lock (every wait like this one holds
+         * it), leave nothing to learn. */
+        Py_ssize_t nheld = PyList_GET_SIZE(held);
+        if (nheld == 0 ||
+            (nheld == 1 && (PyList_GET_ITEM(held, 0) == lock || PyList_GET_ITEM(held, 0) == cond)))
+            learn = 0;
         if (learn) {
             PyObject *waiting = PyDict_GetItemWithError(gw_signals, s_waiting);
             if (waiting == NULL) {
@@ -2147,6 +2155,8 @@ wait_fast(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         }
     }
 out:
+    Py_DECREF(held);
+    Py_DECREF(lock);
     Py_XDECREF(wait);
     Py_XDECREF(waiters);
     Py_XDECREF(waiter);
