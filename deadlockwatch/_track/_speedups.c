@@ -1678,10 +1678,562 @@ condition_methods(PyObject *mod, PyObject *unused)
     return result;
 }
 
+/* ---- Condition.wait, the blocking case (issue 17) -------------------------
+ *
+ * waits._plain_condition_wait's fast case in C: the checks, the waiter lock,
+ * the ConditionWait record (its slots written at their offsets), its
+ * registration in _state.blocked, the sliced wait on the waiter, and the
+ * unregistration, with no Python frame of deadlockwatch's between the
+ * application and the Condition's lock (so the C core's take of that lock
+ * after the wait finds the application's frame at once).  Anything else (not
+ * enabled, green threads, a timeout other than None or a plain number in
+ * range, keywords, a lock other than the tracked Lock or RLock, a thread
+ * without a record, no calling frame) goes to the Python function it was made
+ * with, which does exactly the same in Python. */
+
+static PyObject *gw_waits;      /* waits' globals: "active" */
+static PyObject *gw_state;      /* _state's globals: "blocked", "resume_watcher" */
+static PyObject *gw_signals;    /* signals' globals: "learning", "waiting" */
+static PyObject *gw_meaning;    /* meaning's globals: "LAZY" (what a wait means is read later) */
+static PyObject *gw_thread;     /* _thread's dict: "allocate_lock" (green threads replace it) */
+static PyTypeObject *gw_record_type; /* meaning.ConditionWait */
+static PyTypeObject *gw_lock_type;   /* primitives.TrackedLock */
+static PyTypeObject *gw_rlock_type;  /* primitives.TrackedRLock */
+static PyObject *gw_open;       /* _state._OPEN */
+static PyObject *gw_poll_start; /* _state.poll_start(wait) */
+static PyObject *gw_poll_end;   /* _state.poll_end(wait) */
+static double gw_timeout_max;
+static PyObject *gw_slow;      /* what wait_fast returns for "the Python wait goes on" */
+static PyTypeObject *g_lock_core_type, *g_rlock_core_type;
+static PyObject *s_active, *s_blocked, *s_resume_watcher, *s_learning, *s_waiting, *s_allocate_lock;
+static PyObject *s_waiters, *s_append, *s_remove, *s_wait_attr, *s_poll, *s_condition_kind, *s_wait_slice, *s_acquire_restore, *s_lazy;
+
+/* The offsets of ConditionWait's slots. */
+enum { W_REC, W_TIMEOUT, W_SINCE, W_INTERRUPT, W_GATE, W_REPORTED, W_SELF_WAIT, W_POLLED_SINCE,
+       W_WAITER, W_COND, W_FRAME, W_COUNT };
+static const char *gw_field_names[W_COUNT] = {"rec", "timeout", "since", "interrupt", "gate",
+                                              "reported", "self_wait", "polled_since", "waiter",
+                                              "_cond", "_frame"};
+static Py_ssize_t gw_offsets[W_COUNT];
+
+#define WFIELD(obj, i) (*(PyObject **)((char *)(obj) + gw_offsets[i]))
+
+static double
+dw_monotonic(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyTime_t t;
+    if (PyTime_Monotonic(&t) < 0) {
+        PyErr_Clear();
+        return 0.0;
+    }
+    return PyTime_AsSecondsDouble(t);
+#else
+    return _PyTime_AsSecondsDouble(_PyTime_GetMonotonicClock());
+#endif
+}
+
+static void
+wset(PyObject *obj, int i, PyObject *value) /* steals value */
+{
+    Py_XSETREF(WFIELD(obj, i), value);
+}
+
+/* The raw waiter's acquire(True, seconds): 1 taken, 0 not, -1 error (a
+ * signal handler raised), as _thread's lock does it (signals handled while
+ * waiting, the rest of the time waited again). */
+static int
+waiter_take(RawLockLayout *raw, double seconds)
+{
+    PyLockStatus r = PyThread_acquire_lock_timed(raw->lock_lock, 0, 0);
+    if (r == PY_LOCK_FAILURE && seconds > 0) {
+        double deadline = dw_monotonic() + seconds;
+        for (;;) {
+            PY_TIMEOUT_T us = (PY_TIMEOUT_T)(seconds * 1e6);
+            Py_BEGIN_ALLOW_THREADS
+            r = PyThread_acquire_lock_timed(raw->lock_lock, us, 1);
+            Py_END_ALLOW_THREADS
+            if (r != PY_LOCK_INTR)
+                break;
+            if (Py_MakePendingCalls() < 0)
+                return -1;
+            seconds = deadline - dw_monotonic();
+            if (seconds <= 0) {
+                r = PyThread_acquire_lock_timed(raw->lock_lock, 0, 0);
+                break;
+            }
+        }
+    }
+    if (r != PY_LOCK_ACQUIRED)
+        return 0;
+    raw->locked = 1;
+    return 1;
+}
+
+/* _state.wait_lock's loop: registered meanwhile; 1 got it, 0 timed out, -1
+ * error (the watcher's interruption included). */
+static int
+wait_blocked(PyObject *rec, PyObject *wait, RawLockLayout *waiter, PyObject *timeout, double since)
+{
+    PyObject *poll = PyObject_GetAttr(rec, s_poll);
+    if (poll == NULL)
+        return -1;
+    int had_poll = poll != Py_None;
+    Py_DECREF(poll);
+    if (had_poll && timeout != Py_None) {
+        PyObject *r = PyObject_CallOneArg(gw_poll_start, wait);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+    }
+    PyObject *blocked = PyDict_GetItemWithError(gw_state, s_blocked);
+    if (blocked == NULL || !PyDict_Check(blocked)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "deadlockwatch: _state.blocked is not a dict");
+        return -1;
+    }
+    Py_INCREF(blocked);
+    if (PyObject_SetAttr(rec, s_wait_attr, wait) < 0) {
+        Py_DECREF(blocked);
+        return -1;
+    }
+    int rc;
+    int timed_out = 0;
+    if (PyDict_SetItem(blocked, rec, wait) < 0) {
+        rc = -1;
+        goto done;
+    }
+    PyObject *slice_obj = PyDict_GetItemWithError(gw_state, s_wait_slice);
+    double slice = slice_obj == NULL ? -1.0 : PyFloat_AsDouble(slice_obj);
+    if (slice_obj == NULL || (slice == -1.0 && PyErr_Occurred())) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "deadlockwatch: _state.WAIT_SLICE is gone");
+        rc = -1;
+        goto done;
+    }
+    double deadline = timeout == Py_None ? 0.0 : since + PyFloat_AsDouble(timeout);
+    if (timeout != Py_None && PyErr_Occurred()) {
+        rc = -1;
+        goto done;
+    }
+    for (;;) {
+        PyObject *resume = PyDict_GetItemWithError(gw_state, s_resume_watcher);
+        if (resume == NULL && PyErr_Occurred()) {
+            rc = -1;
+            goto done;
+        }
+        if (resume != NULL && resume != Py_None) {
+            Py_INCREF(resume);
+            PyObject *r = PyObject_CallNoArgs(resume);
+            Py_DECREF(resume);
+            if (r == NULL) {
+                rc = -1;
+                goto done;
+            }
+            Py_DECREF(r);
+        }
+        double remaining = slice;
+        if (timeout != Py_None)
+            remaining = deadline - dw_monotonic();
+        int got = waiter_take(waiter, remaining > slice ? slice : remaining > 0 ? remaining : 0.0);
+        if (got < 0) {
+            rc = -1;
+            goto done;
+        }
+        PyObject *error = WFIELD(wait, W_INTERRUPT);
+        if (error != NULL && error != Py_None) {
+            PyObject *gate = WFIELD(wait, W_GATE);
+            int open = 0;
+            if (gate != NULL) {
+                Py_INCREF(gate);
+                PyObject *first = PySequence_GetItem(gate, 0);
+                Py_DECREF(gate);
+                open = first == NULL ? -1 : PyObject_IsTrue(first);
+                Py_XDECREF(first);
+            }
+            if (open < 0) {
+                rc = -1;
+                goto done;
+            }
+            if (open) {
+                Py_INCREF(error);
+                if (PyExceptionInstance_Check(error))
+                    PyErr_SetObject((PyObject *)Py_TYPE(error), error);
+                else
+                    PyErr_SetObject(error, NULL);
+                Py_DECREF(error);
+                rc = -1;
+                goto done;
+            }
+        }
+        if (got) {
+            rc = 1;
+            goto done;
+        }
+        if (timeout != Py_None && remaining <= slice) {
+            timed_out = 1;
+            rc = 0;
+            goto done;
+        }
+    }
+done:;
+    /* finally: unregistered, whatever happened (the error kept) */
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    int bad = PyObject_SetAttr(rec, s_wait_attr, Py_None) < 0;
+    if (!bad && PyDict_DelItem(blocked, rec) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_KeyError))
+            PyErr_Clear();
+        else
+            bad = 1;
+    }
+    if (!bad) {
+        if (timed_out) {
+            PyObject *r = PyObject_CallOneArg(gw_poll_end, wait);
+            bad = r == NULL;
+            Py_XDECREF(r);
+        }
+        else {
+            poll = PyObject_GetAttr(rec, s_poll);
+            bad = poll == NULL || (poll != Py_None && PyObject_SetAttr(rec, s_poll, Py_None) < 0);
+            Py_XDECREF(poll);
+        }
+    }
+    Py_DECREF(blocked);
+    if (bad) {
+        if (type != NULL) {
+            /* raised in the finally: the first error is its context */
+            PyObject *t2, *v2, *tb2;
+            PyErr_Fetch(&t2, &v2, &tb2);
+            PyErr_NormalizeException(&type, &value, &tb);
+            PyErr_NormalizeException(&t2, &v2, &tb2);
+            if (tb != NULL && value != NULL)
+                PyException_SetTraceback(value, tb);
+            if (v2 != NULL && value != NULL)
+                PyException_SetContext(v2, value); /* steals value */
+            else
+                Py_XDECREF(value);
+            Py_XDECREF(type);
+            Py_XDECREF(tb);
+            PyErr_Restore(t2, v2, tb2);
+        }
+        return -1;
+    }
+    PyErr_Restore(type, value, tb);
+    return rc;
+}
+
+/* Whether the calling thread may wait on cond's lock, as threading's
+ * _is_owned says (1, 0), or -2: not a lock this knows (the Python path). */
+static int
+wait_lock_owned(PyObject *lock)
+{
+    PyTypeObject *tp = Py_TYPE(lock);
+    if (tp != gw_lock_type && tp != gw_rlock_type)
+        return -2;
+    PyObject *raw = ((Core *)lock)->raw;
+    if (raw == NULL)
+        return -2;
+    if (tp == gw_lock_type && Py_TYPE(raw) == g_direct_lock_type && g_direct_lock_type != NULL)
+        return ((RawLockLayout *)raw)->locked != 0;
+    if (tp == gw_rlock_type && Py_TYPE(raw) == g_direct_rlock_type && g_direct_rlock_type != NULL) {
+        RawRLockLayout *r = (RawRLockLayout *)raw;
+        return r->rlock_count > 0 && r->rlock_owner == PyThread_get_thread_ident();
+    }
+    return -2;
+}
+
+/* Calls a method of obj with no argument or one; -1 error, else 0. */
+static int
+call_method_void(PyObject *obj, PyObject *name, PyObject *arg)
+{
+    PyObject *r = arg == NULL ? PyObject_CallMethodNoArgs(obj, name)
+                              : PyObject_CallMethodOneArg(obj, name, arg);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* "Not handled here": the Python wait goes on. */
+static PyObject *
+cwait_fallback(void)
+{
+    Py_INCREF(gw_slow);
+    return gw_slow;
+}
+
+/* wait_fast(cond, timeout): what the Python wait (waits._plain_condition_wait)
+ * returns, or gw_slow if it is to go on itself. */
+static PyObject *
+wait_fast(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "wait_fast(cond, timeout)");
+        return NULL;
+    }
+    if (gw_record_type == NULL || g_direct_lock_type == NULL)
+        return cwait_fallback();
+    PyObject *cond = args[0];
+    PyObject *timeout = args[1];
+    /* enabled, a timeout as the original would take it, no green threads */
+    PyObject *active = PyDict_GetItemWithError(gw_waits, s_active);
+    if (active != Py_True)
+        return PyErr_Occurred() ? NULL : cwait_fallback();
+    if (timeout != Py_None) {
+        double t;
+        if (PyFloat_CheckExact(timeout))
+            t = PyFloat_AS_DOUBLE(timeout);
+        else if (PyLong_CheckExact(timeout)) {
+            t = PyLong_AsDouble(timeout);
+            if (t == -1.0 && PyErr_Occurred()) {
+                PyErr_Clear();
+                return cwait_fallback();
+            }
+        }
+        else
+            return cwait_fallback();
+        if (!(t > 0 && t <= gw_timeout_max))
+            return cwait_fallback();
+    }
+    PyObject *lazy = PyDict_GetItemWithError(gw_meaning, s_lazy);
+    if (lazy != Py_True)
+        return PyErr_Occurred() ? NULL : cwait_fallback();
+    PyObject *factory = PyDict_GetItemWithError(gw_thread, s_allocate_lock);
+    if (factory != g_lock_factory)
+        return PyErr_Occurred() ? NULL : cwait_fallback();
+    /* The frame that called the Python wait (whose frame is the innermost). */
+    PyFrameObject *inner = PyEval_GetFrame(); /* borrowed */
+    PyFrameObject *caller = inner == NULL ? NULL : PyFrame_GetBack(inner); /* new */
+    if (caller == NULL)
+        return cwait_fallback();
+    PyObject *rec, *held;
+    if (current_rec(1, &rec, &held) < 0) {
+        Py_DECREF(caller);
+        return NULL;
+    }
+    if (rec == NULL) {
+        Py_DECREF(caller);
+        return cwait_fallback();
+    }
+    PyObject *lock = PyObject_GetAttr(cond, s_lock_attr);
+    if (lock == NULL) {
+        Py_DECREF(caller);
+        return NULL;
+    }
+    int owned = wait_lock_owned(lock);
+    if (owned != 1) {
+        /* not a lock known here, or not owned: the Python wait (which raises) */
+        Py_DECREF(lock);
+        Py_DECREF(caller);
+        return cwait_fallback();
+    }
+    Py_INCREF(rec);
+    Py_INCREF(held);
+    PyObject *result = NULL, *waiter = NULL, *waiters = NULL, *wait = NULL;
+    if (timeout == Py_None) {
+        PyObject *learning = PyDict_GetItemWithError(gw_signals, s_learning);
+        if (learning == NULL && PyErr_Occurred())
+            goto out;
+        int learn = learning == NULL ? 0 : PyObject_IsTrue(learning);
+        if (learn < 0)
+            goto out;
+        /* signals.waiting's first answers, without the call: nothing held,
+         * or only the Condition's own lock (every wait like this one holds
+         * it), leave nothing to learn. */
+        Py_ssize_t nheld = PyList_GET_SIZE(held);
+        if (nheld == 0 ||
+            (nheld == 1 && (PyList_GET_ITEM(held, 0) == lock || PyList_GET_ITEM(held, 0) == cond)))
+            learn = 0;
+        if (learn) {
+            PyObject *waiting = PyDict_GetItemWithError(gw_signals, s_waiting);
+            if (waiting == NULL) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_RuntimeError, "deadlockwatch: signals.waiting is gone");
+                goto out;
+            }
+            PyObject *wargs[3] = {cond, s_condition_kind, (PyObject *)caller};
+            PyObject *r = PyObject_Vectorcall(waiting, wargs, 3, NULL);
+            if (r == NULL)
+                goto out;
+            Py_DECREF(r);
+        }
+    }
+    waiter = PyObject_CallNoArgs(g_lock_factory);
+    if (waiter == NULL)
+        goto out;
+    if (Py_TYPE(waiter) != g_direct_lock_type) {
+        PyErr_SetString(PyExc_RuntimeError, "deadlockwatch: an unexpected waiter lock");
+        goto out;
+    }
+    RawLockLayout *raw = (RawLockLayout *)waiter;
+    if (PyThread_acquire_lock_timed(raw->lock_lock, 0, 0) != PY_LOCK_ACQUIRED) {
+        PyErr_SetString(PyExc_RuntimeError, "deadlockwatch: a new waiter lock is taken");
+        goto out;
+    }
+    raw->locked = 1;
+    waiters = PyObject_GetAttr(cond, s_waiters);
+    if (waiters == NULL || call_method_void(waiters, s_append, waiter) < 0)
+        goto out;
+    PyObject *saved = PyObject_CallMethodNoArgs(cond, s_release_save);
+    if (saved == NULL)
+        goto out;
+    /* try: */
+    int gotit = 0;
+    wait = gw_record_type->tp_alloc(gw_record_type, 0);
+    if (wait != NULL) {
+        double since = dw_monotonic();
+        PyObject *since_obj = PyFloat_FromDouble(since);
+        if (since_obj == NULL) {
+            Py_CLEAR(wait);
+        }
+        else {
+            Py_INCREF(rec);
+            wset(wait, W_REC, rec);
+            Py_INCREF(timeout);
+            wset(wait, W_TIMEOUT, timeout);
+            wset(wait, W_SINCE, since_obj);
+            Py_INCREF(Py_None);
+            wset(wait, W_INTERRUPT, Py_None);
+            Py_INCREF(gw_open);
+            wset(wait, W_GATE, gw_open);
+            Py_INCREF(Py_False);
+            wset(wait, W_REPORTED, Py_False);
+            Py_INCREF(Py_False);
+            wset(wait, W_SELF_WAIT, Py_False);
+            Py_INCREF(Py_None);
+            wset(wait, W_POLLED_SINCE, Py_None);
+            Py_INCREF(waiter);
+            wset(wait, W_WAITER, waiter);
+            Py_INCREF(cond);
+            wset(wait, W_COND, cond);
+            Py_INCREF(caller);
+            wset(wait, W_FRAME, (PyObject *)caller);
+            int rc = wait_blocked(rec, wait, raw, timeout, since);
+            if (rc >= 0) {
+                gotit = rc;
+                result = rc ? Py_True : Py_False;
+                Py_INCREF(result);
+            }
+        }
+    }
+    /* finally: */
+    {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        int bad = call_method_void(cond, s_acquire_restore, saved) < 0;
+        Py_DECREF(saved);
+        if (!bad && !gotit) {
+            if (call_method_void(waiters, s_remove, waiter) < 0) {
+                if (PyErr_ExceptionMatches(PyExc_ValueError))
+                    PyErr_Clear();
+                else
+                    bad = 1;
+            }
+        }
+        if (bad) {
+            Py_CLEAR(result);
+            if (type != NULL) {
+                PyObject *t2, *v2, *tb2;
+                PyErr_Fetch(&t2, &v2, &tb2);
+                PyErr_NormalizeException(&type, &value, &tb);
+                PyErr_NormalizeException(&t2, &v2, &tb2);
+                if (tb != NULL && value != NULL)
+                    PyException_SetTraceback(value, tb);
+                if (v2 != NULL && value != NULL)
+                    PyException_SetContext(v2, value);
+                else
+                    Py_XDECREF(value);
+                Py_XDECREF(type);
+                Py_XDECREF(tb);
+                PyErr_Restore(t2, v2, tb2);
+            }
+        }
+        else if (type != NULL) {
+            Py_CLEAR(result);
+            PyErr_Restore(type, value, tb);
+        }
+    }
+out:
+    Py_DECREF(held);
+    Py_DECREF(lock);
+    Py_XDECREF(wait);
+    Py_XDECREF(waiters);
+    Py_XDECREF(waiter);
+    Py_DECREF(caller);
+    Py_DECREF(rec);
+    return result;
+}
+
+static PyObject *
+configure_wait(PyObject *mod, PyObject *args)
+{
+    PyObject *waits, *state, *signals, *meaning, *thread, *record_type, *lock_type, *rlock_type, *open;
+    PyObject *poll_start, *poll_end, *slow;
+    double timeout_max;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!O!O!OOOOd:configure_wait", &PyDict_Type, &waits,
+                          &PyDict_Type, &state, &PyDict_Type, &signals, &PyDict_Type, &meaning,
+                          &PyDict_Type, &thread,
+                          &PyType_Type, &record_type, &PyType_Type, &lock_type, &PyType_Type,
+                          &rlock_type, &open, &poll_start, &poll_end, &slow, &timeout_max))
+        return NULL;
+    if (g_lock_factory == NULL) {
+        not_configured();
+        return NULL;
+    }
+    Py_ssize_t offsets[W_COUNT];
+    for (int i = 0; i < W_COUNT; i++) {
+        PyObject *descr = PyObject_GetAttrString(record_type, gw_field_names[i]);
+        if (descr == NULL)
+            return NULL;
+        int ok = Py_TYPE(descr) == &PyMemberDescr_Type &&
+                 ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX &&
+                 !(((PyMemberDescrObject *)descr)->d_member->flags & READONLY);
+        if (ok)
+            offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
+        Py_DECREF(descr);
+        if (!ok) {
+            PyErr_Format(PyExc_TypeError, "deadlockwatch: %s is not a slot", gw_field_names[i]);
+            return NULL;
+        }
+    }
+    if (!PyType_IsSubtype((PyTypeObject *)lock_type, g_lock_core_type) ||
+        !PyType_IsSubtype((PyTypeObject *)rlock_type, g_rlock_core_type)) {
+        PyErr_SetString(PyExc_TypeError, "deadlockwatch: the lock types are not the C cores'");
+        return NULL;
+    }
+    memcpy(gw_offsets, offsets, sizeof offsets);
+#define KEEP(g, v) Py_INCREF(v); Py_XSETREF(g, v)
+    KEEP(gw_waits, waits);
+    KEEP(gw_state, state);
+    KEEP(gw_signals, signals);
+    KEEP(gw_meaning, meaning);
+    KEEP(gw_thread, thread);
+    KEEP(gw_open, open);
+    KEEP(gw_poll_start, poll_start);
+    KEEP(gw_poll_end, poll_end);
+    Py_INCREF(lock_type);
+    Py_XSETREF(gw_lock_type, (PyTypeObject *)lock_type);
+    Py_INCREF(rlock_type);
+    Py_XSETREF(gw_rlock_type, (PyTypeObject *)rlock_type);
+    Py_INCREF(record_type);
+    Py_XSETREF(gw_record_type, (PyTypeObject *)record_type);
+    KEEP(gw_slow, slow);
+    gw_timeout_max = timeout_max;
+#undef KEEP
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"forget", forget, METH_NOARGS, "forget(): the calling thread's record is gone"},
     {"condition_methods", condition_methods, METH_NOARGS,
      "condition_methods() -> {name: method}: threading.Condition's calls of its lock, in C"},
+    {"wait_fast", (PyCFunction)(void (*)(void))wait_fast, METH_FASTCALL,
+     "wait_fast(cond, timeout) -> Condition.wait's result, or the 'slow' of configure_wait()"},
+    {"configure_wait", configure_wait, METH_VARARGS,
+     "configure_wait(waits_globals, state_globals, signals_globals, meaning_globals, thread_dict, "
+     "record_type, "
+     "lock_type, rlock_type, open, poll_start, poll_end, slow, timeout_max)"},
     {"direct", direct, METH_NOARGS,
      "direct() -> (bool, bool): Lock and RLock cores take their raw locks without calling them"},
     {"configure", configure, METH_VARARGS,
@@ -1720,6 +2272,21 @@ PyInit__speedups(void)
     INTERN(s_lock_attr, "_lock");
     INTERN(s_enter, "__enter__");
     INTERN(s_exit, "__exit__");
+    INTERN(s_active, "active");
+    INTERN(s_blocked, "blocked");
+    INTERN(s_resume_watcher, "resume_watcher");
+    INTERN(s_learning, "learning");
+    INTERN(s_waiting, "waiting");
+    INTERN(s_allocate_lock, "allocate_lock");
+    INTERN(s_waiters, "_waiters");
+    INTERN(s_append, "append");
+    INTERN(s_remove, "remove");
+    INTERN(s_wait_attr, "wait");
+    INTERN(s_poll, "poll");
+    INTERN(s_condition_kind, "Condition");
+    INTERN(s_wait_slice, "WAIT_SLICE");
+    INTERN(s_lazy, "LAZY");
+    INTERN(s_acquire_restore, "_acquire_restore");
     if ((false_args = PyTuple_Pack(1, Py_False)) == NULL)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);
@@ -1731,6 +2298,7 @@ PyInit__speedups(void)
         Py_DECREF(m);
         return NULL;
     }
+    g_lock_core_type = (PyTypeObject *)lock; /* the module keeps it */
     g_slot_type = (PyTypeObject *)PyType_FromSpec(&slot_spec);
     if (g_slot_type == NULL) {
         Py_DECREF(m);
@@ -1742,5 +2310,6 @@ PyInit__speedups(void)
         Py_DECREF(m);
         return NULL;
     }
+    g_rlock_core_type = (PyTypeObject *)rlock;
     return m;
 }

@@ -553,6 +553,27 @@ def wait_lock(wait: WaitRecord, waiter: Any, timeout: float | None) -> bool:
             rec.poll = None
 
 
+def poll_start(wait: WaitRecord) -> None:
+    """`wait_lock`'s first step for a timed wait whose thread has a polling
+    loop on record (``rec.poll``): whether this wait continues it (the C
+    core's wait calls it then, `_speedups.wait_fast`)."""
+    poll = wait.rec.poll
+    if (
+        poll is not None
+        and wait.timeout is not None
+        and wait.since - poll[3] <= POLL_GAP
+        and poll[0] == _what(wait)
+        and poll[1] == wait.site
+    ):
+        wait.polled_since = poll[2]
+
+
+def poll_end(wait: WaitRecord) -> None:
+    """`wait_lock`'s last step for a wait that timed out (see `poll_start`)."""
+    since = wait.since if wait.polled_since is None else wait.polled_since
+    wait.rec.poll = (_what(wait), wait.site, since, _native.monotonic())
+
+
 def _what(wait: WaitRecord) -> int:
     """What a wait is on, as a polling loop compares it."""
     resource = wait.resource

@@ -706,3 +706,62 @@ def test_a_condition_wait_gives_back_the_rlock_as_it_was(kinds: tuple[Any, Any])
     t.join(BOUND)
     assert len(seen) == 1 and seen[0][1] == 1 and seen[0][0] is not me and seen[0][2]
     assert me.held == before and r._owner is None and not r._raw._is_owned()
+
+
+@pytest.mark.parametrize("env", [{}, {"DEADLOCKWATCH_PURE": "1"}], ids=["default", "python"])
+@pytest.mark.parametrize("kind", ["Lock", "RLock"])
+def test_a_condition_wait_interrupted_by_a_signal_gives_its_lock_back(
+    env: dict[str, str], kind: str
+) -> None:
+    """Ctrl-C in a blocking ``Condition.wait`` (in C where the C core runs:
+    `waits._fast`): KeyboardInterrupt, the Condition's lock held again, the
+    wait unregistered and its waiter gone, as without the detector."""
+    r = run_python(
+        f"""
+        import json, signal, sys, threading, time
+        import deadlockwatch
+        from deadlockwatch._track import primitives, state, waits
+        # (a job started in the background ignores SIGINT)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        deadlockwatch.enable(interval=3600.0, threshold=3600.0)
+        cond = threading.Condition(threading.{kind}())
+        main = threading.main_thread().ident
+        def interrupter():
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # until main waits on cond
+                w = state.blocked.get(state.records.get(main))
+                if w is not None and getattr(w, "_cond", None) is cond:
+                    break
+                time.sleep(0.001)
+            out["registered"] = type(w).__name__
+            signal.pthread_kill(main, signal.SIGINT)
+        out = {{"fast": waits._fast is not None, "accelerated": primitives.ACCELERATED}}
+        threading.Thread(target=interrupter, daemon=True).start()
+        with cond:
+            try:
+                cond.wait(20)
+                out["outcome"] = "returned"
+            except KeyboardInterrupt:
+                out["outcome"] = "KeyboardInterrupt"
+            out["owned"] = cond._is_owned()
+            out["waiters"] = len(cond._waiters)
+        rec = state.current_record()
+        out["blocked"] = rec in state.blocked or rec.wait is not None
+        out["held"] = len(rec.held)
+        print(json.dumps(out))
+        """,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr
+    out = __import__("json").loads(r.stdout)
+    assert out["fast"] is (out["accelerated"] and not env)
+    assert out == {
+        "fast": out["fast"],
+        "accelerated": out["accelerated"],
+        "registered": "ConditionWait",
+        "outcome": "KeyboardInterrupt",
+        "owned": True,
+        "waiters": 0,
+        "blocked": False,
+        "held": 0,
+    }
