@@ -1,6 +1,6 @@
 /*
  * deadlockwatch._track._speedups: the uncontended path of the tracked Lock and RLock
- * in C.
+ * in C (and of Semaphore and BoundedSemaphore: see SemCore below).
  *
  * Optional.  deadlockwatch/_track/primitives.py holds the whole behaviour in Python
  * and uses these two base classes only if this module imports (it is not
@@ -1809,8 +1809,8 @@ typedef struct {
 } SemCore;
 
 static PyObject *s_on_semaphore, *s_waiters, *s_notify, *s_dw_bounded, *s_py_sem_release;
-static PyObject *s_blocking, *s_timeout;
-static PyObject *g_one;
+static PyObject *s_blocking, *s_timeout, *s_initial_value;
+static PyObject *g_one, *g_zero;
 
 /* An exact int's value, as a C long: 1 and *out set, or 0 (not an exact
  * int, or too big). */
@@ -1975,9 +1975,18 @@ sem_acquire(SemCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
         goto slow;
     PyObject *value = self->value;
     long units;
-    if (!small_int(value, &units) || units <= 0) {
+    if (!small_int(value, &units) || units < 0) {
         sem_unlock(self);
-        goto slow; /* no unit free (or not an int): the Python path */
+        goto slow; /* not an int: the Python path */
+    }
+    if (units == 0) {
+        sem_unlock(self);
+        /* No free unit and a zero timeout (ThreadPoolExecutor's idle
+         * check): False at once, as the Python path answers. */
+        if ((PyLong_CheckExact(timeout) || PyFloat_CheckExact(timeout)) &&
+            PyObject_RichCompareBool(timeout, g_zero, Py_EQ) == 1)
+            Py_RETURN_FALSE;
+        goto slow; /* the Python path waits */
     }
     PyObject *less = PyNumber_Subtract(value, g_one);
     if (less == NULL) {
@@ -2012,8 +2021,19 @@ sem_release(SemCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
         self->units == NULL || self->sites == NULL)
         goto slow;
     PyObject *bounded = _PyType_Lookup(Py_TYPE(self), s_dw_bounded); /* borrowed */
-    if (bounded == NULL || bounded != Py_False)
-        goto slow; /* a BoundedSemaphore checks its initial value: the Python path */
+    if (bounded != Py_False && bounded != Py_True)
+        goto slow;
+    long initial = 0;
+    if (bounded == Py_True) {
+        /* A BoundedSemaphore: no release above its initial value. */
+        PyObject *init = PyObject_GetAttr((PyObject *)self, s_initial_value);
+        if (init == NULL)
+            PyErr_Clear(); /* the Python path raises it */
+        int known = small_int(init, &initial);
+        Py_XDECREF(init);
+        if (!known)
+            goto slow;
+    }
     PyObject *rec = NULL, *held = NULL;
     long mine = 0;
     if (!self->signal) {
@@ -2031,7 +2051,17 @@ sem_release(SemCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
     }
     if (!sem_try_lock(self))
         goto slow;
-    PyObject *more = PyNumber_Add(self->value, g_one);
+    long value;
+    if (!small_int(self->value, &value)) {
+        sem_unlock(self);
+        goto slow;
+    }
+    if (bounded == Py_True && value >= initial) {
+        sem_unlock(self);
+        PyErr_SetString(PyExc_ValueError, "Semaphore released too many times");
+        return NULL;
+    }
+    PyObject *more = PyLong_FromLong(value + 1);
     if (more == NULL) {
         sem_unlock(self);
         return NULL;
@@ -2268,10 +2298,13 @@ PyInit__speedups(void)
     INTERN(s_waiters, "_waiters");
     INTERN(s_notify, "notify");
     INTERN(s_dw_bounded, "_dw_bounded");
+    INTERN(s_initial_value, "_initial_value");
     INTERN(s_py_sem_release, "_py_release");
     INTERN(s_blocking, "blocking");
     INTERN(s_timeout, "timeout");
     if ((g_one = PyLong_FromLong(1)) == NULL)
+        return NULL;
+    if ((g_zero = PyLong_FromLong(0)) == NULL)
         return NULL;
     if ((false_args = PyTuple_Pack(1, Py_False)) == NULL)
         return NULL;
