@@ -1,6 +1,6 @@
 /*
  * deadlockwatch._track._speedups: the uncontended path of the tracked Lock and RLock
- * in C.
+ * in C (and of Semaphore and BoundedSemaphore: see SemCore below).
  *
  * Optional.  deadlockwatch/_track/primitives.py holds the whole behaviour in Python
  * and uses these two base classes only if this module imports (it is not
@@ -27,6 +27,21 @@
 
 #ifdef Py_GIL_DISABLED
 #error "deadlockwatch._track._speedups is for GIL builds; the pure-Python path serves free-threaded ones"
+#endif
+
+/* 3.11 to 3.13: the interpreter's own frames, read without making frame
+ * objects (see user_site).  Other versions use the public frame API. */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000
+#define DW_RAW_FRAMES 1
+#ifndef Py_BUILD_CORE
+#define Py_BUILD_CORE 1
+#define DW_UNDEF_BUILD_CORE 1
+#endif
+#include <internal/pycore_frame.h>
+#ifdef DW_UNDEF_BUILD_CORE
+#undef Py_BUILD_CORE
+#undef DW_UNDEF_BUILD_CORE
+#endif
 #endif
 
 /* Set once by configure(). */
@@ -75,6 +90,7 @@ typedef struct {
     char watched;       /* signals.py wants every probe of it (a signal with waiters) */
     char direct;        /* raw is of the checked raw type and acq its own acquire:
                          * a non-blocking take goes to its OS lock directly */
+    char lazy_acq;      /* acq is raw.acquire, not looked up yet (see acq_of) */
     PyObject *weakreflist;
 } Core;
 
@@ -314,11 +330,29 @@ call_raw(PyObject *bound, PyObject *arg)
     return PyObject_Vectorcall(bound, &arg, arg != NULL, NULL);
 }
 
+/* self->acq (borrowed), or NULL (with an error set if the lookup failed).
+ * __init__ leaves acq to be looked up at first use when raw is of a
+ * checked raw type (direct): its takes never call it, and the lookup of a
+ * bound method cost a Future's Condition about a thousand instructions
+ * (issue 17). */
+static PyObject *
+acq_of(Core *self)
+{
+    if (self->acq == NULL && self->lazy_acq && self->raw != NULL) {
+        PyObject *acq = PyObject_GetAttr(self->raw, s_acquire);
+        if (acq == NULL)
+            return NULL;
+        self->acq = acq;
+    }
+    self->lazy_acq = 0;
+    return self->acq;
+}
+
 /* raw.acquire(False): 1 taken, 0 not, -1 error. */
 static int
 try_acquire(Core *self)
 {
-    if (self->acq == NULL) {
+    if (self->acq == NULL && !(self->lazy_acq && self->raw != NULL)) {
         /* __init__ never ran (an instance made by __new__ alone): what the
          * Python path raises. */
         no_field(self, "_acq");
@@ -354,7 +388,13 @@ try_acquire(Core *self)
             return 1;
         }
     }
-    PyObject *r = call_raw(self->acq, Py_False);
+    PyObject *acq = acq_of(self);
+    if (acq == NULL) {
+        if (!PyErr_Occurred())
+            no_field(self, "_acq");
+        return -1;
+    }
+    PyObject *r = call_raw(acq, Py_False);
     if (r == NULL)
         return -1;
     int got = (r == Py_True) ? 1 : PyObject_IsTrue(r);
@@ -379,7 +419,13 @@ reenter_raw(Core *self)
             return 0;
         }
     }
-    PyObject *r = PyObject_CallNoArgs(self->acq);
+    PyObject *acq = acq_of(self);
+    if (acq == NULL) {
+        if (!PyErr_Occurred())
+            no_field(self, "_acq");
+        return -1;
+    }
+    PyObject *r = PyObject_CallNoArgs(acq);
     if (r == NULL)
         return -1;
     Py_DECREF(r);
@@ -510,6 +556,79 @@ frame_lasti(PyFrameObject *frame)
 #endif
 }
 
+/* The calling thread's site, as user_frame(PyEval_GetFrame()) finds it:
+ * *code_out the code of the nearest frame that is not threading's or
+ * deadlockwatch's (*user_out 1), or of the innermost frame if all are
+ * (*user_out 0), or NULL if there is no frame; *lasti_out its offset as
+ * PyFrame_GetLasti gives it.  0, or -1 with an error set.
+ *
+ * On 3.11 to 3.13 this reads the interpreter's frames without making a
+ * frame object for each (PyEval_GetFrame and PyFrame_GetBack do: about 1,000
+ * instructions a frame, made and freed, and a take from threading's or
+ * concurrent.futures' code walks several: issue 17).  It skips the frames
+ * PyFrame_GetBack skips (incomplete ones, and the C stack's shims). */
+static int
+user_site(PyObject **code_out, int *lasti_out, int *user_out)
+{
+    *code_out = NULL;
+    *lasti_out = 0;
+    *user_out = 0;
+#ifdef DW_RAW_FRAMES
+    PyThreadState *ts = PyThreadState_Get();
+#if PY_VERSION_HEX >= 0x030D0000
+    _PyInterpreterFrame *f = ts->current_frame;
+#else
+    _PyInterpreterFrame *f = ts->cframe->current_frame;
+#endif
+    _PyInterpreterFrame *innermost = NULL;
+    for (; f != NULL; f = f->previous) {
+        if (_PyFrame_IsIncomplete(f))
+            continue;
+#if PY_VERSION_HEX >= 0x030D0000
+        PyCodeObject *co = _PyFrame_GetCode(f);
+#else
+        PyCodeObject *co = f->f_code;
+#endif
+        if (innermost == NULL)
+            innermost = f;
+        int internal = internal_file(co->co_filename);
+        if (internal < 0)
+            return -1;
+        if (internal == 0) {
+            *user_out = 1;
+            break;
+        }
+    }
+    if (f == NULL)
+        f = innermost;
+    if (f == NULL)
+        return 0;
+#if PY_VERSION_HEX >= 0x030D0000
+    PyCodeObject *code = _PyFrame_GetCode(f);
+#else
+    PyCodeObject *code = f->f_code;
+#endif
+    int lasti = _PyInterpreterFrame_LASTI(f);
+    *lasti_out = lasti < 0 ? -1 : lasti * (int)sizeof(_Py_CODEUNIT);
+    Py_INCREF(code);
+    *code_out = (PyObject *)code;
+    return 0;
+#else
+    PyFrameObject *frame = PyEval_GetFrame(); /* borrowed */
+    if (frame == NULL)
+        return 0;
+    PyFrameObject *user = user_frame(frame);
+    if (user == NULL && PyErr_Occurred())
+        return -1;
+    PyFrameObject *at = user != NULL ? user : frame;
+    *lasti_out = frame_lasti(at);
+    *code_out = (PyObject *)PyFrame_GetCode(at);
+    *user_out = user != NULL;
+    Py_XDECREF(user);
+    return 0;
+#endif
+}
+
 /* keep_taker (a Lock): also note the address of the taking call's frame, as
  * _dw_taker (the token rule of order.held_as_token tells that call by it and
  * by the site's offset).  No reference is kept: a Lock left held must not keep
@@ -527,6 +646,19 @@ store_site(Core *self, int keep_taker)
         Py_XINCREF(self->site_code);
         Py_XSETREF(self->prev_code, self->site_code);
     }
+#ifdef DW_RAW_FRAMES
+    if (!keep_taker) {
+        /* No frame object needed (only a Lock keeps its taker's address). */
+        PyObject *code;
+        int lasti, user;
+        if (user_site(&code, &lasti, &user) < 0)
+            return -1;
+        Py_XSETREF(self->site_code, code);
+        self->site_lasti = code != NULL ? lasti : 0;
+        self->site_user = (char)user;
+        return 0;
+    }
+#endif
     PyFrameObject *frame = PyEval_GetFrame(); /* borrowed */
     if (frame == NULL) {
         Py_CLEAR(self->site_code);
@@ -662,6 +794,7 @@ core_clear(Core *self)
 {
     Py_CLEAR(self->raw);
     Py_CLEAR(self->acq);
+    self->lazy_acq = 0;
     Py_CLEAR(self->rel);
     Py_CLEAR(self->owner);
     Py_CLEAR(self->site_code);
@@ -748,6 +881,9 @@ core_get_raw(Core *self, void *closure)
 static int
 core_set_raw(Core *self, PyObject *value, void *closure)
 {
+    /* _acq stays the old raw lock's acquire, as before. */
+    if (self->lazy_acq && acq_of(self) == NULL && PyErr_Occurred())
+        return -1;
     Py_XINCREF(value);
     Py_XSETREF(self->raw, value);
     Py_CLEAR(self->rel);
@@ -758,22 +894,25 @@ core_set_raw(Core *self, PyObject *value, void *closure)
 static PyObject *
 core_get_acq(Core *self, void *closure)
 {
-    if (self->acq == NULL) {
-        no_field(self, "_acq");
+    PyObject *acq = acq_of(self);
+    if (acq == NULL) {
+        if (!PyErr_Occurred())
+            no_field(self, "_acq");
         return NULL;
     }
-    Py_INCREF(self->acq);
-    return self->acq;
+    Py_INCREF(acq);
+    return acq;
 }
 
 /* Whoever sets _acq means their acquire to be called: no direct take. */
 static int
 core_set_acq(Core *self, PyObject *value, void *closure)
 {
-    if (value == NULL && self->acq == NULL) {
+    if (value == NULL && self->acq == NULL && !(self->lazy_acq && self->raw != NULL)) {
         no_field(self, "_acq");
         return -1;
     }
+    self->lazy_acq = 0;
     Py_XINCREF(value);
     Py_XSETREF(self->acq, value);
     self->direct = 0;
@@ -822,24 +961,29 @@ core_init(Core *self, PyObject *args, PyObject *kwds, PyObject *factory)
     PyObject *raw = PyObject_CallNoArgs(factory);
     if (raw == NULL)
         return -1;
-    PyObject *acq = PyObject_GetAttr(raw, s_acquire);
-    if (acq == NULL) {
-        Py_DECREF(raw);
-        return -1;
+    char direct = Py_TYPE(raw) == g_direct_lock_type || Py_TYPE(raw) == g_direct_rlock_type;
+    PyObject *acq = NULL;
+    if (!direct) {
+        acq = PyObject_GetAttr(raw, s_acquire);
+        if (acq == NULL) {
+            Py_DECREF(raw);
+            return -1;
+        }
     }
     PyObject *no_orders = PyDict_GetItemWithError(g_module_dict, s_no_orders);
     if (no_orders == NULL) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_RuntimeError, "deadlockwatch: _primitives._NO_ORDERS is missing");
-        Py_DECREF(acq);
+        Py_XDECREF(acq);
         Py_DECREF(raw);
         return -1;
     }
     Py_INCREF(no_orders);
     Py_XSETREF(self->raw, raw);
     Py_XSETREF(self->acq, acq);
+    self->lazy_acq = direct;
     Py_CLEAR(self->rel);
-    self->direct = Py_TYPE(raw) == g_direct_lock_type || Py_TYPE(raw) == g_direct_rlock_type;
+    self->direct = direct;
     Py_XSETREF(self->dw_after, no_orders);
     clear_owner(self);
     Py_CLEAR(self->site_code);
@@ -855,12 +999,16 @@ core_init(Core *self, PyObject *args, PyObject *kwds, PyObject *factory)
     self->handoff = 0;
     Py_CLEAR(self->created);
     Py_CLEAR(self->created_code);
-    PyFrameObject *user = user_frame(PyEval_GetFrame());
-    if (user == NULL)
-        return PyErr_Occurred() ? -1 : 0;
-    self->created_code = (PyObject *)PyFrame_GetCode(user);
-    self->created_lasti = frame_lasti(user);
-    Py_DECREF(user);
+    PyObject *code;
+    int lasti, user;
+    if (user_site(&code, &lasti, &user) < 0)
+        return -1;
+    if (code != NULL && !user) {
+        Py_DECREF(code); /* no user frame: no creation site */
+        code = NULL;
+    }
+    self->created_code = code;
+    self->created_lasti = code != NULL ? lasti : 0;
     return 0;
 }
 
@@ -1177,7 +1325,7 @@ rlock_acquire(Core *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwn
         PyObject *rec, *held;
         if (current_rec(1, &rec, &held) < 0)
             return NULL;
-        if (rec != NULL && self->owner == rec && self->acq != NULL) {
+        if (rec != NULL && self->owner == rec && (self->acq != NULL || self->lazy_acq)) {
             /* Only this thread sets owner to its own record: re-entry. */
             if (reenter_raw(self) < 0)
                 return NULL;
@@ -1640,6 +1788,432 @@ cond_is_owned(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_FALSE;
 }
 
+/* ---- Semaphore and BoundedSemaphore ------------------------------------ *
+ *
+ * The hot path of primitives._TrackedSemaphoreMixin (acquire with a free
+ * unit, release(1)) in C, on the same fields, which live here (member
+ * descriptors: threading's own Semaphore code reads and writes them as
+ * attributes).  A busy Condition lock, no free unit, a BoundedSemaphore's
+ * release, a release by a thread holding no unit, keyword arguments other
+ * than acquire's, anything unusual: the Python method of the same name with
+ * a "_py" prefix, before anything was changed. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *value;  /* _value */
+    PyObject *lock;   /* _dw_lock: the raw lock of _cond */
+    PyObject *cond;   /* _cond */
+    PyObject *units;  /* _dw_units: {rec: units held} */
+    PyObject *sites;  /* _dw_sites: {rec: (code, offset) or None} */
+    char signal;      /* _dw_signal */
+    PyObject *weakreflist;
+} SemCore;
+
+static PyObject *s_on_semaphore, *s_waiters, *s_notify, *s_dw_bounded, *s_py_sem_release;
+static PyObject *s_blocking, *s_timeout, *s_initial_value;
+static PyObject *g_one, *g_zero;
+
+/* An exact int's value, as a C long: 1 and *out set, or 0 (not an exact
+ * int, or too big). */
+static int
+small_int(PyObject *obj, long *out)
+{
+    if (obj == NULL || !PyLong_CheckExact(obj))
+        return 0;
+    int overflow;
+    long v = PyLong_AsLongAndOverflow(obj, &overflow);
+    if (overflow || (v == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* type(self).<name>(self, *args, **kwargs): the function called with self,
+ * not a bound method made for the call.  A bound method held here, on the C
+ * stack, through a blocking wait would be a reference to the semaphore that
+ * the watcher's reach cannot place (it names no thread): it would take it
+ * for a way in from somewhere it cannot see. */
+static PyObject *
+sem_fallback(SemCore *self, PyObject *name, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *func = _PyType_Lookup(Py_TYPE(self), name); /* borrowed */
+    if (func == NULL) {
+        PyErr_Format(PyExc_AttributeError, "'%s' object has no attribute '%U'", Py_TYPE(self)->tp_name, name);
+        return NULL;
+    }
+    Py_INCREF(func);
+    Py_ssize_t total = nargs + (kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames));
+    PyObject *small[8];
+    PyObject **stack = total + 1 <= 8 ? small : PyMem_New(PyObject *, total + 1);
+    if (stack == NULL) {
+        Py_DECREF(func);
+        return PyErr_NoMemory();
+    }
+    stack[0] = (PyObject *)self;
+    for (Py_ssize_t i = 0; i < total; i++)
+        stack[i + 1] = args[i];
+    PyObject *r = PyObject_Vectorcall(func, stack, nargs + 1, kwnames);
+    if (stack != small)
+        PyMem_Free(stack);
+    Py_DECREF(func);
+    return r;
+}
+
+/* The raw lock taken without waiting: 1, or 0 (busy, or not a lock of the
+ * checked layout: the Python path decides). */
+static int
+sem_try_lock(SemCore *self)
+{
+    PyObject *lock = self->lock;
+    if (lock == NULL || g_direct_lock_type == NULL || Py_TYPE(lock) != g_direct_lock_type)
+        return 0;
+    RawLockLayout *raw = (RawLockLayout *)lock;
+    if (PyThread_acquire_lock_timed(raw->lock_lock, 0, 0) != PY_LOCK_ACQUIRED)
+        return 0;
+    raw->locked = 1;
+    return 1;
+}
+
+static void
+sem_unlock(SemCore *self)
+{
+    RawLockLayout *raw = (RawLockLayout *)self->lock;
+    raw->locked = 0;
+    PyThread_release_lock(raw->lock_lock);
+}
+
+/* The hook primitives.on_semaphore (borrowed; NULL with an error set if
+ * the module's globals are gone). */
+static PyObject *
+sem_hook(void)
+{
+    PyObject *hook = PyDict_GetItemWithError(g_module_dict, s_on_semaphore);
+    if (hook == NULL && !PyErr_Occurred())
+        PyErr_SetString(PyExc_RuntimeError, "deadlockwatch: primitives.on_semaphore is missing");
+    return hook;
+}
+
+/* _TrackedSemaphoreMixin._taken: a unit taken by the calling thread, at the
+ * site of acquire()'s caller (or the nearest user frame out of it; None if
+ * all are threading's or ours). */
+static int
+sem_taken(SemCore *self)
+{
+    if (self->signal)
+        return 0;
+    if (self->units == NULL || self->sites == NULL || !PyDict_CheckExact(self->units) ||
+        !PyDict_CheckExact(self->sites)) {
+        PyErr_SetString(PyExc_AttributeError, "deadlockwatch: a tracked Semaphore without its fields");
+        return -1;
+    }
+    PyObject *rec, *held;
+    if (current_rec(1, &rec, &held) < 0)
+        return -1;
+    if (rec == NULL)
+        return 0; /* interpreter shutdown: nothing is tracked any more */
+    Py_INCREF(rec);
+    int rc = -1;
+    PyObject *code = NULL, *count = NULL, *site = NULL;
+    if (PyList_Append(held, (PyObject *)self) < 0)
+        goto done;
+    PyObject *had = PyDict_GetItemWithError(self->units, rec); /* borrowed */
+    if (had == NULL && PyErr_Occurred())
+        goto done;
+    count = had == NULL ? (Py_INCREF(g_one), g_one) : PyNumber_Add(had, g_one);
+    if (count == NULL || PyDict_SetItem(self->units, rec, count) < 0)
+        goto done;
+    int lasti, user;
+    if (user_site(&code, &lasti, &user) < 0)
+        goto done;
+    if (code != NULL && user)
+        site = Py_BuildValue("(Oi)", code, lasti);
+    else
+        site = (Py_INCREF(Py_None), Py_None);
+    if (site == NULL || PyDict_SetItem(self->sites, rec, site) < 0)
+        goto done;
+    rc = 0;
+done:
+    Py_XDECREF(code);
+    Py_XDECREF(count);
+    Py_XDECREF(site);
+    Py_DECREF(rec);
+    return rc;
+}
+
+/* acquire(blocking=True, timeout=None) */
+static PyObject *
+sem_acquire(SemCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *blocking = Py_True, *timeout = Py_None;
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    if (nargs + nkw > 2 || g_module_dict == NULL)
+        goto slow;
+    if (nargs > 0)
+        blocking = args[0];
+    if (nargs > 1)
+        timeout = args[1];
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        if (name == s_blocking && nargs == 0)
+            blocking = args[nargs + i];
+        else if (name == s_timeout && nargs < 2)
+            timeout = args[nargs + i];
+        else
+            goto slow; /* the Python path's answer (its error) */
+    }
+    if (blocking != Py_True)
+        goto slow;
+    if (timeout == Py_None && self->signal) {
+        PyObject *hook = sem_hook();
+        if (hook == NULL)
+            return NULL;
+        if (hook != Py_None)
+            goto slow; /* a wait on a signal: the hook hears of it */
+    }
+    if (!sem_try_lock(self))
+        goto slow;
+    PyObject *value = self->value;
+    long units;
+    if (!small_int(value, &units) || units < 0) {
+        sem_unlock(self);
+        goto slow; /* not an int: the Python path */
+    }
+    if (units == 0) {
+        sem_unlock(self);
+        /* No free unit and a zero timeout (ThreadPoolExecutor's idle
+         * check): False at once, as the Python path answers. */
+        if ((PyLong_CheckExact(timeout) || PyFloat_CheckExact(timeout)) &&
+            PyObject_RichCompareBool(timeout, g_zero, Py_EQ) == 1)
+            Py_RETURN_FALSE;
+        goto slow; /* the Python path waits */
+    }
+    PyObject *less = PyNumber_Subtract(value, g_one);
+    if (less == NULL) {
+        sem_unlock(self);
+        return NULL;
+    }
+    Py_SETREF(self->value, less);
+    sem_unlock(self);
+    if (sem_taken(self) < 0)
+        return NULL;
+    Py_RETURN_TRUE;
+slow:
+    return sem_fallback(self, s_py_acquire, args, nargs, kwnames);
+}
+
+static PyObject *
+sem_enter(SemCore *self, PyObject *unused)
+{
+    return sem_acquire(self, NULL, 0, NULL);
+}
+
+/* release(n=1) */
+static PyObject *
+sem_release(SemCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (kwnames != NULL || nargs > 1 || g_module_dict == NULL)
+        goto slow;
+    long n_arg;
+    if (nargs == 1 && !(small_int(args[0], &n_arg) && n_arg == 1))
+        goto slow;
+    if (self->value == NULL || !PyLong_CheckExact(self->value) || self->cond == NULL ||
+        self->units == NULL || self->sites == NULL)
+        goto slow;
+    PyObject *bounded = _PyType_Lookup(Py_TYPE(self), s_dw_bounded); /* borrowed */
+    if (bounded != Py_False && bounded != Py_True)
+        goto slow;
+    long initial = 0;
+    if (bounded == Py_True) {
+        /* A BoundedSemaphore: no release above its initial value. */
+        PyObject *init = PyObject_GetAttr((PyObject *)self, s_initial_value);
+        if (init == NULL)
+            PyErr_Clear(); /* the Python path raises it */
+        int known = small_int(init, &initial);
+        Py_XDECREF(init);
+        if (!known)
+            goto slow;
+    }
+    PyObject *rec = NULL, *held = NULL;
+    long mine = 0;
+    if (!self->signal) {
+        /* A release by a thread that holds no unit makes it a signal: the
+         * Python path does that. */
+        if (current_rec(0, &rec, &held) < 0)
+            return NULL;
+        if (rec == NULL)
+            goto slow;
+        PyObject *count = PyDict_GetItemWithError(self->units, rec); /* borrowed */
+        if (count == NULL && PyErr_Occurred())
+            return NULL;
+        if (!small_int(count, &mine) || mine <= 0)
+            goto slow;
+    }
+    if (!sem_try_lock(self))
+        goto slow;
+    long value;
+    if (!small_int(self->value, &value)) {
+        sem_unlock(self);
+        goto slow;
+    }
+    if (bounded == Py_True && value >= initial) {
+        sem_unlock(self);
+        PyErr_SetString(PyExc_ValueError, "Semaphore released too many times");
+        return NULL;
+    }
+    PyObject *more = PyLong_FromLong(value + 1);
+    if (more == NULL) {
+        sem_unlock(self);
+        return NULL;
+    }
+    Py_SETREF(self->value, more);
+    PyObject *waiters = PyObject_GetAttr(self->cond, s_waiters);
+    int any = waiters == NULL ? -1 : PyObject_IsTrue(waiters);
+    Py_XDECREF(waiters);
+    if (any > 0) {
+        PyObject *r = PyObject_CallMethodNoArgs(self->cond, s_notify);
+        Py_XDECREF(r);
+        if (r == NULL)
+            any = -1;
+    }
+    sem_unlock(self);
+    if (any < 0)
+        return NULL;
+    if (self->signal) {
+        PyObject *hook = sem_hook();
+        if (hook == NULL)
+            return NULL;
+        if (hook != Py_None) {
+            /* on_semaphore(sem, False, 1): the caller of release() is one
+             * frame out of the hook's (this method has none). */
+            PyObject *hargs[3] = {(PyObject *)self, Py_False, g_one};
+            PyObject *r = PyObject_Vectorcall(hook, hargs, 3, NULL);
+            if (r == NULL)
+                return NULL;
+            Py_DECREF(r);
+        }
+        Py_RETURN_NONE;
+    }
+    /* The unit the calling thread held (mine, read above: only this thread
+     * changes its own count). */
+    Py_INCREF(rec);
+    int rc = -1;
+    int last = mine == 1;
+    if (last) {
+        /* units.pop(rec, None); sites.pop(rec, None) */
+        if (PyDict_DelItem(self->units, rec) < 0) {
+            if (!PyErr_ExceptionMatches(PyExc_KeyError))
+                goto done;
+            PyErr_Clear();
+        }
+        if (PyDict_DelItem(self->sites, rec) < 0) {
+            if (!PyErr_ExceptionMatches(PyExc_KeyError))
+                goto done;
+            PyErr_Clear();
+        }
+    }
+    else {
+        PyObject *less = PyLong_FromLong(mine - 1);
+        if (less == NULL)
+            goto done;
+        int set = PyDict_SetItem(self->units, rec, less);
+        Py_DECREF(less);
+        if (set < 0)
+            goto done;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(held);
+    if (last && n > 0 && PyList_GET_ITEM(held, n - 1) == (PyObject *)self) {
+        if (PyList_SetSlice(held, n - 1, n, NULL) < 0)
+            goto done;
+    }
+    else {
+        PyObject *rargs[2] = {rec, (PyObject *)self};
+        PyObject *r = PyObject_Vectorcall(g_remove_held, rargs, 2, NULL);
+        if (r == NULL)
+            goto done;
+        Py_DECREF(r);
+    }
+    rc = 0;
+done:
+    Py_DECREF(rec);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+slow:
+    return sem_fallback(self, s_py_sem_release, args, nargs, kwnames);
+}
+
+static int
+sem_traverse(SemCore *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->value);
+    Py_VISIT(self->lock);
+    Py_VISIT(self->cond);
+    Py_VISIT(self->units);
+    Py_VISIT(self->sites);
+    return 0;
+}
+
+static int
+sem_clear(SemCore *self)
+{
+    Py_CLEAR(self->value);
+    Py_CLEAR(self->lock);
+    Py_CLEAR(self->cond);
+    Py_CLEAR(self->units);
+    Py_CLEAR(self->sites);
+    return 0;
+}
+
+static void
+sem_dealloc(SemCore *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    sem_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyMemberDef sem_members[] = {
+    {"_value", T_OBJECT_EX, offsetof(SemCore, value), 0, NULL},
+    {"_dw_lock", T_OBJECT_EX, offsetof(SemCore, lock), 0, NULL},
+    {"_cond", T_OBJECT_EX, offsetof(SemCore, cond), 0, NULL},
+    {"_dw_units", T_OBJECT_EX, offsetof(SemCore, units), 0, NULL},
+    {"_dw_sites", T_OBJECT_EX, offsetof(SemCore, sites), 0, NULL},
+    {"_dw_signal", T_BOOL, offsetof(SemCore, signal), 0, NULL},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(SemCore, weakreflist), READONLY},
+    {NULL},
+};
+
+static PyMethodDef sem_methods[] = {
+    {"acquire", (PyCFunction)(void (*)(void))sem_acquire, METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"__enter__", (PyCFunction)sem_enter, METH_NOARGS, NULL},
+    {"release", (PyCFunction)(void (*)(void))sem_release, METH_FASTCALL | METH_KEYWORDS, NULL},
+    {NULL},
+};
+
+static PyType_Slot sem_slots[] = {
+    {Py_tp_doc, "The C uncontended path of deadlockwatch's tracked Semaphore."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_dealloc, sem_dealloc},
+    {Py_tp_traverse, sem_traverse},
+    {Py_tp_clear, sem_clear},
+    {Py_tp_methods, sem_methods},
+    {Py_tp_members, sem_members},
+    {0, NULL},
+};
+
+static PyType_Spec sem_spec = {
+    .name = "deadlockwatch._track._speedups.SemCore",
+    .basicsize = sizeof(SemCore),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = sem_slots,
+};
+
 /* Named as the methods they stand for (the watcher's reach tells a `with`
  * block's bound __exit__ on a frame's stack by its name). */
 static PyMethodDef cond_methods[] = {
@@ -1706,7 +2280,7 @@ static double gw_timeout_max;
 static PyObject *gw_slow;      /* what wait_fast returns for "the Python wait goes on" */
 static PyTypeObject *g_lock_core_type, *g_rlock_core_type;
 static PyObject *s_active, *s_blocked, *s_resume_watcher, *s_learning, *s_waiting, *s_allocate_lock;
-static PyObject *s_waiters, *s_append, *s_remove, *s_wait_attr, *s_poll, *s_condition_kind, *s_wait_slice, *s_acquire_restore, *s_lazy;
+static PyObject *s_append, *s_remove, *s_wait_attr, *s_poll, *s_condition_kind, *s_wait_slice, *s_acquire_restore, *s_lazy;
 
 /* The offsets of ConditionWait's slots. */
 enum { W_REC, W_TIMEOUT, W_SINCE, W_INTERRUPT, W_GATE, W_REPORTED, W_SELF_WAIT, W_POLLED_SINCE,
@@ -2287,6 +2861,17 @@ PyInit__speedups(void)
     INTERN(s_wait_slice, "WAIT_SLICE");
     INTERN(s_lazy, "LAZY");
     INTERN(s_acquire_restore, "_acquire_restore");
+    INTERN(s_on_semaphore, "on_semaphore");
+    INTERN(s_notify, "notify");
+    INTERN(s_dw_bounded, "_dw_bounded");
+    INTERN(s_initial_value, "_initial_value");
+    INTERN(s_py_sem_release, "_py_release");
+    INTERN(s_blocking, "blocking");
+    INTERN(s_timeout, "timeout");
+    if ((g_one = PyLong_FromLong(1)) == NULL)
+        return NULL;
+    if ((g_zero = PyLong_FromLong(0)) == NULL)
+        return NULL;
     if ((false_args = PyTuple_Pack(1, Py_False)) == NULL)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);
@@ -2311,5 +2896,11 @@ PyInit__speedups(void)
         return NULL;
     }
     g_rlock_core_type = (PyTypeObject *)rlock;
+    PyObject *sem = PyType_FromSpec(&sem_spec);
+    if (sem == NULL || PyModule_AddObject(m, "SemCore", sem) < 0) {
+        Py_XDECREF(sem);
+        Py_DECREF(m);
+        return NULL;
+    }
     return m;
 }

@@ -13,6 +13,17 @@ class RLockCore:
     def release(self) -> None: ...
     def __exit__(self, *exc: object) -> None: ...
 
+class SemCore:
+    _value: Any
+    _dw_lock: Any
+    _cond: Any
+    _dw_units: dict[Any, int]
+    _dw_sites: dict[Any, Any]
+    _dw_signal: bool
+    def acquire(self, blocking: bool = ..., timeout: float | None = ...) -> bool: ...
+    def __enter__(self) -> bool: ...
+    def release(self, n: int = ...) -> None: ...
+
 def configure(
     tls: Any,
     new_record: Any,

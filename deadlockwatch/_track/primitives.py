@@ -65,9 +65,10 @@ learn_order: Callable[[Any, Any, ThreadRecord], None] | None = None
 #: (``Condition.notify``'s ``_is_owned``) while holding other locks too, or
 #: ``lock._dw_watched`` is set (set by the detector with `learn_order`).
 on_probe: Callable[[Any], None] | None = None
-#: ``on_semaphore(sem, waits)``: an untimed blocking ``acquire()`` (``waits``)
-#: or a ``release()`` of a Semaphore used as a signal (set with `on_probe`).
-on_semaphore: Callable[[Any, bool], None] | None = None
+#: ``on_semaphore(sem, waits, depth=2)``: an untimed blocking ``acquire()``
+#: (``waits``) or a ``release()`` of a Semaphore used as a signal (set with
+#: `on_probe`); ``depth``: frames out of the hook to that call's caller.
+on_semaphore: Callable[..., None] | None = None
 #: Creation sites of Locks seen handed over: released by a thread other than
 #: their taker, or by a later call than the one that took them, left held
 #: across its return (`_released_later`): the code there makes hand-off
@@ -943,10 +944,14 @@ class _TrackedSemaphoreMixin:
         return got
 
     __enter__ = acquire
+    #: What the C core (`_speedups.SemCore`) hands over to when its fast path
+    #: does not apply.
+    _py_acquire = acquire
 
     def _taken(self, depth: int) -> None:
         """A unit taken by the calling thread, for the caller ``depth`` frames
-        out of this method (written out: it is the hot path)."""
+        out of this method: ``_taken(2)`` in ``acquire`` is acquire's caller
+        (written out: it is the hot path)."""
         if self._dw_signal:
             return  # a signal's units belong to nobody (see release)
         try:
@@ -957,7 +962,7 @@ class _TrackedSemaphoreMixin:
         units = self._dw_units
         units[rec] = units.get(rec, 0) + 1
         try:
-            f: Any = _getframe(depth + 1)
+            f: Any = _getframe(depth)
         except ValueError:  # a thread started from C on that method
             f = None
         if f is not None and f.f_code.co_filename in INTERNAL_FILES:
@@ -1015,6 +1020,8 @@ class _TrackedSemaphoreMixin:
             if hook is not None:
                 hook(self, False)  # its first signal
 
+    _py_release = release
+
     def __repr__(self) -> str:
         # The shape of threading's own repr (3.11+), "...: value=N>" at the end.
         holders = ", ".join(
@@ -1039,11 +1046,50 @@ class _TrackedSemaphoreMixin:
         return not self._dw_signal
 
 
-class TrackedSemaphore(_TrackedSemaphoreMixin, _OrigSemaphore):  # type: ignore[misc]
+class _PySemCore:
+    """The Python path of the tracked Semaphore: nothing before the mixin's
+    own methods and its fields in the instance's ``__dict__`` (what the C
+    ``_speedups.SemCore`` provides where it is built: the hot path of
+    ``acquire`` and ``release(1)``, and the fields)."""
+
+    __slots__ = ()
+
+
+def _sem_core() -> type[Any]:
+    if not ACCELERATED:
+        return _PySemCore
+    from deadlockwatch._track import _speedups as _speedups
+
+    core: type[Any] = getattr(_speedups, "SemCore", _PySemCore)
+    return core
+
+
+if TYPE_CHECKING:
+    _SemCore = _PySemCore
+else:
+    _SemCore = _sem_core()
+
+
+def _sem_state(self: Any) -> dict[str, Any]:
+    """What the original's pickling and copying read, its ``__dict__``: with
+    the C core, the fields kept in the core come first, ``_cond`` leading
+    as in the original's (whose raw lock is what refuses to be pickled)."""
+    state = {name: getattr(self, name) for name in _SEM_FIELDS}
+    state.update(self.__dict__)
+    return state
+
+
+#: The fields ``_speedups.SemCore`` keeps out of the instance ``__dict__``.
+_SEM_FIELDS = ("_cond", "_dw_lock", "_value", "_dw_units", "_dw_sites", "_dw_signal")
+
+
+class TrackedSemaphore(_SemCore, _TrackedSemaphoreMixin, _OrigSemaphore):  # type: ignore[misc]
     """A tracked ``threading.Semaphore``."""
 
+    __init__ = _TrackedSemaphoreMixin.__init__
 
-class TrackedBoundedSemaphore(_TrackedSemaphoreMixin, _OrigBoundedSemaphore):  # type: ignore[misc]
+
+class TrackedBoundedSemaphore(_SemCore, _TrackedSemaphoreMixin, _OrigBoundedSemaphore):  # type: ignore[misc]
     """A tracked ``threading.BoundedSemaphore``."""
 
     _dw_type = "BoundedSemaphore"
@@ -1052,6 +1098,11 @@ class TrackedBoundedSemaphore(_TrackedSemaphoreMixin, _OrigBoundedSemaphore):  #
     def __init__(self, value: int = 1) -> None:
         super().__init__(value)
         self._initial_value = value
+
+
+if _SemCore is not _PySemCore:
+    for _cls in (TrackedSemaphore, TrackedBoundedSemaphore):
+        setattr(_cls, "__getstate__", _sem_state)  # noqa: B010 (a method of the C variant only)
 
 
 TRACKED_TYPES: tuple[type, ...] = (

@@ -331,13 +331,15 @@ def _signalled_before(node: SignalNode, cond: Any, lock: Any, held: list[Any]) -
 
 
 # -- the signalling side ---------------------------------------------------------
-def on_semaphore(sem: Any, waits: bool) -> None:
+def on_semaphore(sem: Any, waits: bool, depth: int = 2) -> None:
     """`primitives.on_semaphore`: a Semaphore used as a signal is waited on
-    (an untimed blocking ``acquire()``) or given (``release()``)."""
+    (an untimed blocking ``acquire()``) or given (``release()``); the caller
+    of that call is ``depth`` frames out of this one (1 when the C core's
+    ``release`` calls this: it has no frame of its own)."""
     if waits:
-        waiting(sem, "Semaphore", _native.caller_frame(2))
+        waiting(sem, "Semaphore", _native.caller_frame(depth))
     elif not _gives_nothing(sem):
-        signalled(sem, _native.caller_frame(2))
+        signalled(sem, _native.caller_frame(depth))
 
 
 def _gives_nothing(cond: Any) -> bool:

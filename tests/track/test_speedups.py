@@ -765,3 +765,131 @@ def test_a_condition_wait_interrupted_by_a_signal_gives_its_lock_back(
         "blocked": False,
         "held": 0,
     }
+
+
+# -- Semaphore and BoundedSemaphore: the C core against the Python path ----------
+
+
+def _pure_semaphore(bounded: bool) -> type[Any]:
+    mixin = _primitives._TrackedSemaphoreMixin
+    if bounded:
+        base = _primitives._OrigBoundedSemaphore
+        body: dict[str, Any] = {"_dw_type": "BoundedSemaphore", "_dw_bounded": True}
+
+        def __init__(self: Any, value: int = 1) -> None:
+            mixin.__init__(self, value)
+            self._initial_value = value
+
+        body["__init__"] = __init__
+    else:
+        base = _primitives._OrigSemaphore
+        body = {"__init__": mixin.__init__}
+    return type("PureSemaphore", (mixin, base), body)
+
+
+SEMAPHORES = [
+    pytest.param((_primitives.TrackedSemaphore, False), id="c-Semaphore"),
+    pytest.param((_primitives.TrackedBoundedSemaphore, True), id="c-BoundedSemaphore"),
+    pytest.param((_pure_semaphore(False), False), id="python-Semaphore"),
+    pytest.param((_pure_semaphore(True), True), id="python-BoundedSemaphore"),
+]
+
+
+def test_the_semaphores_have_the_c_core_where_it_is_built() -> None:
+    for cls in (_primitives.TrackedSemaphore, _primitives.TrackedBoundedSemaphore):
+        core = cls.__mro__[1]
+        if _primitives.ACCELERATED:
+            assert core.__module__ == "deadlockwatch._track._speedups"
+        else:
+            assert core is _primitives._PySemCore
+
+
+@pytest.mark.parametrize("variant", SEMAPHORES)
+def test_a_semaphore_unit_is_held_at_the_line_that_took_it(variant: tuple[Any, bool]) -> None:
+    """The site of a unit is acquire()'s caller (``with``: the with line),
+    and each thread's units are counted and given back."""
+    cls, bounded = variant
+    sem = cls(2)
+    me = _state.current_record()
+
+    def take() -> int:
+        line = _line() + 1
+        assert sem.acquire(timeout=5) is True
+        return line
+
+    line = take()
+    assert _site_line(sem) == line
+    assert sem._dw_units == {me: 1}
+    assert me.held.count(sem) == 1
+    with sem:
+        line = _line() - 1
+        assert sem._dw_units == {me: 2}
+        assert sem._dw_holders()[0][2].line == line
+        assert sem._value == 0
+        assert sem.acquire(timeout=0) is False
+        assert sem.acquire(blocking=False) is False
+    assert sem._dw_units == {me: 1}
+    sem.release()
+    assert sem._dw_units == {}
+    assert sem not in me.held
+    assert sem._value == 2
+    assert not sem._dw_signal
+    if bounded:
+        with pytest.raises(ValueError, match="released too many times"):
+            sem.release()
+        assert sem._value == 2
+    else:
+        # A release by a thread that holds no unit: a signal, whose units
+        # belong to nobody.
+        sem.release()
+        assert sem._dw_signal
+        assert sem._value == 3
+        assert sem.acquire() is True
+        assert sem._dw_units == {}
+        assert sem not in me.held
+
+
+@pytest.mark.parametrize("variant", SEMAPHORES)
+def test_a_semaphore_answers_its_arguments_as_threadings_does(variant: tuple[Any, bool]) -> None:
+    cls, _ = variant
+    sem = cls(1)
+    with pytest.raises(ValueError, match="can't specify timeout"):
+        sem.acquire(False, 1)
+    with pytest.raises(TypeError):
+        sem.acquire(True, None, 3)
+    with pytest.raises(TypeError):
+        sem.acquire(nothing=1)
+    with pytest.raises(ValueError, match="n must be one or more"):
+        sem.release(0)
+    assert sem.acquire(True, None) is True
+    sem.release(1)
+    assert sem.acquire(blocking=True, timeout=1) is True
+    sem.release(n=1)
+    assert sem._value == 1
+    assert sem._dw_units == {}
+
+
+@pytest.mark.parametrize("variant", SEMAPHORES)
+def test_a_semaphore_wakes_a_waiter_on_release(variant: tuple[Any, bool]) -> None:
+    cls, _ = variant
+    sem = cls(1)
+    sem.acquire()
+    got = threading.Event()
+
+    def wait() -> None:
+        if sem.acquire(timeout=BOUND):
+            got.set()
+            sem.release()
+
+    t = start(wait)
+    deadline = threading.Event()
+    for _ in range(1000):  # until the waiter waits on the Condition
+        if sem._cond._waiters:
+            break
+        deadline.wait(0.005)
+    assert sem._cond._waiters
+    sem.release()
+    assert got.wait(BOUND)
+    t.join(BOUND)
+    assert sem._value == 1
+    assert sem._dw_units == {}
