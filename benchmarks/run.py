@@ -37,16 +37,22 @@ SECTIONS = (
     "shared",
     "reach",
 )
+#: Run only when named (``--only instructions``): valgrind's callgrind, slow.
+OPT_IN = ("instructions",)
 HERE = Path(os.path.abspath(__file__)).parent
 REPO = HERE.parent
 #: Seconds a section may take before it is stopped (quick, full).
 SECTION_TIMEOUT = (90.0, 1800.0)
+#: The same for the callgrind section (about 15 minutes in full on 2 cores).
+INSTRUCTIONS_TIMEOUT = (300.0, 3600.0)
 
 UNCONTENDED_LIMITS = {"off": 2.0, "on": 3.0}
 #: The Python path of Lock and RLock (free-threaded builds, DEADLOCKWATCH_PURE=1),
 #: lock order off and on (issue 17).
 PURE_LIMIT = 3.0
 WORKLOAD_LIMIT = 1.10
+#: Issue 17: uncontended Lock/RLock on the C path, in instructions, against the raw lock.
+INSTRUCTIONS_LOCK_LIMIT = 1.5
 TICK_LIMIT_US = 1000.0
 #: "No growth": less than this many bytes retained per lock made and dropped.
 GROWTH_LIMIT_PER_LOCK = 1.0
@@ -67,6 +73,7 @@ def run_section(name: str, quick: bool) -> dict[str, Any]:
     fd, out = tempfile.mkstemp(prefix=f"dw-bench-{name}-", suffix=".json")
     os.close(fd)
     cmd = [sys.executable, "-m", "benchmarks._section", name, "--out", out]
+    limit = (INSTRUCTIONS_TIMEOUT if name == "instructions" else SECTION_TIMEOUT)[0 if quick else 1]
     if quick:
         cmd.append("--quick")
     t0 = time.perf_counter()
@@ -77,7 +84,7 @@ def run_section(name: str, quick: bool) -> dict[str, Any]:
             env=env,
             capture_output=True,
             text=True,
-            timeout=SECTION_TIMEOUT[0 if quick else 1],
+            timeout=limit,
         )
         with open(out) as f:
             text = f.read()
@@ -87,7 +94,7 @@ def run_section(name: str, quick: bool) -> dict[str, Any]:
         if proc.stderr.strip():
             data["stderr"] = proc.stderr[-4000:]
     except subprocess.TimeoutExpired:
-        data = {"error": f"timed out after {SECTION_TIMEOUT[0 if quick else 1]} s"}
+        data = {"error": f"timed out after {limit} s"}
     finally:
         os.unlink(out)
     data["seconds"] = round(time.perf_counter() - t0, 2)
@@ -196,6 +203,17 @@ def evaluate(sections: dict[str, Any]) -> list[dict[str, Any]]:
                 not bad,
                 f"worst: {worst['primitive']} {worst['operation']} {worst['lock_order']}"
                 + (f"; over: {', '.join(bad)}" if bad else ""),
+            )
+        )
+    for r in _rows(sections, "instructions"):
+        lock = r["key"] in ("lock", "with", "rlock")
+        limit = INSTRUCTIONS_LOCK_LIMIT if lock else WORKLOAD_LIMIT
+        out.append(
+            _target(
+                f"instructions on/off <= {limit}: {r['case']}",
+                r["ratio"],
+                limit,
+                r["ratio"] <= limit,
             )
         )
     for r in _rows(sections, "workloads"):
@@ -344,7 +362,7 @@ def markdown(data: dict[str, Any]) -> str:
         + ".",
         "",
     ]
-    for key in SECTIONS:
+    for key in SECTIONS + OPT_IN:
         section = data["sections"].get(key)
         if section is None:
             continue
@@ -373,7 +391,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes (under a minute)")
     parser.add_argument("--json", help="write the results here")
-    parser.add_argument("--only", help="comma-separated sections: " + ", ".join(SECTIONS))
+    parser.add_argument(
+        "--only",
+        help="comma-separated sections: "
+        + ", ".join(SECTIONS)
+        + "; and, only when named, "
+        + ", ".join(OPT_IN),
+    )
     parser.add_argument("--render", metavar="JSON", help="print saved results as Markdown")
     parser.add_argument("--label", help="a note on what is measured, kept in the JSON")
     args = parser.parse_args(argv)
@@ -382,9 +406,10 @@ def main(argv: list[str] | None = None) -> int:
             print(markdown(json.load(f)), end="")
         return 0
     names = SECTIONS if not args.only else tuple(s.strip() for s in args.only.split(","))
-    unknown = [n for n in names if n not in SECTIONS]
+    unknown = [n for n in names if n not in SECTIONS + OPT_IN]
     if unknown:
-        parser.error(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
+        known = ", ".join(SECTIONS + OPT_IN)
+        parser.error(f"unknown section(s) {', '.join(unknown)}; known: {known}")
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
     default = HERE / "results" / f"cpython-{version}{'-quick' if args.quick else ''}.json"
     out = args.json or str(default)

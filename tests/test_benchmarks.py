@@ -69,3 +69,26 @@ def test_quick_benchmarks_write_every_section(tmp_path: Path) -> None:
     # The table was printed too.
     for name in SECTIONS:
         assert f"[{name}]" in proc.stdout
+
+
+def test_the_instructions_section_is_judged_against_its_limits() -> None:
+    """``--only instructions`` (callgrind, too slow for this suite: run by
+    hand) is judged as the timed sections are: 1.5 for the uncontended
+    locks against the raw ones, 1.10 for the workloads."""
+    sys.path.insert(0, str(REPO))
+    try:
+        from benchmarks.run import OPT_IN, evaluate
+    finally:
+        sys.path.remove(str(REPO))
+    assert "instructions" in OPT_IN
+    rows = [
+        {"case": "Lock acquire", "key": "lock", "ratio": 1.3},
+        {"case": "ping-pong", "key": "ping-pong", "ratio": 1.3},
+        {"case": "executor", "key": "executor", "ratio": 1.0},
+    ]
+    judged = {t["target"]: t["met"] for t in evaluate({"instructions": {"rows": rows}})}
+    assert judged == {
+        "instructions on/off <= 1.5: Lock acquire": True,
+        "instructions on/off <= 1.1: ping-pong": False,
+        "instructions on/off <= 1.1: executor": True,
+    }
