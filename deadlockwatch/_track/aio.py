@@ -419,19 +419,24 @@ def _lock_release(original: Any) -> Any:
                     self._dw_prev = None
                     _released_under(owner, prev)
             if active:
-                table = _TABLE
-                if table is not None:
-                    task = table.get(_RUNNING())
-                else:
-                    try:
-                        task = _CURRENT()
-                    except RuntimeError:
-                        task = None
-                if owner is not task:
-                    self._dw_shared = True  # released by another: not owner-bound
+                _note_releaser(self, owner)
         return result
 
     return release
+
+
+def _note_releaser(lock: Any, owner: Any) -> None:
+    """A Lock released by a task other than its owner is not owner-bound."""
+    table = _TABLE
+    if table is not None:
+        task = table.get(_RUNNING())
+    else:
+        try:
+            task = _CURRENT()
+        except RuntimeError:
+            task = None
+    if owner is not task:
+        lock._dw_shared = True
 
 
 def _lock_aenter(original: Any) -> Any:
@@ -526,6 +531,8 @@ def _lock_aexit(original: Any) -> Any:
         elif last is not None:
             held[owner] = last  # released out of order: its last stays
         if active:
+            # `_note_releaser`, written out: ``async with`` is the hot path
+            # (a call costs about 400 instructions, 0.6% of a ping-pong round).
             table = _TABLE
             if table is not None:
                 task = table.get(_RUNNING())
@@ -535,7 +542,7 @@ def _lock_aexit(original: Any) -> Any:
                 except RuntimeError:
                     task = None
             if owner is not task:
-                self._dw_shared = True  # released by another: not owner-bound
+                self._dw_shared = True
         return None
 
     return __aexit__

@@ -76,8 +76,11 @@ async def watched(n=5):
 """
 
 
-def _run(tmp_path: Path, body: str, rescue: bool | None = None) -> tuple[dict[str, Any], list[Any]]:
+def _run(
+    tmp_path: Path, body: str, rescue: bool | None = None, **more: str
+) -> tuple[dict[str, Any], list[Any]]:
     env = {} if rescue is None else {"RESCUE": "1" if rescue else "0"}
+    env.update(more)
     out, findings = run_program(tmp_path, PRELUDE + textwrap.dedent(body), env=env, timeout=40)
     lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
     assert lines, out
@@ -135,30 +138,30 @@ def test_lock_abba_between_two_tasks_is_reported_naming_both(tmp_path: Path) -> 
     assert "task on the loop of 'MainThread'" in to_dot([finding])
 
 
+TWO_TASKS_AWAITING_EACH_OTHER = """
+    tasks = {}
+
+    async def a():
+        await asyncio.sleep(0.02)
+        await tasks["b"]
+
+    async def b():
+        await asyncio.sleep(0.02)
+        await tasks["a"]
+
+    async def main():
+        START[0] = time.monotonic()
+        tasks["a"] = asyncio.create_task(a(), name="A")
+        tasks["b"] = asyncio.create_task(b(), name="B")
+        await asyncio.gather(tasks["a"], tasks["b"])
+        finished()
+
+    asyncio.run(main())
+"""
+
+
 def test_two_tasks_awaiting_each_other(tmp_path: Path) -> None:
-    result, _ = _run(
-        tmp_path,
-        """
-        tasks = {}
-
-        async def a():
-            await asyncio.sleep(0.02)
-            await tasks["b"]
-
-        async def b():
-            await asyncio.sleep(0.02)
-            await tasks["a"]
-
-        async def main():
-            START[0] = time.monotonic()
-            tasks["a"] = asyncio.create_task(a(), name="A")
-            tasks["b"] = asyncio.create_task(b(), name="B")
-            await asyncio.gather(tasks["a"], tasks["b"])
-            finished()
-
-        asyncio.run(main())
-        """,
-    )
+    result, _ = _run(tmp_path, TWO_TASKS_AWAITING_EACH_OTHER)
     assert result["kind"] == "deadlock", result
     assert sorted(result["cycle"]) == ["A", "B"]
     assert result["cause"] in ("'A' and 'B' await each other", "'B' and 'A' await each other")
@@ -1476,13 +1479,6 @@ UVLOOP_ABBA = """
 """
 
 
-def _uvloop_run(tmp_path: Path, body: str, **env: str) -> tuple[dict[str, Any], list[Any]]:
-    out, findings = run_program(tmp_path, PRELUDE + textwrap.dedent(body), env=env, timeout=40)
-    lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
-    assert lines, out
-    return lines[-1], findings
-
-
 @pytest.mark.parametrize(
     "timed",
     [
@@ -1503,7 +1499,7 @@ def test_uvloop_a_lock_abba_is_a_deadlock_and_under_a_timeout_a_timed_cycle(
     (read off the task's await chain, not the loop's timers) makes it a
     timed cycle, which breaks, and never a deadlock."""
     pytest.importorskip("uvloop")
-    result, findings = _uvloop_run(tmp_path, UVLOOP_ABBA, TIMED=timed)
+    result, findings = _run(tmp_path, UVLOOP_ABBA, TIMED=timed)
     kinds = [f["kind"] for f in findings]
     if not timed:
         assert result.get("kind") == "deadlock", result
@@ -1526,29 +1522,10 @@ def test_uvloop_a_lock_abba_is_a_deadlock_and_under_a_timeout_a_timed_cycle(
 
 def test_uvloop_two_tasks_awaiting_each_other(tmp_path: Path) -> None:
     pytest.importorskip("uvloop")
-    result, _ = _uvloop_run(
-        tmp_path,
-        """
-        tasks = {}
-
-        async def a():
-            await asyncio.sleep(0.02)
-            await tasks["b"]
-
-        async def b():
-            await asyncio.sleep(0.02)
-            await tasks["a"]
-
-        async def main():
-            START[0] = time.monotonic()
-            tasks["a"] = asyncio.create_task(a(), name="A")
-            tasks["b"] = asyncio.create_task(b(), name="B")
-            await asyncio.gather(tasks["a"], tasks["b"])
-
-        import uvloop
-        uvloop.run(main())
-        """,
+    body = textwrap.dedent(TWO_TASKS_AWAITING_EACH_OTHER).replace(
+        "asyncio.run(main())", "import uvloop\nuvloop.run(main())"
     )
+    result, _ = _run(tmp_path, body)
     assert result.get("kind") == "deadlock", result
     assert sorted(result["cycle"]) == ["A", "B"], result
 
@@ -1562,10 +1539,10 @@ def test_uvloop_a_task_stopped_by_its_loops_blocked_thread(tmp_path: Path) -> No
     body = textwrap.dedent(LOOP_STOPPED).replace(
         "asyncio.run(main())", "import uvloop\nuvloop.run(main())"
     )
-    result, findings = _uvloop_run(tmp_path, body, RESCUE="1")
+    result, findings = _run(tmp_path, body, RESCUE="1")
     assert result.get("finished") and findings == [], (result, findings)
     assert result["ticks"] >= 5, result
-    result, findings = _uvloop_run(tmp_path, body, RESCUE="0")
+    result, findings = _run(tmp_path, body, RESCUE="0")
     assert result.get("kind") == "deadlock", result
     (task,) = [n for n in result["cycle"] if n.startswith("Task-")]
     assert sorted(result["cycle"]) == sorted(["MainThread", task, "holder", "worker"]), result
@@ -1662,9 +1639,7 @@ def test_a_lock_cycle_a_timer_will_cancel_is_a_timed_cycle(
     seen (its timers cannot be read): not tested there."""
     if loop == "uvloop":
         pytest.importorskip("uvloop")
-    result, findings = _uvloop_run(
-        tmp_path, CANCELLED_BY_A_TIMER, LOOP=loop, RESCUE_BY=rescue, RESCUE="0"
-    )
+    result, findings = _run(tmp_path, CANCELLED_BY_A_TIMER, LOOP=loop, RESCUE_BY=rescue, RESCUE="0")
     kinds = [f["kind"] for f in findings if f["kind"] != "lock-order-inversion"]
     if not rescue:
         assert result.get("kind") == "deadlock", result
