@@ -38,6 +38,7 @@ CASES: dict[str, tuple[str, tuple[int, int], tuple[int, int]]] = {
     "semaphore": ("Semaphore(2) by 4 threads, one use", (4_000, 8_000), (0, 0)),
     "executor": ("ThreadPoolExecutor(4), one task", (2_000, 4_000), (0, 0)),
     "queue": ("queue.Queue, 4 producers and 4 consumers, one item", (4_000, 8_000), (0, 0)),
+    "queue-ping-pong": ("queue.Queue(1) ping-pong, one round of 2 threads", (2_000, 4_000), (0, 0)),
     "asyncio": ("asyncio ping-pong, one round of 2 tasks", (1_000, 3_000), (0, 0)),
     "asyncio-echo": ("asyncio echo on loopback, one line", (2_000, 6_000), (0, 0)),
 }
@@ -63,7 +64,8 @@ else:
     {
         "ping-pong": w.condition_ping_pong, "event": w.event_relay,
         "semaphore": w.semaphore_pool, "executor": w.executor_tasks,
-        "queue": w.queue_pipeline, "asyncio": w.asyncio_ping_pong,
+        "queue": w.queue_pipeline, "queue-ping-pong": w.queue_ping_pong,
+        "asyncio": w.asyncio_ping_pong,
         "asyncio-echo": w.asyncio_echo,
     }[name](n)
 os._exit(0)

@@ -133,6 +133,38 @@ def condition_ping_pong(rounds: int) -> None:
         raise RuntimeError("ping-pong workload: did not finish")
 
 
+def queue_ping_pong(rounds: int) -> None:
+    """Two threads pass a number back and forth ``rounds`` times over two
+    ``queue.Queue(maxsize=1)`` (each ``get`` blocks: the other thread has not
+    put yet), timed waits as a program with a timeout makes them: the bounded
+    queue's cost per blocking ``put``/``get`` with a fixed count of blocking
+    waits, which the 4-and-4 pipeline's count is not (section
+    "instructions")."""
+    ping: queue.Queue[int] = queue.Queue(maxsize=1)
+    pong: queue.Queue[int] = queue.Queue(maxsize=1)
+    got = [0, 0]
+
+    def player(me: int, inbox: queue.Queue[int], outbox: queue.Queue[int]) -> None:
+        if me == 0:
+            outbox.put(0, timeout=JOIN_TIMEOUT)
+        for _ in range(rounds):
+            n = inbox.get(timeout=JOIN_TIMEOUT)
+            got[me] = n
+            if n < 2 * rounds - 1:
+                outbox.put(n + 1, timeout=JOIN_TIMEOUT)
+
+    ts = [
+        threading.Thread(target=player, args=(0, pong, ping), daemon=True),
+        threading.Thread(target=player, args=(1, ping, pong), daemon=True),
+    ]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(JOIN_TIMEOUT)
+    if any(t.is_alive() for t in ts) or max(got) != 2 * rounds - 1:
+        raise RuntimeError("queue ping-pong workload: turns lost")
+
+
 def event_relay(rounds: int, threads: int = 4) -> None:
     """A ring of ``threads`` threads hands a token on ``rounds`` times, each
     waking the next by setting its Event (Event.set, Event.wait, clear)."""
