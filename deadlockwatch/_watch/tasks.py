@@ -481,11 +481,19 @@ def _tasks_referred(cb: Any, handle: Any, tasks: Mapping[int, Any]) -> list[Any]
         for ref in gc.get_referents(obj):
             if id(ref) in tasks:
                 found[id(ref)] = ref
-            elif isinstance(ref, (set, frozenset, list, tuple, dict)):
-                for inner in ref.values() if isinstance(ref, dict) else ref:
+            elif isinstance(ref, (set, frozenset, list, tuple, dict)) and len(ref) <= _MAX_SCAN:
+                try:  # copied first: the loop's thread may change it meanwhile
+                    inner_all = list(ref.values() if isinstance(ref, dict) else ref)
+                except RuntimeError:  # changed size while copied
+                    continue
+                for inner in inner_all:
                     if id(inner) in tasks:
                         found[id(inner)] = inner
     return list(found.values())
+
+
+#: The largest container a timer's callback holds that `_tasks_referred` looks into.
+_MAX_SCAN = 1000
 
 
 def _timed_by_frames(loop: Any, now: float) -> list[tuple[Any, float]]:
