@@ -337,6 +337,14 @@ MUTATIONS = [
         " await chain still makes its waits timed",
     ),
     Mutation(
+        "uvloop-timers-unread",
+        "deadlockwatch/_track/timers.py",
+        '    if not type(loop).__module__.startswith("uvloop"):\n',
+        "    if True:\n",
+        "asyncio: uvloop's pending timers are read off the collector's view of its loop"
+        " (a timer that cancels a task; no order learned under a timeout)",
+    ),
+    Mutation(
         "uvloop-thread-unknown",
         T,
         '        ident = None if getattr(loop, "_closed", False) else _aio.loops.get(loop)\n',
@@ -346,7 +354,7 @@ MUTATIONS = [
     Mutation(
         "timer-refers-no-task",
         T,
-        "            todo.extend((t, left) for t in _tasks_referred(cb, h, tasks))\n",
+        "            todo.extend((t, left) for t in _tasks_referred(cb, h.args, tasks))\n",
         "            pass\n",
         "asyncio: a pending timer whose callback refers to a task (task.cancel, anyio's"
         " cancel scope) may cancel it: its waits are timed",

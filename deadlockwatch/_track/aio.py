@@ -57,6 +57,7 @@ from typing import Any
 from deadlockwatch._model import Finding, Site
 from deadlockwatch._track import native as _native
 from deadlockwatch._track import state as _state
+from deadlockwatch._track import timers as _timers
 from deadlockwatch._track.hook import after_each_import, forget, when_imported
 from deadlockwatch._track.order import ORDER
 
@@ -273,20 +274,17 @@ _interrupt._dw_own = True  # type: ignore[attr-defined]
 
 def _under_timeout(task: Any) -> bool:
     """Whether a pending ``asyncio.timeout()`` (``wait_for`` on 3.12+) will
-    cancel ``task``: read off its loop's timers, in the loop's own thread (only
-    for a new order).  ``wait_for`` on 3.10/3.11 awaits in a task of its own,
-    which holds no Lock, so teaches no order either."""
+    cancel ``task``: read off its loop's timers (asyncio's or uvloop's,
+    `_timers`), in the loop's own thread (only for a new order).
+    ``wait_for`` on 3.10/3.11 awaits in a task of its own, which holds no
+    Lock, so teaches no order either."""
     try:
-        timers = list(task.get_loop()._scheduled)
+        pending = _timers.pending(task.get_loop())
     except Exception:
         return False
-    for h in timers:
-        owner = getattr(getattr(h, "_callback", None), "__self__", None)
-        if (
-            getattr(owner, "_task", None) is task
-            and type(owner).__name__ == "Timeout"
-            and not getattr(h, "_cancelled", True)
-        ):
+    for h in pending or ():
+        owner = getattr(h.callback, "__self__", None)
+        if getattr(owner, "_task", None) is task and type(owner).__name__ == "Timeout":
             return True
     return False
 

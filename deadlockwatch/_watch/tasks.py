@@ -86,6 +86,7 @@ from deadlockwatch._model import (
 from deadlockwatch._track import aio as _aio
 from deadlockwatch._track import native as _native
 from deadlockwatch._track import state as _state
+from deadlockwatch._track import timers as _timers
 from deadlockwatch._track.aio import AioWait
 from deadlockwatch._track.views import FutureView
 
@@ -404,35 +405,31 @@ def _timed(loop: Any) -> dict[int, float]:
     inner one), and what those await: cancelling a task cancels the task or
     ``gather`` it awaits, and a gather its children."""
     out: dict[int, float] = {}
-    now = _native.monotonic()  # BaseEventLoop.time(), without calling the loop
-    try:
-        handles = list(loop._scheduled)
-    except Exception:
+    now = _native.monotonic()  # the loops' time (asyncio's and uvloop's), without calling them
+    pending = _timers.pending(loop)
+    if pending is None:
         return _spread(_timed_by_frames(loop, now), out)
     todo: list[tuple[Any, float]] = []
     waiters: dict[int, float] = {}
     tasks: dict[int, Any] | None = None
-    for h in handles:
-        if getattr(h, "_cancelled", True):
-            continue
-        cb = getattr(h, "_callback", None)
-        left = max(0.0, float(getattr(h, "_when", now)) - now)
+    for h in pending:
+        cb = h.callback
+        left = max(0.0, h.when - now)
         owner = getattr(cb, "__self__", None)
         task = getattr(owner, "_task", None)
         if type(owner).__name__ == "Timeout" and task is not None:
             todo.append((task, left))
         elif getattr(cb, "__name__", "") == "_release_waiter":
-            args = getattr(h, "_args", ()) or ()
-            if args:
-                waiters[id(args[0])] = left
-        elif _live(h):
+            if h.args:
+                waiters[id(h.args[0])] = left
+        elif not getattr(cb, "_dw_own", False):
             # Any other timer that refers to a task may cancel it: its
             # callback's object (``call_later(d, task.cancel)``, anyio's
             # cancel scope with a deadline, whose ``_host_task`` it is), its
             # arguments, its closure.
             if tasks is None:
                 tasks = {id(t): t for t in _tasks(_asyncio(), loop) or ()}
-            todo.extend((t, left) for t in _tasks_referred(cb, h, tasks))
+            todo.extend((t, left) for t in _tasks_referred(cb, h.args, tasks))
     if waiters:
         for task in _tasks(_asyncio(), loop) or ():
             left_ = waiters.get(id(getattr(task, "_fut_waiter", None)))
@@ -462,11 +459,12 @@ def _spread(todo: list[tuple[Any, float]], out: dict[int, float]) -> dict[int, f
     return out
 
 
-def _tasks_referred(cb: Any, handle: Any, tasks: Mapping[int, Any]) -> list[Any]:
-    """The tasks of ``tasks`` a timer's callback refers to: itself a task's
-    bound method, or through its object, arguments, closure or partial, and
-    one container further (a cancel scope's set of tasks)."""
-    first: list[Any] = [getattr(cb, "__self__", None), *(getattr(handle, "_args", ()) or ())]
+def _tasks_referred(cb: Any, args: tuple[Any, ...], tasks: Mapping[int, Any]) -> list[Any]:
+    """The tasks of ``tasks`` a timer's callback (called with ``args``)
+    refers to: itself a task's bound method, or through its object,
+    arguments, closure or partial, and one container further (a cancel
+    scope's set of tasks)."""
+    first: list[Any] = [getattr(cb, "__self__", None), *args]
     for cell in getattr(cb, "__closure__", None) or ():
         with contextlib.suppress(ValueError):
             first.append(cell.cell_contents)
@@ -498,7 +496,7 @@ _MAX_SCAN = 1000
 
 def _timed_by_frames(loop: Any, now: float) -> list[tuple[Any, float]]:
     """The tasks a timeout will cancel, read off their await chains, for a
-    loop whose timers cannot be read (uvloop's, in C): a task whose chain
+    loop whose timers cannot be read (`_timers.pending`): a task whose chain
     has an ``asyncio.timeout()`` entered (3.11+: its ``__aexit__`` is on the
     stack of the coroutine inside the ``async with``), or runs asyncio's
     ``wait_for`` (on 3.10/3.11 its inner future too: it is cancelled with

@@ -1442,9 +1442,9 @@ def test_a_task_whose_done_callback_completes_a_future_can_complete_it() -> None
     asyncio.run(main())
 
 
-# -- uvloop: its loop is in C, with no Python attributes to read ------------------
+# -- a Lock cycle on asyncio's loop and on uvloop's (in C, read through the collector)
 
-UVLOOP_ABBA = """
+LOCK_ABBA_ON_A_LOOP = """
     async def one(a, b):
         async with a:
             await asyncio.sleep(0.05)
@@ -1474,11 +1474,18 @@ UVLOOP_ABBA = """
         finished()
 
     TIMED = os.environ["TIMED"]
-    import uvloop
-    uvloop.run(main())
+    if os.environ["LOOP"] == "uvloop-unread":  # as a loop whose timers cannot be read
+        from deadlockwatch._track import timers
+        timers._uvloop = lambda loop: None
+    if os.environ["LOOP"].startswith("uvloop"):
+        import uvloop
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
 """
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop", "uvloop-unread"])
 @pytest.mark.parametrize(
     "timed",
     [
@@ -1490,16 +1497,20 @@ UVLOOP_ABBA = """
         ),
     ],
 )
-def test_uvloop_a_lock_abba_is_a_deadlock_and_under_a_timeout_a_timed_cycle(
-    tmp_path: Path, timed: str
+def test_a_lock_abba_is_a_deadlock_and_under_a_timeout_a_timed_cycle(
+    tmp_path: Path, timed: str, loop: str
 ) -> None:
-    """On uvloop's loop (whose running thread, timers and queues cannot be
-    read) the cycle of two tasks is found, naming both, from the thread
-    its patched ``run_forever`` noted; a timeout around the second take
-    (read off the task's await chain, not the loop's timers) makes it a
-    timed cycle, which breaks, and never a deadlock."""
-    pytest.importorskip("uvloop")
-    result, findings = _run(tmp_path, UVLOOP_ABBA, TIMED=timed)
+    """On asyncio's loop and on uvloop's (whose running thread is the one
+    its patched ``run_forever`` noted, and whose timers are read off the
+    collector's view of it), the cycle of two tasks is found, naming both; a
+    timeout around each second take makes it a timed cycle, which breaks,
+    and never a deadlock; and the orders taken under a timeout teach no
+    lock-order inversion (a timed take ends).  ``uvloop-unread``: uvloop as
+    a loop whose timers cannot be read, the timeout read off each task's
+    await chain instead (there an order taken under it is learned)."""
+    if loop.startswith("uvloop"):
+        pytest.importorskip("uvloop")
+    result, findings = _run(tmp_path, LOCK_ABBA_ON_A_LOOP, TIMED=timed, LOOP=loop)
     kinds = [f["kind"] for f in findings]
     if not timed:
         assert result.get("kind") == "deadlock", result
@@ -1510,14 +1521,17 @@ def test_uvloop_a_lock_abba_is_a_deadlock_and_under_a_timeout_a_timed_cycle(
         assert "MainThread" in details["transfer"]["loop_thread"], details["transfer"]
         return
     assert result.get("finished"), result
-    assert "deadlock" not in kinds, findings
     if timed == "wait_for" and sys.version_info < (3, 12):
         # wait_for runs the take in an inner task there, and the outer one
-        # awaits a future of its own: the cycle is not seen (as on asyncio's
-        # loop), so there is no timed cycle either.
+        # awaits a future of its own: the cycle is not seen, so there is no
+        # timed cycle either.
+        assert kinds == [], findings
         return
+    if loop == "uvloop-unread":
+        kinds = [k for k in kinds if k != "lock-order-inversion"]
+    assert kinds == ["timed-cycle"], findings
     (record,) = [f for f in findings if f["kind"] == "timed-cycle"]
-    assert record["cause"].endswith("; a timeout will break the cycle"), record
+    assert record["cause"].endswith("; a timeout will break the cycle"), findings
 
 
 def test_uvloop_two_tasks_awaiting_each_other(tmp_path: Path) -> None:
@@ -1609,7 +1623,10 @@ CANCELLED_BY_A_TIMER = """
         finished()
 
     RESCUE_BY = os.environ["RESCUE_BY"]
-    if os.environ["LOOP"] == "uvloop":
+    if os.environ["LOOP"] == "uvloop-unread":  # as a loop whose timers cannot be read
+        from deadlockwatch._track import timers
+        timers._uvloop = lambda loop: None
+    if os.environ["LOOP"].startswith("uvloop"):
         import uvloop
         uvloop.run(main())
     else:
@@ -1624,7 +1641,9 @@ CANCELLED_BY_A_TIMER = """
         ("asyncio", "timer"),
         ("asyncio", ""),
         ("uvloop", "anyio"),
+        ("uvloop", "timer"),
         ("uvloop", ""),
+        ("uvloop-unread", "anyio"),
     ],
 )
 def test_a_lock_cycle_a_timer_will_cancel_is_a_timed_cycle(
@@ -1633,11 +1652,12 @@ def test_a_lock_cycle_a_timer_will_cancel_is_a_timed_cycle(
     """An asyncio Lock ABBA that a pending timer breaks by cancelling a task
     of it: anyio's ``move_on_after`` (a cancel scope whose timer is its own
     bound method, the task its ``_host_task``; on uvloop, read off the
-    task's stack as its ``__exit__``), or ``loop.call_later(d,
-    task.cancel)``.  A timed cycle, which breaks; never a deadlock.  The
-    control (no rescue) is a deadlock.  On uvloop a bare timer cannot be
-    seen (its timers cannot be read): not tested there."""
-    if loop == "uvloop":
+    collector's view of the loop, and off the task's stack as its
+    ``__exit__``), or ``loop.call_later(d, task.cancel)``.  A timed cycle,
+    which breaks; never a deadlock.  The control (no rescue) is a
+    deadlock.  ``uvloop-unread``: as a loop whose timers cannot be read,
+    anyio's deadline read off the task's stack."""
+    if loop.startswith("uvloop"):
         pytest.importorskip("uvloop")
     result, findings = _run(tmp_path, CANCELLED_BY_A_TIMER, LOOP=loop, RESCUE_BY=rescue, RESCUE="0")
     kinds = [f["kind"] for f in findings if f["kind"] != "lock-order-inversion"]
