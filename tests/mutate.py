@@ -338,16 +338,46 @@ MUTATIONS = [
     ),
     Mutation(
         "uvloop-timers-unread",
-        "deadlockwatch/_track/timers.py",
-        '    if not type(loop).__module__.startswith("uvloop"):\n',
+        "deadlockwatch/_track/loopread.py",
+        '    if not str(getattr(type(loop), "__module__", "")).startswith("uvloop"):\n',
         "    if True:\n",
         "asyncio: uvloop's pending timers are read off the collector's view of its loop"
         " (a timer that cancels a task; no order learned under a timeout)",
     ),
     Mutation(
-        "uvloop-thread-unknown",
+        "uvloop-io-unread",
+        "deadlockwatch/_track/loopread.py",
+        '        io=io,\n        signal_handlers=len(fields["_signal_handlers"]),\n',
+        '        io=0,\n        signal_handlers=len(fields["_signal_handlers"]),\n',
+        "asyncio: on uvloop, its servers, transports and watched descriptors (read off"
+        " its referents) may still give a signal",
+    ),
+    Mutation(
+        "uvloop-handlers-unread",
+        "deadlockwatch/_track/loopread.py",
+        '        signal_handlers=len(fields["_signal_handlers"]),\n',
+        "        signal_handlers=0,\n",
+        "asyncio: on uvloop, its signal handlers (add_signal_handler) may still give a signal",
+    ),
+    Mutation(
+        "loop-io-unread",
+        "deadlockwatch/_track/loopread.py",
+        "            io = len([fd for fd in list(selector.get_map()) if fd != own])\n",
+        "            io = 0\n",
+        "asyncio: the file descriptors asyncio's loop watches may still give a signal",
+    ),
+    Mutation(
+        "wait-timeout-unread",
         T,
-        '        ident = None if getattr(loop, "_closed", False) else _aio.loops.get(loop)\n',
+        '            elif code.co_name == "_wait" and code.co_filename.startswith(home):\n',
+        "            elif False:\n",
+        "asyncio: on a loop whose timers cannot be read, asyncio.wait(fs, timeout=...)"
+        " on a task's await chain makes its wait timed",
+    ),
+    Mutation(
+        "uvloop-thread-unknown",
+        "deadlockwatch/_track/loopread.py",
+        '        ident = None if getattr(loop, "_closed", False) else loops.get(loop)\n',
         "        ident = None\n",
         "asyncio: a loop in C (uvloop) runs in the thread its patched run_forever noted",
     ),

@@ -55,9 +55,9 @@ from collections.abc import Callable
 from typing import Any
 
 from deadlockwatch._model import Finding, Site
+from deadlockwatch._track import loopread as _loopread
 from deadlockwatch._track import native as _native
 from deadlockwatch._track import state as _state
-from deadlockwatch._track import timers as _timers
 from deadlockwatch._track.hook import after_each_import, forget, when_imported
 from deadlockwatch._track.order import ORDER
 
@@ -81,8 +81,8 @@ completed_by: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 report: Callable[[Finding], object] | None = None
 #: Task -> its serial in lock orders (tasks' ids are reused).
 _serials: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
-#: Running event loop -> ident of the thread running it.
-loops: dict[Any, int] = {}
+#: Running event loop -> ident of the thread running it (`_loopread.loops`).
+loops = _loopread.loops
 #: The loops of `loops` found running at `patch` (no ``run_forever`` of ours
 #: to drop them): dropped by the watcher once they stop.
 adopted: dict[Any, None] = {}
@@ -275,11 +275,11 @@ _interrupt._dw_own = True  # type: ignore[attr-defined]
 def _under_timeout(task: Any) -> bool:
     """Whether a pending ``asyncio.timeout()`` (``wait_for`` on 3.12+) will
     cancel ``task``: read off its loop's timers (asyncio's or uvloop's,
-    `_timers`), in the loop's own thread (only for a new order).
+    `_loopread`), in the loop's own thread (only for a new order).
     ``wait_for`` on 3.10/3.11 awaits in a task of its own, which holds no
     Lock, so teaches no order either."""
     try:
-        pending = _timers.pending(task.get_loop())
+        pending = _loopread.pending(task.get_loop())
     except Exception:
         return False
     for h in pending or ():

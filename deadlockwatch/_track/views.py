@@ -12,6 +12,7 @@ import sys
 from typing import Any, ClassVar
 
 from deadlockwatch._model import SIGNAL_KIND, Site
+from deadlockwatch._track import loopread as _loopread
 from deadlockwatch._track.state import Holder, ThreadRecord, internal_file
 
 internal_file(__file__)
@@ -229,10 +230,9 @@ class FutureView(View):
         if loop is None or self.obj._state not in (_PENDING, _RUNNING):
             return None
         try:
-            ident = loop._thread_id if loop.is_running() else None
+            return _loopread.loop_thread(loop)
         except Exception:
             return None
-        return ident if isinstance(ident, int) else None
 
     def _dw_holders(self) -> list[Holder]:
         ident = self._loop_thread()

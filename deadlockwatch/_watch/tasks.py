@@ -3,7 +3,8 @@ watcher's own thread.
 
 Nothing here runs code on an event loop or in its thread (no
 ``call_soon_threadsafe``): it reads the loop's queues (``_ready``,
-``_scheduled``, its selector's map), each task's ``_fut_waiter`` (the future
+``_scheduled``, its selector's map; uvloop's through the collector:
+`_track.loopread`), each task's ``_fut_waiter`` (the future
 it is suspended on) and coroutine chain (``cr_await``), and the per-task
 records of `deadlockwatch._track.aio`.  Each read is of one attribute or a
 copy of one list, as for threads, and a finding is believed only when a
@@ -84,9 +85,9 @@ from deadlockwatch._model import (
     WaitInfo,
 )
 from deadlockwatch._track import aio as _aio
+from deadlockwatch._track import loopread as _loopread
 from deadlockwatch._track import native as _native
 from deadlockwatch._track import state as _state
-from deadlockwatch._track import timers as _timers
 from deadlockwatch._track.aio import AioWait
 from deadlockwatch._track.views import FutureView
 
@@ -138,21 +139,7 @@ def _running(loop: Any) -> bool:
     return _loop_thread(loop) is not None
 
 
-def _loop_thread(loop: Any) -> int | None:
-    """The ident of the thread running ``loop``, or None when it does not run.
-    What BaseEventLoop.is_running() reads, read here: the watcher calls no
-    method of the application's loop (a test may count its calls).  A loop
-    with no such attribute (uvloop's, in C): the thread its patched
-    ``run_forever`` noted (`_track.aio.loops`), while that runs."""
-    ident = getattr(loop, "_thread_id", _NO_ATTRIBUTE)
-    if ident is _NO_ATTRIBUTE:
-        # Found running at enable() (`_track.aio.adopted`), it is not seen to
-        # stop; closed (asyncio.run, uvloop.run), it is.
-        ident = None if getattr(loop, "_closed", False) else _aio.loops.get(loop)
-    return ident if isinstance(ident, int) else None
-
-
-_NO_ATTRIBUTE = object()
+_loop_thread = _loopread.loop_thread
 
 
 def _tasks(asyncio: Any, loop: Any) -> list[Any] | None:
@@ -406,7 +393,7 @@ def _timed(loop: Any) -> dict[int, float]:
     ``gather`` it awaits, and a gather its children."""
     out: dict[int, float] = {}
     now = _native.monotonic()  # the loops' time (asyncio's and uvloop's), without calling them
-    pending = _timers.pending(loop)
+    pending = _loopread.pending(loop)
     if pending is None:
         return _spread(_timed_by_frames(loop, now), out)
     todo: list[tuple[Any, float]] = []
@@ -496,12 +483,13 @@ _MAX_SCAN = 1000
 
 def _timed_by_frames(loop: Any, now: float) -> list[tuple[Any, float]]:
     """The tasks a timeout will cancel, read off their await chains, for a
-    loop whose timers cannot be read (`_timers.pending`): a task whose chain
+    loop whose timers cannot be read (`_loopread.pending`): a task whose chain
     has an ``asyncio.timeout()`` entered (3.11+: its ``__aexit__`` is on the
     stack of the coroutine inside the ``async with``), or runs asyncio's
     ``wait_for`` (on 3.10/3.11 its inner future too: it is cancelled with
-    the outer task).  Time left: the Timeout's deadline; for ``wait_for`` on
-    3.10/3.11, its whole ``timeout`` (an upper bound)."""
+    the outer task) or ``wait`` with a timeout.  Time left: the Timeout's
+    deadline; for ``wait_for`` on 3.10/3.11 and ``wait``, its whole
+    ``timeout`` (an upper bound)."""
     asyncio = _asyncio()
     timeouts = sys.modules.get("asyncio.timeouts")
     timeout_type = getattr(timeouts, "Timeout", None)
@@ -522,6 +510,11 @@ def _timed_by_frames(loop: Any, now: float) -> list[tuple[Any, float]]:
                 inner = _local(frame, "fut")
                 if inner is not None:
                     out.append((inner, max(0.0, left)))
+            elif code.co_name == "_wait" and code.co_filename.startswith(home):
+                # asyncio.wait(fs, timeout=...): its timer releases the task.
+                seconds = _local(frame, "timeout")
+                if isinstance(seconds, (int, float)):
+                    out.append((task, max(0.0, float(seconds))))
             # A ``with`` block's ``__exit__`` is on the stack: the coroutine's
             # on 3.11+, its frame's on 3.10.
             for ref in (*gc.get_referents(coro), *gc.get_referents(frame)):
@@ -562,38 +555,20 @@ def _local(frame: Any, name: str) -> Any:
 
 def _rescues(loop: Any, runnable: Iterable[str]) -> tuple[list[str], bool]:
     """What on ``loop`` can still run and might give a signal, in words;
-    and whether the loop could be read at all."""
+    and whether the loop could be read at all (`_loopread.activity`)."""
     out = [f"task {n!r}, which can run" for n in runnable]
-    try:
-        ready = [h for h in list(loop._ready) if _live(h)]
-        timers = [h for h in list(loop._scheduled) if _live(h)]
-    except Exception:
+    seen = _loopread.activity(loop)
+    if seen is None:
         return out, False
-    if ready:
-        out.append(f"{len(ready)} callback(s) ready to run on the loop")
-    if timers:
-        out.append(f"{len(timers)} callback(s) scheduled on the loop (call_later, a sleep)")
-    selector = getattr(loop, "_selector", None)
-    if selector is not None:
-        try:
-            own = loop._ssock.fileno()
-            fds = [fd for fd in list(selector.get_map()) if fd != own]
-        except Exception:
-            return out, False
-        if fds:
-            out.append(f"{len(fds)} file descriptor(s) watched by the loop")
-    handlers = getattr(loop, "_signal_handlers", None)
-    if handlers:
-        out.append(f"{len(handlers)} signal handler(s) of the loop (add_signal_handler)")
+    if seen.ready:
+        out.append(f"{seen.ready} callback(s) ready to run on the loop")
+    if seen.timers:
+        out.append(f"{seen.timers} callback(s) scheduled on the loop (call_later, a sleep)")
+    if seen.io:
+        out.append(f"{seen.io} file descriptor(s), server(s) or transport(s) watched by the loop")
+    if seen.signal_handlers:
+        out.append(f"{seen.signal_handlers} signal handler(s) of the loop (add_signal_handler)")
     return out, True
-
-
-def _live(handle: Any) -> bool:
-    """A callback that may still run and is not deadlockwatch's own (the
-    pytest plugin's guard of an async test, which gives no signal)."""
-    if getattr(handle, "_cancelled", False):
-        return False
-    return not getattr(getattr(handle, "_callback", None), "_dw_own", False)
 
 
 def _key(obj: Any, op: str = "") -> int:
