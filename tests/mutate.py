@@ -375,6 +375,14 @@ MUTATIONS = [
         " on a task's await chain makes its wait timed",
     ),
     Mutation(
+        "callback-owner-unread",
+        T,
+        "    if owner is obj or (owner is not None and _has(owner, obj)):\n",
+        "    if owner is obj:\n",
+        "asyncio: a done callback that is a bound method reaches what its object holds"
+        " (3.13's as_completed iterator and its queue)",
+    ),
+    Mutation(
         "uvloop-thread-unknown",
         "deadlockwatch/_track/loopread.py",
         '        ident = None if getattr(loop, "_closed", False) else loops.get(loop)\n',

@@ -939,7 +939,8 @@ def _sets_when_done(task: Any, obj: Any) -> bool:
     """Does a done callback of ``task`` reach ``obj`` (``shield``'s, which
     completes its outer future; ``add_done_callback(lambda t: ev.set())``)?
     Read as the task's frames are: a closure cell, a bound method's
-    ``__self__``, a ``functools.partial``'s function and arguments."""
+    ``__self__`` or its attributes, a ``functools.partial``'s function and
+    arguments."""
     try:
         entries = list(getattr(task, "_callbacks", None) or ())
     except Exception:
@@ -956,7 +957,8 @@ def _refers(fn: Any, obj: Any, depth: int) -> bool:
         return True
     if depth == 0:
         return False
-    if getattr(fn, "__self__", None) is obj:
+    owner = getattr(fn, "__self__", None)
+    if owner is obj or (owner is not None and _has(owner, obj)):
         return True
     try:
         cells = getattr(fn, "__closure__", None) or ()
@@ -972,6 +974,23 @@ def _refers(fn: Any, obj: Any, depth: int) -> bool:
         )
         return _refers(inner, obj, depth - 1) or any(a is obj for a in args)
     return False
+
+
+def _has(owner: Any, obj: Any) -> bool:
+    """Does ``owner`` (a bound method's object: 3.13's ``as_completed``
+    iterator, whose ``_done`` queue its done callback fills) hold ``obj`` in
+    an attribute?  Read off its referents (its attribute values or
+    ``__dict__``), never through ``owner.__dict__``, which would turn its
+    inline values into a dict."""
+    if isinstance(owner, (types.ModuleType, type)):
+        return False
+    try:
+        refs = gc.get_referents(owner)
+        if any(r is obj for r in refs):
+            return True
+        return any(type(r) is dict and any(v is obj for v in list(r.values())) for r in refs)
+    except Exception:
+        return False
 
 
 def _holds(frame: Any, obj: Any) -> bool:

@@ -940,6 +940,28 @@ NOT_A_DEADLOCK = {
                 asyncio.create_task(second(barrier, lock), name="second"),
             )
     """,
+    # A task holding a Lock iterates as_completed() over a task that needs
+    # it (as_completed fills a queue of its own from the task's done
+    # callback: a closure on 3.10-3.12, a bound method of its iterator on
+    # 3.13); with the rescue as_completed has a timeout (a timer).
+    "as_completed_of_a_task_that_needs_a_held_lock": """
+        async def child(lock):
+            async with lock:
+                return 1
+
+        async def parent(lock):
+            async with lock:
+                c = asyncio.create_task(child(lock), name="child")
+                for f in asyncio.as_completed([c], timeout=0.6 if RESCUE else None):
+                    try:
+                        await f
+                    except asyncio.TimeoutError:
+                        pass
+            await c
+
+        async def main():
+            await asyncio.create_task(parent(asyncio.Lock()), name="parent")
+    """,
     # A task holds a threading Lock across an await of an Event (loguru
     # #906's shape); an executor job waits on that Lock.  The Lock is the
     # task's, not its loop thread's (which runs on); a task sets the Event
@@ -1007,6 +1029,10 @@ CYCLES = {
         ["asyncio_0", "holder"],
         ") held by 'holder'",
     ),
+    "as_completed_of_a_task_that_needs_a_held_lock": (
+        ["child", "parent"],
+        "which 'child' needs before it could put an item into it",
+    ),
     "asyncio_wait_for_a_task_that_needs_a_held_lock": (
         ["child", "parent"],
         "'parent' awaits asyncio.wait() for all of 'child'; 'child' has not ended",
@@ -1072,10 +1098,15 @@ def _program(case: str, loop: str) -> str:
 def test_not_a_deadlock(tmp_path: Path, case: str, loop: str) -> None:
     """Each negative on asyncio's loop, on uvloop's, and on uvloop's as a loop
     that cannot be read (no false alarm there either: what cannot be read
-    counts as able to run)."""
+    counts as able to run).  There, a Lock taken under a timeout (3.12+'s
+    ``wait_for``) teaches its order: the ABBA's inversion, the one finding
+    allowed besides a timed cycle."""
     result, findings = _run(tmp_path, _program(case, loop), rescue=True, LOOP=loop)
     assert result.get("finished"), result
-    assert [f["kind"] for f in findings if f["kind"] != "timed-cycle"] == [], findings
+    allowed = {"timed-cycle"}
+    if loop == "uvloop-unread" and case == "abba_broken_by_a_timeout":
+        allowed.add("lock-order-inversion")
+    assert [f["kind"] for f in findings if f["kind"] not in allowed] == [], findings
     # The watcher looked, many times, while tasks had waited past the
     # threshold (for 0.6 s, at a pass every 0.02 s; the semaphore's last
     # waiters wait about 0.3 s).
