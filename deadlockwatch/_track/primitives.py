@@ -25,6 +25,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable
+from types import CodeType
 from typing import TYPE_CHECKING, Any, SupportsIndex
 
 from deadlockwatch._config import PURE_VAR, parse_bool
@@ -75,6 +76,13 @@ on_semaphore: Callable[..., None] | None = None
 #: Locks (lockdep's lock class), so a cycle through any Lock made there is
 #: ignored (see `_order`), however early.
 HANDOFF_SITES: set[Site] = set()
+#: A Python-path Lock's take: (code or None, lasti, taker, signalled, ctx)
+#: (see `_PyLockCore`).
+_Take = tuple[Any, ...]
+#: The take of a Lock never taken, or taken with no Python frame to name
+#: (by ``acquire``, by ``__enter__``).
+_NO_TAKE: _Take = (None, 0, 0, False, False)
+_NO_TAKE_CTX: _Take = (None, 0, 0, False, True)
 #: What a lock with no learned order has as its known successors.
 _NO_ORDERS: frozenset[int] = frozenset()
 
@@ -736,33 +744,239 @@ class _RLockMethods:
 
 class _PyLockCore(_LockMethods):
     """The fields of a tracked Lock and its hot path in Python: what the C
-    ``_speedups.LockCore`` provides where it is built."""
+    ``_speedups.LockCore`` provides where it is built.
+
+    The hot path is `_LockMethods`' written out once more, for this core
+    only (issue 17, the Python path of free-threaded builds): ``__enter__``
+    takes no argument to check, ``__exit__`` packs none, the held list's
+    newest entry is dropped with ``del`` (no call), a take is one tuple
+    (below), and ``_ucode`` caches the code object of the last caller seen
+    outside `INTERNAL_FILES`, so a Lock taken again from the same function
+    skips the file check (any code it holds is one found outside them: a
+    stale value from another thread is as good).  The C core hands its
+    other cases to the ``_py_*`` methods, which cannot use ``_ucode`` or
+    ``_take`` (it has no such fields)."""
 
     __slots__ = (
         "__weakref__",
         "_acq",
         "_created",
-        "_ctx",
         "_dw_after",
         "_dw_guard",
-        "_dw_prev",
-        "_dw_signalled",
-        "_dw_taker",
         "_dw_watched",
         "_handoff",
         "_owner",
+        "_ptake",
         "_raw",
-        "_site",
+        "_take",
+        "_ucode",
     )
-    acquire = _LockMethods._py_acquire
-    __enter__ = _LockMethods._py_enter
-    release = _LockMethods._py_release
-    __exit__ = _LockMethods._py_exit
+
+    def __init__(self) -> None:
+        # `_LockMethods.__init__`'s fields, the take as one (see below).
+        raw = _allocate_lock()
+        self._raw = raw
+        self._acq = raw.acquire
+        self._dw_after = _NO_ORDERS
+        self._owner = None
+        self._take: _Take = _NO_TAKE
+        self._ptake: _Take | None = None
+        self._ucode: CodeType | None = None
+        self._dw_guard = 0
+        self._dw_watched = False
+        self._handoff = False
+        self._created = creation_site()
+
+    # A take is one tuple, (code or None, lasti, taker, signalled, ctx), replaced
+    # at each take and by the setters below, so a reader in another thread
+    # gets one take's fields; the take before is kept whole (``_ptake``).
+    # Per take that is one tuple and two stores, where the fields one by one
+    # were a tuple of three, a tuple of two and five stores (3.11: 8,545 ->
+    # 8,142 instructions a ``with``).  The C core's fields, as properties:
+    @property
+    def _site(self) -> RawSite | None:
+        take = self._take
+        code = take[0]
+        return None if code is None else (code, take[1])
+
+    @_site.setter
+    def _site(self, site: RawSite | None) -> None:
+        take = self._take
+        if site is None:
+            self._take = (None, 0, take[2], take[3], take[4])
+        else:
+            self._take = (site[0], site[1], take[2], take[3], take[4])
+
+    @property
+    def _dw_taker(self) -> int:
+        taker: int = self._take[2]
+        return taker
+
+    @_dw_taker.setter
+    def _dw_taker(self, taker: int) -> None:
+        take = self._take
+        self._take = (take[0], take[1], taker, take[3], take[4])
+
+    @property
+    def _dw_signalled(self) -> bool:
+        return bool(self._take[3])
+
+    @_dw_signalled.setter
+    def _dw_signalled(self, signalled: bool) -> None:
+        take = self._take
+        self._take = (take[0], take[1], take[2], signalled, take[4])
+
+    @property
+    def _ctx(self) -> bool:
+        return bool(self._take[4])
+
+    @_ctx.setter
+    def _ctx(self, ctx: bool) -> None:
+        take = self._take
+        self._take = (take[0], take[1], take[2], take[3], ctx)
+
+    @property
+    def _dw_prev(self) -> tuple[int, RawSite | None, bool] | None:
+        take = self._ptake
+        if take is None:
+            return None
+        code = take[0]
+        return (take[2], None if code is None else (code, take[1]), bool(take[3]))
+
+    @_dw_prev.setter
+    def _dw_prev(self, prev: tuple[int, RawSite | None, bool] | None) -> None:
+        if prev is None:
+            self._ptake = None
+        else:
+            taker, site, signalled = prev
+            if site is None:
+                self._ptake = (None, 0, taker, signalled, False)
+            else:
+                self._ptake = (site[0], site[1], taker, signalled, False)
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if timeout == -1 and (blocking is True or blocking is False):
+            if self._acq(False):
+                try:
+                    rec = tls.rec
+                except AttributeError:
+                    rec = _state.new_record()
+                held = rec.held
+                if held:
+                    last = held[-1]
+                    self._dw_guard = id(last)
+                    if (
+                        blocking
+                        and learn_order is not None
+                        and last is not self
+                        and id(self) not in last._dw_after
+                    ):
+                        learn_order(last, self, rec)
+                else:
+                    self._dw_guard = 0
+                self._ptake = self._take
+                held.append(self)
+                self._owner = rec
+                try:
+                    f = _getframe(1)
+                except ValueError:  # a thread started from C on this method
+                    self._take = _NO_TAKE
+                    return True
+                code = f.f_code
+                if code is not self._ucode:
+                    if code.co_filename in INTERNAL_FILES:
+                        f = user_frame(f) or f
+                        code = f.f_code
+                    else:
+                        self._ucode = code
+                self._take = (code, f.f_lasti, id(f), False, False)
+                return True
+            if blocking is False:
+                if self._owner is not None:
+                    _probed(self)
+                return False
+        return self._acquire_slow(blocking, timeout, False)
+
+    def __enter__(self) -> bool:
+        if self._acq(False):
+            try:
+                rec = tls.rec
+            except AttributeError:
+                rec = _state.new_record()
+            held = rec.held
+            if held and learn_order is not None:
+                last = held[-1]
+                if last is not self and id(self) not in last._dw_after:
+                    learn_order(last, self, rec)
+            self._ptake = self._take
+            held.append(self)
+            self._owner = rec
+            try:
+                f = _getframe(1)
+            except ValueError:  # a thread started from C on this method
+                self._take = _NO_TAKE_CTX
+                return True
+            code = f.f_code
+            if code is not self._ucode:
+                if code.co_filename in INTERNAL_FILES:
+                    f = user_frame(f) or f
+                    code = f.f_code
+                else:
+                    self._ucode = code
+            self._take = (code, f.f_lasti, id(f), False, True)
+            return True
+        return self._acquire_slow(True, -1, True)
+
+    def release(self) -> None:
+        owner = self._owner
+        if owner is not None:
+            self._owner = None  # _dw_taker and _site stay: `signals` reads the last take
+            try:
+                me = tls.rec
+            except AttributeError:
+                me = None
+            if owner is me:
+                held = owner.held
+                if held and held[-1] is self:
+                    del held[-1]
+                else:
+                    take = self._take
+                    if not take[4] and take[2]:
+                        _released_later(self, held)
+                    remove_held(owner, self)
+            else:
+                self._handed_over(owner)
+        self._raw.release()
+
+    def __exit__(
+        self, t: object = None, v: object = None, tb: object = None, *more: object
+    ) -> None:
+        # `release`, written out (one Python call less per ``with``); the
+        # raw lock's ``__exit__`` takes any arguments, as this does.
+        owner = self._owner
+        if owner is not None:
+            self._owner = None
+            try:
+                me = tls.rec
+            except AttributeError:
+                me = None
+            if owner is me:
+                held = owner.held
+                if held and held[-1] is self:
+                    del held[-1]
+                else:
+                    take = self._take
+                    if not take[4] and take[2]:
+                        _released_later(self, held)
+                    remove_held(owner, self)
+            else:
+                self._handed_over(owner)
+        self._raw.release()
 
 
 class _PyRLockCore(_RLockMethods):
     """The fields of a tracked RLock and its hot path in Python (see
-    ``_PyLockCore``)."""
+    ``_PyLockCore``: the same written-out take and the ``_ucode`` cache)."""
 
     __slots__ = (
         "__weakref__",
@@ -775,12 +989,89 @@ class _PyRLockCore(_RLockMethods):
         "_owner",
         "_raw",
         "_site",
+        "_ucode",
     )
-    acquire = _RLockMethods._py_acquire
-    __enter__ = _RLockMethods._py_acquire
-    release = _RLockMethods._py_release
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ucode: CodeType | None = None
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if blocking is True and timeout == -1:
+            try:
+                rec = tls.rec
+            except AttributeError:
+                rec = _state.new_record()
+            if self._owner is rec:
+                # Only this thread sets _owner to its own record, so this is re-entry.
+                self._acq()
+                self._count += 1
+                return True
+            if self._acq(False):
+                self._count = 1
+                held = rec.held
+                if held and learn_order is not None:
+                    last = held[-1]
+                    if last is not self and id(self) not in last._dw_after:
+                        learn_order(last, self, rec)
+                held.append(self)
+                self._owner = rec
+                try:
+                    f = _getframe(1)
+                except ValueError:  # a thread started from C on this method
+                    self._site = None
+                    return True
+                code = f.f_code
+                if code is not self._ucode:
+                    if code.co_filename in INTERNAL_FILES:
+                        f = user_frame(f) or f
+                        code = f.f_code
+                    else:
+                        self._ucode = code
+                self._site = (code, f.f_lasti)
+                return True
+        return self._acquire_slow(blocking, timeout)
+
+    #: As threading's: an RLock's ``__enter__`` takes acquire's arguments.
+    __enter__ = acquire
+
+    def release(self) -> None:
+        # See `_RLockMethods._py_release`.
+        owner = self._owner
+        if owner is None or not self._raw._is_owned():
+            self._raw.release()  # raises "cannot release un-acquired lock"
+            return
+        count = self._count - 1
+        self._count = count
+        if count == 0:
+            self._owner = None
+            held = owner.held
+            if held and held[-1] is self:
+                del held[-1]
+            else:
+                remove_held(owner, self)
+        self._raw.release()
+
+    def __exit__(
+        self, t: object = None, v: object = None, tb: object = None, *more: object
+    ) -> None:
+        # `release`, written out (one Python call less per ``with``).
+        owner = self._owner
+        if owner is None or not self._raw._is_owned():
+            self._raw.release()  # raises "cannot release un-acquired lock"
+            return
+        count = self._count - 1
+        self._count = count
+        if count == 0:
+            self._owner = None
+            held = owner.held
+            if held and held[-1] is self:
+                del held[-1]
+            else:
+                remove_held(owner, self)
+        self._raw.release()
+
     _acquire_restore = _RLockMethods._py_acquire_restore
-    __exit__ = _RLockMethods._py_exit
 
 
 def _cores() -> tuple[Any, Any]:
