@@ -2871,17 +2871,20 @@ aio_caller_site(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
  * table of current tasks and its _get_running_loop, else 3.12+'s C
  * current_task (table NULL). */
 static PyObject *g_aio_table, *g_aio_running, *g_aio_current;
+static PyObject *g_aio_by_thread; /* aio.by_thread: thread ident -> its running loop */
 
 static PyObject *
 aio_configure(PyObject *module, PyObject *args)
 {
-    PyObject *table, *running, *current;
-    if (!PyArg_ParseTuple(args, "OOO:aio_configure", &table, &running, &current))
+    PyObject *table, *running, *current, *by_thread;
+    if (!PyArg_ParseTuple(args, "OOOO!:aio_configure", &table, &running, &current, &PyDict_Type,
+                          &by_thread))
         return NULL;
     if (table != Py_None && !PyDict_CheckExact(table)) {
         PyErr_SetString(PyExc_TypeError, "aio_configure: the table is a dict or None");
         return NULL;
     }
+    Py_XSETREF(g_aio_by_thread, Py_NewRef(by_thread));
     Py_XSETREF(g_aio_table, table == Py_None ? NULL : Py_NewRef(table));
     Py_XSETREF(g_aio_running, Py_NewRef(running));
     Py_XSETREF(g_aio_current, Py_NewRef(current));
@@ -2891,12 +2894,35 @@ aio_configure(PyObject *module, PyObject *args)
 /* aio_current_task() -> the current task or None, as the asyncio Lock
  * wrappers read it in Python (aio._lock_aenter): table.get(running()), or
  * current() with RuntimeError (no running loop) as None.  One call where
- * the Python takes a dozen bytecodes and two calls. */
+ * the Python takes a dozen bytecodes and two calls.  On 3.10/3.11 the loop
+ * is the one aio.by_thread has for this thread (its patched run_forever
+ * runs it), without running(): asyncio's _get_running_loop makes a getpid
+ * system call each time (2 a round of the asyncio ping-pong off, 6 on
+ * before this); running() where this thread has none there. */
 static PyObject *
 aio_current_task(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     if (g_aio_table != NULL) {
-        PyObject *loop = PyObject_CallNoArgs(g_aio_running);
+        PyObject *loop = NULL;
+        if (g_aio_by_thread != NULL && PyDict_GET_SIZE(g_aio_by_thread) > 0) {
+            /* The last ident's int kept (GIL builds only: see the top). */
+            static unsigned long key_ident;
+            static PyObject *key;
+            unsigned long ident = PyThread_get_thread_ident();
+            if (key == NULL || ident != key_ident) {
+                PyObject *fresh = PyLong_FromUnsignedLong(ident);
+                if (fresh == NULL)
+                    return NULL;
+                Py_XSETREF(key, fresh);
+                key_ident = ident;
+            }
+            loop = PyDict_GetItemWithError(g_aio_by_thread, key); /* borrowed */
+            if (loop == NULL && PyErr_Occurred())
+                return NULL;
+            Py_XINCREF(loop);
+        }
+        if (loop == NULL)
+            loop = PyObject_CallNoArgs(g_aio_running);
         if (loop == NULL)
             return NULL;
         PyObject *task = PyDict_GetItemWithError(g_aio_table, loop); /* borrowed */
@@ -2920,7 +2946,7 @@ aio_current_task(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 static PyMethodDef module_methods[] = {
     {"aio_configure", aio_configure, METH_VARARGS,
-     "aio_configure(table or None, running, current): what aio_current_task reads"},
+     "aio_configure(table or None, running, current, by_thread): what aio_current_task reads"},
     {"aio_current_task", (PyCFunction)(void (*)(void))aio_current_task, METH_FASTCALL,
      "aio_current_task() -> the current task or None (aio._lock_aenter)"},
     {"aio_caller_site", (PyCFunction)(void (*)(void))aio_caller_site, METH_FASTCALL,

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
 import types
 import weakref
@@ -82,6 +83,11 @@ report: Callable[[Finding], object] | None = None
 _serials: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 #: Running event loop -> ident of the thread running it.
 loops: dict[Any, int] = {}
+#: Ident of a thread -> the loop its patched ``run_forever`` runs (while it
+#: runs): the C ``aio_current_task`` finds the current task's loop here, by
+#: thread, where asyncio's ``_get_running_loop`` makes a ``getpid`` system
+#: call on 3.10/3.11 (a fork's child starts with none: `_forget_threads`).
+by_thread: dict[int, Any] = {}
 #: The loops of `loops` found running at `patch` (no ``run_forever`` of ours
 #: to drop them): dropped by the watcher once they stop.
 adopted: dict[Any, None] = {}
@@ -181,7 +187,7 @@ def _current_for_wrappers(tasks: Any) -> None:
         _TABLE, _CURRENT = None, current
     configure = _c_helper("aio_configure")
     if configure is not None:
-        configure(_TABLE, _RUNNING, _CURRENT)
+        configure(_TABLE, _RUNNING, _CURRENT, by_thread)
 
 
 def break_deadlock(asyncio: Any, loop: Any, finding: Any, error: BaseException) -> None:
@@ -565,6 +571,16 @@ def _lock_aexit(original: Any) -> Any:
     return __aexit__
 
 
+def _forget_threads() -> None:
+    """In a fork's child: its loops' runs are the parent's (asyncio's own
+    ``_get_running_loop`` answers None there)."""
+    by_thread.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_threads)
+
+
 def _c_helper(name: str) -> Callable[..., Any] | None:
     """``_speedups``'s ``name`` where the C core is in use, else None.  The
     ``async with`` wrappers read the current task (``aio_current_task``) and
@@ -645,7 +661,10 @@ def _run_forever(original: Any) -> Any:
     def run_forever(self: Any) -> Any:
         if not active:
             return original(self)
-        loops[self] = _native.get_ident()
+        ident = _native.get_ident()
+        loops[self] = ident
+        before = by_thread.get(ident)  # (a loop already running: original raises)
+        by_thread[ident] = self
         resume = _state.resume_watcher
         if resume is not None:
             resume()
@@ -653,6 +672,10 @@ def _run_forever(original: Any) -> Any:
             return original(self)
         finally:
             loops.pop(self, None)
+            if before is None:
+                by_thread.pop(ident, None)
+            else:
+                by_thread[ident] = before
 
     return run_forever
 

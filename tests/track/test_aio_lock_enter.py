@@ -286,3 +286,47 @@ def test_set_on_the_lock_class_while_enabled_and_inherited_again_after() -> None
         "owner": True,
         "off_again": False,
     }
+
+
+def test_the_current_task_is_found_by_thread_and_as_asyncio_finds_it() -> None:
+    """``aio.by_thread`` has the loop a thread's patched ``run_forever`` runs,
+    while it runs (a second ``run`` refused inside it leaves it so); the C
+    helper (where built) answers ``asyncio.current_task()`` in a task, and
+    None outside any loop, as the Python path does."""
+    out = _run(
+        """
+        import threading
+        current = aio._c_helper("aio_current_task") or (lambda: None)
+
+        async def inner():
+            return None
+
+        async def main():
+            me = threading.get_ident()
+            OUT["mine"] = aio.by_thread.get(me) is asyncio.get_running_loop()
+            OUT["task"] = aio._c_helper("aio_current_task") is None or (
+                current() is asyncio.current_task()
+            )
+            other = asyncio.new_event_loop()
+            coro = inner()
+            try:
+                other.run_until_complete(coro)
+            except RuntimeError:
+                OUT["refused"] = True
+            coro.close()
+            other.close()
+            OUT["kept"] = aio.by_thread.get(me) is asyncio.get_running_loop()
+
+        asyncio.run(main())
+        OUT["after"] = dict(aio.by_thread)
+        OUT["outside"] = current()
+        """
+    )
+    assert out == {
+        "mine": True,
+        "task": True,
+        "refused": True,
+        "kept": True,
+        "after": {},
+        "outside": None,
+    }
