@@ -2798,7 +2798,160 @@ configure_wait(PyObject *mod, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* -- asyncio.Lock's ``async with`` (aio.py's _lock_aenter) ------------------ */
+
+/* aio_caller_site() -> (code, lasti) or None: where the calling Python
+ * function was called from (its caller's code and offset, as
+ * sys._getframe(1).f_code and .f_lasti give them), or None where that is
+ * no site to keep as is: no caller, or one in deadlockwatch's or asyncio's
+ * own files (INTERNAL_FILES; the Python path looks further).  ``async
+ * with``'s __aenter__ reads its caller with it: no frame object is made
+ * (3.11 to 3.13) and no audit event raised, where sys._getframe does both,
+ * and three attribute reads of a frame and a code object, unspecialised
+ * in the interpreter, are not made. */
+static PyObject *
+aio_caller_site(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (g_internal_files == NULL)
+        Py_RETURN_NONE;
+    PyCodeObject *code;
+    int lasti;
+#ifdef DW_RAW_FRAMES
+    PyThreadState *ts = PyThreadState_Get();
+#if PY_VERSION_HEX >= 0x030D0000
+    _PyInterpreterFrame *f = ts->current_frame;
+#else
+    _PyInterpreterFrame *f = ts->cframe->current_frame;
+#endif
+    if (f == NULL)
+        Py_RETURN_NONE;
+    for (f = f->previous; f != NULL && _PyFrame_IsIncomplete(f); f = f->previous)
+        ;
+    if (f == NULL)
+        Py_RETURN_NONE;
+#if PY_VERSION_HEX >= 0x030D0000
+    code = _PyFrame_GetCode(f);
+#else
+    code = f->f_code;
+#endif
+    lasti = _PyInterpreterFrame_LASTI(f);
+    lasti = lasti < 0 ? -1 : lasti * (int)sizeof(_Py_CODEUNIT);
+    Py_INCREF(code);
+#else
+    PyFrameObject *frame = PyEval_GetFrame(); /* borrowed */
+    if (frame == NULL)
+        Py_RETURN_NONE;
+    PyFrameObject *back = PyFrame_GetBack(frame); /* new reference */
+    if (back == NULL)
+        Py_RETURN_NONE;
+    lasti = frame_lasti(back);
+    code = PyFrame_GetCode(back);
+    Py_DECREF(back);
+#endif
+    int internal = internal_file(code->co_filename);
+    if (internal != 0) {
+        Py_DECREF(code);
+        if (internal < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *offset = PyLong_FromLong(lasti);
+    PyObject *site = offset == NULL ? NULL : PyTuple_New(2);
+    if (site == NULL) {
+        Py_DECREF(code);
+        Py_XDECREF(offset);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(site, 0, (PyObject *)code);
+    PyTuple_SET_ITEM(site, 1, offset);
+    return site;
+}
+
+/* Set by aio_configure (aio._current_for_wrappers): on 3.10/3.11 asyncio's
+ * table of current tasks and its _get_running_loop, else 3.12+'s C
+ * current_task (table NULL). */
+static PyObject *g_aio_table, *g_aio_running, *g_aio_current;
+static PyObject *g_aio_by_thread; /* aio.by_thread: thread ident -> its running loop */
+
+static PyObject *
+aio_configure(PyObject *module, PyObject *args)
+{
+    PyObject *table, *running, *current, *by_thread;
+    if (!PyArg_ParseTuple(args, "OOOO!:aio_configure", &table, &running, &current, &PyDict_Type,
+                          &by_thread))
+        return NULL;
+    if (table != Py_None && !PyDict_CheckExact(table)) {
+        PyErr_SetString(PyExc_TypeError, "aio_configure: the table is a dict or None");
+        return NULL;
+    }
+    Py_XSETREF(g_aio_by_thread, Py_NewRef(by_thread));
+    Py_XSETREF(g_aio_table, table == Py_None ? NULL : Py_NewRef(table));
+    Py_XSETREF(g_aio_running, Py_NewRef(running));
+    Py_XSETREF(g_aio_current, Py_NewRef(current));
+    Py_RETURN_NONE;
+}
+
+/* aio_current_task() -> the current task or None, as the asyncio Lock
+ * wrappers read it in Python (aio._lock_aenter): table.get(running()), or
+ * current() with RuntimeError (no running loop) as None.  One call where
+ * the Python takes a dozen bytecodes and two calls.  On 3.10/3.11 the loop
+ * is the one aio.by_thread has for this thread (its patched run_forever
+ * runs it), without running(): asyncio's _get_running_loop makes a getpid
+ * system call each time (2 a round of the asyncio ping-pong off, 6 on
+ * before this); running() where this thread has none there. */
+static PyObject *
+aio_current_task(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (g_aio_table != NULL) {
+        PyObject *loop = NULL;
+        if (g_aio_by_thread != NULL && PyDict_GET_SIZE(g_aio_by_thread) > 0) {
+            /* The last ident's int kept (GIL builds only: see the top). */
+            static unsigned long key_ident;
+            static PyObject *key;
+            unsigned long ident = PyThread_get_thread_ident();
+            if (key == NULL || ident != key_ident) {
+                PyObject *fresh = PyLong_FromUnsignedLong(ident);
+                if (fresh == NULL)
+                    return NULL;
+                Py_XSETREF(key, fresh);
+                key_ident = ident;
+            }
+            loop = PyDict_GetItemWithError(g_aio_by_thread, key); /* borrowed */
+            if (loop == NULL && PyErr_Occurred())
+                return NULL;
+            Py_XINCREF(loop);
+        }
+        if (loop == NULL)
+            loop = PyObject_CallNoArgs(g_aio_running);
+        if (loop == NULL)
+            return NULL;
+        PyObject *task = PyDict_GetItemWithError(g_aio_table, loop); /* borrowed */
+        Py_DECREF(loop);
+        if (task == NULL) {
+            if (PyErr_Occurred())
+                return NULL;
+            Py_RETURN_NONE;
+        }
+        return Py_NewRef(task);
+    }
+    if (g_aio_current == NULL)
+        Py_RETURN_NONE;
+    PyObject *task = PyObject_CallNoArgs(g_aio_current);
+    if (task == NULL && PyErr_ExceptionMatches(PyExc_RuntimeError)) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    return task;
+}
+
 static PyMethodDef module_methods[] = {
+    {"aio_configure", aio_configure, METH_VARARGS,
+     "aio_configure(table or None, running, current, by_thread): what aio_current_task reads"},
+    {"aio_current_task", (PyCFunction)(void (*)(void))aio_current_task, METH_FASTCALL,
+     "aio_current_task() -> the current task or None (aio._lock_aenter)"},
+    {"aio_caller_site", (PyCFunction)(void (*)(void))aio_caller_site, METH_FASTCALL,
+     "aio_caller_site() -> (code, lasti) or None: the calling function's caller's site "
+     "(aio._lock_aenter)"},
     {"forget", forget, METH_NOARGS, "forget(): the calling thread's record is gone"},
     {"condition_methods", condition_methods, METH_NOARGS,
      "condition_methods() -> {name: method}: threading.Condition's calls of its lock, in C"},

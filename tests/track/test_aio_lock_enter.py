@@ -16,7 +16,9 @@ import textwrap
 import pytest
 
 PRELUDE = """
-import asyncio, json, sys
+import asyncio, json, os, sys
+if "--pure" in sys.argv:  # the Python path: no C helpers (aio._c_helper)
+    os.environ["DEADLOCKWATCH_PURE"] = "1"
 import deadlockwatch
 from deadlockwatch._track import aio, state
 
@@ -50,7 +52,7 @@ def _run(body: str, *args: str) -> dict[str, object]:
     return result
 
 
-@pytest.mark.parametrize("args", [(), ("--fallback",)])
+@pytest.mark.parametrize("args", [(), ("--fallback",), ("--pure",)])
 def test_async_with_notes_owner_site_and_chain_and_forgets_them(args: tuple[str, ...]) -> None:
     out = _run(
         """
@@ -133,7 +135,8 @@ def test_async_with_released_out_of_order_keeps_the_tasks_last() -> None:
     assert out == {"held_b": True, "a_owner": None, "held_after": False}
 
 
-def test_async_with_exit_in_another_task_than_the_owner_is_no_mutex() -> None:
+@pytest.mark.parametrize("args", [(), ("--pure",)])
+def test_async_with_exit_in_another_task_than_the_owner_is_no_mutex(args: tuple[str, ...]) -> None:
     """A Lock ``async with`` releases after another task took it (the block
     released it itself) is released by a task that does not own it: not
     owner-bound; the control, the same block without the handover, is."""
@@ -155,9 +158,44 @@ def test_async_with_exit_in_another_task_than_the_owner_is_no_mutex() -> None:
             OUT["locked"] = handed.locked()
 
         asyncio.run(main())
-        """
+        """,
+        *args,
     )
     assert out == {"plain": False, "handed": True, "locked": False}
+
+
+def _sites_of_odd_callers(*args: str) -> dict[str, object]:
+    return _run(
+        """
+        from deadlockwatch._track import primitives
+
+        OUT["c"] = aio._c_helper("aio_current_task") is not None
+        OUT["accelerated"] = primitives.ACCELERATED
+        lock = asyncio.Lock()
+
+        async def main():
+            # __aenter__ as a task's own coroutine: its caller is the loop's code.
+            await asyncio.create_task(lock.__aenter__())
+            OUT["own"] = str(state.site_at(aio.mark(lock, "_dw_taken")))
+            OUT["own_owner"] = owner(lock) is not None
+            await lock.__aexit__(None, None, None)
+            OUT["after"] = [owner(lock), lock.locked()]
+
+        asyncio.run(main())
+        """,
+        *args,
+    )
+
+
+def test_async_with_notes_the_same_with_the_c_helpers_as_without() -> None:
+    """The C helpers (the current task, the caller's site) and the Python path
+    note the same, for a caller in asyncio's own code too (a task whose own
+    coroutine is ``__aenter__``); the C ones are in use where the core is."""
+    c, pure = _sites_of_odd_callers(), _sites_of_odd_callers("--pure")
+    assert c.pop("c") == c.pop("accelerated")
+    assert pure.pop("c") is False and pure.pop("accelerated") is False
+    assert c == pure
+    assert c["own_owner"] is True and c["after"] == [None, False]
 
 
 @pytest.mark.parametrize("args", [(), ("--fallback",)])
@@ -247,4 +285,48 @@ def test_set_on_the_lock_class_while_enabled_and_inherited_again_after() -> None
         "again": [True, True],
         "owner": True,
         "off_again": False,
+    }
+
+
+def test_the_current_task_is_found_by_thread_and_as_asyncio_finds_it() -> None:
+    """``aio.by_thread`` has the loop a thread's patched ``run_forever`` runs,
+    while it runs (a second ``run`` refused inside it leaves it so); the C
+    helper (where built) answers ``asyncio.current_task()`` in a task, and
+    None outside any loop, as the Python path does."""
+    out = _run(
+        """
+        import threading
+        current = aio._c_helper("aio_current_task") or (lambda: None)
+
+        async def inner():
+            return None
+
+        async def main():
+            me = threading.get_ident()
+            OUT["mine"] = aio.by_thread.get(me) is asyncio.get_running_loop()
+            OUT["task"] = aio._c_helper("aio_current_task") is None or (
+                current() is asyncio.current_task()
+            )
+            other = asyncio.new_event_loop()
+            coro = inner()
+            try:
+                other.run_until_complete(coro)
+            except RuntimeError:
+                OUT["refused"] = True
+            coro.close()
+            other.close()
+            OUT["kept"] = aio.by_thread.get(me) is asyncio.get_running_loop()
+
+        asyncio.run(main())
+        OUT["after"] = dict(aio.by_thread)
+        OUT["outside"] = current()
+        """
+    )
+    assert out == {
+        "mine": True,
+        "task": True,
+        "refused": True,
+        "kept": True,
+        "after": {},
+        "outside": None,
     }
