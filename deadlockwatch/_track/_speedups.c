@@ -321,7 +321,9 @@ current_rec(int create, PyObject **rec_out, PyObject **held_out)
  * type's version tag is the one it was found under (any change to the type
  * or a base gives it another: a method replaced, a subclass is another type).
  * Anything else: PyObject_VectorcallMethod itself.  Two entries a name (a
- * Lock's and an RLock's). */
+ * Lock's and an RLock's).  Plain globals, as everything here: this module is
+ * for GIL builds only (see the #error above); free-threaded ones run the
+ * Python path. */
 #if PY_VERSION_HEX >= 0x030C0000
 #define DW_TAG_OK(tp, tag) ((tag) != 0 && (tp)->tp_version_tag == (tag))
 #else
