@@ -369,6 +369,12 @@ assign_tag(PyTypeObject *tp, PyObject *name)
 static PyObject *
 call_method_cached(int which, PyObject *name, PyObject *const *args, size_t nargs)
 {
+#if PY_VERSION_HEX < 0x030B0000
+    /* 3.10: PyType_ClearCache (sys._clear_type_cache) starts the tags from 0
+     * again, so a tag seen before can come back on a changed type. */
+    (void)which;
+    return PyObject_VectorcallMethod(name, args, nargs, NULL);
+#else
     PyTypeObject *tp = Py_TYPE(args[0]);
     MethodEntry *e = &method_cache[which][((uintptr_t)tp >> 6) & 1];
     if (e->tp == tp && DW_TAG_OK(tp, e->tag)) {
@@ -394,6 +400,7 @@ call_method_cached(int which, PyObject *name, PyObject *const *args, size_t narg
         }
     }
     return PyObject_VectorcallMethod(name, args, nargs, NULL);
+#endif
 }
 
 /* Call a bound built-in method of the raw lock the way the interpreter
@@ -2406,6 +2413,10 @@ static int slot_offset(PyObject *type, const char *name, Py_ssize_t *offset);
 static int
 rec_slots(PyObject *rec)
 {
+#if PY_VERSION_HEX < 0x030B0000
+    (void)rec; /* 3.10: tags can come back (see call_method_cached) */
+    return 0;
+#else
     PyTypeObject *tp = Py_TYPE(rec);
     if (tp != gw_thread_record_type)
         return 0;
@@ -2425,6 +2436,7 @@ rec_slots(PyObject *rec)
         return 0;
     gw_rec_tag = assign_tag(tp, s_wait_attr);
     return gw_rec_tag != 0;
+#endif
 }
 
 /* rec.<field>: a new reference, or NULL with an error set. */

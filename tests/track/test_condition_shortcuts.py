@@ -203,6 +203,7 @@ def _replaced_methods_run() -> list[str]:
         self.log.append("replaced enter")
         return self.raw.__enter__()
 
+    sys._clear_type_cache()  # 3.10 numbers the types' version tags from 0 again
     Lock.__enter__ = enter_again  # type: ignore[method-assign]
     cond = threading.Condition(first)  # type: ignore[arg-type]
     with cond:
