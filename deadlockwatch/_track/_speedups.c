@@ -2586,6 +2586,14 @@ wait_blocked(PyObject *rec, PyObject *wait, RawLockLayout *waiter, PyObject *tim
         if (timeout != Py_None)
             remaining = deadline - dw_monotonic();
         int got = waiter_take(waiter, remaining > slice ? slice : remaining > 0 ? remaining : 0.0);
+        /* A slice that ran out: the signal handlers due (in the main thread),
+         * as the Python loop's next bytecode would run them.  A signal that
+         * came while this thread was not in the OS wait (between slices,
+         * taking the GIL back) interrupts no later slice, and an untimed
+         * wait would never return to run its handler (an Event set by a
+         * SIGALRM handler: a hang, test_waits' no-false-alarm case on 3.10). */
+        if (got == 0 && Py_MakePendingCalls() < 0)
+            got = -1;
         if (got < 0) {
             rc = -1;
             goto done;
