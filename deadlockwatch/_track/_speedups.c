@@ -308,6 +308,101 @@ current_rec(int create, PyObject **rec_out, PyObject **held_out)
     return rc;
 }
 
+/* ---- method calls on objects without an instance dict (issue 17) --------
+ *
+ * PyObject_VectorcallMethod(name, [obj, ...]) looks name up in obj's type at
+ * every call: on 3.13 that lookup reaches the interpreter through the thread
+ * state's TLS, and the Condition shortcuts and the wait make a dozen such
+ * calls a round trip (a tracked lock's __enter__, release, acquire; the
+ * waiters deque's append).  For an object whose type has no instance dict
+ * and the generic __getattribute__, where the lookup finds a method
+ * descriptor, the call is that descriptor called with obj first, exactly
+ * what PyObject_VectorcallMethod does then; that answer holds while the
+ * type's version tag is the one it was found under (any change to the type
+ * or a base gives it another: a method replaced, a subclass is another type).
+ * Anything else: PyObject_VectorcallMethod itself.  Two entries a name (a
+ * Lock's and an RLock's).  Plain globals, as everything here: this module is
+ * for GIL builds only (see the #error above); free-threaded ones run the
+ * Python path. */
+#if PY_VERSION_HEX >= 0x030C0000
+#define DW_TAG_OK(tp, tag) ((tag) != 0 && (tp)->tp_version_tag == (tag))
+#else
+#define DW_TAG_OK(tp, tag) \
+    ((tag) != 0 && (tp)->tp_version_tag == (tag) && ((tp)->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG))
+#endif
+
+#ifdef Py_TPFLAGS_MANAGED_DICT
+#define DW_NO_DICT(tp) ((tp)->tp_dictoffset == 0 && !((tp)->tp_flags & Py_TPFLAGS_MANAGED_DICT))
+#else
+#define DW_NO_DICT(tp) ((tp)->tp_dictoffset == 0)
+#endif
+
+typedef struct {
+    PyTypeObject *tp;   /* not a reference: tags are never reused */
+    unsigned int tag;
+    PyObject *func;     /* the method descriptor (a reference) */
+} MethodEntry;
+
+enum { M_ENTER, M_EXIT, M_RELEASE, M_ACQUIRE, M_APPEND, M_REMOVE, M_COUNT };
+static MethodEntry method_cache[M_COUNT][2];
+
+/* A type's version tag, assigned if it has none; 0 if it cannot have one. */
+static unsigned int
+assign_tag(PyTypeObject *tp, PyObject *name)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    (void)name;
+    if (tp->tp_version_tag == 0 && !PyUnstable_Type_AssignVersionTag(tp))
+        return 0;
+    return tp->tp_version_tag;
+#else
+    if (!(tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)) {
+        (void)_PyType_Lookup(tp, name); /* assigns one where it can */
+        if (!(tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG))
+            return 0;
+    }
+    return tp->tp_version_tag;
+#endif
+}
+
+/* obj.<name>(*args[1:]) with args[0] = obj, as PyObject_VectorcallMethod. */
+static PyObject *
+call_method_cached(int which, PyObject *name, PyObject *const *args, size_t nargs)
+{
+#if PY_VERSION_HEX < 0x030B0000
+    /* 3.10: PyType_ClearCache (sys._clear_type_cache) starts the tags from 0
+     * again, so a tag seen before can come back on a changed type. */
+    (void)which;
+    return PyObject_VectorcallMethod(name, args, nargs, NULL);
+#else
+    PyTypeObject *tp = Py_TYPE(args[0]);
+    MethodEntry *e = &method_cache[which][((uintptr_t)tp >> 6) & 1];
+    if (e->tp == tp && DW_TAG_OK(tp, e->tag)) {
+        PyObject *func = e->func;
+        Py_INCREF(func); /* the call may replace the entry */
+        PyObject *r = PyObject_Vectorcall(func, args, nargs, NULL);
+        Py_DECREF(func);
+        return r;
+    }
+    if (DW_NO_DICT(tp) && tp->tp_getattro == PyObject_GenericGetAttr) {
+        unsigned int tag = assign_tag(tp, name);
+        PyObject *found = tag != 0 ? _PyType_Lookup(tp, name) : NULL; /* borrowed */
+        if (found != NULL && (Py_TYPE(found)->tp_flags & Py_TPFLAGS_METHOD_DESCRIPTOR) &&
+            DW_TAG_OK(tp, tag)) {
+            Py_INCREF(found); /* the entry's */
+            Py_XSETREF(e->func, found);
+            Py_INCREF(found); /* the call's */
+            e->tp = tp;
+            e->tag = tag;
+            PyObject *r = PyObject_Vectorcall(found, args, nargs, NULL);
+            Py_DECREF(found);
+            return r;
+        }
+    }
+    return PyObject_VectorcallMethod(name, args, nargs, NULL);
+#endif
+}
+
 /* Call a bound built-in method of the raw lock the way the interpreter
  * would, minus the generic dispatch: the raw locks' acquire and release are
  * plain C functions (METH_VARARGS|METH_KEYWORDS up to 3.12, METH_FASTCALL
@@ -1681,7 +1776,7 @@ forget(PyObject *module, PyObject *unused)
 static PyObject *s_lock_attr, *s_enter, *s_exit;
 
 static PyObject *
-cond_call(PyObject *name, PyObject *const *args, Py_ssize_t nargs)
+cond_call(int which, PyObject *name, PyObject *const *args, Py_ssize_t nargs)
 {
     /* self._lock.<name>(*args[1:]) */
     if (nargs < 1) {
@@ -1703,7 +1798,7 @@ cond_call(PyObject *name, PyObject *const *args, Py_ssize_t nargs)
     stack[0] = lock;
     for (Py_ssize_t i = 1; i < nargs; i++)
         stack[i] = args[i];
-    PyObject *result = PyObject_VectorcallMethod(name, stack, (size_t)nargs, NULL);
+    PyObject *result = call_method_cached(which, name, stack, (size_t)nargs);
     if (stack != small)
         PyMem_Free(stack);
     Py_DECREF(lock);
@@ -1718,13 +1813,13 @@ cond_enter(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
                      nargs);
         return NULL;
     }
-    return cond_call(s_enter, args, 1);
+    return cond_call(M_ENTER, s_enter, args, 1);
 }
 
 static PyObject *
 cond_exit(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
-    return cond_call(s_exit, args, nargs);
+    return cond_call(M_EXIT, s_exit, args, nargs);
 }
 
 static PyObject *
@@ -1735,7 +1830,7 @@ cond_release_save(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
                      "_release_save() takes 1 positional argument but %zd were given", nargs);
         return NULL;
     }
-    PyObject *result = cond_call(s_release, args, 1);
+    PyObject *result = cond_call(M_RELEASE, s_release, args, 1);
     if (result == NULL)
         return NULL;
     Py_DECREF(result);
@@ -1750,7 +1845,7 @@ cond_acquire_restore(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
                      "_acquire_restore() takes 2 positional arguments but %zd were given", nargs);
         return NULL;
     }
-    PyObject *result = cond_call(s_acquire, args, 1);
+    PyObject *result = cond_call(M_ACQUIRE, s_acquire, args, 1);
     if (result == NULL)
         return NULL;
     Py_DECREF(result);
@@ -1771,7 +1866,8 @@ cond_is_owned(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     PyObject *lock = PyObject_GetAttr(args[0], s_lock_attr);
     if (lock == NULL)
         return NULL;
-    PyObject *got = PyObject_CallMethodOneArg(lock, s_acquire, Py_False);
+    PyObject *probe[2] = {lock, Py_False};
+    PyObject *got = call_method_cached(M_ACQUIRE, s_acquire, probe, 2);
     Py_DECREF(lock);
     if (got == NULL)
         return NULL;
@@ -1781,7 +1877,7 @@ cond_is_owned(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     if (!free)
         Py_RETURN_TRUE;
-    PyObject *result = cond_call(s_release, args, 1);
+    PyObject *result = cond_call(M_RELEASE, s_release, args, 1);
     if (result == NULL)
         return NULL;
     Py_DECREF(result);
@@ -2292,6 +2388,86 @@ static Py_ssize_t gw_offsets[W_COUNT];
 
 #define WFIELD(obj, i) (*(PyObject **)((char *)(obj) + gw_offsets[i]))
 
+/* The thread record's slots that every blocking wait reads and writes
+ * (_state.ThreadRecord's "wait" and "poll"), at their offsets: through
+ * PyObject_GetAttr / PyObject_SetAttr each cost 200 to 270 instructions on
+ * 3.13 (a type lookup, through the thread state's TLS, and the name interned
+ * again), four of them a wait (issue 17).  Only for a record of exactly that
+ * type (configure_wait checked its slots); any other object, or a slot not
+ * set, goes the generic way, which does the same or raises what Python
+ * raises. */
+enum { R_WAIT, R_POLL, R_COUNT };
+static const char *gw_rec_field_names[R_COUNT] = {"wait", "poll"};
+static Py_ssize_t gw_rec_offsets[R_COUNT];
+static PyTypeObject *gw_thread_record_type; /* _state.ThreadRecord */
+
+static unsigned int gw_rec_tag;    /* its version tag when its slots were checked */
+
+#define RFIELD(obj, i) (*(PyObject **)((char *)(obj) + gw_rec_offsets[i]))
+
+static int slot_offset(PyObject *type, const char *name, Py_ssize_t *offset);
+
+/* Whether rec's "wait" and "poll" are the slots at gw_rec_offsets: rec is of
+ * exactly _state.ThreadRecord and the type is unchanged since they were
+ * checked (else they are checked again: a change elsewhere in the class). */
+static int
+rec_slots(PyObject *rec)
+{
+#if PY_VERSION_HEX < 0x030B0000
+    (void)rec; /* 3.10: tags can come back (see call_method_cached) */
+    return 0;
+#else
+    PyTypeObject *tp = Py_TYPE(rec);
+    if (tp != gw_thread_record_type)
+        return 0;
+    if (DW_TAG_OK(tp, gw_rec_tag))
+        return 1;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    int ok = 1;
+    for (int i = 0; ok && i < R_COUNT; i++) {
+        Py_ssize_t offset;
+        ok = slot_offset((PyObject *)tp, gw_rec_field_names[i], &offset) == 1 &&
+             offset == gw_rec_offsets[i];
+    }
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+    if (!ok)
+        return 0;
+    gw_rec_tag = assign_tag(tp, s_wait_attr);
+    return gw_rec_tag != 0;
+#endif
+}
+
+/* rec.<field>: a new reference, or NULL with an error set. */
+static PyObject *
+rec_get(PyObject *rec, int i, PyObject *name)
+{
+    if (rec_slots(rec)) {
+        PyObject *v = RFIELD(rec, i);
+        if (v != NULL) {
+            Py_INCREF(v);
+            return v;
+        }
+    }
+    return PyObject_GetAttr(rec, name);
+}
+
+/* rec.<field> = value: 0, or -1 with an error set. */
+static int
+rec_set(PyObject *rec, int i, PyObject *name, PyObject *value)
+{
+    if (rec_slots(rec)) {
+        /* what the slot's member descriptor does */
+        PyObject *old = RFIELD(rec, i);
+        Py_INCREF(value);
+        RFIELD(rec, i) = value;
+        Py_XDECREF(old);
+        return 0;
+    }
+    return PyObject_SetAttr(rec, name, value);
+}
+
 static double
 dw_monotonic(void)
 {
@@ -2349,7 +2525,7 @@ waiter_take(RawLockLayout *raw, double seconds)
 static int
 wait_blocked(PyObject *rec, PyObject *wait, RawLockLayout *waiter, PyObject *timeout, double since)
 {
-    PyObject *poll = PyObject_GetAttr(rec, s_poll);
+    PyObject *poll = rec_get(rec, R_POLL, s_poll);
     if (poll == NULL)
         return -1;
     int had_poll = poll != Py_None;
@@ -2367,7 +2543,7 @@ wait_blocked(PyObject *rec, PyObject *wait, RawLockLayout *waiter, PyObject *tim
         return -1;
     }
     Py_INCREF(blocked);
-    if (PyObject_SetAttr(rec, s_wait_attr, wait) < 0) {
+    if (rec_set(rec, R_WAIT, s_wait_attr, wait) < 0) {
         Py_DECREF(blocked);
         return -1;
     }
@@ -2410,6 +2586,14 @@ wait_blocked(PyObject *rec, PyObject *wait, RawLockLayout *waiter, PyObject *tim
         if (timeout != Py_None)
             remaining = deadline - dw_monotonic();
         int got = waiter_take(waiter, remaining > slice ? slice : remaining > 0 ? remaining : 0.0);
+        /* A slice that ran out: the signal handlers due (in the main thread),
+         * as the Python loop's next bytecode would run them.  A signal that
+         * came while this thread was not in the OS wait (between slices,
+         * taking the GIL back) interrupts no later slice, and an untimed
+         * wait would never return to run its handler (an Event set by a
+         * SIGALRM handler: a hang, test_waits' no-false-alarm case on 3.10). */
+        if (got == 0 && Py_MakePendingCalls() < 0)
+            got = -1;
         if (got < 0) {
             rc = -1;
             goto done;
@@ -2454,7 +2638,7 @@ done:;
     /* finally: unregistered, whatever happened (the error kept) */
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
-    int bad = PyObject_SetAttr(rec, s_wait_attr, Py_None) < 0;
+    int bad = rec_set(rec, R_WAIT, s_wait_attr, Py_None) < 0;
     if (!bad && PyDict_DelItem(blocked, rec) < 0) {
         if (PyErr_ExceptionMatches(PyExc_KeyError))
             PyErr_Clear();
@@ -2468,8 +2652,8 @@ done:;
             Py_XDECREF(r);
         }
         else {
-            poll = PyObject_GetAttr(rec, s_poll);
-            bad = poll == NULL || (poll != Py_None && PyObject_SetAttr(rec, s_poll, Py_None) < 0);
+            poll = rec_get(rec, R_POLL, s_poll);
+            bad = poll == NULL || (poll != Py_None && rec_set(rec, R_POLL, s_poll, Py_None) < 0);
             Py_XDECREF(poll);
         }
     }
@@ -2519,10 +2703,12 @@ wait_lock_owned(PyObject *lock)
 
 /* Calls a method of obj with no argument or one; -1 error, else 0. */
 static int
-call_method_void(PyObject *obj, PyObject *name, PyObject *arg)
+call_method_void(int which, PyObject *obj, PyObject *name, PyObject *arg)
 {
-    PyObject *r = arg == NULL ? PyObject_CallMethodNoArgs(obj, name)
-                              : PyObject_CallMethodOneArg(obj, name, arg);
+    PyObject *stack[2] = {obj, arg};
+    PyObject *r = which >= 0 ? call_method_cached(which, name, stack, arg == NULL ? 1 : 2)
+                  : arg == NULL ? PyObject_CallMethodNoArgs(obj, name)
+                                : PyObject_CallMethodOneArg(obj, name, arg);
     if (r == NULL)
         return -1;
     Py_DECREF(r);
@@ -2647,7 +2833,7 @@ wait_fast(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     }
     raw->locked = 1;
     waiters = PyObject_GetAttr(cond, s_waiters);
-    if (waiters == NULL || call_method_void(waiters, s_append, waiter) < 0)
+    if (waiters == NULL || call_method_void(M_APPEND, waiters, s_append, waiter) < 0)
         goto out;
     PyObject *saved = PyObject_CallMethodNoArgs(cond, s_release_save);
     if (saved == NULL)
@@ -2695,10 +2881,10 @@ wait_fast(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     {
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
-        int bad = call_method_void(cond, s_acquire_restore, saved) < 0;
+        int bad = call_method_void(-1, cond, s_acquire_restore, saved) < 0;
         Py_DECREF(saved);
         if (!bad && !gotit) {
-            if (call_method_void(waiters, s_remove, waiter) < 0) {
+            if (call_method_void(M_REMOVE, waiters, s_remove, waiter) < 0) {
                 if (PyErr_ExceptionMatches(PyExc_ValueError))
                     PyErr_Clear();
                 else
@@ -2739,6 +2925,27 @@ out:
     return result;
 }
 
+/* Whether type's attribute name is a writable object slot of its own (a
+ * member descriptor of T_OBJECT_EX): 1 and *offset set, 0 not, -1 error. */
+static int
+slot_offset(PyObject *type, const char *name, Py_ssize_t *offset)
+{
+    PyObject *descr = PyObject_GetAttrString(type, name);
+    if (descr == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return -1;
+        PyErr_Clear();
+        return 0;
+    }
+    int ok = Py_TYPE(descr) == &PyMemberDescr_Type &&
+             ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX &&
+             !(((PyMemberDescrObject *)descr)->d_member->flags & READONLY);
+    if (ok)
+        *offset = ((PyMemberDescrObject *)descr)->d_member->offset;
+    Py_DECREF(descr);
+    return ok;
+}
+
 static PyObject *
 configure_wait(PyObject *mod, PyObject *args)
 {
@@ -2757,19 +2964,23 @@ configure_wait(PyObject *mod, PyObject *args)
     }
     Py_ssize_t offsets[W_COUNT];
     for (int i = 0; i < W_COUNT; i++) {
-        PyObject *descr = PyObject_GetAttrString(record_type, gw_field_names[i]);
-        if (descr == NULL)
+        int ok = slot_offset(record_type, gw_field_names[i], &offsets[i]);
+        if (ok < 0)
             return NULL;
-        int ok = Py_TYPE(descr) == &PyMemberDescr_Type &&
-                 ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX &&
-                 !(((PyMemberDescrObject *)descr)->d_member->flags & READONLY);
-        if (ok)
-            offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
-        Py_DECREF(descr);
         if (!ok) {
             PyErr_Format(PyExc_TypeError, "deadlockwatch: %s is not a slot", gw_field_names[i]);
             return NULL;
         }
+    }
+    /* _state.ThreadRecord's "wait" and "poll" at their offsets, if they are
+     * slots of its own (else the generic attribute calls, as before). */
+    Py_ssize_t rec_offsets[R_COUNT];
+    PyObject *rec_type = PyDict_GetItemString(state, "ThreadRecord"); /* borrowed */
+    int rec_ok = rec_type != NULL && PyType_Check(rec_type);
+    for (int i = 0; rec_ok && i < R_COUNT; i++) {
+        rec_ok = slot_offset(rec_type, gw_rec_field_names[i], &rec_offsets[i]);
+        if (rec_ok < 0)
+            return NULL;
     }
     if (!PyType_IsSubtype((PyTypeObject *)lock_type, g_lock_core_type) ||
         !PyType_IsSubtype((PyTypeObject *)rlock_type, g_rlock_core_type)) {
@@ -2777,6 +2988,14 @@ configure_wait(PyObject *mod, PyObject *args)
         return NULL;
     }
     memcpy(gw_offsets, offsets, sizeof offsets);
+    if (rec_ok) {
+        memcpy(gw_rec_offsets, rec_offsets, sizeof rec_offsets);
+        Py_INCREF(rec_type);
+        Py_XSETREF(gw_thread_record_type, (PyTypeObject *)rec_type);
+        gw_rec_tag = assign_tag((PyTypeObject *)rec_type, s_wait_attr);
+    }
+    else
+        Py_CLEAR(gw_thread_record_type);
 #define KEEP(g, v) Py_INCREF(v); Py_XSETREF(g, v)
     KEEP(gw_waits, waits);
     KEEP(gw_state, state);

@@ -153,3 +153,103 @@ def test_takes_through_a_condition_are_the_applications_line(on: None) -> None:
         assert cond.wait(10)
         assert _taken_at(cond._lock) == line  # type: ignore[attr-defined]
     t.join(10)
+
+
+class _SlotLock:
+    """An application's lock without an instance dict: the C shortcuts
+    remember its methods per type (issue 17), so replacing one, or a subclass
+    that overrides one, must be seen at the next call."""
+
+    __slots__ = ("log", "raw")
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+        self.raw = threading.Lock()
+
+    def __enter__(self) -> Any:
+        self.log.append("enter")
+        return self.raw.__enter__()
+
+    def __exit__(self, *args: Any) -> Any:
+        self.log.append("exit")
+        return self.raw.__exit__(*args)
+
+    def acquire(self, *args: Any) -> bool:
+        self.log.append("acquire")
+        return self.raw.acquire(*args)
+
+    def release(self) -> None:
+        self.log.append("release")
+        self.raw.release()
+
+
+def _replaced_methods_run() -> list[str]:
+    class Lock(_SlotLock):
+        __slots__ = ()
+
+    class Sub(Lock):
+        __slots__ = ()
+
+        def __enter__(self) -> Any:
+            self.log.append("sub enter")
+            return self.raw.__enter__()
+
+    first, sub = Lock(), Sub()
+    for lock in (first, first, sub, first):
+        with threading.Condition(lock):  # type: ignore[arg-type]
+            pass
+
+    def enter_again(self: Any) -> Any:
+        self.log.append("replaced enter")
+        return self.raw.__enter__()
+
+    sys._clear_type_cache()  # 3.10 numbers the types' version tags from 0 again
+    Lock.__enter__ = enter_again  # type: ignore[method-assign]
+    cond = threading.Condition(first)  # type: ignore[arg-type]
+    with cond:
+        assert cond._is_owned()  # type: ignore[attr-defined]
+    del Lock.__enter__  # the base's again
+    with cond:
+        pass
+    return [*first.log, "|", *sub.log]
+
+
+def test_replaced_methods_and_subclasses_of_a_slotted_lock_are_seen() -> None:
+    off = _replaced_methods_run()
+    deadlockwatch.enable(interval=3600.0, threshold=3600.0)
+    try:
+        on = _replaced_methods_run()
+    finally:
+        deadlockwatch.disable()
+    assert on == off
+    three = ["enter", "exit"] * 3
+    replaced = ["replaced enter", "acquire", "exit", "enter", "exit"]
+    assert off == [*three, *replaced, "|", "sub enter", "exit"]
+
+
+def test_a_changed_thread_record_class_still_tracks_waits(on: None) -> None:
+    # The C wait writes the record's wait/poll slots at their offsets while
+    # the class is unchanged; a change to the class is checked again.
+    state.ThreadRecord._dw_test_mark = True  # type: ignore[attr-defined]
+    try:
+        cond = threading.Condition()
+        seen: list[Any] = []
+
+        def waiter() -> None:
+            with cond:
+                cond.wait(10)
+
+        t = start(waiter)
+        for _ in range(1000):
+            recs = [w for w in list(state.blocked.values()) if getattr(w, "_cond", None) is cond]
+            if recs:
+                seen.append((recs[0], recs[0].rec.wait is recs[0]))
+                break
+            threading.Event().wait(0.01)
+        with cond:
+            cond.notify()
+        t.join(10)
+        assert seen and seen[0][1]  # registered on its record while blocked
+        assert seen[0][0].rec.wait is None  # and unregistered after
+    finally:
+        del state.ThreadRecord._dw_test_mark  # type: ignore[attr-defined]

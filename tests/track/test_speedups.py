@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal as signal_module
 import subprocess
 import sys
 import sysconfig
@@ -893,3 +894,35 @@ def test_a_semaphore_wakes_a_waiter_on_release(variant: tuple[Any, bool]) -> Non
     t.join(BOUND)
     assert sem._value == 1
     assert sem._dw_units == {}
+
+
+_SIGNAL_TO_ANOTHER_THREAD = """
+import signal, sys, threading, time
+import deadlockwatch
+from deadlockwatch._track import primitives
+deadlockwatch.enable(interval=3600.0, threshold=3600.0)
+ev = threading.Event()
+signal.signal(signal.SIGUSR1, lambda *a: ev.set())
+main_waits = threading.Event()
+
+def sender():
+    main_waits.wait(10)
+    time.sleep(0.2)  # the main thread in its untimed wait by now
+    # To this thread: the main thread's OS wait is not interrupted; only
+    # the interpreter's flag says a handler is due.
+    signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+
+threading.Thread(target=sender, daemon=True).start()
+main_waits.set()
+print(primitives.ACCELERATED, ev.wait())
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal_module, "pthread_kill"), reason="needs pthread_kill")
+def test_a_signal_taken_by_another_thread_runs_its_handler_in_an_untimed_wait() -> None:
+    # The wait is sliced: the main thread runs the handlers due after a
+    # slice runs out (as the Python loop's next bytecode does), else an
+    # untimed wait whose waker is a signal handler never returns.
+    r = run_python(_SIGNAL_TO_ANOTHER_THREAD, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[1:] == ["True"]
