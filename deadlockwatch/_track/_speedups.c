@@ -44,6 +44,31 @@
 #endif
 #endif
 
+#ifdef DW_RAW_FRAMES
+/* The running thread's innermost interpreter frame (3.11 to 3.13). */
+static inline _PyInterpreterFrame *
+current_iframe(void)
+{
+    PyThreadState *ts = PyThreadState_Get();
+#if PY_VERSION_HEX >= 0x030D0000
+    return ts->current_frame;
+#else
+    return ts->cframe->current_frame;
+#endif
+}
+
+/* An interpreter frame's code object (borrowed). */
+static inline PyCodeObject *
+iframe_code(_PyInterpreterFrame *f)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return _PyFrame_GetCode(f);
+#else
+    return f->f_code;
+#endif
+}
+#endif
+
 /* Set once by configure(). */
 static PyObject *g_tls;             /* _state.tls (a _thread._local) */
 static PyObject *g_new_record;      /* _state.new_record() */
@@ -669,21 +694,12 @@ user_site(PyObject **code_out, int *lasti_out, int *user_out)
     *lasti_out = 0;
     *user_out = 0;
 #ifdef DW_RAW_FRAMES
-    PyThreadState *ts = PyThreadState_Get();
-#if PY_VERSION_HEX >= 0x030D0000
-    _PyInterpreterFrame *f = ts->current_frame;
-#else
-    _PyInterpreterFrame *f = ts->cframe->current_frame;
-#endif
+    _PyInterpreterFrame *f = current_iframe();
     _PyInterpreterFrame *innermost = NULL;
     for (; f != NULL; f = f->previous) {
         if (_PyFrame_IsIncomplete(f))
             continue;
-#if PY_VERSION_HEX >= 0x030D0000
-        PyCodeObject *co = _PyFrame_GetCode(f);
-#else
-        PyCodeObject *co = f->f_code;
-#endif
+        PyCodeObject *co = iframe_code(f);
         if (innermost == NULL)
             innermost = f;
         int internal = internal_file(co->co_filename);
@@ -698,11 +714,7 @@ user_site(PyObject **code_out, int *lasti_out, int *user_out)
         f = innermost;
     if (f == NULL)
         return 0;
-#if PY_VERSION_HEX >= 0x030D0000
-    PyCodeObject *code = _PyFrame_GetCode(f);
-#else
-    PyCodeObject *code = f->f_code;
-#endif
+    PyCodeObject *code = iframe_code(f);
     int lasti = _PyInterpreterFrame_LASTI(f);
     *lasti_out = lasti < 0 ? -1 : lasti * (int)sizeof(_Py_CODEUNIT);
     Py_INCREF(code);
@@ -3036,23 +3048,14 @@ aio_caller_site(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyCodeObject *code;
     int lasti;
 #ifdef DW_RAW_FRAMES
-    PyThreadState *ts = PyThreadState_Get();
-#if PY_VERSION_HEX >= 0x030D0000
-    _PyInterpreterFrame *f = ts->current_frame;
-#else
-    _PyInterpreterFrame *f = ts->cframe->current_frame;
-#endif
+    _PyInterpreterFrame *f = current_iframe();
     if (f == NULL)
         Py_RETURN_NONE;
     for (f = f->previous; f != NULL && _PyFrame_IsIncomplete(f); f = f->previous)
         ;
     if (f == NULL)
         Py_RETURN_NONE;
-#if PY_VERSION_HEX >= 0x030D0000
-    code = _PyFrame_GetCode(f);
-#else
-    code = f->f_code;
-#endif
+    code = iframe_code(f);
     lasti = _PyInterpreterFrame_LASTI(f);
     lasti = lasti < 0 ? -1 : lasti * (int)sizeof(_Py_CODEUNIT);
     Py_INCREF(code);
