@@ -78,8 +78,11 @@ def pending(loop: Any) -> list[Timer] | None:
     try:
         scheduled = loop._scheduled
     except Exception:
-        fields = _uv_fields(loop)
-        return None if fields is None else _uv_timers(fields["_timers"])
+        try:
+            fields = _uv_fields(loop)
+            return None if fields is None else _uv_timers(fields["_timers"])
+        except Exception:  # torn down or changed meanwhile: cannot be read
+            return None
     try:
         handles = list(scheduled)
     except Exception:
@@ -101,10 +104,13 @@ def activity(loop: Any) -> Activity | None:
     signal): ready callbacks, pending timers, watched I/O, signal handlers;
     deadlockwatch's own callbacks (``_dw_own``: the pytest plugin's guard of
     an async test) are left out.  None when the loop cannot be read."""
-    if hasattr(loop, "_ready"):
-        return _asyncio_activity(loop)
-    fields = _uv_fields(loop)
-    return None if fields is None else _uv_activity(fields)
+    try:
+        if hasattr(loop, "_ready"):
+            return _asyncio_activity(loop)
+        fields = _uv_fields(loop)
+        return None if fields is None else _uv_activity(fields)
+    except Exception:  # torn down or changed meanwhile: cannot be read
+        return None
 
 
 def _own(callback: Any) -> bool:
