@@ -383,6 +383,14 @@ MUTATIONS = [
         " (3.13's as_completed iterator and its queue)",
     ),
     Mutation(
+        "signal-waiter-not-first",
+        A,
+        "            any(r.kind == SIGNAL_KIND for r in waited(snap, snap.threads[k])),\n",
+        "            False,\n",
+        "of waiters waiting as long (tasks one scan found), a cycle starts at the one"
+        " waiting on a signal",
+    ),
+    Mutation(
         "uvloop-thread-unknown",
         "deadlockwatch/_track/loopread.py",
         '        ident = None if getattr(loop, "_closed", False) else loops.get(loop)\n',

@@ -31,6 +31,7 @@ from deadlockwatch._model import (
     HELD_AT_EXIT,
     LOOP_KIND,
     PROBABLE_DEADLOCK,
+    SIGNAL_KIND,
     TIMED_CYCLE,
     Check,
     Conditions,
@@ -388,8 +389,17 @@ def _dead_nodes(snap: Snapshot, g: DiGraph) -> set[int]:
 
 def _cycle_steps(snap: Snapshot, g: DiGraph, scc: set[int]) -> tuple[CycleStep, ...]:
     """One cycle through the component, as long as a greedy walk makes it,
-    starting at the thread that has waited longest."""
-    start = max(scc, key=lambda k: (_blocked_for(snap, k), -snap.threads[k].ident))
+    starting at the thread that has waited longest; of those waiting as long
+    (tasks whose waits one scan of their loop found), at one waiting on a
+    signal (its step tells who could give it), then the lowest ident."""
+    start = max(
+        scc,
+        key=lambda k: (
+            _blocked_for(snap, k),
+            any(r.kind == SIGNAL_KIND for r in waited(snap, snap.threads[k])),
+            -snap.threads[k].ident,
+        ),
+    )
     order = [start]
     seen = {start}
     node = start

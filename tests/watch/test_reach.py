@@ -433,3 +433,30 @@ def test_a_signal_reached_through_a_global_is_probable_unless_running_code_names
     # Nobody running at all: the global changes nothing, it is a deadlock.
     (f,) = analyze(_event_snapshot(ReachInfo(shared=shared), running=frozenset()))
     assert f.kind == "deadlock"
+
+
+def test_of_waiters_waiting_as_long_a_cycle_starts_at_the_signal_waiter() -> None:
+    """Tasks whose waits one scan of their loop found wait "as long" (the
+    same blocked_for): the cycle starts at the one waiting on a signal, so
+    the cause names who could give it, whatever the idents.  Here the
+    setter comes first and has the lower ident (the order before)."""
+    from dataclasses import replace
+
+    from _snapshots import Snap
+
+    from deadlockwatch._analysis.deadlock import analyze
+    from deadlockwatch._model import ReachInfo
+
+    b = Snap()
+    lock = b.lock()
+    event = b.lock(type="Event", owner_bound=False, free=0)
+    setter = b.thread("setter", waits=lock, blocked_for=5.0)
+    b.thread("waiter", holds=[lock], waits=event, blocked_for=5.0)
+    snap = b.build()
+    resources = dict(snap.resources)
+    reach = ReachInfo(threads=((1000 + setter, "its own Thread object"),))
+    resources[event] = replace(resources[event], kind="signal", verb="set", reach=reach)
+    (f,) = analyze(replace(snap, resources=resources))
+    assert f.kind == "deadlock"
+    assert f.cause.startswith("'waiter' waits on Event("), f.cause
+    assert [s.thread for s in f.cycle] == [2, 1]
