@@ -94,6 +94,15 @@ class ReachInfo:
     rescues: tuple[str, ...] = ()
     #: False: the search hit a bound; every thread counts as reaching it.
     complete: bool = True
+    #: An asyncio signal: the ident of its event loop's thread.  It gives the
+    #: signal only by running a task or callback of the loop: those that
+    #: hold it are in ``rescues``; those that can reach it only through a
+    #: global (``shared``) and name it there too.
+    loop_thread: int | None = None
+    #: What else on that loop can still run, in words: any of it might reach
+    #: it through the global by code that names it elsewhere (not certain, at
+    #: most probable).
+    loop_busy: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

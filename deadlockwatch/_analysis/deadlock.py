@@ -134,7 +134,14 @@ def _rescuers(snap: Snapshot, r: ResourceInfo, progress: set[int], mode: str) ->
         found.append(0)  # a signal handler's main thread, a thread starting
     if found:
         return found
-    if not reach.complete or (reach.shared and mode == CERTAIN):
+    if not reach.complete:
+        return sorted(running)
+    # An event loop's thread gives an asyncio signal only through its tasks
+    # and callbacks, each looked at on its own (`rescues`); through a global,
+    # whatever of them can run might (code they call may name it).
+    if reach.loop_thread is not None and not (reach.shared and reach.loop_busy and mode == CERTAIN):
+        running.discard(reach.loop_thread)
+    if reach.shared and mode == CERTAIN:
         return sorted(running)
     if reach.shared:
         # A thread polling it with a timed wait has touched it.
@@ -243,13 +250,28 @@ def _probable(snap: Snapshot, probable: set[int], stuck: set[int]) -> list[Findi
         r = signals[0]
         assert r.reach is not None
         stopped = stuck | probable
+        tasks = {t.ident: t.name for t in snap.threads.values() if t.loop_thread}
         running = sorted(
             {t.ident for t in snap.threads.values() if t.alive and t.key not in stopped}
             | set(snap.running)
         )
         lines = []
+        loop = r.reach.loop_thread
+        if loop is not None and r.reach.loop_busy:
+            name, _ = snap.whereabouts.get(loop, (f"thread-{loop}", ""))
+            busy = r.reach.loop_busy
+            more = f" and {len(busy) - 3} more" if len(busy) > 3 else ""
+            lines.append(
+                f"the event loop of {name!r} can still run {'; '.join(busy[:3])}{more}: "
+                f"none of them has {r.label} but through {r.reach.shared[0]}, nor names it"
+            )
         for ident in running:
-            name, where = snap.whereabouts.get(ident, (f"thread-{ident}", "somewhere"))
+            if ident == loop:
+                continue
+            if ident in tasks:
+                name, where = tasks[ident], "a task in a timed wait"
+            else:
+                name, where = snap.whereabouts.get(ident, (f"thread-{ident}", "somewhere"))
             lines.append(
                 f"{name!r} is {where}; it can reach {r.label} only through {r.reach.shared[0]}, "
                 "and neither names it in the code it runs nor has touched it"
@@ -687,17 +709,45 @@ def _stuck_cause(snap: Snapshot, keys: list[int]) -> str:
                         "the fork (only the forking thread survives a fork)"
                     )
                 return f"{r.label} is held by thread {gone.name!r}, which exited"
-    t = snap.threads[keys[0]]
+    # The story starts where the chain ends: a member blocked by no other
+    # member (one waiting on a signal nobody can give, say), not one merely
+    # stuck behind it.
+    members = set(keys)
+    root = next(
+        (
+            k
+            for k in keys
+            if not any(h in members for r in waited(snap, snap.threads[k]) for h, _ in r.holders)
+        ),
+        keys[0],
+    )
+    t = snap.threads[root]
     rs = waited(snap, t)
     if not rs:
         return "no thread that can run will ever release what these threads wait for"
     first = rs[0]
     detail = f" ({first.detail})" if first.detail and first.kind != "future" else ""
     if first.kind in ("any", "all"):
-        return f"no thread that can run will ever complete {first.label} it waits for"
-    if first.verb and first.kind != "lock":
-        return f"no thread that can run will ever {first.verb} {first.label}{detail}"
-    return f"no thread that can run will ever release {first.label}"
+        text = f"no thread that can run will ever complete {first.label} it waits for"
+    elif first.verb and first.kind != "lock":
+        text = f"no thread that can run will ever {first.verb} {first.label}{detail}"
+    else:
+        text = f"no thread that can run will ever release {first.label}"
+    if root == keys[0] or not t.held:
+        return text
+    mine = {h.resource for h in t.held}
+    for k in keys:
+        needed = [r for r in waited(snap, snap.threads[k]) if r.key in mine]
+        if needed:
+            held = needed[0]
+            break
+    else:
+        return text
+    behind = [k for k in keys if any(r.key == held.key for r in waited(snap, snap.threads[k]))]
+    return (
+        f"{text}, for which {_name(snap, root)} waits holding {held.label}, "
+        f"which {_names(snap, behind)} need(s)"
+    )
 
 
 def _starved_pool(snap: Snapshot, keys: list[int]) -> str | None:

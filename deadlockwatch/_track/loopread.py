@@ -62,14 +62,21 @@ class Timer(NamedTuple):
 
 
 class Activity(NamedTuple):
-    """What on a loop may still run besides its tasks, counted."""
+    """What on a loop may still run besides its tasks: the objects holding
+    each thing's callbacks (what a signal's holders are looked for among,
+    `_watch.reach`)."""
 
-    ready: int
-    timers: int
-    #: File descriptors, servers, transports, subprocesses, polls (not the
-    #: loop's own wake-up descriptor).
-    io: int
-    signal_handlers: int
+    #: Handles ready to run.
+    ready: list[Any]
+    timers: list[Timer]
+    #: What holds the callbacks of the loop's I/O (not of its own wake-up
+    #: descriptor): asyncio's reader and writer handles (a transport's
+    #: ``_read_ready``, a server's ``_accept_connection``); uvloop's servers,
+    #: open transports, subprocesses, streams with writes queued and polls
+    #: (``add_reader``).
+    io: list[Any]
+    #: Handles of ``add_signal_handler``.
+    signal_handlers: list[Any]
 
 
 def pending(loop: Any) -> list[Timer] | None:
@@ -125,20 +132,25 @@ def _asyncio_activity(loop: Any) -> Activity | None:
         return None
     if timers is None:
         return None
-    io = 0
+    io: list[Any] = []
     selector = getattr(loop, "_selector", None)
     if selector is not None:
         try:
             own = loop._ssock.fileno()
-            io = len([fd for fd in list(selector.get_map()) if fd != own])
+            for fd, key in list(selector.get_map().items()):
+                if fd == own:
+                    continue
+                data = key.data
+                handles = data if isinstance(data, tuple) else (data,)
+                io.extend(h for h in handles if h is not None)
         except Exception:
             return None
     handlers = getattr(loop, "_signal_handlers", None) or {}
     return Activity(
-        ready=len([h for h in ready if not _own(getattr(h, "_callback", None))]),
-        timers=len([t for t in timers if not _own(t.callback)]),
+        ready=[h for h in ready if not _own(getattr(h, "_callback", None))],
+        timers=[t for t in timers if not _own(t.callback)],
         io=io,
-        signal_handlers=len(handlers),
+        signal_handlers=list(dict(handlers).values()),
     )
 
 
@@ -236,6 +248,18 @@ def _uv_timers(timers_set: Any) -> list[Timer] | None:
     return out
 
 
+def handle_parts(handle: Any) -> list[Any]:
+    """A ready handle's (or a signal handler's) callback and arguments
+    (asyncio's ``_callback`` and ``_args``; uvloop's referents after the
+    loop and the context); [] when they cannot be read."""
+    try:
+        if hasattr(handle, "_callback"):
+            return [x for x in (handle._callback, handle._args) if x is not None]
+        return [x for x in gc.get_referents(handle)[2:4] if x is not None]
+    except Exception:
+        return []
+
+
 def _uv_ready_callback(handle: Any) -> Any:
     """A ready ``Handle``'s callback: its referents are the loop, its
     context, then (``call_soon``) the callback and its arguments."""
@@ -243,11 +267,11 @@ def _uv_ready_callback(handle: Any) -> Any:
     return fields[2] if len(fields) > 2 else None
 
 
-def _open_transports(transports: Any) -> int:
-    """How many of uvloop's transports (by file descriptor, weakly held) are
-    not closing: each asked with ``is_closing()``, uvloop's own getter in C
-    (a closed one stays there while the program holds it)."""
-    count = 0
+def _open_transports(transports: Any) -> list[Any]:
+    """uvloop's transports (by file descriptor, weakly held) that are not
+    closing: each asked with ``is_closing()``, uvloop's own getter in C (a
+    closed one stays there while the program holds it)."""
+    out = []
     for t in list(transports.data.values()):  # weak references, copied
         obj = t()
         if obj is None:
@@ -256,8 +280,9 @@ def _open_transports(transports: Any) -> int:
             closing = bool(obj.is_closing())
         except Exception:
             closing = False
-        count += not closing
-    return count
+        if not closing:
+            out.append(obj)
+    return out
 
 
 def _uv_activity(fields: dict[str, Any]) -> Activity | None:
@@ -265,39 +290,30 @@ def _uv_activity(fields: dict[str, Any]) -> Activity | None:
     timers = _uv_timers(fields["_timers"])
     if ready is None or timers is None:
         return None
-    live_ready = 0
+    live_ready = []
     for h in ready:
         try:
             cancelled = bool(h.cancelled())  # uvloop's own getter, in C
         except Exception:
             cancelled = False
         if not cancelled and not _own(_uv_ready_callback(h)):
-            live_ready += 1
+            live_ready.append(h)
     try:
         own = fields["_ssock"].fileno() if fields["_ssock"] is not None else -1
     except Exception:
         own = -1
     try:
-        fds = {
-            fd
-            for name in ("_fd_to_reader_fileobj", "_fd_to_writer_fileobj", "_polls")
-            for fd in list(fields[name])
-        }
-        fds.discard(own)
-        io = (
-            len(fds)
-            + _open_transports(fields["_transports"])
-            + len(fields["_servers"])
-            + len(fields.get("_unix_server_sockets", ()))
-            + len(fields["_processes"])
-            + len(fields["_queued_streams"])
-            + len(fields["_executing_streams"])
-        )
+        # A reader's or writer's callback is in its poll (``_polls`` by file
+        # descriptor); ``_fd_to_*_fileobj`` keep only the file objects.
+        io = [poll for fd, poll in list(fields["_polls"].items()) if fd != own]
+        io += _open_transports(fields["_transports"])
+        for name in ("_servers", "_processes", "_queued_streams", "_executing_streams"):
+            io += list(fields[name])
     except RuntimeError:  # changed size while copied
         return None
     return Activity(
         ready=live_ready,
-        timers=len([t for t in timers if not _own(t.callback)]),
+        timers=[t for t in timers if not _own(t.callback)],
         io=io,
-        signal_handlers=len(fields["_signal_handlers"]),
+        signal_handlers=list(fields["_signal_handlers"].values()),
     )

@@ -49,6 +49,16 @@ _next_walk = 0.0
 _REACH_CACHE: dict[tuple[int, frozenset[int]], tuple[float, ReachInfo]] = {}
 
 
+def _remember(key: int, waits: frozenset[int], now: float, info: ReachInfo) -> None:
+    if len(_REACH_CACHE) > 256:
+        _REACH_CACHE.clear()
+    _REACH_CACHE[(key, waits)] = (now, info)
+
+
+#: `_Builder.task_reach` has no entry: a thread's signal, walked here.
+_NOT_A_TASK_SIGNAL: Any = object()
+
+
 class _Builder:
     """Turns thread records into `ThreadInfo` and the primitives they touch into
     `ResourceInfo`, following holders of waited-for resources when asked."""
@@ -70,7 +80,7 @@ class _Builder:
         #: asyncio signals (`_watch.tasks`): who can give each, worked out
         #: from the loop (None: the loop could not be read; left unknown).
         #: Used, as the heap walk is for threads, only where it matters.
-        self.task_reach: dict[int, ReachInfo | None] = {}
+        self.task_reach: dict[int, Any] = {}
         #: asyncio tasks that threads wait for (``run_coroutine_threadsafe``'s
         #: ``.result()``), by id: `_watch.tasks` makes them nodes.
         self.task_holders: dict[int, Any] = {}
@@ -220,12 +230,12 @@ class _Builder:
             obj = self.live.get(key)
             if obj is None:
                 continue
-            if key in self.task_reach:
-                info = self.task_reach[key]
-                if info is not None:
-                    resources[key] = replace(resources[key], reach=info)
+            job = self.task_reach.get(key, _NOT_A_TASK_SIGNAL)
+            if job is None or isinstance(job, ReachInfo):
+                if job is not None:
+                    resources[key] = replace(resources[key], reach=job)
                 continue
-            info = self._reach(key, obj, waits)
+            info = self._reach(key, obj, waits, None if job is _NOT_A_TASK_SIGNAL else job)
             if info is None:
                 deferred = True
             else:
@@ -236,7 +246,9 @@ class _Builder:
         }
         return replace(snap, resources=resources, whereabouts=whereabouts, reach_deferred=deferred)
 
-    def _reach(self, key: int, obj: Any, waits: frozenset[int]) -> ReachInfo | None:
+    def _reach(
+        self, key: int, obj: Any, waits: frozenset[int], job: Any = None
+    ) -> ReachInfo | None:
         """Who can reach resource ``obj`` (None: not now, the walks' share of
         time is spent).  The answer is kept for a moment while the same
         threads wait in the same waits (what no thread that can run reaches,
@@ -256,6 +268,13 @@ class _Builder:
             reach as _reach,  # the walk and bytecode liveness: only when needed
         )
 
+        if job is not None:  # an asyncio signal (`_watch.tasks.LoopSignal`)
+            from deadlockwatch._watch import tasks as _tasks
+
+            info = _tasks.reach_of(job, target, self.frames)
+            _next_walk = _native.monotonic() + (_native.monotonic() - start) * (1 / REACH_SHARE - 1)
+            _remember(key, waits, self.now, info)
+            return info
         found = _reach.reach([target], self.frames)
         end = _native.monotonic()
         _next_walk = end + (end - start) * (1 / REACH_SHARE - 1)
@@ -272,9 +291,7 @@ class _Builder:
             rescues=tuple(found.rescues),
             complete=found.complete,
         )
-        if len(_REACH_CACHE) > 256:
-            _REACH_CACHE.clear()
-        _REACH_CACHE[(key, waits)] = (self.now, info)
+        _remember(key, waits, self.now, info)
         return info
 
     def _wakeable(self) -> frozenset[int]:

@@ -21,6 +21,13 @@ the hot path.  Two steps:
 
 The walk is bounded in levels, objects and time; past a bound the objects
 count as reachable by every thread (``complete`` is False).
+
+For an asyncio signal (`_watch.tasks`) the walk is also told which objects
+hold what the event loop may still run (``watch``: its tasks that can run,
+its ready and scheduled callbacks, its servers, transports, readers and
+signal handlers): those found on the way up hold the signal.  The loop
+itself is a dead end (``stop``): it holds all of them, and its thread runs
+them, which is what they are asked for one by one.
 """
 
 from __future__ import annotations
@@ -62,6 +69,8 @@ class Reach:
     rescues: list[str] = field(default_factory=list)
     #: False: a bound was hit; treat them as reachable by every thread.
     complete: bool = True
+    #: The indexes in ``watch`` (`reach`) of the objects found holding them.
+    watched: list[int] = field(default_factory=list)
 
 
 def _starting() -> dict[int, Any]:
@@ -104,6 +113,12 @@ def _ours(obj: Any) -> bool:
     return module.startswith("deadlockwatch") or isinstance(obj, _TRACKED_LOCKS)
 
 
+#: Modules whose globals are bookkeeping, not a way for the application to
+#: reach an object: deadlockwatch's, and asyncio's registries of tasks
+#: (3.12+'s ``_eager_tasks``, the running task in ``_current_tasks``).
+_BOOKKEEPING = ("deadlockwatch", "asyncio.", "_asyncio")
+
+
 def _key_of(container: Any, child_ids: set[int]) -> str | None:
     """The key of dict ``container`` that holds one of ``child_ids``."""
     try:
@@ -131,8 +146,16 @@ def reach(
     max_levels: int = MAX_LEVELS,
     max_objects: int = MAX_OBJECTS,
     max_seconds: float = MAX_SECONDS,
+    stop: Iterable[Any] = (),
+    watch: tuple[Any, ...] = (),
+    hidden: Mapping[int, list[Any]] | None = None,
 ) -> Reach:
-    """How the threads of ``frames`` (ident -> innermost frame) can reach any of ``targets``."""
+    """How the threads of ``frames`` (ident -> innermost frame) can reach
+    any of ``targets``; which of ``watch`` hold one of them (not through a
+    global, nor through ``stop``, whose holders are not followed).
+    ``hidden``: holders the collector does not report, by the id of what
+    they hold (3.10 and 3.11's C futures' first callback)."""
+    hidden = hidden or {}
     out = Reach()
     given = targets
     targets = list(given)
@@ -171,9 +194,12 @@ def reach(
     deadline = time.monotonic() + max_seconds
     frontier = list(targets)
     mine |= {id(ancestors), id(targets), id(given), id(threads), id(modules), id(local_values)}
+    mine |= {id(watch), id(hidden), *(id(v) for v in hidden.values())}
+    dead_ends = {id(o) for o in stop}
     # threading's tables of live threads are how it finds them, not the application.
     threading = sys.modules.get("threading")
     mine |= {id(getattr(threading, n, None)) for n in ("_active", "_limbo")}
+    task_type = _task_type()
     level = 0
     try:
         while frontier:
@@ -184,17 +210,22 @@ def reach(
             front_ids = {id(o) for o in frontier}
             args = tuple(frontier)  # passed as is: the call's own tuple refers to them all
             found = gc.get_referrers(*args)
+            seen: set[int] = set()
+            for o in frontier:
+                more = hidden.get(id(o))
+                if more:
+                    seen.add(id(o))
+                    found.extend(more)
             # The walk's own containers: neither holders nor ways to reach.
             walking = {id(frontier), id(args), id(found), id(ancestors), id(keys)}
             del args
-            seen: set[int] = set()
             nxt: list[Any] = []
             for r in found:
                 rid = id(r)
                 if rid in walking:
                     continue
                 seen.update(id(x) for x in gc.get_referents(r) if id(x) in front_ids)
-                if rid in mine:
+                if rid in mine or rid in dead_ends:
                     continue
                 if rid in ancestors or rid in on_stacks or isinstance(r, _DEAD_ENDS):
                     continue  # running frames: step 2; modules: through their __dict__
@@ -202,7 +233,7 @@ def reach(
                     continue  # our records; a thread's own bound run()
                 if isinstance(r, dict) and rid in modules:
                     name = getattr(modules[rid], "__name__", "?")
-                    if not name.startswith("deadlockwatch"):
+                    if not name.startswith(_BOOKKEEPING):
                         key = _key_of(r, front_ids) or "?"
                         out.shared.append(f"the module global {key!r} of {name}")
                         out.names.add(key)
@@ -232,6 +263,14 @@ def reach(
                     if dict_key is not None:
                         keys[rid] = dict_key
                 ancestors[rid] = r
+                if task_type is not None and isinstance(r, task_type):
+                    loop_thread = _running_task_thread(r)
+                    if loop_thread is not None:
+                        # Run by its loop's thread alone; who holds it can
+                        # cancel it, not reach into its coroutine.
+                        name = _task_name(r)
+                        out.threads.setdefault(loop_thread, f"task {name!r} of its event loop")
+                        continue
                 nxt.append(r)
                 if len(ancestors) > max_objects:
                     out.complete = False
@@ -251,6 +290,7 @@ def reach(
             frontier = nxt
             del found
         _handlers(out, ancestors)
+        out.watched = [i for i, o in enumerate(watch) if id(o) in ancestors]
         for ident, pairs in local_values.items():
             if ident not in out.threads:
                 how = _frame_reach(pairs, ancestors)
@@ -260,6 +300,34 @@ def reach(
     finally:
         ancestors.clear()
         frontier = []
+
+
+def _task_type() -> tuple[type, ...] | None:
+    """asyncio's Task classes (Python's and C's), if asyncio is imported."""
+    tasks = sys.modules.get("asyncio.tasks")
+    base = getattr(tasks, "_PyTask", None)
+    if base is None:
+        return None
+    return (base, getattr(tasks, "_CTask", base))
+
+
+def _running_task_thread(task: Any) -> int | None:
+    """The thread running the loop of ``task``, if it is pending and its loop runs."""
+    from deadlockwatch._track import loopread as _loopread
+
+    try:
+        if task.done():
+            return None
+        return _loopread.loop_thread(task.get_loop())
+    except Exception:
+        return None
+
+
+def _task_name(task: Any) -> str:
+    try:
+        return str(task.get_name())
+    except Exception:
+        return "?"
 
 
 def _with_exit(obj: Any, target_ids: set[int]) -> bool:
@@ -321,9 +389,19 @@ def python_handlers() -> list[tuple[str, Any]]:
     return out
 
 
+def _ctrl_c(handler: Any) -> bool:
+    """asyncio.run's SIGINT handler (3.11+): Ctrl-C, which cancels the main
+    task; it holds that task, so reaches all it does, but is no rescue
+    any more than the default handler's KeyboardInterrupt is."""
+    method = getattr(handler, "func", None)  # functools.partial(runner._on_sigint, ...)
+    return getattr(method, "__qualname__", None) == "Runner._on_sigint" and str(
+        getattr(method, "__module__", "")
+    ).startswith("asyncio")
+
+
 def _handlers(out: Reach, ancestors: Mapping[int, Any]) -> None:
     for name, handler in python_handlers():
-        if id(handler) in ancestors:
+        if id(handler) in ancestors and not _ctrl_c(handler):
             out.rescues.append(f"the handler of {name}")
             return
 

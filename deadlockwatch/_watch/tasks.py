@@ -24,19 +24,30 @@ A task becomes a `ThreadInfo` (``loop_thread`` set; its key and ident are
   Any other future (a socket's, a sleep's, awaited inside asyncio's own
   code) is not a tracked wait: the task counts as able to run.
 
-Who can give an asyncio signal, for the reduction (`ReachInfo`): every task
-of its loop in the snapshot (the graph's edges: those whose coroutine frames
-hold it, else all of them), and as rescues that count as able to run, every
-task of the loop that is not in a tracked wait, every callback ready or
-scheduled on the loop (``call_later(ev.set)``, a sleep's timer, a timeout),
-every file descriptor the loop watches besides its own wake-up pipe (a
-protocol's callback may set it), the loop's signal handlers; and every
-other thread that can run (it may hand the loop a callback).  So a task
-waits on a signal certainly in vain only when its loop is idle but for
-stuck tasks and every other thread is stuck too.  As the threads' heap
-walk, this is used only where it matters (`analysis.needs_reach`: a task in
-it holds something, or something waits for it); there is no "probable"
-finding for tasks yet.
+Who can give an asyncio signal, for the reduction (`ReachInfo`), worked out
+only where it matters (`analysis.needs_reach`: a task in it holds something,
+or something waits for it) by `reach_of`, with the threads' heap walk
+(`_watch.reach`):
+
+- the tasks of its loop in the snapshot whose coroutine frames hold it
+  (else all of them): the graph's edges;
+- every other thread whose live locals reach it (it could hand the loop
+  ``call_soon_threadsafe(ev.set)``, but only with ``ev``);
+- of what the loop can still run (its tasks in no tracked wait, its ready
+  and scheduled callbacks, its servers, transports, readers and signal
+  handlers: `_candidates`), what holds it: a task whose coroutine has it, a
+  callback with it among its arguments or closure, a server whose client
+  handler closes over it, a protocol with it in an attribute.  The walk
+  stops at the loop (it holds all of them) and at tasks (run by their
+  loop's thread alone); 3.10 and 3.11's C futures hide their first
+  callback from the collector, and are read (`_first_callbacks`).
+
+What can reach it only through a global is a rescuer where its code names
+that global; otherwise, while anything else of the loop can run, the tasks
+are only probably stuck (a callback's code may call a helper that names
+it).  So a listening server, a heartbeat task, an idle executor worker or a
+thread handing the loop callbacks no longer hides a deadlock they cannot
+touch (until stop 28 each of them did, on every loop).
 
 A task inside ``asyncio.timeout()`` or ``wait_for()`` waits with a timeout
 (cancellation is preemption), and so does what it awaits (cancelling a task
@@ -69,7 +80,7 @@ import sys
 import types
 import weakref
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from deadlockwatch._model import (
@@ -553,22 +564,253 @@ def _local(frame: Any, name: str) -> Any:
         return None
 
 
-def _rescues(loop: Any, runnable: Iterable[str]) -> tuple[list[str], bool]:
-    """What on ``loop`` can still run and might give a signal, in words;
-    and whether the loop could be read at all (`_loopread.activity`)."""
-    out = [f"task {n!r}, which can run" for n in runnable]
+@dataclass(frozen=True)
+class LoopSignal:
+    """Who can give a signal a task of ``loop`` waits for, to be worked out
+    (`reach_of`) only where it matters (`analysis.needs_reach`)."""
+
+    loop: Any
+    #: The loop's thread: it runs what ``objects`` hold, and nothing else.
+    thread: int
+    #: Tasks of the loop in the snapshot that could give it (graph edges).
+    givers: tuple[tuple[int, str], ...]
+    #: What on the loop can still run, in words; the objects holding what
+    #: each runs, and for each object the index of its words.
+    labels: tuple[str, ...]
+    objects: tuple[Any, ...]
+    owners: tuple[int, ...]
+    #: Tasks of the loop in the snapshot, for the names their code loads.
+    tasks: tuple[Any, ...]
+
+
+def _candidates(loop: Any, runnable: list[Any]) -> list[tuple[str, tuple[Any, ...]]] | None:
+    """What on ``loop`` can still run and might give a signal: each in
+    words, with the objects that hold what it runs (the task; a handle with
+    its callback and arguments, which outlive it when a timer schedules
+    itself again; the server, the transport, the poll); None when the loop
+    cannot be read (`_loopread.activity`)."""
     seen = _loopread.activity(loop)
     if seen is None:
-        return out, False
-    if seen.ready:
-        out.append(f"{seen.ready} callback(s) ready to run on the loop")
-    if seen.timers:
-        out.append(f"{seen.timers} callback(s) scheduled on the loop (call_later, a sleep)")
-    if seen.io:
-        out.append(f"{seen.io} file descriptor(s), server(s) or transport(s) watched by the loop")
-    if seen.signal_handlers:
-        out.append(f"{seen.signal_handlers} signal handler(s) of the loop (add_signal_handler)")
-    return out, True
+        return None
+    out: list[tuple[str, tuple[Any, ...]]] = [
+        (f"task {_name(t)!r}, which can run", (t,)) for t in runnable
+    ]
+    for h in seen.ready:
+        out.append(
+            (
+                f"a callback ready to run on the loop ({_callback_name(h)})",
+                (h, *_loopread.handle_parts(h)),
+            )
+        )
+    for t in seen.timers:
+        out.append(
+            (
+                f"a callback scheduled on the loop ({_describe_call(t.callback)})",
+                (t.handle, t.callback, t.args),
+            )
+        )
+    for obj in seen.io:
+        out.append((f"{_io_name(obj)} watched by the loop", (obj,)))
+    for h in seen.signal_handlers:
+        out.append(
+            (
+                f"a signal handler of the loop ({_callback_name(h)})",
+                (h, *_loopread.handle_parts(h)),
+            )
+        )
+    return out
+
+
+def _describe_call(fn: Any) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if not isinstance(name, str):
+        inner = getattr(fn, "func", None)  # functools.partial
+        return _describe_call(inner) if inner is not None else type(fn).__name__
+    return f"{name}()"
+
+
+def _callback_name(handle: Any) -> str:
+    cb = getattr(handle, "_callback", None)
+    if cb is None:
+        with contextlib.suppress(Exception):
+            cb = _loopread._uv_ready_callback(handle)
+    return _describe_call(cb) if cb is not None else type(handle).__name__
+
+
+def _io_name(obj: Any) -> str:
+    kind = type(obj).__name__
+    if kind in ("Handle", "TimerHandle"):
+        return f"a reader or writer ({_callback_name(obj)})"
+    if "Server" in kind:
+        return f"a server ({kind})"
+    if "Poll" in kind:
+        return "a reader or writer (add_reader)"
+    if "Process" in kind:
+        return f"a subprocess ({kind})"
+    return f"a transport ({kind})"
+
+
+def reach_of(job: LoopSignal, target: Any, frames: Mapping[int, Any]) -> ReachInfo:
+    """Who can give ``target``, a signal tasks of ``job.loop`` wait for: the
+    tasks of ``job.givers``; the other threads whose live locals reach it
+    (`_watch.reach`; a thread could hand the loop ``call_soon_threadsafe(ev.set)``,
+    but only if it has ``ev``); and of what the loop can still run, what
+    holds it (a task whose coroutine has it, a callback with it among its
+    arguments, a server whose client handler closes over it, a protocol
+    with it in an attribute).  What reaches it only through a global counts
+    where its code names that global (a task's, from where it is
+    suspended on; a callback's, a protocol's or a handler's, anywhere in
+    its functions): else it is at most a probable rescuer (`ReachInfo.shared`)."""
+    from deadlockwatch._watch import reach as _reach
+
+    hidden = _first_callbacks()
+    try:
+        found = _reach.reach([target], frames, stop=(job.loop,), watch=job.objects, hidden=hidden)
+    finally:
+        hidden.clear()
+    threads = [*job.givers]
+    threads += [(i, how) for i, how in found.threads.items() if i != job.thread]
+    holding = sorted({job.owners[i] for i in found.watched})
+    rescues = [*found.rescues, *(job.labels[i] for i in holding)]
+    named: list[tuple[int, str]] = []
+    if found.names:
+        for i, label in enumerate(job.labels):
+            if i in holding:
+                continue
+            group = [o for o, owner in zip(job.objects, job.owners, strict=True) if owner == i]
+            hit = next(filter(None, (_names(o, found.names, job.loop) for o in group)), "")
+            if hit:
+                rescues.append(f"{label}: its code names {hit!r}")
+        for task in job.tasks:
+            how = _task_names(task, found.names)
+            if how:
+                named.append((id(task), how))
+        for ident, frame in frames.items():
+            if ident != job.thread:
+                how = _reach.names_in_stack(frame, found.names)
+                if how:
+                    named.append((ident, how))
+    return ReachInfo(
+        threads=tuple(threads),
+        shared=tuple(dict.fromkeys(found.shared)),
+        named_by=tuple(named),
+        rescues=tuple(rescues),
+        complete=found.complete,
+        loop_thread=job.thread,
+        loop_busy=job.labels,
+    )
+
+
+def _first_callbacks() -> dict[int, list[Any]]:
+    """3.10 and 3.11: a C future's (and task's) first done callback and its
+    context, which the collector does not report it holds (its traverse
+    leaves them out; 3.12 mended it), by their ids: for a task, the
+    ``gather`` or ``wait`` callback that leads to its parent, for a future,
+    the task it wakes.  Found among every object the collector tracks (one
+    pass over the heap, as one level of the walk) and read through the
+    future's ``_callbacks`` getter, in C."""
+    if sys.version_info >= (3, 12):
+        return {}
+    base = getattr(sys.modules.get("_asyncio"), "Future", None)
+    if base is None:
+        return {}
+    out: dict[int, list[Any]] = {}
+    objects = gc.get_objects()
+    try:
+        for o in objects:
+            if not isinstance(o, base):
+                continue
+            with contextlib.suppress(Exception):
+                entries = o._callbacks
+                if entries:
+                    for held in entries[0]:
+                        out.setdefault(id(held), []).append(o)
+    finally:
+        del objects
+    return out
+
+
+def _task_names(task: Any, names: set[str]) -> str:
+    """Where a coroutine of ``task``'s await chain names one of ``names`` in
+    the rest of its code, or ""."""
+    from deadlockwatch._watch import liveness as _liveness
+
+    for f in _frames(task):
+        with contextlib.suppress(Exception):
+            hit = names.intersection(_liveness.names_after(f.f_code, f.f_lasti))
+            if hit:
+                return f"{f.f_code.co_name}() at {_state.frame_site(f)} names {sorted(hit)[0]!r}"
+    return ""
+
+
+#: Types whose functions are asyncio's, uvloop's or Python's own: not
+#: followed for the names the application's code loads.
+_LIBRARY = ("builtins", "asyncio", "_asyncio", "uvloop", "deadlockwatch", "collections", "weakref")
+_NAMES_MAX = 400
+
+
+def _names(obj: Any, names: set[str], loop: Any) -> str:
+    """The first of ``names`` (globals and attributes a signal is reached
+    through) that code ``obj`` may run loads: the functions it holds, a few
+    references deep (a handle's callback and arguments, a server's protocol
+    factory and the client handler it closes over, a protocol's class), and
+    the code objects nested in theirs.  Reads references only (the
+    collector's and functions' attributes), runs nothing.  Not through
+    ``loop``: it holds every callback."""
+    todo: list[tuple[Any, int]] = [(obj, 0)]
+    seen: set[int] = {id(loop)}
+    while todo and len(seen) < _NAMES_MAX:
+        o, depth = todo.pop()
+        if id(o) in seen:
+            continue
+        seen.add(id(o))
+        if isinstance(o, types.CodeType):
+            hit = _code_names(o, names)
+            if hit:
+                return hit
+            continue
+        if depth >= 5 or isinstance(o, (types.ModuleType, types.FrameType)):
+            continue
+        with contextlib.suppress(Exception):
+            todo.extend((x, depth + 1) for x in _followed(o))
+    return ""
+
+
+def _followed(o: Any) -> list[Any]:
+    if isinstance(o, types.FunctionType):
+        return [
+            o.__code__,
+            *(c.cell_contents for c in o.__closure__ or ()),
+            *(o.__defaults__ or ()),
+        ]
+    if isinstance(o, types.MethodType):
+        return [o.__func__, o.__self__]
+    if isinstance(o, type):
+        if str(o.__module__).startswith(_LIBRARY):
+            return []
+        return [
+            v
+            for k in o.__mro__
+            for v in list(vars(k).values())
+            if isinstance(v, types.FunctionType)
+        ]
+    if type(o) is dict and "__builtins__" in o:
+        return []  # a module's globals
+    # An instance's referents include its class (the application's: its
+    # methods are what it runs).
+    return list(gc.get_referents(o))
+
+
+def _code_names(code: types.CodeType, names: set[str]) -> str:
+    hit = names.intersection(code.co_names)
+    if hit:
+        return sorted(hit)[0]
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            inner = _code_names(c, names)
+            if inner:
+                return inner
+    return ""
 
 
 def _key(obj: Any, op: str = "") -> int:
@@ -642,10 +884,8 @@ def _add_loop(b: Any, asyncio: Any, loop: Any, waits: list[AioWait]) -> None:
                 continue  # not queued behind busy workers, nor running: it will run
         nodes[id(w.task)] = (w.task, w)
     tasks = _tasks(asyncio, loop)
-    runnable = [_name(t) for t in tasks or () if id(t) not in nodes and not t.done()]
-    rescues, readable = _rescues(loop, runnable)
-    if tasks is None:
-        readable = False
+    runnable = [t for t in tasks or () if id(t) not in nodes and not t.done()]
+    candidates = None if tasks is None else _candidates(loop, runnable)
 
     # What each waits for.
     held: dict[int, list[HeldInfo]] = {}
@@ -829,25 +1069,7 @@ def _add_loop(b: Any, asyncio: Any, loop: Any, waits: list[AioWait]) -> None:
                 token=hash((k, loop_key, id(stopped.wait))),
             )
             b.threads[k] = replace(info, wait=wait)
-        # Nothing of the loop can give a signal before its thread returns.
-        rescues = []
-        threads_: tuple[tuple[int, str], ...] = (
-            (thread_ident, "the loop's thread, once it returns to the loop"),
-        )
 
-    # Who can give each signal: the tasks of the loop in the snapshot (those
-    # whose coroutine frames hold it, else all), and every other thread (it
-    # could hand the loop a callback, ``call_soon_threadsafe(ev.set)``): a
-    # thread blocked for good is no rescuer, one that can run is.  (The
-    # threads' heap walk, `_watch.reach`, cannot be used: it does not see a
-    # C task as what holds its callbacks.)
-    threads = tuple(
-        (ident, "a thread: it could hand the loop a callback")
-        for ident in b.frames
-        if ident != thread_ident
-    )
-    if stopped is not None:
-        threads = threads_
     for k in signals:
         holding = tuple(
             (id(t), "a task of its loop, whose coroutine holds it")
@@ -857,9 +1079,22 @@ def _add_loop(b: Any, asyncio: Any, loop: Any, waits: list[AioWait]) -> None:
         givers = holding or tuple((id(t), "a task of its loop") for t, _ in nodes.values())
         # Used only where it matters (`analysis.needs_reach`, as for threads):
         # a lone task awaiting a stop Event, holding nothing, blocks nobody.
-        b.task_reach[k] = (
-            ReachInfo(threads=(*givers, *threads), rescues=tuple(rescues)) if readable else None
-        )
+        if stopped is not None:
+            b.task_reach[k] = ReachInfo(
+                threads=(*givers, (thread_ident, "the loop's thread, once it returns to the loop"))
+            )
+        elif candidates is None:
+            b.task_reach[k] = None  # the loop cannot be read: unknown
+        else:
+            b.task_reach[k] = LoopSignal(
+                loop=loop,
+                thread=thread_ident,
+                givers=givers,
+                labels=tuple(label for label, _ in candidates),
+                objects=tuple(o for _, group in candidates for o in group),
+                owners=tuple(i for i, (_, group) in enumerate(candidates) for _ in group),
+                tasks=tuple(t for t, _ in nodes.values()),
+            )
 
 
 def _held_by_tasks(b: Any, ident: int, nodes: Mapping[int, tuple[Any, AioWait]]) -> None:

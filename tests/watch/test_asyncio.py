@@ -59,8 +59,22 @@ def found(finding):
     }), flush=True)
     os._exit(0)
 
+if os.environ.get("STOP_ON_PROBABLE") == "1":  # a warning: no action ends the program
+    _emit = DETECTOR.emit
+
+    def _emit_then_stop(finding):
+        _emit(finding)
+        if finding.kind == "probable-deadlock":
+            found(finding)
+
+    DETECTOR.emit = _emit_then_stop
+
 deadlockwatch.enable(
-    interval=0.02, threshold=0.05, on_deadlock=found, report=os.environ["REPORT"]
+    interval=0.02,
+    threshold=0.05,
+    on_deadlock=found,
+    report=os.environ["REPORT"],
+    probable_after=float(os.environ.get("PROBABLE_AFTER", "5")),
 )
 
 def finished():
@@ -650,6 +664,122 @@ NOT_A_DEADLOCK = {
                 srv.close()
                 child.wait()
     """,
+    # As above, but the protocol calls a helper that sets the global Event:
+    # its own code does not name the global, so what it may do through it
+    # cannot be read off it; with the server there, no certain deadlock (at
+    # most a probable one, after probable_after, 5 s here).
+    "event_set_by_a_helper_of_a_protocol": """
+        import subprocess
+
+        EV = []
+
+        def notify():
+            EV[0].set()
+
+        class Caller(asyncio.Protocol):
+            def data_received(self, data):
+                notify()
+
+        async def holder(lock, ev):
+            async with lock:
+                await ev.wait()
+
+        async def waiter(lock):
+            await asyncio.sleep(0.02)
+            async with lock:
+                pass
+
+        async def main():
+            lock = asyncio.Lock()
+            EV.append(asyncio.Event())
+            if RESCUE:
+                srv = await asyncio.get_running_loop().create_server(Caller, "127.0.0.1", 0)
+                code = (
+                    "import socket, time; time.sleep(0.6); "
+                    "s = socket.create_connection(('127.0.0.1', %d)); s.sendall(b'x'); "
+                    "time.sleep(1); s.close()" % srv.sockets[0].getsockname()[1]
+                )
+                child = subprocess.Popen([sys.executable, "-c", code])
+            await asyncio.gather(holder(lock, EV[0]), waiter(lock))
+            if RESCUE:
+                srv.close()
+                child.wait()
+    """,
+    # The Event is set by a server's client handler (a closure over it) when
+    # another process connects, 0.6 s later; in the control the server is
+    # there, and the client connects, but its handler does not have it.
+    "event_set_by_a_server_client_handler": """
+        import subprocess
+
+        async def holder(lock, ev):
+            async with lock:
+                await ev.wait()
+
+        async def waiter(lock):
+            await asyncio.sleep(0.02)
+            async with lock:
+                pass
+
+        async def main():
+            lock, ev = asyncio.Lock(), asyncio.Event()
+
+            async def client(reader, writer):
+                writer.close()
+                if RESCUE:
+                    ev.set()
+
+            async def other(reader, writer):
+                writer.close()
+
+            srv = await asyncio.start_server(client if RESCUE else other, "127.0.0.1", 0)
+            code = (
+                "import socket, time; time.sleep(0.6); "
+                "s = socket.create_connection(('127.0.0.1', %d)); "
+                "time.sleep(1); s.close()" % srv.sockets[0].getsockname()[1]
+            )
+            child = subprocess.Popen([sys.executable, "-c", code])
+            try:
+                await asyncio.gather(holder(lock, ev), waiter(lock))
+            finally:
+                srv.close()
+                child.wait()
+    """,
+    # The Event is set from another thread (``call_soon_threadsafe``) once
+    # the watcher has looked; in the control that thread has the loop, and
+    # hands it callbacks, but has not the Event.
+    "event_set_from_a_thread": """
+        import threading
+
+        async def holder(lock, ev):
+            async with lock:
+                await ev.wait()
+
+        async def waiter(lock):
+            await asyncio.sleep(0.02)
+            async with lock:
+                pass
+
+        def poke(loop, ev):
+            start = TICKS[0]
+            while TICKS[0] < start + 5:
+                time.sleep(0.01)
+                loop.call_soon_threadsafe(lambda: None)
+            loop.call_soon_threadsafe(ev.set)
+
+        def idle(loop):
+            while True:
+                time.sleep(0.01)
+                loop.call_soon_threadsafe(lambda: None)
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            lock, ev = asyncio.Lock(), asyncio.Event()
+            if RESCUE:
+                threading.Thread(target=poke, args=(loop, ev), daemon=True).start()
+            else:
+                threading.Thread(target=idle, args=(loop,), daemon=True).start()
+            await asyncio.gather(holder(lock, ev), waiter(lock))
+    """,
     # A task holds a lock and awaits a stop Event that a signal handler of
     # the loop sets (the signal comes from another process, 0.6 s later).
     "event_set_by_a_signal_handler": """
@@ -1020,11 +1150,18 @@ NEEDS_311 = {
 }
 #: For the controls of the later cases: the cycle, and the wait that names
 #: what the first of it awaits.
-CYCLES = {
+#: Cases stuck with no cycle: the one a chain ends at waits on a signal no
+#: thread or task that can run can give (the executor's worker, which could
+#: hand the loop ``call_soon_threadsafe(ev.set)``, has no way to the Event:
+#: until stop 28 every thread counted as a giver, and this read as a cycle).
+STUCK = {
     "threading_lock_held_by_a_task_across_an_event_a_task_sets": (
         ["asyncio_0", "holder"],
-        "while holding Lock(created prog.py:",
+        "for which 'holder' waits holding Lock(created prog.py:",
     ),
+}
+
+CYCLES = {
     "threading_lock_held_by_a_task_awaiting_a_job_that_needs_it": (
         ["asyncio_0", "holder"],
         ") held by 'holder'",
@@ -1071,6 +1208,40 @@ def _skip_old(case: str) -> None:
 
 
 _MAIN = """
+if os.environ.get("BUSY") == "1":
+    import threading
+
+    _program_main = main
+    KEEP = []
+
+    async def main():
+        # What a real program has alive besides the tasks that hang: a
+        # server listening, a heartbeat task, an idle executor worker, a
+        # thread handing the loop callbacks.  None of them can reach what the
+        # tasks wait for.
+        loop = asyncio.get_running_loop()
+
+        async def serve(reader, writer):
+            writer.close()
+
+        async def heartbeat():
+            while True:
+                await asyncio.sleep(0.01)
+
+        def poke():
+            while True:
+                time.sleep(0.01)
+                try:
+                    loop.call_soon_threadsafe(lambda: None)
+                except RuntimeError:  # closed
+                    return
+
+        KEEP.append(await asyncio.start_server(serve, "127.0.0.1", 0))
+        KEEP.append(asyncio.create_task(heartbeat(), name="heartbeat"))
+        await asyncio.to_thread(lambda: None)
+        threading.Thread(target=poke, daemon=True, name="poker").start()
+        await _program_main()
+
 if os.environ["LOOP"] == "uvloop-unread":  # as a loop that cannot be read
     from deadlockwatch._track import loopread
     loopread._uv_fields = lambda loop: None
@@ -1133,6 +1304,19 @@ def test_not_a_deadlock_control_without_the_rescue_is_reported(
         step = next(s for s in record["cycle"] if s["thread"] == "worker")
         assert step["held_by"] == "MainThread"
         assert result["elapsed"] < 1.5 + 0.7, result
+    if case in STUCK:
+        names, words = STUCK[case]
+        assert result["cycle"] == [], result
+        (record,) = findings
+        text = format_text(finding_from_json(record))
+        assert words in text and re.search(
+            r"which '(asyncio_|uvloop_|ThreadPoolExecutor-\d+_)0' need\(s\)", text
+        ), text
+        assert sorted(names) == sorted(
+            "asyncio_0" if n.startswith(("asyncio_", "uvloop_", "ThreadPool")) else n
+            for n in record["threads"]
+            if n != "Task-1"
+        ), record
     if case in CYCLES:
         names, words = CYCLES[case]
         # The default executor's threads: asyncio_0; uvloop's uvloop_0 (0.21+)
@@ -1146,6 +1330,58 @@ def test_not_a_deadlock_control_without_the_rescue_is_reported(
         # A thread of the cycle that holds no lock still holds what the one
         # before it waits for (its end, its loop, the one way to signal).
         assert "    hold and wait     yes  " in text, text
+
+
+#: Controls whose signal the tasks reach only through a module global: with
+#: other code alive on the loop (any of it might call code that names the
+#: global) they are only probably deadlocked.
+THROUGH_A_GLOBAL = {"event_set_by_a_protocol", "event_set_by_a_helper_of_a_protocol"}
+
+
+@LOOPS
+@pytest.mark.parametrize("case", sorted(NOT_A_DEADLOCK))
+def test_control_is_reported_among_companions(tmp_path: Path, case: str, loop: str) -> None:
+    """Each control with what a real program has alive besides (`_MAIN`'s
+    BUSY: a listening server, a heartbeat task, an idle executor worker, a
+    thread handing the loop callbacks) is still reported, as the same kind
+    of finding naming the same tasks: none of them can reach what the
+    tasks wait for (until stop 28 any of them hid every signal deadlock of
+    the loop).  Where the tasks reach their signal only through a global,
+    a probable deadlock."""
+    result, findings = _run(
+        tmp_path,
+        _program(case, loop),
+        rescue=False,
+        LOOP=loop,
+        BUSY="1",
+        PROBABLE_AFTER="1",
+        STOP_ON_PROBABLE="1",
+    )
+    kind = "probable-deadlock" if case in THROUGH_A_GLOBAL else "deadlock"
+    assert result.get("kind") == kind, result
+    assert [f["kind"] for f in findings if f["kind"] != "lock-order-inversion"] == [kind], findings
+    (record,) = [f for f in findings if f["kind"] == kind]
+    names = {t for t in record["threads"]}
+    assert not names & {"heartbeat", "poker"}, record
+    if case in CYCLES:
+        worker = re.compile(r"(asyncio|uvloop)_\d+|ThreadPoolExecutor-\d+_\d+")
+        cycle = ["asyncio_0" if worker.fullmatch(n) else n for n in result["cycle"]]
+        assert sorted(cycle) == CYCLES[case][0], result
+    if case in THROUGH_A_GLOBAL:
+        text = format_text(finding_from_json(record))
+        assert "the module global 'EV'" in text and "heartbeat" in text, text
+
+
+@pytest.mark.parametrize("case", sorted(NOT_A_DEADLOCK))
+def test_not_a_deadlock_among_companions(tmp_path: Path, case: str) -> None:
+    """The negatives with the same companions: still no finding (the rescue
+    is still seen as one, among code that cannot give the signal)."""
+    result, findings = _run(
+        tmp_path, _program(case, "asyncio"), rescue=True, LOOP="asyncio", BUSY="1"
+    )
+    assert result.get("finished"), result
+    assert [f["kind"] for f in findings if f["kind"] != "timed-cycle"] == [], findings
+    assert result["ticks"] >= 5, result
 
 
 # -- activation and transparency (in a fresh interpreter each) ------------------
