@@ -316,17 +316,62 @@ MUTATIONS = [
     Mutation(
         "loop-no-rescues",
         T,
-        "    rescues, readable = _rescues(loop, runnable)\n",
-        "    rescues, readable = [], True\n",
-        "asyncio: a task that can run, a callback ready or scheduled, a watched file"
-        " descriptor may still give a signal or complete a future",
+        "    holding = sorted({job.owners[i] for i in found.watched})\n",
+        "    holding = []\n",
+        "asyncio: of what the loop can still run (a task, a callback ready or scheduled,"
+        " a server, a transport, a reader, a signal handler), what holds the signal may"
+        " still give it or complete the future",
     ),
     Mutation(
         "thread-no-rescue-of-a-task",
         T,
-        "        if ident != thread_ident\n    )\n",
-        "        if False\n    )\n",
-        "asyncio: a thread that can run may hand the loop a callback that completes a future",
+        "    threads += [(i, how) for i, how in found.threads.items() if i != job.thread]\n",
+        "    threads += []\n",
+        "asyncio: a thread that can run and whose live locals reach a signal may hand the"
+        " loop a callback that gives it",
+    ),
+    Mutation(
+        "loop-rescuer-names-unread",
+        T,
+        "            hit = next(filter(None, (_names(o, found.names, job.loop)"
+        ' for o in group)), "")\n',
+        '            hit = ""\n',
+        "asyncio: what the loop can still run whose code names the global a signal is"
+        " reached through (a protocol's method) may give it",
+    ),
+    Mutation(
+        "loop-busy-ignored",
+        A,
+        "    if reach.loop_thread is not None and not (reach.shared and reach.loop_busy"
+        " and mode == CERTAIN):\n",
+        "    if reach.loop_thread is not None:\n",
+        "asyncio: through a global, anything else of the loop that can run might give a"
+        " signal (code it calls may name the global): at most a probable deadlock",
+    ),
+    Mutation(
+        "task-walked-through",
+        R,
+        '                        out.threads.setdefault(loop_thread, f"task {name!r} of its'
+        ' event loop")\n                        continue\n',
+        '                        out.threads.setdefault(loop_thread, f"task {name!r} of its'
+        ' event loop")\n',
+        "the walk stops at a pending task of a running loop: what holds a task (a gather's"
+        " done callback, a sibling's) can cancel it, not reach into its coroutine",
+    ),
+    Mutation(
+        "first-callbacks-unread",
+        T,
+        "    hidden = _first_callbacks()\n",
+        "    hidden: dict[int, list[Any]] = {}\n",
+        "asyncio on 3.10/3.11: a C future's first done callback, which the collector does"
+        " not report, holds what it reaches (shield's outer future, a task it wakes)",
+    ),
+    Mutation(
+        "ctrl-c-a-rescue",
+        R,
+        "        if id(handler) in ancestors and not _ctrl_c(handler):\n",
+        "        if id(handler) in ancestors:\n",
+        "asyncio.run's SIGINT handler (Ctrl-C) is no rescue, though it holds the main task",
     ),
     Mutation(
         "uvloop-timeouts-unread",
@@ -347,23 +392,23 @@ MUTATIONS = [
     Mutation(
         "uvloop-io-unread",
         "deadlockwatch/_track/loopread.py",
-        '        io=io,\n        signal_handlers=len(fields["_signal_handlers"]),\n',
-        '        io=0,\n        signal_handlers=len(fields["_signal_handlers"]),\n',
+        '        io=io,\n        signal_handlers=list(fields["_signal_handlers"].values()),\n',
+        '        io=[],\n        signal_handlers=list(fields["_signal_handlers"].values()),\n',
         "asyncio: on uvloop, its servers, transports and watched descriptors (read off"
         " its referents) may still give a signal",
     ),
     Mutation(
         "uvloop-handlers-unread",
         "deadlockwatch/_track/loopread.py",
-        '        signal_handlers=len(fields["_signal_handlers"]),\n',
-        "        signal_handlers=0,\n",
+        '        signal_handlers=list(fields["_signal_handlers"].values()),\n',
+        "        signal_handlers=[],\n",
         "asyncio: on uvloop, its signal handlers (add_signal_handler) may still give a signal",
     ),
     Mutation(
         "loop-io-unread",
         "deadlockwatch/_track/loopread.py",
-        "            io = len([fd for fd in list(selector.get_map()) if fd != own])\n",
-        "            io = 0\n",
+        "                io.extend(h for h in handles if h is not None)\n",
+        "                pass\n",
         "asyncio: the file descriptors asyncio's loop watches may still give a signal",
     ),
     Mutation(

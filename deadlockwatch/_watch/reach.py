@@ -113,12 +113,6 @@ def _ours(obj: Any) -> bool:
     return module.startswith("deadlockwatch") or isinstance(obj, _TRACKED_LOCKS)
 
 
-#: Modules whose globals are bookkeeping, not a way for the application to
-#: reach an object: deadlockwatch's, and asyncio's registries of tasks
-#: (3.12+'s ``_eager_tasks``, the running task in ``_current_tasks``).
-_BOOKKEEPING = ("deadlockwatch", "asyncio.", "_asyncio")
-
-
 def _key_of(container: Any, child_ids: set[int]) -> str | None:
     """The key of dict ``container`` that holds one of ``child_ids``."""
     try:
@@ -233,7 +227,7 @@ def reach(
                     continue  # our records; a thread's own bound run()
                 if isinstance(r, dict) and rid in modules:
                     name = getattr(modules[rid], "__name__", "?")
-                    if not name.startswith(_BOOKKEEPING):
+                    if not name.startswith("deadlockwatch"):
                         key = _key_of(r, front_ids) or "?"
                         out.shared.append(f"the module global {key!r} of {name}")
                         out.names.add(key)

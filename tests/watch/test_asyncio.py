@@ -705,6 +705,32 @@ NOT_A_DEADLOCK = {
                 srv.close()
                 child.wait()
     """,
+    # The Event is set by a heartbeat task gathered with the holder once the
+    # watcher has looked; in the control the heartbeat beats on, without the
+    # Event.  A task's done callbacks (gather's) lead to its siblings: not a
+    # way for one sibling to reach what another holds.
+    "event_set_by_a_heartbeat_in_the_same_gather": """
+        async def holder(lock, ev):
+            async with lock:
+                await ev.wait()
+
+        async def waiter(lock):
+            await asyncio.sleep(0.02)
+            async with lock:
+                pass
+
+        async def heartbeat(ev):
+            start = TICKS[0]
+            while True:
+                await asyncio.sleep(0.01)
+                if ev is not None and TICKS[0] >= start + 5:
+                    ev.set()
+                    return
+
+        async def main():
+            lock, ev = asyncio.Lock(), asyncio.Event()
+            await asyncio.gather(holder(lock, ev), waiter(lock), heartbeat(ev if RESCUE else None))
+    """,
     # The Event is set by a server's client handler (a closure over it) when
     # another process connects, 0.6 s later; in the control the server is
     # there, and the client connects, but its handler does not have it.
