@@ -352,20 +352,26 @@ def _order(task: Any, last: Any, lock: Any) -> None:
 
 
 def _lock_acquire(original: Any) -> Any:
+    current = _c_helper("aio_current_task")
+
     @functools.wraps(original)
     async def acquire(self: Any) -> Any:
-        # The current task, inline (a lookup in 3.10/3.11's table, 3.12+'s C
-        # current_task): this and the rest are on every acquire.
+        # The current task, inline (in C, by thread: no getpid on 3.10/3.11;
+        # else a lookup in 3.10/3.11's table, 3.12+'s C current_task): this
+        # and the rest are on every acquire.
         if not active:
             return await original(self)
-        table = _TABLE
-        if table is not None:
-            task = table.get(_RUNNING())
+        if current is not None:
+            task = current()
         else:
-            try:
-                task = _CURRENT()
-            except RuntimeError:  # no running loop: the original says so itself
-                task = None
+            table = _TABLE
+            if table is not None:
+                task = table.get(_RUNNING())
+            else:
+                try:
+                    task = _CURRENT()
+                except RuntimeError:  # no running loop: the original says so itself
+                    task = None
         if task is None:
             return await original(self)
         last = held.get(task)
@@ -408,6 +414,8 @@ def _lock_acquire(original: Any) -> Any:
 
 
 def _lock_release(original: Any) -> Any:
+    current = _c_helper("aio_current_task")
+
     @functools.wraps(original)
     def release(self: Any) -> Any:
         try:
@@ -426,16 +434,19 @@ def _lock_release(original: Any) -> Any:
                     self._dw_prev = None
                     _released_under(owner, prev)
             if active:
-                _note_releaser(self, owner)
+                _note_releaser(self, owner, current)
         return result
 
     return release
 
 
-def _note_releaser(lock: Any, owner: Any) -> None:
-    """A Lock released by a task other than its owner is not owner-bound."""
+def _note_releaser(lock: Any, owner: Any, current: Callable[[], Any] | None = None) -> None:
+    """A Lock released by a task other than its owner is not owner-bound.
+    ``current``: `_speedups.aio_current_task`, where the C core is in use."""
     table = _TABLE
-    if table is not None:
+    if current is not None:
+        task = current()
+    elif table is not None:
         task = table.get(_RUNNING())
     else:
         try:
