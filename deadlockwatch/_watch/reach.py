@@ -190,6 +190,7 @@ def reach(
     mine |= {id(ancestors), id(targets), id(given), id(threads), id(modules), id(local_values)}
     mine |= {id(watch), id(hidden), *(id(v) for v in hidden.values())}
     dead_ends = {id(o) for o in stop}
+    watched = {id(o) for o in watch}
     # threading's tables of live threads are how it finds them, not the application.
     threading = sys.modules.get("threading")
     mine |= {id(getattr(threading, n, None)) for n in ("_active", "_limbo")}
@@ -257,6 +258,8 @@ def reach(
                     if dict_key is not None:
                         keys[rid] = dict_key
                 ancestors[rid] = r
+                if rid in watched:
+                    continue  # found: what holds it is the loop's machinery
                 if task_type is not None and isinstance(r, task_type):
                     loop_thread = _running_task_thread(r)
                     if loop_thread is not None:
