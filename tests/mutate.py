@@ -367,13 +367,6 @@ MUTATIONS = [
         " not report, holds what it reaches (shield's outer future, a task it wakes)",
     ),
     Mutation(
-        "ctrl-c-a-rescue",
-        R,
-        "        if id(handler) in ancestors and not _ctrl_c(handler):\n",
-        "        if id(handler) in ancestors:\n",
-        "asyncio.run's SIGINT handler (Ctrl-C) is no rescue, though it holds the main task",
-    ),
-    Mutation(
         "uvloop-timeouts-unread",
         T,
         "        return _spread(_timed_by_frames(loop, now), out)\n",

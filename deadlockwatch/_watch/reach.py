@@ -386,19 +386,9 @@ def python_handlers() -> list[tuple[str, Any]]:
     return out
 
 
-def _ctrl_c(handler: Any) -> bool:
-    """asyncio.run's SIGINT handler (3.11+): Ctrl-C, which cancels the main
-    task; it holds that task, so reaches all it does, but is no rescue
-    any more than the default handler's KeyboardInterrupt is."""
-    method = getattr(handler, "func", None)  # functools.partial(runner._on_sigint, ...)
-    return getattr(method, "__qualname__", None) == "Runner._on_sigint" and str(
-        getattr(method, "__module__", "")
-    ).startswith("asyncio")
-
-
 def _handlers(out: Reach, ancestors: Mapping[int, Any]) -> None:
     for name, handler in python_handlers():
-        if id(handler) in ancestors and not _ctrl_c(handler):
+        if id(handler) in ancestors:
             out.rescues.append(f"the handler of {name}")
             return
 
