@@ -351,6 +351,19 @@ def _order(task: Any, last: Any, lock: Any) -> None:
 # -- the wrappers ------------------------------------------------------------------
 
 
+def _py_current_task() -> Any:
+    """The current task without the C core (`_c_helper`): a lookup in
+    3.10/3.11's table, else 3.12+'s ``current_task``; None with no running
+    loop (the original says so itself)."""
+    table = _TABLE
+    if table is not None:
+        return table.get(_RUNNING())
+    try:
+        return _CURRENT()
+    except RuntimeError:
+        return None
+
+
 def _lock_acquire(original: Any) -> Any:
     current = _c_helper("aio_current_task")
 
@@ -361,17 +374,7 @@ def _lock_acquire(original: Any) -> Any:
         # and the rest are on every acquire.
         if not active:
             return await original(self)
-        if current is not None:
-            task = current()
-        else:
-            table = _TABLE
-            if table is not None:
-                task = table.get(_RUNNING())
-            else:
-                try:
-                    task = _CURRENT()
-                except RuntimeError:  # no running loop: the original says so itself
-                    task = None
+        task = current() if current is not None else _py_current_task()
         if task is None:
             return await original(self)
         last = held.get(task)
@@ -443,16 +446,7 @@ def _lock_release(original: Any) -> Any:
 def _note_releaser(lock: Any, owner: Any, current: Callable[[], Any] | None = None) -> None:
     """A Lock released by a task other than its owner is not owner-bound.
     ``current``: `_speedups.aio_current_task`, where the C core is in use."""
-    table = _TABLE
-    if current is not None:
-        task = current()
-    elif table is not None:
-        task = table.get(_RUNNING())
-    else:
-        try:
-            task = _CURRENT()
-        except RuntimeError:
-            task = None
+    task = current() if current is not None else _py_current_task()
     if owner is not task:
         lock._dw_shared = True
 
@@ -474,17 +468,7 @@ def _lock_aenter(original: Any) -> Any:
         if not active or (cls is not lock_cls and cls.acquire is not acquire_wrapper):
             await self.acquire()
             return None
-        if current is not None:  # in C (`_c_helper`)
-            task = current()
-        else:
-            table = _TABLE
-            if table is not None:
-                task = table.get(_RUNNING())
-            else:
-                try:
-                    task = _CURRENT()
-                except RuntimeError:  # no running loop: the original says so itself
-                    task = None
+        task = current() if current is not None else _py_current_task()
         if task is None:
             await acquire_original(self)
             return None

@@ -195,6 +195,8 @@ def reach(
     threading = sys.modules.get("threading")
     mine |= {id(getattr(threading, n, None)) for n in ("_active", "_limbo")}
     task_type = _task_type()
+    if task_type is not None:
+        from deadlockwatch._watch import tasks as _tasks
     level = 0
     try:
         while frontier:
@@ -265,7 +267,7 @@ def reach(
                     if loop_thread is not None:
                         # Run by its loop's thread alone; who holds it can
                         # cancel it, not reach into its coroutine.
-                        name = _task_name(r)
+                        name = _tasks._name(r)
                         out.threads.setdefault(loop_thread, f"task {name!r} of its event loop")
                         continue
                 nxt.append(r)
@@ -318,13 +320,6 @@ def _running_task_thread(task: Any) -> int | None:
         return _loopread.loop_thread(task.get_loop())
     except Exception:
         return None
-
-
-def _task_name(task: Any) -> str:
-    try:
-        return str(task.get_name())
-    except Exception:
-        return "?"
 
 
 def _with_exit(obj: Any, target_ids: set[int]) -> bool:

@@ -1398,6 +1398,38 @@ def test_control_is_reported_among_companions(tmp_path: Path, case: str, loop: s
         assert "the module global 'EV'" in text and "heartbeat" in text, text
 
 
+@LOOPS
+def test_code_that_names_the_global_is_a_rescuer_not_a_guess(tmp_path: Path, loop: str) -> None:
+    """A protocol whose ``data_received`` names the module global the Event
+    is reached through (``EV[0].set()``) can give it: with probable_after
+    at 0.2 s, far before its rescue comes (0.6 s), no finding at all.  The
+    same with the protocol calling a helper that names it instead: what
+    the helper does cannot be read off the protocol, so the tasks are
+    probably stuck (a warning, before the rescue ends the program)."""
+    result, findings = _run(
+        tmp_path,
+        _program("event_set_by_a_protocol", loop),
+        rescue=True,
+        LOOP=loop,
+        PROBABLE_AFTER="0.2",
+        STOP_ON_PROBABLE="1",
+    )
+    assert result.get("finished") and findings == [], (result, findings)
+    assert result["ticks"] >= 5, result
+    result, findings = _run(
+        tmp_path,
+        _program("event_set_by_a_helper_of_a_protocol", loop),
+        rescue=True,
+        LOOP=loop,
+        PROBABLE_AFTER="0.2",
+        STOP_ON_PROBABLE="1",
+    )
+    assert result.get("kind") == "probable-deadlock", result
+    (record,) = findings
+    text = format_text(finding_from_json(record))
+    assert "watched by the loop: none of them has asyncio.Event" in text, text
+
+
 @pytest.mark.parametrize("case", sorted(NOT_A_DEADLOCK))
 def test_not_a_deadlock_among_companions(tmp_path: Path, case: str) -> None:
     """The negatives with the same companions: still no finding (the rescue
