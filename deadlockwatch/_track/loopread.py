@@ -52,6 +52,14 @@ def loop_thread(loop: Any) -> int | None:
     return ident if isinstance(ident, int) else None
 
 
+def task_name(task: Any) -> str:
+    """``task.get_name()`` (a read of its name, in C), or a made-up one."""
+    try:
+        return str(task.get_name())
+    except Exception:
+        return f"Task-{id(task):x}"
+
+
 class Timer(NamedTuple):
     """One pending timer: what it will call, with what, and when (loop time)."""
 

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
+from deadlockwatch._track import loopread as _loopread
 from deadlockwatch._track import state as _state
 from deadlockwatch._track.primitives import PURE_LOCK, PURE_RLOCK, TrackedLock, TrackedRLock
 from deadlockwatch._watch import liveness as _liveness
@@ -195,8 +196,6 @@ def reach(
     threading = sys.modules.get("threading")
     mine |= {id(getattr(threading, n, None)) for n in ("_active", "_limbo")}
     task_type = _task_type()
-    if task_type is not None:
-        from deadlockwatch._watch import tasks as _tasks
     level = 0
     try:
         while frontier:
@@ -267,7 +266,7 @@ def reach(
                     if loop_thread is not None:
                         # Run by its loop's thread alone; who holds it can
                         # cancel it, not reach into its coroutine.
-                        name = _tasks._name(r)
+                        name = _loopread.task_name(r)
                         out.threads.setdefault(loop_thread, f"task {name!r} of its event loop")
                         continue
                 nxt.append(r)
@@ -312,8 +311,6 @@ def _task_type() -> tuple[type, ...] | None:
 
 def _running_task_thread(task: Any) -> int | None:
     """The thread running the loop of ``task``, if it is pending and its loop runs."""
-    from deadlockwatch._track import loopread as _loopread
-
     try:
         if task.done():
             return None

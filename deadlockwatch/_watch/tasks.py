@@ -357,11 +357,7 @@ def _closed(task: Any) -> bool:
         return False
 
 
-def _name(task: Any) -> str:
-    try:
-        return str(task.get_name())
-    except Exception:
-        return f"Task-{id(task):x}"
+_name = _loopread.task_name
 
 
 def _frames(task: Any) -> list[Any]:
