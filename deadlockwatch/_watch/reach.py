@@ -37,6 +37,7 @@ import os
 import sys
 import time
 import types
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import FrameType
@@ -207,11 +208,7 @@ def reach(
             args = tuple(frontier)  # passed as is: the call's own tuple refers to them all
             found = gc.get_referrers(*args)
             seen: set[int] = set()
-            for o in frontier:
-                more = hidden.get(id(o))
-                if more:
-                    seen.add(id(o))
-                    found.extend(more)
+            _unreported(frontier, hidden, found, seen)
             # The walk's own containers: neither holders nor ways to reach.
             walking = {id(frontier), id(args), id(found), id(ancestors), id(keys)}
             del args
@@ -298,6 +295,26 @@ def reach(
     finally:
         ancestors.clear()
         frontier = []
+
+
+def _unreported(
+    frontier: list[Any], hidden: Mapping[int, list[Any]], found: list[Any], seen: set[int]
+) -> None:
+    """Add to ``found`` the holders of ``frontier``'s objects that the
+    collector does not report: their weak references (whoever has one can
+    call it: an object handing its thread ``weakref.ref(self)``) and
+    ``hidden``'s.  A function of its own: no list of them outlives it, to be
+    found holding them at the next level."""
+    for o in frontier:
+        try:
+            refs = weakref.getweakrefs(o)
+        except Exception:
+            refs = []
+        extra = hidden.get(id(o))
+        if refs or extra:
+            seen.add(id(o))
+            found.extend(refs)
+            found.extend(extra or ())
 
 
 def _task_type() -> tuple[type, ...] | None:

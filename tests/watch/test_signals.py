@@ -541,6 +541,36 @@ main()
         "int",
         "timer.is_alive()",
     ),
+    # The rescuer has the Event only through a weak reference to the object
+    # holding it (an object handing its thread ``weakref.ref(self)``): a
+    # weak reference is a way to the object (before stop 28 the walk, which
+    # follows what the collector reports, did not see it: a false DEADLOCK).
+    "thread_holding_a_weak_reference": (
+        "import weakref\n"
+        + SETUP
+        + """
+class Box:
+    pass
+
+def main():
+    lock, ready, holding, b = setup()
+    box = Box()
+    box.ready = ready
+    ref = weakref.ref(box)
+    def helper():
+        time.sleep(1.5)
+        RESCUE
+    h = spawn(helper, "helper")
+"""
+        + MAIN_WAITS
+        + """
+    h.join(10)
+main()
+""",
+        "ref().ready.set()",
+        "pass",
+        "h.is_alive()",
+    ),
     "signal_handler_sets_the_event": (
         "import signal\n"
         + SETUP
