@@ -656,10 +656,11 @@ def test_a_report_write_taken_in_parts_still_gives_whole_lines(tmp_path: Path) -
 
 def test_enabled_again_while_the_last_watcher_is_still_busy_gets_a_watcher() -> None:
     """disable() waits at most 2 s for the watcher; one busy longer (a slow
-    tick under load) is still counted as running when enable() comes
-    again.  When it ends, the next blocking wait must start a new one:
-    before, the first wait of the new run found it "running", disarmed the
-    start, and no watcher ran for the rest of the program."""
+    tick under load) outlives it.  The new run must get a watcher of its own:
+    once, the first wait of the new run found the old one "running", disarmed
+    the start, and no watcher ran for the rest of the program (and later,
+    none until the old one's tick ended: see
+    test_enable_after_disable_watches_at_once_while_the_old_watcher_is_in_a_long_tick)."""
     code = f"""
     import sys, threading, time, deadlockwatch
     from deadlockwatch._watch.watcher import DETECTOR
