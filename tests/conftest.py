@@ -89,26 +89,24 @@ def detector(capfd: pytest.CaptureFixture[str]) -> Iterator[Watch]:
         deadlockwatch.disable()
 
 
-def _watcher_gone(bound: float = 15.0) -> None:
-    """Wait (bounded) until no watcher thread of an earlier run is left.
-    ``disable()`` waits 2 s at most for it; one busy in a long tick (a heap
-    walk on a loaded machine) outlives that, and until it ends the next
-    test's ``enable()`` has no watcher of its own (the old one re-arms the
-    start as it leaves): on loaded 3.10 CI runs that cost a test all its
-    findings (``test_timed_cycle_is_a_warning_not_a_deadlock``) or found the
-    old watcher still there (``test_watcher_is_invisible_to_threading``)."""
-    import time
-
-    deadline = time.monotonic() + bound
-    while DETECTOR.watcher_ident is not None and time.monotonic() < deadline:
-        time.sleep(0.01)
+def _no_watcher_left(bound: float = 15.0) -> None:
+    """No watcher of the detector's is left after ``disable()``: a stopped one
+    still busy in a long tick (``disable()`` waits 2 s at most; a heap walk on
+    a loaded machine takes longer) is no longer the detector's, acts on
+    nothing, and the next ``enable()`` starts one of its own at once
+    (test_enable_after_disable_watches_at_once_while_the_old_watcher_is_in_a_long_tick).
+    No waiting here: it only must not run on for ever (``bound`` seconds after
+    it was stopped, far more than any tick)."""
+    assert DETECTOR.watcher_ident is None, "disable() left the detector a watcher"
+    stale = DETECTOR.stale_watchers(bound)
+    assert not stale, f"watcher threads still running {bound} s after disable(): {stale}"
 
 
 @pytest.fixture(autouse=True)
 def _no_leftover_waits() -> Iterator[None]:
     yield
     assert not deadlockwatch.is_enabled(), "a test left the detector enabled"
-    _watcher_gone()
+    _no_watcher_left()
     stale = [w for w in _state.blocked.values() if w.rec.alive]
     assert not stale, f"a test left threads blocked: {stale}"
     # A thread of this test that exited holding a lock (on purpose: a thread

@@ -135,23 +135,52 @@ _CONFIRM_DELAY = 0.02
 _MAIN_IDENT = threading.main_thread().ident
 
 
+class _Watcher:
+    """One watcher thread, with its own stop flag and wake lock.
+
+    ``disable()`` waits 2 s at most for the watcher; one still in a long tick
+    (a heap walk on a loaded machine) outlives that.  Stopped, it is no longer
+    the detector's watcher: an ``enable()`` meanwhile starts one of its own at
+    the first blocking wait, and the old one, its tick over, ends without
+    acting on (or reporting for) what the new run watches.
+    """
+
+    __slots__ = ("done", "ident", "join", "native_id", "stop", "stopped_at", "wake")
+
+    def __init__(self) -> None:
+        #: Set once, when this watcher is stopped (it never runs again).
+        self.stop = False
+        #: When it was stopped (`_Detector.stale_watchers`).
+        self.stopped_at: float | None = None
+        #: Held until stopped: the watcher sleeps on it between ticks.
+        self.wake = _native.allocate_lock()
+        self.wake.acquire()
+        #: Released by the thread as it ends.
+        self.done = _native.allocate_lock()
+        self.done.acquire()
+        self.ident: int | None = None
+        self.native_id = 0
+        self.join: Any = None
+
+
 class _Detector:
     """Module-level singleton holding the enabled state (see `_api`)."""
 
     def __init__(self) -> None:
         self.config = Config()
         self.enabled = False
-        self.watcher_ident: int | None = None
-        self._stop = False
-        self._wake = _native.allocate_lock()
-        #: Released by each watcher thread as it ends (one per thread).
-        self._done = _native.allocate_lock()
-        #: A watcher thread exists (started, and not yet decided to end).
-        self._running = False
+        #: The watcher (started, and neither stopped nor decided to end).
+        self._watcher: _Watcher | None = None
+        #: Every watcher started and not yet pruned (`_start_watcher`): the
+        #: current one, and stopped ones maybe still in their last tick.
+        self._watchers: list[_Watcher] = []
+        #: Held while a watcher acts on a finding (after checking it is still
+        #: the current one, and the finding still unreported): two watchers
+        #: never report one deadlock twice.  Only the detector takes it.
+        self._act_lock = _native.allocate_lock()
         #: At interpreter exit: no watcher is started any more.
         self._exiting = False
         self._emit_lock = _native.allocate_lock()
-        self._join: Any = None
         self._quiet: tuple[frozenset[int], int] | None = None
         self._resume_lock = _native.allocate_lock()
         self._native_id = 0
@@ -215,20 +244,41 @@ class _Detector:
             atexit.register(self._at_exit)
             self._atexit_registered = True
 
+    @property
+    def watcher_ident(self) -> int | None:
+        """The current watcher thread's ident (None before it runs)."""
+        watcher = self._watcher
+        return watcher.ident if watcher is not None else None
+
+    @property
+    def _running(self) -> bool:
+        """A watcher thread exists (started, not stopped, not decided to end)."""
+        return self._watcher is not None
+
+    def stale_watchers(self, older_than: float) -> list[int]:
+        """Idents of the stopped watcher threads still running ``older_than``
+        seconds after they were stopped (none should: a tick ends)."""
+        now = _native.monotonic()
+        return [
+            w.ident or 0
+            for w in list(self._watchers)
+            if w.done.locked() and w.stopped_at is not None and now - w.stopped_at > older_than
+        ]
+
     def _start_watcher(self) -> None:
         """Start a watcher thread (with ``_resume_lock`` held)."""
-        self._stop = False
-        if not self._wake.locked():
-            self._wake.acquire()
-        done = _native.allocate_lock()
-        done.acquire()
-        self._done = done
-        self._running = True
+        # Those that ended are forgotten; a stopped one still in its last
+        # tick is kept, to be excluded from captures and joined at exit.
+        self._watchers = [w for w in self._watchers if w.done.locked()]
+        watcher = _Watcher()
+        self._watcher = watcher
+        self._watchers.append(watcher)
         try:
-            self._join = _native.start_joinable(lambda: self._run(done))
+            watcher.join = _native.start_joinable(lambda: self._run(watcher))
         except BaseException:
-            self._running = False
-            done.release()
+            self._watcher = None
+            self._watchers.remove(watcher)
+            watcher.done.release()
             raise
 
     def stop(self) -> None:
@@ -272,12 +322,19 @@ class _Detector:
             self._green_once.release()
 
     def _stop_watcher(self) -> None:
-        self._stop = True
-        if self._wake.locked():
-            self._wake.release()
+        """Stop the watcher: at once it is no longer the detector's (a new
+        one may start); wait a moment for it to end."""
+        with self._resume_lock:
+            watcher = self._watcher
+            self._watcher = None
+            if watcher is None:
+                return
+            watcher.stop = True
+            watcher.stopped_at = _native.monotonic()
+            watcher.wake.release()  # held until now: only here is it released
         # The watcher exits within a tick; never wait on it for long.
-        if self.watcher_ident != _native.get_ident() and self._done.acquire(True, 2.0):
-            self._done.release()
+        if watcher.ident != _native.get_ident() and watcher.done.acquire(True, 2.0):
+            watcher.done.release()
 
     def _at_exit(self) -> None:
         self._exiting = True
@@ -295,18 +352,21 @@ class _Detector:
         self._join_watcher(1.0)
 
     def _join_watcher(self, timeout: float) -> None:
-        """Wait, at most ``timeout`` and a moment, until the last watcher
-        thread is gone (its thread state, then its OS thread)."""
-        join = self._join
-        if join is None or self.watcher_ident == _native.get_ident():
-            return
-        native = self._native_id
-        join(timeout)
-        # The OS thread outlives the interpreter's view of it by a moment.
-        task = f"/proc/self/task/{native}"
-        deadline = _native.monotonic() + 0.2
-        while native and os.path.exists(task) and _native.monotonic() < deadline:
-            time.sleep(0.0002)
+        """Wait, at most ``timeout`` and a moment, until the watcher threads
+        are gone (their thread states, then their OS threads)."""
+        me = _native.get_ident()
+        deadline = _native.monotonic() + timeout
+        for watcher in list(self._watchers):
+            join = watcher.join
+            if join is None or watcher.ident == me:
+                continue
+            join(max(0.0, deadline - _native.monotonic()))
+            # The OS thread outlives the interpreter's view of it by a moment.
+            native = watcher.native_id
+            task = f"/proc/self/task/{native}"
+            gone = _native.monotonic() + 0.2
+            while native and os.path.exists(task) and _native.monotonic() < gone:
+                time.sleep(0.0002)
 
     def before_fork(self) -> None:
         """No watcher is started while a fork is under way; on 3.12+ a running
@@ -314,11 +374,12 @@ class _Detector:
         other threads, and the watcher must not be why)."""
         if not self.enabled:
             return
+        me = _native.get_ident()
         with self._resume_lock:
             self._paused_for_fork = True
             _state.resume_watcher = None
-            running = self._running and self.watcher_ident != _native.get_ident()
-        if not running or sys.version_info < (3, 12) or self._join is None:
+            running = [w for w in self._watchers if w.done.locked() and w.ident != me]
+        if not running or sys.version_info < (3, 12):
             return
         self._stop_watcher()
         self._join_watcher(1.0)
@@ -351,13 +412,13 @@ class _Detector:
             except Exception:  # no new threads (interpreter shutting down)
                 return
 
-    def _retire(self) -> bool:
+    def _retire(self, watcher: _Watcher) -> bool:
         """At a tick with nothing to watch: end this watcher (True), unless a
         wait began meanwhile.  A thread that registers its wait and then reads
         ``resume_watcher`` either sees the watcher stay or starts a new one
         (and its next slice looks again, whatever the memory order)."""
         with self._resume_lock:
-            if self._stop:
+            if watcher.stop or watcher is not self._watcher:
                 return True
             if self._paused_for_fork or not self.enabled or self._exiting:
                 return False
@@ -365,8 +426,7 @@ class _Detector:
             if not self._idle():
                 _state.resume_watcher = None
                 return False
-            self._running = False
-            self.watcher_ident = None
+            self._watcher = None
             return True
 
     @staticmethod
@@ -384,13 +444,13 @@ class _Detector:
         self._paused_for_fork = False
         _state.resume_watcher = None
         self._resume_lock = _native.allocate_lock()
-        self._wake = _native.allocate_lock()
-        self._done = _native.allocate_lock()
+        self._act_lock = _native.allocate_lock()
         self._emit_lock = _native.allocate_lock()
         _graph.after_fork_in_child()
         ORDER.pending.clear()  # the parent's: reported by the parent
-        self.watcher_ident = None
-        self._running = False
+        # The parent's watchers did not come along.
+        self._watcher = None
+        self._watchers = []
         me = _native.get_ident()
         self._anchor = _state.current_record() if me != _MAIN_IDENT else None
         for rec in list(_state.blocked):
@@ -410,52 +470,63 @@ class _Detector:
         self._arm()
 
     # -- the watcher ----------------------------------------------------------
-    def _run(self, done: Any) -> None:
-        me = _native.get_ident()
-        self.watcher_ident = me
-        self._native_id = _native.get_native_id()
+    def _run(self, watcher: _Watcher) -> None:
+        watcher.ident = _native.get_ident()
+        watcher.native_id = self._native_id = _native.get_native_id()
         try:
-            while not self._stop:
-                if self._wake.acquire(True, self.config.interval):
-                    self._wake.release()
-                    break
+            while not watcher.stop:
+                if watcher.wake.acquire(True, self.config.interval):
+                    break  # stopped
                 if self._anchor is not None and not self._anchor.alive:
                     break
                 try:
                     self.tick()
                 except Exception as exc:  # the watcher must outlive its own bugs
                     self._internal_error(exc)
-                if self._idle() and self._retire():
+                if self._idle() and self._retire(watcher):
                     return
         except BaseException:  # interpreter shutdown tearing things down
             pass
         finally:
             with contextlib.suppress(Exception), self._resume_lock:
-                if self.watcher_ident == me:
-                    self.watcher_ident = None
-                    self._running = False
-                    if self._stop:
-                        # Stopped by disable() but still busy when enable()
-                        # came again (disable waits 2 s at most): a wait of
-                        # the new run that found this one "running" took the
-                        # start away.  The next blocking wait starts one.
-                        self._arm()
+                if self._watcher is watcher:
+                    self._watcher = None
             with contextlib.suppress(Exception):
-                done.release()
+                watcher.done.release()
+
+    def _mine(self) -> _Watcher | None:
+        """The watcher the calling thread runs, if it is one."""
+        me = _native.get_ident()
+        return next((w for w in list(self._watchers) if w.ident == me and w.done.locked()), None)
+
+    def _acting(self) -> bool:
+        """Whether the calling thread may act on what it found: not a watcher
+        stopped (by disable) or superseded since its tick began."""
+        watcher = self._mine()
+        return watcher is None or (watcher is self._watcher and not watcher.stop)
 
     def tick(self) -> None:
+        # Each step first checks that this watcher is still the detector's: a
+        # stopped one (its disable() may be followed by an enable()) acts on
+        # nothing more.
+        if not self._acting():
+            return
         if _state.green():
             self.stand_down_for_green_threads()
             return
         if _state.departed:
             self._departed()
         for extension in EXTENSIONS:
+            if not self._acting():
+                return
             try:
                 extension.tick(self)
             except Exception as exc:
                 self._internal_error(exc)
-        if ORDER.pending:
+        if ORDER.pending and self._acting():
             self.settle_inversions(PENDING_BOUND)
+        if not self._acting():
+            return
         waits = _waits()
         if not waits:
             return
@@ -470,6 +541,8 @@ class _Detector:
             return
         snap, _ = capture(waits, self._exclude())
         first = _local(analyze(snap))
+        if not self._acting():
+            return
         due = [f for f in first if self._due(f)]
         new = {f.key for f in due if f.key and not self._seen(f, waits)}
         if not new:
@@ -478,9 +551,12 @@ class _Detector:
             if len(due) == len(first) and not snap.reach_deferred:
                 self._quiet = quiet
             return
-        if self._wake.acquire(True, min(_CONFIRM_DELAY, self.config.interval)):
-            self._wake.release()
-            return
+        watcher = self._mine()
+        if watcher is not None:
+            if watcher.wake.acquire(True, min(_CONFIRM_DELAY, self.config.interval)):
+                return  # stopped
+        else:
+            time.sleep(min(_CONFIRM_DELAY, self.config.interval))
         self._confirm(new)
 
     def _confirm(
@@ -497,7 +573,11 @@ class _Detector:
             if kinds is not None and f.kind not in kinds:
                 continue
             if f.key in new and self._due(f, probable_after) and not self._seen(f, waits2):
-                self.handle(self.complete(f, frames), by_token)
+                with self._act_lock:
+                    if not self._acting():
+                        return
+                    if not self._seen(f, waits2):  # by another watcher meanwhile
+                        self.handle(self.complete(f, frames), by_token)
 
     def _due(self, f: Finding, probable_after: float | None = None) -> bool:
         """A probable deadlock is reported once its threads have been stuck
@@ -588,8 +668,12 @@ class _Detector:
         now = _native.monotonic()
         due = [(rec, t) for rec, t in list(_state.departed) if now - t >= self.config.threshold]
         for item in due:
-            with contextlib.suppress(ValueError):
+            if not self._acting():
+                return
+            try:
                 _state.departed.remove(item)
+            except ValueError:
+                continue  # taken by another watcher
             rec = item[0]
             snap, _ = capture_departed(rec, self._exclude())
             finding = held_at_exit(snap, id(rec))
@@ -603,8 +687,11 @@ class _Detector:
         return _local(analyze(snap))
 
     def _exclude(self) -> list[int]:
-        helpers = list(_HELPERS)
-        return [self.watcher_ident, *helpers] if self.watcher_ident is not None else helpers
+        """The detector's own threads: its helpers and its watchers (a
+        stopped one may still be in its last tick)."""
+        # Not one that ended: its ident may be a new thread's already.
+        watchers = [w.ident for w in list(self._watchers) if w.ident and w.done.locked()]
+        return [*watchers, *_HELPERS]
 
     @staticmethod
     def _reported(key: frozenset[int], waits: Iterable[WaitRecord | AioWait]) -> bool:

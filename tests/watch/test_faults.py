@@ -292,6 +292,68 @@ def test_the_watcher_thread_is_gone_before_the_interpreter_finalizes() -> None:
 
 
 # -- disable() and enable() while threads are blocked --------------------------------------
+def test_enable_after_disable_watches_at_once_while_the_old_watcher_is_in_a_long_tick() -> None:
+    """disable() waits 2 s at most for the watcher: one still in a long tick
+    (a heap walk on a loaded machine) outlives it.  An enable() meanwhile gets
+    a watcher of its own at once, which reports a deadlock of the new run
+    within about a second; the old watcher, once its tick ends, reports
+    nothing (the deadlock is reported once).  Before, the new run had no
+    watcher until the old one's tick ended."""
+    code = """
+    import _thread, sys, threading, time
+    import deadlockwatch
+    from deadlockwatch._watch.watcher import DETECTOR
+    entered, gate = _thread.allocate_lock(), _thread.allocate_lock()
+    entered.acquire(); gate.acquire()
+    real_tick = DETECTOR.tick
+    first = []
+    def long_tick():  # the first tick is long (bounded), the others as usual
+        if not first:
+            first.append(_thread.get_ident())
+            entered.release()
+            gate.acquire(True, 8)
+        real_tick()
+    DETECTOR.tick = long_tick
+    deadlockwatch.enable(interval=0.01, threshold=0.05, lock_order=False)
+    event = threading.Event()
+    waiter = threading.Thread(target=event.wait, args=(10,), daemon=True)
+    waiter.start()
+    assert entered.acquire(True, 10), "the watcher never ticked"
+    t0 = time.monotonic()
+    deadlockwatch.disable()
+    print("disable waited", round(time.monotonic() - t0, 1), file=sys.stderr)
+    event.set(); waiter.join(10)
+    deadlockwatch.enable(interval=0.01, threshold=0.05, lock_order=False)
+    enabled = time.monotonic()
+    a, b = threading.Lock(), threading.Lock()
+    barrier = threading.Barrier(2)
+    def worker(x, y):
+        with x:
+            barrier.wait(10)
+            y.acquire()  # daemon threads: the process still ends
+    for x, y in ((a, b), (b, a)):
+        threading.Thread(target=worker, args=(x, y), daemon=True).start()
+    def deadlocks():
+        return [f for f in DETECTOR.findings if f.kind == "deadlock"]
+    while not deadlocks() and time.monotonic() - enabled < 4:
+        time.sleep(0.01)
+    late = time.monotonic() - enabled
+    print("found", len(deadlocks()), "after", round(late, 2), flush=True)
+    print("old watcher alive", first[0] in sys._current_frames(), flush=True)
+    gate.release()  # the old watcher's tick ends
+    time.sleep(0.5)
+    print("found", len(deadlocks()), flush=True)
+    print("old watcher gone", first[0] not in sys._current_frames(), flush=True)
+    deadlockwatch.disable()
+    """
+    r = run_python(code, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("found 1 after "), r.stdout + r.stderr
+    assert float(lines[0].split()[-1]) < 1.5, r.stdout + r.stderr
+    assert lines[1:] == ["old watcher alive True", "found 1", "old watcher gone True"], r.stdout
+
+
 def test_disable_while_threads_are_blocked_lets_them_finish() -> None:
     deadlockwatch.enable(interval=0.01, threshold=0.01, on_deadlock="raise")
     try:
@@ -594,10 +656,11 @@ def test_a_report_write_taken_in_parts_still_gives_whole_lines(tmp_path: Path) -
 
 def test_enabled_again_while_the_last_watcher_is_still_busy_gets_a_watcher() -> None:
     """disable() waits at most 2 s for the watcher; one busy longer (a slow
-    tick under load) is still counted as running when enable() comes
-    again.  When it ends, the next blocking wait must start a new one:
-    before, the first wait of the new run found it "running", disarmed the
-    start, and no watcher ran for the rest of the program."""
+    tick under load) outlives it.  The new run must get a watcher of its own:
+    once, the first wait of the new run found the old one "running", disarmed
+    the start, and no watcher ran for the rest of the program (and later,
+    none until the old one's tick ended: see
+    test_enable_after_disable_watches_at_once_while_the_old_watcher_is_in_a_long_tick)."""
     code = f"""
     import sys, threading, time, deadlockwatch
     from deadlockwatch._watch.watcher import DETECTOR
