@@ -693,3 +693,59 @@ def test_enabled_again_while_the_last_watcher_is_still_busy_gets_a_watcher() -> 
     r = run_python(code, timeout=90)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "['DeadlockError', 'done']", (r.stdout, r.stderr)
+
+
+def test_no_helper_thread_of_the_detector_outlives_its_exit_handler() -> None:
+    """networkx is imported in a helper thread at the first finding.  At
+    exit the detector waits (bounded) until that import is over: a helper
+    still importing when the interpreter finalizes is frozen holding the
+    import system's lock, and a finalizer that imports then blocks for good
+    (a real-world trial saw 1 exit in 3 hang after a finding).  The import is
+    made slow here (1 s), so that it is certainly under way as the program
+    ends; an exit handler registered before the detector's runs after it and
+    counts the helpers still running: none (1 without the wait)."""
+    proc = run_python(
+        """
+        import atexit, threading, time
+
+        def check():
+            from deadlockwatch._watch import watcher
+            print("helpers at exit:", watcher._helper_count(0), flush=True)
+
+        atexit.register(check)  # before the detector's own: runs after it
+        import deadlockwatch
+        from deadlockwatch._analysis import graph
+
+        real = graph.load_networkx
+
+        def slow():
+            time.sleep(1.0)
+            real()
+
+        graph.load_networkx = slow
+        deadlockwatch.enable(on_deadlock="raise", text=False, interval=0.05)
+        a, b = threading.Lock(), threading.Lock()
+        go = threading.Barrier(2)
+        got = []
+
+        def worker(first, second):
+            with first:
+                go.wait(5)
+                try:
+                    with second:  # untimed; daemon threads, joined with a bound
+                        pass
+                except deadlockwatch.DeadlockError:
+                    got.append("DeadlockError")
+
+        ts = [threading.Thread(target=worker, args=p, daemon=True) for p in ((a, b), (b, a))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(10)
+        print("found:", got, flush=True)
+        """,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "found: ['DeadlockError']" in proc.stdout, proc.stdout + proc.stderr
+    assert "helpers at exit: 0" in proc.stdout, proc.stdout + proc.stderr
