@@ -325,7 +325,7 @@ MUTATIONS = [
     Mutation(
         "thread-no-rescue-of-a-task",
         T,
-        "    threads += [(i, how) for i, how in found.threads.items() if i != job.thread]\n",
+        "    threads += [(i, how) for i, how in found.givers(nodes) if i != job.thread]\n",
         "    threads += []\n",
         "asyncio: a thread that can run and whose live locals reach a signal may hand the"
         " loop a callback that gives it",
@@ -351,10 +351,10 @@ MUTATIONS = [
     Mutation(
         "task-walked-through",
         R,
-        '                        out.threads.setdefault(loop_thread, f"task {name!r} of its'
-        ' event loop")\n                        continue\n',
-        '                        out.threads.setdefault(loop_thread, f"task {name!r} of its'
-        ' event loop")\n',
+        "                        out.tasks[rid] = (loop_thread, _loopread.task_name(r))\n"
+        "                        continue\n",
+        "                        out.tasks[rid] = (loop_thread, _loopread.task_name(r))\n"
+        "                        ancestors[rid] = r\n",
         "the walk stops at a pending task of a running loop: what holds a task (a gather's"
         " done callback, a sibling's) can cancel it, not reach into its coroutine",
     ),

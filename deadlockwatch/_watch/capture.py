@@ -271,7 +271,7 @@ class _Builder:
         if job is not None:  # an asyncio signal (`_watch.tasks.LoopSignal`)
             from deadlockwatch._watch import tasks as _tasks
 
-            info = _tasks.reach_of(job, target, self.frames)
+            info = _tasks.reach_of(job, target, self.frames, self.threads)
             _next_walk = _native.monotonic() + (_native.monotonic() - start) * (1 / REACH_SHARE - 1)
             _remember(key, waits, self.now, info)
             return info
@@ -285,7 +285,7 @@ class _Builder:
                 if how:
                     named.append((ident, how))
         info = ReachInfo(
-            threads=tuple(found.threads.items()),
+            threads=tuple(dict(found.givers(self.threads)).items()),
             shared=tuple(dict.fromkeys(found.shared)),
             named_by=tuple(named),
             rescues=tuple(found.rescues),

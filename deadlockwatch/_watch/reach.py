@@ -48,7 +48,7 @@ from deadlockwatch._track import state as _state
 from deadlockwatch._track.primitives import PURE_LOCK, PURE_RLOCK, TrackedLock, TrackedRLock
 from deadlockwatch._watch import liveness as _liveness
 
-MAX_LEVELS = 12
+MAX_LEVELS = 32
 MAX_OBJECTS = 50_000
 MAX_SECONDS = 0.5
 
@@ -73,6 +73,22 @@ class Reach:
     complete: bool = True
     #: The indexes in ``watch`` (`reach`) of the objects found holding them.
     watched: list[int] = field(default_factory=list)
+    #: Pending tasks of running loops whose coroutines hold them, by id:
+    #: (their loop's thread, their name).  `givers` makes each a giver.
+    tasks: dict[int, tuple[int, str]] = field(default_factory=dict)
+
+    def givers(self, nodes: Mapping[int, Any]) -> list[tuple[int, str]]:
+        """``threads``, and for each task of ``tasks``: itself, if it is
+        among ``nodes`` (by key: a task in a tracked wait, a node of the
+        graph: it gives the signal once it runs again); else its loop's
+        thread, which runs it."""
+        out = list(self.threads.items())
+        for key, (thread, name) in self.tasks.items():
+            if key in nodes:
+                out.append((key, f"task {name!r}, whose coroutine holds it"))
+            elif thread not in self.threads:
+                out.append((thread, f"task {name!r} of its event loop"))
+        return out
 
 
 def _starting() -> dict[int, Any]:
@@ -197,6 +213,9 @@ def reach(
     threading = sys.modules.get("threading")
     mine |= {id(getattr(threading, n, None)) for n in ("_active", "_limbo")}
     task_type = _task_type()
+    #: Tasks found through their coroutine: id -> (task, its loop's thread).
+    by_coroutine: dict[int, tuple[Any, int]] = {}
+    mine.add(id(by_coroutine))
     level = 0
     try:
         while frontier:
@@ -217,7 +236,8 @@ def reach(
                 rid = id(r)
                 if rid in walking:
                     continue
-                seen.update(id(x) for x in gc.get_referents(r) if id(x) in front_ids)
+                held = [x for x in gc.get_referents(r) if id(x) in front_ids]
+                seen.update(id(x) for x in held)
                 if rid in mine or rid in dead_ends:
                     continue
                 if rid in ancestors or rid in on_stacks or isinstance(r, _DEAD_ENDS):
@@ -255,17 +275,22 @@ def reach(
                     dict_key = _key_of(r, front_ids)
                     if dict_key is not None:
                         keys[rid] = dict_key
-                ancestors[rid] = r
-                if rid in watched:
-                    continue  # found: what holds it is the loop's machinery
                 if task_type is not None and isinstance(r, task_type):
                     loop_thread = _running_task_thread(r)
                     if loop_thread is not None:
-                        # Run by its loop's thread alone; who holds it can
-                        # cancel it, not reach into its coroutine.
-                        name = _loopread.task_name(r)
-                        out.threads.setdefault(loop_thread, f"task {name!r} of its event loop")
+                        # Run by its loop's thread alone; who holds it (a
+                        # frame, a gather's callback) can cancel it, not
+                        # reach into its coroutine: no ancestor.  Through
+                        # its coroutine only: if a live local of its await
+                        # chain has it (decided once the walk is done).
+                        if _through_coroutine(r, held):
+                            by_coroutine[rid] = (r, loop_thread)
+                        else:  # a done callback of its, say
+                            out.tasks[rid] = (loop_thread, _loopread.task_name(r))
                         continue
+                ancestors[rid] = r
+                if rid in watched:
+                    continue  # found: what holds it is the loop's machinery
                 nxt.append(r)
                 if len(ancestors) > max_objects:
                     out.complete = False
@@ -285,7 +310,10 @@ def reach(
             frontier = nxt
             del found
         _handlers(out, ancestors)
-        out.watched = [i for i, o in enumerate(watch) if id(o) in ancestors]
+        for rid, (task, loop_thread) in by_coroutine.items():
+            if _frame_reach([(f, _f_locals(f)) for f in _task_frames(task)], ancestors):
+                out.tasks[rid] = (loop_thread, _loopread.task_name(task))
+        out.watched = [i for i, o in enumerate(watch) if id(o) in ancestors or id(o) in out.tasks]
         for ident, pairs in local_values.items():
             if ident not in out.threads:
                 how = _frame_reach(pairs, ancestors)
@@ -294,6 +322,7 @@ def reach(
         return out
     finally:
         ancestors.clear()
+        by_coroutine.clear()
         frontier = []
 
 
@@ -324,6 +353,42 @@ def _task_type() -> tuple[type, ...] | None:
     if base is None:
         return None
     return (base, getattr(tasks, "_CTask", base))
+
+
+def _coro(task: Any) -> Any:
+    try:
+        return task.get_coro()
+    except Exception:
+        return None
+
+
+def _through_coroutine(task: Any, held: list[Any]) -> bool:
+    """Does ``task`` hold what it holds of the walk's frontier (``held``)
+    only as its coroutine?  (A function of its own: a generator expression
+    in `reach` would keep the coroutine in a cell of its running frame,
+    where the collector cannot see, and the next level would find it held
+    there: "a cell held where deadlockwatch cannot see".)"""
+    coro = _coro(task)
+    return bool(held) and all(x is coro for x in held)
+
+
+def _task_frames(task: Any) -> list[FrameType]:
+    """The suspended frames of ``task``'s await chain (``cr_await``)."""
+    out: list[FrameType] = []
+    coro = _coro(task)
+    while coro is not None and len(out) < 64:
+        f = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if f is not None:
+            out.append(f)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return out
+
+
+def _f_locals(f: FrameType) -> Any:
+    try:
+        return f.f_locals
+    except Exception:
+        return {}
 
 
 def _running_task_thread(task: Any) -> int | None:

@@ -646,7 +646,9 @@ def _io_name(obj: Any) -> str:
     return f"a transport ({kind})"
 
 
-def reach_of(job: LoopSignal, target: Any, frames: Mapping[int, Any]) -> ReachInfo:
+def reach_of(
+    job: LoopSignal, target: Any, frames: Mapping[int, Any], nodes: Mapping[int, Any]
+) -> ReachInfo:
     """Who can give ``target``, a signal tasks of ``job.loop`` wait for: the
     tasks of ``job.givers``; the other threads whose live locals reach it
     (`_watch.reach`; a thread could hand the loop ``call_soon_threadsafe(ev.set)``,
@@ -665,7 +667,7 @@ def reach_of(job: LoopSignal, target: Any, frames: Mapping[int, Any]) -> ReachIn
     finally:
         hidden.clear()
     threads = [*job.givers]
-    threads += [(i, how) for i, how in found.threads.items() if i != job.thread]
+    threads += [(i, how) for i, how in found.givers(nodes) if i != job.thread]
     holding = sorted({job.owners[i] for i in found.watched})
     rescues = [*found.rescues, *(job.labels[i] for i in holding)]
     named: list[tuple[int, str]] = []

@@ -705,6 +705,40 @@ NOT_A_DEADLOCK = {
                 srv.close()
                 child.wait()
     """,
+    # asgiref's sync_to_async -> async_to_sync shape: a task holding a Lock
+    # awaits an executor job, which schedules a coroutine on the loop and
+    # waits on a threading Condition notified when that coroutine is done;
+    # the coroutine needs the Lock only in the control.  The Condition is
+    # reached by the task's coroutine, stuck itself: before stop 28 its
+    # loop's thread counted as able to notify it (it runs the task), and the
+    # walk stopped 12 levels up, short of the worker's frame.
+    "thread_waits_on_a_condition_a_task_notifies": """
+        import threading
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            lock, done = asyncio.Lock(), threading.Condition()
+            box = []
+
+            async def inner():
+                if RESCUE:
+                    await watched()  # sleeping meanwhile: a task that can run
+                else:
+                    async with lock:
+                        pass
+                with done:
+                    box.append(1)
+                    done.notify_all()
+
+            def job():
+                asyncio.run_coroutine_threadsafe(inner(), loop)
+                with done:
+                    while not box:
+                        done.wait()
+
+            async with lock:
+                await loop.run_in_executor(None, job)
+    """,
     # The Event is set by a heartbeat task gathered with the holder once the
     # watcher has looked; in the control the heartbeat beats on, without the
     # Event.  A task's done callbacks (gather's) lead to its siblings: not a
