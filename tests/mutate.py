@@ -359,6 +359,22 @@ MUTATIONS = [
         " done callback, a sibling's) can cancel it, not reach into its coroutine",
     ),
     Mutation(
+        "weakrefs-unfollowed",
+        R,
+        "            refs = weakref.getweakrefs(o)\n",
+        "            refs = []\n",
+        "a weak reference holds its object: a thread with weakref.ref() to what holds a"
+        " signal can give it",
+    ),
+    Mutation(
+        "stuck-task-not-a-giver",
+        R,
+        "            if key in nodes:\n",
+        "            if False:\n",
+        "a task whose coroutine holds a signal gives it itself when it is a node of the"
+        " graph (stuck), not its loop's thread",
+    ),
+    Mutation(
         "first-callbacks-unread",
         T,
         "    hidden = _first_callbacks()\n",
