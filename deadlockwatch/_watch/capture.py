@@ -46,10 +46,10 @@ REACH_CACHE_SECONDS = 1.0
 #: took d seconds, the next one waits until d / REACH_SHARE have passed.
 REACH_SHARE = 0.1
 _next_walk = 0.0
-_REACH_CACHE: dict[tuple[int, frozenset[int]], tuple[float, ReachInfo]] = {}
+_REACH_CACHE: dict[tuple[int, frozenset[tuple[int, float]]], tuple[float, ReachInfo]] = {}
 
 
-def _remember(key: int, waits: frozenset[int], now: float, info: ReachInfo) -> None:
+def _remember(key: int, waits: frozenset[tuple[int, float]], now: float, info: ReachInfo) -> None:
     if len(_REACH_CACHE) > 256:
         _REACH_CACHE.clear()
     _REACH_CACHE[(key, waits)] = (now, info)
@@ -219,9 +219,10 @@ class _Builder:
         """``snap`` with who can reach each resource of ``keys`` worked out."""
         resources = dict(snap.resources)
         # Timed waits come and go (a heartbeat's): the untimed ones are what
-        # stays while threads are stuck.
+        # stays while threads are stuck.  Each with when it began: a token is
+        # a record's id, which a later wait takes over once it is freed.
         waits = frozenset(
-            t.wait.token
+            (t.wait.token, round(self.now - t.wait.blocked_for, 6))
             for t in snap.threads.values()
             if t.wait is not None and t.wait.timeout is None
         )
@@ -247,7 +248,7 @@ class _Builder:
         return replace(snap, resources=resources, whereabouts=whereabouts, reach_deferred=deferred)
 
     def _reach(
-        self, key: int, obj: Any, waits: frozenset[int], job: Any = None
+        self, key: int, obj: Any, waits: frozenset[tuple[int, float]], job: Any = None
     ) -> ReachInfo | None:
         """Who can reach resource ``obj`` (None: not now, the walks' share of
         time is spent).  The answer is kept for a moment while the same

@@ -209,7 +209,7 @@ class _Detector:
         #: At interpreter exit: no watcher is started any more.
         self._exiting = False
         self._emit_lock = _native.allocate_lock()
-        self._quiet: tuple[frozenset[int], int] | None = None
+        self._quiet: tuple[frozenset[tuple[int, float]], int] | None = None
         self._resume_lock = _native.allocate_lock()
         self._native_id = 0
         self._paused_for_fork = False
@@ -231,7 +231,7 @@ class _Detector:
         #: Keys of the probable deadlocks reported: they leave their waits
         #: unmarked, so that the same threads found certainly stuck later
         #: are reported again, as a deadlock.
-        self._probable_reported: set[frozenset[int]] = set()
+        self._probable_reported: set[frozenset[tuple[int, float]]] = set()
 
     # -- life cycle ---------------------------------------------------------
     def start(self, config: Config) -> None:
@@ -565,7 +565,7 @@ class _Detector:
         # The same waits and the same threads as at the last analysis that
         # found nothing new: nothing new can be found (a deadlock needs a
         # thread to start waiting, or one to end), so skip the capture.
-        quiet = (frozenset(map(id, waits)), _native.thread_count())
+        quiet = (_stamped(map(id, waits), waits), _native.thread_count())
         if quiet == self._quiet:
             return
         snap, _ = capture(waits, self._exclude())
@@ -619,7 +619,7 @@ class _Detector:
 
     def _seen(self, f: Finding, waits: Iterable[WaitRecord | AioWait]) -> bool:
         if f.kind == PROBABLE_DEADLOCK:
-            return f.key in self._probable_reported
+            return _stamped(f.key, waits) in self._probable_reported
         return self._reported(f.key, waits)
 
     def sweep(self, idents: Iterable[int]) -> list[Finding]:
@@ -790,7 +790,7 @@ class _Detector:
                 return
             if len(self._probable_reported) > 10_000:
                 self._probable_reported.clear()
-            self._probable_reported.add(finding.key)
+            self._probable_reported.add(_stamped(finding.key, waits.values()))
             self.record(finding)
             self.emit(finding)
             return
@@ -980,6 +980,17 @@ class _Detector:
             title = f"{len(remote)} thread(s) of other processes, as they last published"
             text += "\n" + format_dump(remote, resources, title=title)
         self.write_text(text, file)
+
+
+def _stamped(
+    tokens: Iterable[int], waits: Iterable[WaitRecord | AioWait]
+) -> frozenset[tuple[int, float]]:
+    """Wait tokens with the time each wait began: a token is the wait
+    record's id, which a later wait takes over once the record is freed (a
+    test's two waits at the addresses of the last test's two), so tokens
+    alone would take the new waits for the old ones."""
+    since = {id(w): w.since for w in waits}
+    return frozenset((token, since.get(token, 0.0)) for token in tokens)
 
 
 def _waits(force: bool = False) -> list[WaitRecord | AioWait]:

@@ -1199,6 +1199,55 @@ def test_pytest_probable_findings_warn_or_fail(pytester: pytest.Pytester, mode: 
     result.stdout.fnmatch_lines(["*deadlockwatch: 1 probable-deadlock*"])
 
 
+#: The control's probable deadlock twice in one process: each time, once it
+#: is reported, main sets the Event through the global, and it ends.
+TWICE = """
+REGISTRY = {}
+
+def setup():
+    lock = threading.Lock()
+    ready = threading.Event()
+    holding = threading.Event()
+    REGISTRY["ready"] = ready
+    def waiter():
+        with lock:
+            holding.set()
+            ready.wait()
+    def blocker():
+        holding.wait(10)
+        with lock:
+            pass
+    return [spawn(waiter, "waiter"), spawn(blocker, "blocker")]
+
+def main():
+    for round in (1, 2):
+        before = len(DETECTOR.findings)
+        workers = setup()
+        settle(lambda: len(DETECTOR.findings) > before, lambda: time.sleep(0.02), 8.0)
+        # The rescue, once reported: both end.  (The global's name spelt
+        # so that main's code does not name it: main, which runs, would
+        # then be able to set it, and nothing would be reported.)
+        globals()["REGIS" + "TRY"]["ready"].set()
+        settle(lambda: not any(t.is_alive() for t in workers), lambda: time.sleep(0.02), 8.0)
+        print("round", round, "reported", len(DETECTOR.findings) - before, flush=True)
+main()
+"""
+
+
+def test_the_same_probable_deadlock_again_is_reported_again(tmp_path: Path) -> None:
+    """The probable deadlocks reported are remembered by their waits, so as
+    not to report one twice: the same shape again, in new waits once the
+    first has been rescued, is a new warning.  (They are remembered by each
+    wait's token and start, as a record's id alone passes to a later wait;
+    here the second round's waits did not take the first's addresses in my
+    runs, so this guards the behaviour, not that reuse: the thread test
+    test_a_deadlock_in_the_addresses_of_waits_already_looked_at_is_found
+    does.)"""
+    out, findings = run_program(tmp_path, program(TWICE))
+    assert "round 1 reported 1" in out and "round 2 reported 1" in out, out
+    assert [f["kind"] for f in findings] == ["probable-deadlock"] * 2, findings
+
+
 # -- the probable_after option, from every source ---------------------------------------
 
 
