@@ -552,6 +552,36 @@ MUTATIONS = [
         "the Python path's RLock acquire (and __enter__) teaches the order after the lock"
         " held last",
     ),
+    Mutation(
+        "quiet-by-ids",
+        W,
+        "        quiet = (_stamped(map(id, waits), waits), _native.thread_count())\n",
+        "        quiet = (_stamped(map(id, waits), ()), _native.thread_count())\n",
+        "the waits already looked at are told apart from new ones by their start, not"
+        " only their records' ids (freed records' addresses go to later waits)",
+    ),
+    Mutation(
+        "probable-reported-by-ids",
+        W,
+        "            return _stamped(f.key, waits) in self._probable_reported\n",
+        "            return _stamped(f.key, ()) in self._probable_reported\n",
+        "a probable deadlock reported is remembered by its waits' ids and starts",
+    ),
+    Mutation(
+        "polling-from-the-last-take",
+        W,
+        "    return w.since if polled is None else float(polled)\n",
+        "    return w.since\n",
+        "a polling loop's waits are past the threshold counted from its first take",
+    ),
+    Mutation(
+        "unknown-tokens-reported",
+        W,
+        "            if not (token in self._reported_tokens if w is None else w.reported):\n",
+        "            if not (True if w is None else w.reported):\n",
+        "a token that is no wait record's id (a polling loop's) is handled once it is"
+        " in a finding handled, not before",
+    ),
 ]
 
 #: The negative tests and their controls: whole modules of them, and the

@@ -627,7 +627,17 @@ def _cause(snap: Snapshot, kind: str, cycle: tuple[CycleStep, ...], keys: list[i
         if exited:
             text += f"; {_names(snap, exited)} exited holding a unit"
     if kind == TIMED_CYCLE:
-        text += "; a timeout will break the cycle"
+        members = [s.thread for s in cycle] or keys
+        timed = [k for k in members if (w := snap.threads[k].wait) and w.timeout is not None]
+        if timed and all(snap.threads[k].wait.polling for k in timed):  # type: ignore[union-attr]
+            # ``while not lock.acquire(timeout=0.05)``: each timeout ends in
+            # a new wait for the same lock, held all the while.
+            text += (
+                f"; {_names(snap, timed)} time out and wait again, again and again: "
+                "only giving up would break the cycle"
+            )
+        else:
+            text += "; a timeout will break the cycle"
     return text
 
 

@@ -26,7 +26,7 @@ from deadlockwatch._model import (
 
 _TITLES = {
     "deadlock": "DEADLOCK",
-    "timed-cycle": "TIMED CYCLE (will break when a timeout expires)",
+    "timed-cycle": "TIMED CYCLE (a timeout can break it)",
     "lock-order-inversion": "POTENTIAL DEADLOCK: lock-order inversion",
     "wait-under-lock": "POTENTIAL DEADLOCK: a wait under a lock its signaller needs",
     "held-at-exit": "WARNING: a thread exited holding a lock",

@@ -232,6 +232,9 @@ class _Detector:
         #: unmarked, so that the same threads found certainly stuck later
         #: are reported again, as a deadlock.
         self._probable_reported: set[frozenset[tuple[int, float]]] = set()
+        #: The tokens of the findings handled that are no wait record's id
+        #: (`_reported`).
+        self._reported_tokens: set[int] = set()
 
     # -- life cycle ---------------------------------------------------------
     def start(self, config: Config) -> None:
@@ -560,7 +563,9 @@ class _Detector:
         if not waits:
             return
         now = _native.monotonic()
-        if not any(now - w.since >= self.config.threshold for w in waits):
+        # A polling loop's timed waits (``while not lock.acquire(timeout=0.05)``)
+        # are each shorter than the threshold: counted from the first.
+        if not any(now - _began(w) >= self.config.threshold for w in waits):
             return
         # The same waits and the same threads as at the last analysis that
         # found nothing new: nothing new can be found (a deadlock needs a
@@ -722,9 +727,18 @@ class _Detector:
         watchers = [w.ident for w in list(self._watchers) if w.ident and w.done.locked()]
         return [*watchers, *_HELPERS]
 
-    @staticmethod
-    def _reported(key: frozenset[int], waits: Iterable[WaitRecord | AioWait]) -> bool:
-        return all(w.reported for w in waits if id(w) in key)
+    def _reported(self, key: frozenset[int], waits: Iterable[WaitRecord | AioWait]) -> bool:
+        """Whether every wait of ``key`` is part of a finding already handled.
+        A token that is no wait record's id (a polling loop's, the same for
+        each of its timed waits; an import's) is looked up among those
+        handled: before, it counted as handled, so a cycle of polling
+        threads was never reported."""
+        by_id = {id(w): w for w in waits}
+        for token in key:
+            w = by_id.get(token)
+            if not (token in self._reported_tokens if w is None else w.reported):
+                return False
+        return True
 
     def _internal_error(self, exc: BaseException) -> None:
         # Once per kind of error and place, whatever its message says: a message
@@ -797,10 +811,14 @@ class _Detector:
         # Every wait of the finding, not only the cycle's: the same threads
         # seen through another cycle later are the same deadlock.
         tokens = set(finding.key) | {t.wait.token for t in finding.threads if t.wait is not None}
+        if len(self._reported_tokens) > 10_000:
+            self._reported_tokens.clear()
         for token in tokens:
             w = waits.get(token)
             if w is not None:
                 w.reported = True
+            else:
+                self._reported_tokens.add(token)
         if report:
             self.record(finding)
             self.emit(finding)
@@ -980,6 +998,12 @@ class _Detector:
             title = f"{len(remote)} thread(s) of other processes, as they last published"
             text += "\n" + format_dump(remote, resources, title=title)
         self.write_text(text, file)
+
+
+def _began(w: WaitRecord | AioWait) -> float:
+    """When the wait began: for a polling loop's, its first."""
+    polled = getattr(w, "polled_since", None)
+    return w.since if polled is None else float(polled)
 
 
 def _stamped(

@@ -365,6 +365,47 @@ def test_timed_cycle_is_a_warning_not_a_deadlock(detector: Watch) -> None:
     assert "timeout" in f.conditions.no_preemption.reason
 
 
+def test_a_cycle_of_polling_threads_is_reported_once(detector: Watch) -> None:
+    """Two threads in a lock-order cycle, each polling the other's Lock with
+    timed takes shorter than the threshold (``while not lock.acquire(timeout=
+    0.03)``): a timed cycle that no timeout breaks.  Each take was younger than
+    the threshold, so the watcher never looked; and a polling loop's token is
+    not a wait record's id, so its finding counted as reported already.  Now
+    one warning, saying they poll; not one per take."""
+    deadlockwatch.disable()
+    deadlockwatch.enable(interval=0.02, threshold=0.1, on_deadlock="raise", lock_order=False)
+    a, b = threading.Lock(), threading.Lock()
+    barrier = threading.Barrier(2)
+    takes: dict[str, int] = {}
+
+    def poller(mine: Any, other: Any) -> None:
+        name = threading.current_thread().name
+        with mine:
+            barrier.wait(BOUND)
+            after = count = 0
+            # Until found, then 20 takes more (another report would show);
+            # at most 10 s.
+            while count < BOUND / 0.03 and after <= 20:
+                count += 1
+                if other.acquire(timeout=0.03):
+                    other.release()
+                    break
+                after += bool(detector.findings)
+            takes[name] = count
+
+    threads = [start(poller, a, b, name="one"), start(poller, b, a, name="two")]
+    for t in threads:
+        t.join(BOUND + 5)
+    assert [f.kind for f in detector.findings] == ["timed-cycle"], (takes, detector.findings)
+    f = detector.findings[0]
+    assert f.cause.endswith(
+        "time out and wait again, again and again: only giving up would break the cycle"
+    ), f.cause
+    assert "'one' and 'two' time out" in f.cause or "'two' and 'one' time out" in f.cause
+    assert not f.conditions.no_preemption.holds
+    assert "polls, again and again" in f.conditions.no_preemption.reason
+
+
 def test_cross_thread_release_keeps_state_correct(detector: Watch) -> None:
     lock = threading.Lock()
     lock.acquire()
