@@ -73,7 +73,7 @@ def quiet():
     waits = [w for w in _state.blocked.copy().values() if w.polled_since is None]
     return (
         DETECTOR._quiet is not None
-        and frozenset(map(id, waits)) <= DETECTOR._quiet[0]
+        and frozenset((id(w), w.since) for w in waits) <= DETECTOR._quiet[0]
         and len(waits) >= 1
         and time.monotonic() - p_started > 1.0  # past probable_after: a finding would be due
     )
