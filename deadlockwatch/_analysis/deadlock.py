@@ -512,25 +512,11 @@ def coffman(
     free = [r for r in res if r.free > 0]
     mutual = Check(
         not free,
-        "no resource in the cycle has a free unit"
+        f"no resource {'in the cycle' if cycle else 'they wait for'} has a free unit"
         if not free
         else f"{free[0].label} has {free[0].free} free unit(s)",
     )
-    empty = [k for k in keys if not snap.threads[k].held]
-    # In a cycle, a thread that holds no lock still holds what the thread
-    # before it waits for: its own end (a join), its event loop (a future
-    # only that loop completes), a job it runs, or the one way to signal.
-    implicit = {k: _implicit_hold(snap, cycle, k) for k in empty} if cycle else {}
-    unexplained = [k for k in empty if not implicit.get(k)]
-    hold = Check(
-        not unexplained,
-        "every thread in the cycle holds a resource while it waits"
-        if not empty
-        else "every thread in the cycle holds what the one before it waits for: "
-        + "; ".join(f"{_name(snap, k)} {implicit[k]}" for k in empty)
-        if not unexplained
-        else f"{_name(snap, unexplained[0])} holds nothing while it waits",
-    )
+    hold = _hold_and_wait(snap, cycle, keys)
     # A timeout anywhere in the finding can break it (say a co-holder of a
     # semaphore in the cycle waits with one), not only on the cycle shown.
     timed = [
@@ -550,7 +536,8 @@ def coffman(
     elif reached and kind == DEADLOCK:
         r = reached[0]
         preempt = Check(
-            True, f"no thread that can run can reach {r.label} to {r.verb or 'release'} it"
+            True,
+            f"no {_who(snap, keys)} that can run can reach {r.label} to {r.verb or 'release'} it",
         )
     elif reached and reached[0].reach is not None and reached[0].reach.shared:
         r = reached[0]
@@ -573,8 +560,58 @@ def coffman(
         path = " -> ".join(_name(snap, s.thread) for s in cycle)
         circular = Check(True, f"{path} -> {_name(snap, cycle[0].thread)}")
     else:
-        circular = Check(False, "no circular wait among the stuck threads")
+        # Coffman's four conditions are those of a deadlock over resources;
+        # a wait for a signal that nothing can give any more (a
+        # communication deadlock) needs no cycle.
+        circular = Check(
+            False,
+            f"none needed: the chain ends in a wait that no {_who(snap, keys)} "
+            "that can run will ever end",
+        )
     return Conditions(mutual, hold, preempt, circular)
+
+
+def _who(snap: Snapshot, keys: Iterable[int]) -> str:
+    """ "thread", or "thread or task" where asyncio tasks are concerned."""
+    return "thread or task" if any(snap.threads[k].is_task for k in keys) else "thread"
+
+
+def _hold_and_wait(snap: Snapshot, cycle: tuple[CycleStep, ...], keys: list[int]) -> Check:
+    empty = [k for k in keys if not snap.threads[k].held]
+    if not cycle:
+        # A chain: one of them waits holding what the others wait for.
+        for k in keys:
+            mine = {h.resource for h in snap.threads[k].held}
+            behind = [
+                j
+                for j in keys
+                if j != k and any(r.key in mine for r in waited(snap, snap.threads[j]))
+            ]
+            if behind:
+                label = next(
+                    r.label for r in waited(snap, snap.threads[behind[0]]) if r.key in mine
+                )
+                return Check(
+                    True,
+                    f"{_name(snap, k)} waits holding {label}, which {_names(snap, behind)} need(s)",
+                )
+        if empty:
+            return Check(False, f"{_name(snap, empty[0])} holds nothing while it waits")
+        return Check(True, "every stuck thread holds a resource while it waits")
+    # In a cycle, a thread that holds no lock still holds what the thread
+    # before it waits for: its own end (a join), its event loop (a future
+    # only that loop completes), a job it runs, or the one way to signal.
+    implicit = {k: _implicit_hold(snap, cycle, k) for k in empty}
+    unexplained = [k for k in empty if not implicit.get(k)]
+    return Check(
+        not unexplained,
+        "every thread in the cycle holds a resource while it waits"
+        if not empty
+        else "every thread in the cycle holds what the one before it waits for: "
+        + "; ".join(f"{_name(snap, k)} {implicit[k]}" for k in empty)
+        if not unexplained
+        else f"{_name(snap, unexplained[0])} holds nothing while it waits",
+    )
 
 
 def _on_own_loop(r: ResourceInfo) -> bool:
@@ -733,16 +770,17 @@ def _stuck_cause(snap: Snapshot, keys: list[int]) -> str:
     )
     t = snap.threads[root]
     rs = waited(snap, t)
+    who = _who(snap, keys)
     if not rs:
-        return "no thread that can run will ever release what these threads wait for"
+        return f"no {who} that can run will ever release what these threads wait for"
     first = rs[0]
     detail = f" ({first.detail})" if first.detail and first.kind != "future" else ""
     if first.kind in ("any", "all"):
-        text = f"no thread that can run will ever complete {first.label} it waits for"
+        text = f"no {who} that can run will ever complete {first.label} it waits for"
     elif first.verb and first.kind != "lock":
-        text = f"no thread that can run will ever {first.verb} {first.label}{detail}"
+        text = f"no {who} that can run will ever {first.verb} {first.label}{detail}"
     else:
-        text = f"no thread that can run will ever release {first.label}"
+        text = f"no {who} that can run will ever release {first.label}"
     if root == keys[0] or not t.held:
         return text
     mine = {h.resource for h in t.held}

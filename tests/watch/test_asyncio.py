@@ -1372,6 +1372,11 @@ def test_not_a_deadlock_control_without_the_rescue_is_reported(
         assert words in text and re.search(
             r"which '(asyncio_|uvloop_|ThreadPoolExecutor-\d+_)0' need\(s\)", text
         ), text
+        # Tasks are among those that cannot run: the words say so; and the
+        # chain's conditions say who holds what, and that it needs no cycle.
+        assert record["cause"].startswith("no thread or task that can run will ever "), record
+        assert record["conditions"]["hold_and_wait"] is True, record["reasons"]
+        assert record["reasons"]["circular_wait"].startswith("none needed"), record["reasons"]
         assert sorted(names) == sorted(
             "asyncio_0" if n.startswith(("asyncio_", "uvloop_", "ThreadPool")) else n
             for n in record["threads"]

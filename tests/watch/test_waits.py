@@ -188,7 +188,49 @@ def test_event_nobody_can_set(tmp_path: Path) -> None:
     assert f["cause"].startswith("no thread that can run will ever set Event(created")
     assert f["cycle"] == []
     assert f["conditions"]["circular_wait"] is False
+    # Holding nothing: hold and wait does not hold, and the block says so.
+    assert f["conditions"]["hold_and_wait"] is False
+    assert f["reasons"]["hold_and_wait"] == "'MainThread' holds nothing while it waits"
     assert "main: deadlock: no thread that can run will ever set Event" in out
+
+
+def test_a_chain_reads_its_conditions_without_contradiction(tmp_path: Path) -> None:
+    """A chain, not a cycle: 'holder' waits on an Event nobody can set while
+    holding a Lock 'other' needs.  Its Coffman block says who holds what
+    while waiting, and that no cycle is needed (it read "hold and wait no:
+    'other' holds nothing while it waits" under a DEADLOCK heading)."""
+    out, findings = watched(
+        tmp_path,
+        """
+        def setup():
+            lock = threading.Lock()
+            never = threading.Event()
+            holding = threading.Event()
+            def holder():
+                with lock:
+                    holding.set()
+                    never.wait()
+            def other():
+                holding.wait(10)
+                with lock:
+                    pass
+            return [spawn(holder, "holder"), spawn(other, "other")]
+        for t in setup():
+            t.join(10)
+        """,
+    )
+    f = only(findings)
+    assert f["kind"] == "deadlock" and f["cycle"] == []
+    conditions, reasons = f["conditions"], f["reasons"]
+    assert conditions["hold_and_wait"] is True
+    assert reasons["hold_and_wait"].startswith("'holder' waits holding Lock(created")
+    assert reasons["hold_and_wait"].endswith("which 'other' need(s)")
+    assert conditions["circular_wait"] is False
+    assert reasons["circular_wait"] == (
+        "none needed: the chain ends in a wait that no thread that can run will ever end"
+    )
+    assert reasons["mutual_exclusion"] == "no resource they wait for has a free unit"
+    assert "DeadlockError in holder" in out
 
 
 def test_queue_get_under_a_lock_the_producer_needs(tmp_path: Path) -> None:
