@@ -553,6 +553,14 @@ MUTATIONS = [
         " held last",
     ),
     Mutation(
+        "wait-for-future-unread",
+        T,
+        "        return any(value is fut for value in list(frames[mine].f_locals.values()))\n",
+        "        return False\n",
+        "a future the task's own frame hands to asyncio to await (wait_for(fut, None)) is"
+        " a bare future of the task's",
+    ),
+    Mutation(
         "quiet-by-ids",
         W,
         "        quiet = (_stamped(map(id, waits), waits), _native.thread_count())\n",

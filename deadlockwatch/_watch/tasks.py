@@ -277,17 +277,29 @@ def _read_wait(task: Any, fut: Any, now: float, plain: dict[int, Any]) -> bool:
 def _bare_future(fut: Any, frames: list[Any]) -> bool:
     """Whether the task awaits ``fut`` itself, in code of its own: a plain
     ``asyncio.Future`` (``loop.create_future()``, ``shield``'s outer one) that
-    the innermost frame outside asyncio awaits directly.  Its setter is
-    anyone who holds it (a signal, "complete").  Not a future awaited inside
-    asyncio's own code (a sleep's, a socket's, a stream's: their waits are
-    asyncio's, ended by a timer or a file descriptor)."""
+    the innermost frame outside asyncio awaits directly, or hands to asyncio
+    to await (``asyncio.wait_for(fut, None)``: a local of that frame is the
+    future).  Its setter is anyone who holds it (a signal, "complete").  Not
+    a future of asyncio's own (a sleep's, a socket's, a stream's: their
+    waits are asyncio's, ended by a timer or a file descriptor)."""
     asyncio = _asyncio()
     if asyncio is None or type(fut) not in _future_types(asyncio) or not frames:
         return False
-    inner = frames[-1]
-    if inner.f_code.co_name == "__await__" and len(frames) > 1:
-        inner = frames[-2]  # the pure-Python Future's __await__ generator
-    return not inner.f_code.co_filename.startswith(_asyncio_dir(asyncio))
+    inner = len(frames) - 1
+    if frames[inner].f_code.co_name == "__await__" and inner > 0:
+        inner -= 1  # the pure-Python Future's __await__ generator
+    where = _asyncio_dir(asyncio)
+    mine = inner
+    while mine >= 0 and frames[mine].f_code.co_filename.startswith(where):
+        mine -= 1
+    if mine == inner:
+        return True
+    if mine < 0:
+        return False
+    try:
+        return any(value is fut for value in list(frames[mine].f_locals.values()))
+    except Exception:
+        return False
 
 
 def _future_types(asyncio: Any) -> tuple[type, ...]:

@@ -927,6 +927,34 @@ NOT_A_DEADLOCK = {
                 tasks.append(asyncio.create_task(completer(fut), name="completer"))
             await asyncio.gather(*tasks)
     """,
+    # The same, the holder handing its future to asyncio.wait_for without a
+    # timeout (asyncio's frame awaits it: before, no tracked wait, and the
+    # control hung unreported).
+    "future_awaited_through_wait_for_completed_by_a_task": """
+        async def holder(lock, fut):
+            async with lock:
+                await asyncio.wait_for(fut, None)
+
+        async def completer(fut):
+            await watched()
+            fut.set_result(1)
+
+        async def waiter(lock, fut):
+            await asyncio.sleep(0.02)
+            async with lock:
+                if not fut.done():
+                    fut.set_result(2)
+
+        async def main():
+            lock, fut = asyncio.Lock(), asyncio.get_running_loop().create_future()
+            tasks = [
+                asyncio.create_task(holder(lock, fut), name="holder"),
+                asyncio.create_task(waiter(lock, fut), name="waiter"),
+            ]
+            if RESCUE:
+                tasks.append(asyncio.create_task(completer(fut), name="completer"))
+            await asyncio.gather(*tasks)
+    """,
     # The same future completed from a thread (call_soon_threadsafe), which
     # polls the watcher's looks meanwhile: a thread that can run can hand the
     # loop a callback.
@@ -1247,6 +1275,10 @@ CYCLES = {
         "which 'second' needs before it could reach it",
     ),
     "future_completed_by_a_task": (
+        ["holder", "waiter"],
+        "'holder' waits on asyncio.Future(0x",
+    ),
+    "future_awaited_through_wait_for_completed_by_a_task": (
         ["holder", "waiter"],
         "'holder' waits on asyncio.Future(0x",
     ),
