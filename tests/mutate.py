@@ -561,6 +561,14 @@ MUTATIONS = [
         " a bare future of the task's",
     ),
     Mutation(
+        "contexts-walked-through",
+        R,
+        "    return not (callable(r) or isinstance(r, types.FrameType))\n",
+        "    return False\n",
+        "what merely keeps a task's context (a future's callback entry, a Runner) is no way"
+        " into its context variables",
+    ),
+    Mutation(
         "quiet-by-ids",
         W,
         "        quiet = (_stamped(map(id, waits), waits), _native.thread_count())\n",

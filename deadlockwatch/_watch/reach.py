@@ -32,6 +32,7 @@ them, which is what they are asked for one by one.
 
 from __future__ import annotations
 
+import contextvars
 import gc
 import os
 import sys
@@ -244,6 +245,8 @@ def reach(
                     continue  # running frames: step 2; modules: through their __dict__
                 if _ours(r) or (isinstance(r, types.MethodType) and id(r.__self__) in by_object):
                     continue  # our records; a thread's own bound run()
+                if rid not in watched and _keeps_a_context(r, held, task_type):
+                    continue  # see there
                 if isinstance(r, dict) and rid in modules:
                     name = getattr(modules[rid], "__name__", "?")
                     if not name.startswith("deadlockwatch"):
@@ -487,6 +490,27 @@ _MISSING = object()
 #: Referrers not followed: a module is reached through its ``__dict__``; a
 #: traceback keeps frames that have finished, whose locals no code uses.
 _DEAD_ENDS = (types.ModuleType, types.TracebackType)
+
+
+def _keeps_a_context(r: Any, held: list[Any], task_type: tuple[type, ...] | None) -> bool:
+    """``r`` holds only `contextvars.Context` objects of the walk, and is no
+    way into them.  Code gets at a context's variables by running in it: a
+    task (its ``_context``, `reach`'s rule for tasks), a callback the loop
+    can run (a handle: one of ``watch``), ``ctx.run`` or a callable holding
+    it, a frame whose locals have it.  What merely keeps one is not: a
+    future's done callback entry ``(callback, context)`` or a C future's
+    first one (kept in the future itself), ``asyncio.Runner``'s, a dict.
+    Followed up, the future a task waits on in an asyncio.Lock led to the
+    Lock's module global, and the Runner to the loop's thread: a Condition
+    that asgiref keeps in a stuck task's context, notified by that task
+    alone, counted as reachable by every thread.  (A context kept in an
+    object to be run in later, ``self.ctx.run(f)``, is missed: the thread
+    doing so is not counted.)"""
+    if not held or not all(type(x) is contextvars.Context for x in held):
+        return False
+    if task_type is not None and isinstance(r, task_type):
+        return False
+    return not (callable(r) or isinstance(r, types.FrameType))
 
 
 def names_in_stack(top: FrameType | None, names: set[str]) -> str:

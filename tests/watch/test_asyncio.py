@@ -739,6 +739,42 @@ NOT_A_DEADLOCK = {
             async with lock:
                 await loop.run_in_executor(None, job)
     """,
+    # The same, as asgiref's sync_to_async -> async_to_sync has it: the Lock
+    # a module global, the Condition in a context variable the task reads
+    # (to_thread and run_coroutine_threadsafe copy the context).  The task's
+    # context is its own: the future it waits on in the Lock keeps it (a C
+    # future keeps its first callback's context), which led the walk up to
+    # the global, and every thread counted as able to notify (probable only).
+    "thread_waits_on_a_condition_a_task_notifies_through_its_context": """
+        import contextvars, threading
+        DONE = contextvars.ContextVar("DONE")
+        LOCK = None
+
+        async def main():
+            global LOCK
+            loop = asyncio.get_running_loop()
+            LOCK, box = asyncio.Lock(), []
+            DONE.set(threading.Condition())
+
+            async def inner():
+                if RESCUE:
+                    await watched()  # sleeping meanwhile: a task that can run
+                else:
+                    async with LOCK:
+                        pass
+                with DONE.get():
+                    box.append(1)
+                    DONE.get().notify_all()
+
+            def job():
+                asyncio.run_coroutine_threadsafe(inner(), loop)
+                with DONE.get():
+                    while not box:
+                        DONE.get().wait()
+
+            async with LOCK:
+                await asyncio.to_thread(job)
+    """,
     # The Event is set by a heartbeat task gathered with the holder once the
     # watcher has looked; in the control the heartbeat beats on, without the
     # Event.  A task's done callbacks (gather's) lead to its siblings: not a
