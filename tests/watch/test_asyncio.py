@@ -963,34 +963,6 @@ NOT_A_DEADLOCK = {
                 tasks.append(asyncio.create_task(completer(fut), name="completer"))
             await asyncio.gather(*tasks)
     """,
-    # The same, the holder handing its future to asyncio.wait_for without a
-    # timeout (asyncio's frame awaits it: before, no tracked wait, and the
-    # control hung unreported).
-    "future_awaited_through_wait_for_completed_by_a_task": """
-        async def holder(lock, fut):
-            async with lock:
-                await asyncio.wait_for(fut, None)
-
-        async def completer(fut):
-            await watched()
-            fut.set_result(1)
-
-        async def waiter(lock, fut):
-            await asyncio.sleep(0.02)
-            async with lock:
-                if not fut.done():
-                    fut.set_result(2)
-
-        async def main():
-            lock, fut = asyncio.Lock(), asyncio.get_running_loop().create_future()
-            tasks = [
-                asyncio.create_task(holder(lock, fut), name="holder"),
-                asyncio.create_task(waiter(lock, fut), name="waiter"),
-            ]
-            if RESCUE:
-                tasks.append(asyncio.create_task(completer(fut), name="completer"))
-            await asyncio.gather(*tasks)
-    """,
     # The same future completed from a thread (call_soon_threadsafe), which
     # polls the watcher's looks meanwhile: a thread that can run can hand the
     # loop a callback.
@@ -1267,13 +1239,19 @@ NOT_A_DEADLOCK = {
             await asyncio.create_task(holder(threading.Lock()), name="holder")
     """,
 }
+# The same as future_completed_by_a_task, the holder handing its future to
+# asyncio.wait_for without a timeout (asyncio's frame awaits it: before, no
+# tracked wait, and the control hung unreported).
+_WAIT_FOR = "future_awaited_through_wait_for_completed_by_a_task"
+NOT_A_DEADLOCK[_WAIT_FOR] = NOT_A_DEADLOCK["future_completed_by_a_task"].replace(
+    "                await fut\n", "                await asyncio.wait_for(fut, None)\n"
+)
+assert "wait_for(fut, None)" in NOT_A_DEADLOCK[_WAIT_FOR]
 #: The cases of asyncio classes new in 3.11.
 NEEDS_311 = {
     "task_group_exit_awaiting_a_task_that_needs_a_held_lock",
     "barrier_awaited_under_a_lock_the_other_party_needs",
 }
-#: For the controls of the later cases: the cycle, and the wait that names
-#: what the first of it awaits.
 #: Cases stuck with no cycle: the one a chain ends at waits on a signal no
 #: thread or task that can run can give (the executor's worker, which could
 #: hand the loop ``call_soon_threadsafe(ev.set)``, has no way to the Event:
@@ -1285,6 +1263,8 @@ STUCK = {
     ),
 }
 
+#: For the controls of the later cases: the cycle, and the wait that names
+#: what the first of it awaits.
 CYCLES = {
     "threading_lock_held_by_a_task_awaiting_a_job_that_needs_it": (
         ["asyncio_0", "holder"],

@@ -810,15 +810,9 @@ def test_control_without_the_rescue_is_reported(tmp_path: Path, name: str) -> No
     assert "ok True" not in out
 
 
-#: The Event is reached only through a module-level dict: 'late' names that
-#: global and sets it after DELAY seconds (below, then above probable_after).
-REGISTRY = """
-REGISTRY = {}
-
-def late():
-    time.sleep(DELAY)
-    RESCUE
-
+#: 'waiter' holds a Lock and waits on an Event kept in the module-level dict
+#: REGISTRY; 'blocker' waits for the Lock.
+_SETUP = """
 def setup():
     lock = threading.Lock()
     ready = threading.Event()
@@ -834,6 +828,23 @@ def setup():
         with lock:
             pass
     return [spawn(waiter, "waiter"), spawn(blocker, "blocker")]
+"""
+_OK = next(line + "\n" for line in _SETUP.splitlines() if "waiter ok" in line)
+
+
+#: The Event is reached only through a module-level dict: 'late' names that
+#: global and sets it after DELAY seconds (below, then above probable_after).
+REGISTRY = (
+    """
+REGISTRY = {}
+
+def late():
+    time.sleep(DELAY)
+    RESCUE
+
+"""
+    + _SETUP
+    + """
 
 def main():
     workers = setup()
@@ -846,6 +857,7 @@ def main():
     print("workers alive:", [t.is_alive() for t in workers])
 main()
 """
+)
 
 
 @pytest.mark.parametrize("delay", [0.7, 1.8])
@@ -1201,23 +1213,13 @@ def test_pytest_probable_findings_warn_or_fail(pytester: pytest.Pytester, mode: 
 
 #: The control's probable deadlock twice in one process: each time, once it
 #: is reported, main sets the Event through the global, and it ends.
-TWICE = """
+TWICE = (
+    """
 REGISTRY = {}
 
-def setup():
-    lock = threading.Lock()
-    ready = threading.Event()
-    holding = threading.Event()
-    REGISTRY["ready"] = ready
-    def waiter():
-        with lock:
-            holding.set()
-            ready.wait()
-    def blocker():
-        holding.wait(10)
-        with lock:
-            pass
-    return [spawn(waiter, "waiter"), spawn(blocker, "blocker")]
+"""
+    + _SETUP.replace(_OK, "")
+    + """
 
 def main():
     for round in (1, 2):
@@ -1232,6 +1234,7 @@ def main():
         print("round", round, "reported", len(DETECTOR.findings) - before, flush=True)
 main()
 """
+)
 
 
 def test_the_same_probable_deadlock_again_is_reported_again(tmp_path: Path) -> None:
