@@ -561,6 +561,13 @@ MUTATIONS = [
         " a bare future of the task's",
     ),
     Mutation(
+        "gathered-future-unread",
+        T,
+        '            and chained_source(getattr(fut, "_callbacks", None)) is None\n        ):\n',
+        "            and False\n        ):\n",
+        "a plain future gathered is a signal whoever holds it may complete",
+    ),
+    Mutation(
         "contexts-walked-through",
         R,
         "    return not (callable(r) or isinstance(r, types.FrameType))\n",

@@ -919,6 +919,31 @@ def _add_loop(b: Any, asyncio: Any, loop: Any, waits: list[AioWait]) -> None:
                 kind="join",
                 title=f"Task {_name(fut)!r}",
             )
+        if (
+            not _gathering(fut)
+            and type(fut) in _future_types(asyncio)
+            and getattr(fut, "_dw_source", None) is None
+            and chained_source(getattr(fut, "_callbacks", None)) is None
+        ):
+            # A plain future gathered (``gather(fut)``, not an executor's
+            # job): a signal, as when awaited itself, that whoever holds it
+            # may complete.
+            key = _key(fut, "future")
+            free, verb, detail = _signal_state(asyncio, fut, "future")
+            if key not in infos:
+                signals.append(key)
+                b.live.setdefault(key, fut)
+            return ResourceInfo(
+                key=key,
+                id=hex(id(fut)),
+                type=_label_type(fut),
+                created_at=_created(fut),
+                free=free,
+                owner_bound=False,
+                kind=SIGNAL_KIND,
+                verb=verb,
+                detail=detail,
+            )
         children = list(getattr(fut, "_children", []))
         parts = [join_info(c) for c in children]
         for p in parts:

@@ -1247,6 +1247,14 @@ NOT_A_DEADLOCK[_WAIT_FOR] = NOT_A_DEADLOCK["future_completed_by_a_task"].replace
     "                await fut\n", "                await asyncio.wait_for(fut, None)\n"
 )
 assert "wait_for(fut, None)" in NOT_A_DEADLOCK[_WAIT_FOR]
+# The same, the holder gathering its future (a gather of a plain future:
+# before, the future was taken for a gather of nothing, and the control hung
+# unreported).
+_GATHER = "future_gathered_completed_by_a_task"
+NOT_A_DEADLOCK[_GATHER] = NOT_A_DEADLOCK["future_completed_by_a_task"].replace(
+    "                await fut\n", "                await asyncio.gather(fut)\n"
+)
+assert "gather(fut)" in NOT_A_DEADLOCK[_GATHER]
 #: The cases of asyncio classes new in 3.11.
 NEEDS_311 = {
     "task_group_exit_awaiting_a_task_that_needs_a_held_lock",
@@ -1295,6 +1303,10 @@ CYCLES = {
         "'holder' waits on asyncio.Future(0x",
     ),
     "future_awaited_through_wait_for_completed_by_a_task": (
+        ["holder", "waiter"],
+        "'holder' waits on asyncio.Future(0x",
+    ),
+    "future_gathered_completed_by_a_task": (
         ["holder", "waiter"],
         "'holder' waits on asyncio.Future(0x",
     ),
