@@ -586,8 +586,8 @@ MUTATIONS = [
     Mutation(
         "probable-reported-by-ids",
         W,
-        "            return _stamped(f.key, waits) in self._probable_reported\n",
-        "            return _stamped(f.key, ()) in self._probable_reported\n",
+        "    return _stamped(key, waits)\n",
+        "    return _stamped(key, ())\n",
         "a probable deadlock reported is remembered by its waits' ids and starts",
     ),
     Mutation(

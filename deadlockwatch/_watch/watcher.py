@@ -624,7 +624,7 @@ class _Detector:
 
     def _seen(self, f: Finding, waits: Iterable[WaitRecord | AioWait]) -> bool:
         if f.kind == PROBABLE_DEADLOCK:
-            return _stamped(f.key, waits) in self._probable_reported
+            return _probable_key(f.key, waits) in self._probable_reported
         return self._reported(f.key, waits)
 
     def sweep(self, idents: Iterable[int]) -> list[Finding]:
@@ -804,7 +804,7 @@ class _Detector:
                 return
             if len(self._probable_reported) > 10_000:
                 self._probable_reported.clear()
-            self._probable_reported.add(_stamped(finding.key, waits.values()))
+            self._probable_reported.add(_probable_key(finding.key, waits.values()))
             self.record(finding)
             self.emit(finding)
             return
@@ -1015,6 +1015,13 @@ def _stamped(
     alone would take the new waits for the old ones."""
     since = {id(w): w.since for w in waits}
     return frozenset((token, since.get(token, 0.0)) for token in tokens)
+
+
+def _probable_key(
+    key: frozenset[int], waits: Iterable[WaitRecord | AioWait]
+) -> frozenset[tuple[int, float]]:
+    """How a probable deadlock reported is remembered: by its waits."""
+    return _stamped(key, waits)
 
 
 def _waits(force: bool = False) -> list[WaitRecord | AioWait]:
