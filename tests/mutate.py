@@ -578,8 +578,8 @@ MUTATIONS = [
     Mutation(
         "quiet-by-ids",
         W,
-        "        quiet = (_stamped(map(id, waits), waits), _native.thread_count())\n",
-        "        quiet = (_stamped(map(id, waits), ()), _native.thread_count())\n",
+        "            out.add((id(w), w.since))\n",
+        "            out.add((id(w), 0.0))\n",
         "the waits already looked at are told apart from new ones by their start, not"
         " only their records' ids (freed records' addresses go to later waits)",
     ),

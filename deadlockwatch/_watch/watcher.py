@@ -570,7 +570,7 @@ class _Detector:
         # The same waits and the same threads as at the last analysis that
         # found nothing new: nothing new can be found (a deadlock needs a
         # thread to start waiting, or one to end), so skip the capture.
-        quiet = (_stamped(map(id, waits), waits), _native.thread_count())
+        quiet = (_quiet_key(waits), _native.thread_count())
         if quiet == self._quiet:
             return
         snap, _ = capture(waits, self._exclude())
@@ -1015,6 +1015,20 @@ def _stamped(
     alone would take the new waits for the old ones."""
     since = {id(w): w.since for w in waits}
     return frozenset((token, since.get(token, 0.0)) for token in tokens)
+
+
+def _quiet_key(waits: Iterable[WaitRecord | AioWait]) -> frozenset[tuple[int, float]]:
+    """The waits as the skip of `tick` compares them: each by its token and
+    start, a polling loop's (``while not t.join(0.2)``: a new record at
+    each take) as one wait, by its thread, object and first take."""
+    out = set()
+    for w in waits:
+        polled = getattr(w, "polled_since", None)
+        if polled is None:
+            out.add((id(w), w.since))
+        else:
+            out.add((hash((w.rec.ident, id(w.resource))), float(polled)))  # type: ignore[union-attr]
+    return frozenset(out)
 
 
 def _probable_key(
