@@ -244,6 +244,10 @@ class _Plugin:
         self.queue: collections.deque[Any] = collections.deque()
         self.counts: dict[str, int] = {}
         self.per_test: bool = False
+        #: How many findings the detector had when the session began: one
+        #: enabled outside the plugin (``DEADLOCKWATCH=1``) reports to
+        #: stderr, which pytest captures and drops with each passing test.
+        self.findings_at_start = _findings_count()
 
     @classmethod
     def from_config(cls, config: pytest.Config, options: Any) -> _Plugin:
@@ -436,15 +440,43 @@ class _Plugin:
                     if name.startswith("deadlockwatch "):
                         kind = name.split(" ", 1)[1]
                         counts[kind] = counts.get(kind, 0) + 1
-        if not counts and not self.session_enabled:
+        if not self.session_enabled and not counts:
+            self._outside_summary(terminalreporter)
             return
         text = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "no findings"
         terminalreporter.write_sep("-", f"deadlockwatch: {text}")
+
+    def _outside_summary(self, terminalreporter: Any) -> None:
+        """The findings of a detector enabled outside the plugin
+        (``DEADLOCKWATCH=1``, ``enable()`` in a conftest): their reports went
+        to stderr, which pytest captured and dropped with each passing test."""
+        watcher = sys.modules.get("deadlockwatch._watch.watcher")
+        if watcher is None:
+            return
+        found = list(watcher.DETECTOR.findings[self.findings_at_start :])
+        if not found:
+            return
+        counts: dict[str, int] = {}
+        for f in found:
+            counts[f.kind] = counts.get(f.kind, 0) + 1
+        text = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
+        terminalreporter.write_sep("-", f"deadlockwatch: {text} (enabled outside pytest's plugin)")
+        for f in found:
+            terminalreporter.write_line(f"{f.kind}: {f.cause}")
+        terminalreporter.write_line(
+            "(each full report went to the captured stderr of a test; "
+            "with --deadlockwatch each is part of its test's report)"
+        )
 
 
 _RESTORE = pytest.StashKey[bool]()
 #: The threads alive when a test started: id of the Thread object -> ident.
 _THREADS = pytest.StashKey[dict[int, int]]()
+
+
+def _findings_count() -> int:
+    watcher = sys.modules.get("deadlockwatch._watch.watcher")
+    return 0 if watcher is None else len(watcher.DETECTOR.findings)
 
 
 def _live_threads() -> dict[int, int]:

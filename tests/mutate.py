@@ -555,7 +555,7 @@ MUTATIONS = [
     Mutation(
         "wait-for-future-unread",
         T,
-        "        return any(value is fut for value in list(frames[mine].f_locals.values()))\n",
+        '        return given.f_locals.get("fut") is fut\n',
         "        return False\n",
         "a future the task's own frame hands to asyncio to await (wait_for(fut, None)) is"
         " a bare future of the task's",

@@ -277,11 +277,14 @@ def _read_wait(task: Any, fut: Any, now: float, plain: dict[int, Any]) -> bool:
 def _bare_future(fut: Any, frames: list[Any]) -> bool:
     """Whether the task awaits ``fut`` itself, in code of its own: a plain
     ``asyncio.Future`` (``loop.create_future()``, ``shield``'s outer one) that
-    the innermost frame outside asyncio awaits directly, or hands to asyncio
-    to await (``asyncio.wait_for(fut, None)``: a local of that frame is the
-    future).  Its setter is anyone who holds it (a signal, "complete").  Not
-    a future of asyncio's own (a sleep's, a socket's, a stream's: their
-    waits are asyncio's, ended by a timer or a file descriptor)."""
+    the innermost frame outside asyncio awaits directly, or hands to
+    ``asyncio.wait_for(fut, None)``, which awaits the future it was given.
+    Its setter is anyone who holds it (a signal, "complete").  Not a future
+    of asyncio's own (a sleep's, a socket's, a stream's: their waits are
+    asyncio's, ended by a timer or a file descriptor).  Only ``wait_for``'s
+    frame is read for its locals (on 3.10 to 3.12 reading a frame's locals
+    leaves the frame a copy of them, which would keep the application's
+    objects alive past their ``del``)."""
     asyncio = _asyncio()
     if asyncio is None or type(fut) not in _future_types(asyncio) or not frames:
         return False
@@ -294,10 +297,13 @@ def _bare_future(fut: Any, frames: list[Any]) -> bool:
         mine -= 1
     if mine == inner:
         return True
-    if mine < 0:
+    if mine < 0 or mine + 1 != inner:
+        return False
+    given = frames[inner]
+    if given.f_code.co_name != "wait_for":
         return False
     try:
-        return any(value is fut for value in list(frames[mine].f_locals.values()))
+        return given.f_locals.get("fut") is fut
     except Exception:
         return False
 

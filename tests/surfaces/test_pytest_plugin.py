@@ -374,6 +374,50 @@ def test_environment_start_up_leaves_a_warnings_as_errors_session_alone(
     result.stderr.no_fnmatch_line("*PytestAssertRewriteWarning*")
 
 
+@pytest.mark.parametrize("env", ["1", None])
+def test_findings_of_the_environment_switch_are_summed_up_at_the_end(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, env: str | None
+) -> None:
+    """With DEADLOCKWATCH=1 and no --deadlockwatch, a finding's report goes to
+    stderr, which pytest captures and drops with the passing test: the
+    session's summary names it (found on a real-world trial: pebble's two
+    true lock-order inversions under DEADLOCKWATCH=1 appeared nowhere in
+    pytest's output).  Without the switch, nothing (the control)."""
+    pytester.makepyfile(
+        test_inv="""
+        import threading
+
+        def test_inverted():
+            a, b = threading.Lock(), threading.Lock()
+            with a:
+                with b:
+                    pass
+            with b:
+                with a:
+                    pass
+
+        def test_other():
+            pass
+        """
+    )
+    if env is None:
+        monkeypatch.delenv("DEADLOCKWATCH", raising=False)
+    else:
+        monkeypatch.setenv("DEADLOCKWATCH", env)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:asyncio", timeout=60)
+    result.assert_outcomes(passed=2)
+    if env is None:
+        result.stdout.no_fnmatch_line("*deadlockwatch: *")
+        return
+    result.stdout.fnmatch_lines(
+        [
+            "*deadlockwatch: 1 lock-order-inversion (enabled outside pytest's plugin)*",
+            "lock-order-inversion: *Lock(created test_inv.py:4*",
+            "*with --deadlockwatch each is part of its test's report*",
+        ]
+    )
+
+
 def test_locks_of_a_module_the_conftest_imports_are_tracked(pytester: pytest.Pytester) -> None:
     """A conftest that imports the project (most do) runs before pytest_configure:
     the plugin switches on before it, so a class bound at import
