@@ -689,10 +689,21 @@ def _cycle_cause(snap: Snapshot, cycle: tuple[CycleStep, ...]) -> str:
         nxt = snap.threads[signal.held_by]
         mine = {h.resource for h in me.held}
         needed = [x for x in waited(snap, nxt) if x.key in mine]
-        what = f"{needed[0].label}, which" if needed else "what"
+        if not needed:
+            # It holds nothing the giver waits for: the giver waits for it
+            # through the rest of the cycle (a job it runs, a task it is).
+            i = cycle.index(signal)
+            between = [cycle[(i + j) % len(cycle)].thread for j in range(2, len(cycle))]
+            via = f", through {_names(snap, between)}," if between else ""
+            return (
+                f"{_name(snap, signal.thread)} waits on {r.label}, which "
+                f"{_name(snap, signal.held_by)} could {r.verb or 'release'}, and "
+                f"{_name(snap, signal.held_by)} waits{via} for {_name(snap, signal.thread)}"
+            )
         return (
-            f"{_name(snap, signal.thread)} waits on {r.label} while holding {what} "
-            f"{_name(snap, signal.held_by)} needs before it could {r.verb or 'release'} it"
+            f"{_name(snap, signal.thread)} waits on {r.label} while holding "
+            f"{needed[0].label}, which {_name(snap, signal.held_by)} needs before it could "
+            f"{r.verb or 'release'} it"
         )
     if all(snap.resources[s.waits_for].kind == "join" for s in cycle):
         if len(cycle) == 2:
