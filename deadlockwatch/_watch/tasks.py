@@ -910,6 +910,25 @@ def _add_loop(b: Any, asyncio: Any, loop: Any, waits: list[AioWait]) -> None:
     #: Tasks that hold or finish something waited for (owners, awaited tasks).
     needed: dict[int, Any] = {}
 
+    def signal_info(obj: Any, op: str, k: int) -> ResourceInfo:
+        """A signal (an Event, a queue's item or room, a plain future...):
+        whoever holds it may give it (`_watch.reach`, where it matters)."""
+        free, verb, detail = _signal_state(asyncio, obj, op)
+        if k not in signals:
+            signals.append(k)
+        b.live.setdefault(k, obj)
+        return ResourceInfo(
+            key=k,
+            id=hex(id(obj)),
+            type=_label_type(obj),
+            created_at=_created(obj),
+            free=free,
+            owner_bound=False,
+            kind=SIGNAL_KIND,
+            verb=verb,
+            detail=detail,
+        )
+
     def join_info(fut: Any) -> ResourceInfo:
         k = id(fut)
         if _is_task(asyncio, fut):
@@ -934,22 +953,7 @@ def _add_loop(b: Any, asyncio: Any, loop: Any, waits: list[AioWait]) -> None:
             # A plain future gathered (``gather(fut)``, not an executor's
             # job): a signal, as when awaited itself, that whoever holds it
             # may complete.
-            key = _key(fut, "future")
-            free, verb, detail = _signal_state(asyncio, fut, "future")
-            if key not in infos:
-                signals.append(key)
-                b.live.setdefault(key, fut)
-            return ResourceInfo(
-                key=key,
-                id=hex(id(fut)),
-                type=_label_type(fut),
-                created_at=_created(fut),
-                free=free,
-                owner_bound=False,
-                kind=SIGNAL_KIND,
-                verb=verb,
-                detail=detail,
-            )
+            return signal_info(fut, "future", _key(fut, "future"))
         children = list(getattr(fut, "_children", []))
         parts = [join_info(c) for c in children]
         for p in parts:
@@ -1021,20 +1025,7 @@ def _add_loop(b: Any, asyncio: Any, loop: Any, waits: list[AioWait]) -> None:
                 kind=LOCK_KIND,
             )
         else:
-            free, verb, detail = _signal_state(asyncio, obj, w.op)
-            infos[k] = ResourceInfo(
-                key=k,
-                id=hex(id(obj)),
-                type=_label_type(obj),
-                created_at=_created(obj),
-                free=free,
-                owner_bound=False,
-                kind=SIGNAL_KIND,
-                verb=verb,
-                detail=detail,
-            )
-            signals.append(k)
-            b.live.setdefault(k, obj)
+            infos[k] = signal_info(obj, w.op, k)
 
     # Tasks awaited, or holding a lock awaited, that wait on nothing tracked
     # are left out: they count as able to run.
