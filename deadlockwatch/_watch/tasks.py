@@ -680,6 +680,7 @@ def reach_of(
     from deadlockwatch._watch import reach as _reach
 
     hidden = _first_callbacks()
+    hidden.update(_gather_dicts())
     try:
         found = _reach.reach([target], frames, stop=(job.loop,), watch=job.objects, hidden=hidden)
     finally:
@@ -744,6 +745,39 @@ def _first_callbacks() -> dict[int, list[Any]]:
     finally:
         del objects
     return out
+
+
+def _gather_dicts() -> dict[int, list[Any]]:
+    """3.13+: a ``gather``'s outer future's attribute dict (its ``_children``),
+    which the collector does not report the future holds (``_asyncio.Future``
+    keeps a managed dict its traverse leaves out), by the dict's id.  Without
+    it, a future gathered was reachable only through "a dict held where
+    deadlockwatch cannot see", and so by every thread.  Found by matching each
+    gathering future's ``_children`` (read as an attribute: its dict cannot
+    be asked for) with a dict that has it, in one pass over the heap."""
+    if sys.version_info < (3, 13):
+        return {}
+    gathering = getattr(sys.modules.get("asyncio.tasks"), "_GatheringFuture", None)
+    if not isinstance(gathering, type):
+        return {}
+    outers: dict[int, Any] = {}
+    dicts: dict[int, dict[str, Any]] = {}
+    objects = gc.get_objects()
+    try:
+        for o in objects:
+            if type(o) is gathering:
+                children = getattr(o, "_children", None)
+                if children is not None:
+                    outers[id(children)] = o
+            elif type(o) is dict and "_children" in o:
+                dicts[id(o.get("_children"))] = o
+    finally:
+        del objects
+    return {
+        id(d): [outers[key]]
+        for key, d in dicts.items()
+        if key in outers and d.get("_children") is getattr(outers[key], "_children", None)
+    }
 
 
 def _task_names(task: Any, names: set[str]) -> str:
