@@ -576,6 +576,13 @@ MUTATIONS = [
         " into its context variables",
     ),
     Mutation(
+        "helper-dummy-kept",
+        W,
+        "            _forget_dummy(ident)\n",
+        "            pass\n",
+        "a helper thread of the detector's leaves threading no _DummyThread",
+    ),
+    Mutation(
         "quiet-by-ids",
         W,
         "            out.add((id(w), w.since))\n",

@@ -87,6 +87,7 @@ def _start_helper(run: Callable[..., object], args: tuple[Any, ...] = ()) -> Non
         try:
             run(*args)
         finally:
+            _forget_dummy(ident)
             _HELPERS.discard(ident)
             _helper_count(-1)
 
@@ -96,6 +97,27 @@ def _start_helper(run: Callable[..., object], args: tuple[Any, ...] = ()) -> Non
     except BaseException:
         _helper_count(-1)
         raise
+
+
+def _forget_dummy(ident: int) -> None:
+    """Take out of threading's table of threads the ``_DummyThread`` that code
+    run in a thread of the detector's made by asking for the current thread
+    (a logging record does, for its ``threadName``).  threading keeps a
+    dummy for good (3.10, 3.11), so ``threading.enumerate()`` listed a thread
+    the program never had, and a later thread given the same ident (the
+    watcher, say) was listed under it (a 3.10 CI failure)."""
+    threading_ = sys.modules.get("threading")
+    active = getattr(threading_, "_active", None)
+    dummy = getattr(threading_, "_DummyThread", None)
+    lock = getattr(threading_, "_active_limbo_lock", None)
+    if not isinstance(active, dict) or not isinstance(dummy, type) or lock is None:
+        return
+    try:
+        with lock:
+            if isinstance(active.get(ident), dummy):
+                del active[ident]
+    except Exception:
+        pass
 
 
 def _wait_helpers(timeout: float) -> None:
@@ -853,6 +875,8 @@ class _Detector:
                 "deadlockwatch: the on_deadlock callable raised:\n"
                 + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             )
+        finally:
+            _forget_dummy(_native.get_ident())
 
     @staticmethod
     def abort() -> None:

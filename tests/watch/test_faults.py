@@ -749,3 +749,49 @@ def test_no_helper_thread_of_the_detector_outlives_its_exit_handler() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "found: ['DeadlockError']" in proc.stdout, proc.stdout + proc.stderr
     assert "helpers at exit: 0" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_logging_a_finding_leaves_threading_no_thread_of_the_detectors() -> None:
+    """A finding is logged (the application configured logging) from a
+    helper thread of the detector's, and a logging record asks threading for
+    the current thread: threading made a ``_DummyThread`` for the helper and
+    kept it for good (3.10, 3.11), so ``threading.enumerate()`` listed a thread
+    the program never had, and a later thread given its ident (the watcher's,
+    a 3.10 CI failure of test_watcher_is_invisible_to_threading) was listed
+    under it.  The control: a thread of the program's own, not started by
+    threading, that asks the same is listed (threading's own behaviour)."""
+    proc = run_python(
+        """
+        import _thread, io, logging, threading, time
+        import deadlockwatch
+        from deadlockwatch._watch import watcher
+
+        logging.basicConfig(level=logging.WARNING, stream=io.StringIO())
+        deadlockwatch.enable(on_deadlock="report", text=False, interval=0.02, threshold=0.02)
+        a, b = threading.Lock(), threading.Lock()
+        with a:
+            with b:
+                pass
+        with b:
+            with a:  # an inversion: reported, and logged from a helper thread
+                pass
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (
+            watcher.DETECTOR.findings and watcher._helper_count(0) == 0
+        ):
+            time.sleep(0.01)
+        print("findings:", [f.kind for f in watcher.DETECTOR.findings], flush=True)
+        print("listed:", sorted(type(t).__name__ for t in threading.enumerate()), flush=True)
+        done = []
+        _thread.start_new_thread(lambda: done.append(threading.current_thread()), ())
+        while not done:
+            time.sleep(0.01)
+        print("own:", type(done[0]).__name__ in [type(t).__name__ for t in threading.enumerate()])
+        """,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "findings: ['lock-order-inversion']" in proc.stdout, proc.stdout + proc.stderr
+    assert "listed: ['_MainThread']" in proc.stdout, proc.stdout + proc.stderr
+    if sys.version_info < (3, 12):
+        assert "own: True" in proc.stdout, proc.stdout  # the control
