@@ -103,7 +103,7 @@ def _forget_dummy(ident: int) -> None:
     """Take out of threading's table of threads the ``_DummyThread`` that code
     run in a thread of the detector's made by asking for the current thread
     (a logging record does, for its ``threadName``).  threading keeps a
-    dummy for good (3.10, 3.11), so ``threading.enumerate()`` listed a thread
+    dummy for good (3.10 to 3.12), so ``threading.enumerate()`` listed a thread
     the program never had, and a later thread given the same ident (the
     watcher, say) was listed under it (a 3.10 CI failure)."""
     threading_ = sys.modules.get("threading")
